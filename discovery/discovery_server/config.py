@@ -1,0 +1,15 @@
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Read from the environment (and `.env` at the repo root)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    discovery_host: str = "127.0.0.1"
+    discovery_port: int = 8761
+    # How often expired leases are looked for; Eureka's 60 s is too slow for our 15 s leases.
+    discovery_eviction_interval_seconds: float = 5.0
+    # How long changes stay in /apps/delta (Eureka: 3 minutes).
+    discovery_delta_retention_seconds: float = 180.0
+    discovery_log_level: str = "info"

@@ -1,0 +1,57 @@
+"""The discovery app: the registry in memory, the Eureka API, the dashboard and the eviction task."""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from discovery_server import api, dashboard
+from discovery_server.config import Settings
+from discovery_server.registry import Registry
+
+log = logging.getLogger("discovery_server")
+
+
+class TrailingSlashIgnored:
+    """`/eureka/apps/` and `/eureka/apps` are the same resource: real clients use both."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and len(path) > 1 and path.endswith("/"):
+            scope = {**scope, "path": path.rstrip("/") or "/"}
+        await self.app(scope, receive, send)
+
+
+async def evict_expired_leases(registry: Registry, interval_seconds: float) -> None:
+    while True:
+        await asyncio.sleep(interval_seconds)
+        for instance in registry.evict_expired():
+            log.info(
+                "evicted %s/%s: no heartbeat for %s s",
+                instance.app,
+                instance.instance_id,
+                instance.duration_secs,
+            )
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        eviction = asyncio.create_task(
+            evict_expired_leases(app.state.registry, settings.discovery_eviction_interval_seconds)
+        )
+        yield
+        eviction.cancel()
+
+    app = FastAPI(title="discovery-server", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.registry = Registry(delta_retention_secs=settings.discovery_delta_retention_seconds)
+    app.include_router(api.router)
+    app.include_router(dashboard.router)
+    app.add_middleware(TrailingSlashIgnored)
+    return app
