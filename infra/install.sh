@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Installs what the stack and its tests need, only what is missing: Debian packages (when root),
+# the Python virtualenv with every project of this repo, and the Kafka/Connect jars from Maven.
+# Safe to run again: each step is skipped when its inputs have not changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+STAMPS=$ROOT/.stack/install
+LOGS=$ROOT/.stack/logs
+mkdir -p "$STAMPS" "$LOGS"
+
+say() { echo "==> $*"; }
+die() { echo "ERROR: $*" >&2; exit 1; }
+
+# --- Debian packages -----------------------------------------------------------------------------
+missing=()
+[ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jdk-headless)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
+for pkg in "$@"; do  # extra packages a caller needs (make bench asks for wrk and nginx)
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    say "installing Debian packages: ${missing[*]} (log: $LOGS/install-apt.log)"
+    {
+      apt-get update -q &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+    } >"$LOGS/install-apt.log" 2>&1 || die "apt-get install failed; see $LOGS/install-apt.log"
+  else
+    die "missing Debian packages: ${missing[*]}. Install them (sudo apt-get install ${missing[*]}) and retry."
+  fi
+fi
+
+# --- Python: one virtualenv with every project of the repo -----------------------------------------
+command -v python3 >/dev/null 2>&1 || die "python3 (3.11+) is required"
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "python3 must be 3.11 or newer"
+if ! command -v uv >/dev/null 2>&1; then
+  say "installing uv (Python package installer)"
+  python3 -m pip install -q --disable-pip-version-check uv==0.13.8 >"$LOGS/install-uv.log" 2>&1 \
+    || die "pip install uv failed; see $LOGS/install-uv.log"
+fi
+UV=$(command -v uv || echo "python3 -m uv")
+[ -x .venv/bin/python ] || { say "creating .venv"; $UV venv -q .venv --python python3; }
+
+projects=()
+for dir in libs/* services/* discovery gateway infra; do
+  [ -f "$dir/pyproject.toml" ] && projects+=(-e "$dir")
+done
+python_inputs=$(cat requirements-dev.txt libs/*/pyproject.toml services/*/pyproject.toml \
+  discovery/pyproject.toml gateway/pyproject.toml infra/pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+if [ "$(cat "$STAMPS/python" 2>/dev/null)" != "$python_inputs" ]; then
+  say "installing Python dependencies into .venv (log: $LOGS/install-python.log)"
+  $UV pip install --python .venv/bin/python "${projects[@]}" -r requirements-dev.txt \
+    >"$LOGS/install-python.log" 2>&1 || die "Python dependencies failed to install; see $LOGS/install-python.log"
+  echo "$python_inputs" >"$STAMPS/python"
+fi
+
+# --- Kafka, Kafka Connect and the Debezium JDBC sink, from Maven Central ------------------------------
+maven_inputs=$(sha256sum infra/pom.xml | cut -c1-16)
+if [ "$(cat "$STAMPS/maven" 2>/dev/null)" != "$maven_inputs" ] || [ ! -d infra/target/kafka/lib ] \
+   || [ ! -d infra/target/connect-plugins/debezium-connector-jdbc ]; then
+  say "fetching Kafka and Connect jars with Maven (first time: a few minutes; log: $LOGS/install-maven.log)"
+  rm -rf infra/target
+  mvn -B -f infra/pom.xml package >"$LOGS/install-maven.log" 2>&1 \
+    || die "Maven could not fetch the Kafka/Connect jars; see $LOGS/install-maven.log"
+  echo "$maven_inputs" >"$STAMPS/maven"
+fi
+say "install: everything present"

@@ -1,0 +1,94 @@
+"""Kafka Connect in distributed mode, and the orders-sink connector registered through its REST API."""
+
+import json
+from pathlib import Path
+
+import httpx
+
+from launcher import kafka
+from launcher.environment import CONNECT_PLUGINS, INFRA_DIR, STACK_DIR, StackConfig, render_template
+from launcher.processes import Component, StartupFailed, done, port_open, start, step, wait_until
+
+WORKER_PROPERTIES = STACK_DIR / "connect" / "worker.properties"
+CONNECTOR_DIR = INFRA_DIR / "connect"
+SINK_CONNECTOR = "orders-sink"
+SINK_CLASS = "io.debezium.connector.jdbc.JdbcSinkConnector"
+
+
+def component(config: StackConfig) -> Component:
+    return Component("connect", config.connect_port)
+
+
+def up(config: StackConfig) -> None:
+    connect = component(config)
+    if connect.running():
+        print(f"==> kafka connect already running (pid {connect.pid()})")
+    else:
+        if port_open(config.connect_port):
+            raise StartupFailed(f"connect: port {config.connect_port} is taken by a process this launcher did not start")
+        start_worker(config)
+    register_connector(config, SINK_CONNECTOR, CONNECTOR_DIR / f"{SINK_CONNECTOR}.json")
+
+
+def start_worker(config: StackConfig) -> None:
+    connect = component(config)
+    render_template(
+        CONNECTOR_DIR / "worker.properties", WORKER_PROPERTIES,
+        kafka_bootstrap_servers=config.get("KAFKA_BOOTSTRAP_SERVERS"), connect_host="127.0.0.1",
+        connect_port=config.connect_port, plugin_path=CONNECT_PLUGINS,
+    )
+    step(f"starting kafka connect (distributed) on {config.connect_url}")
+    argv = kafka.java_command("org.apache.kafka.connect.cli.ConnectDistributed", str(WORKER_PROPERTIES))
+    # The worker resolves ${env:...} in connector configs from its own environment (.env values).
+    start(connect, argv, config.process_env())
+    wait_until(connect, lambda: _has_plugin(config, SINK_CLASS), 180, "serving REST with the JDBC sink plugin")
+
+
+def _has_plugin(config: StackConfig, connector_class: str) -> bool:
+    plugins = httpx.get(f"{config.connect_url}/connector-plugins", timeout=2).json()
+    return any(plugin["class"] == connector_class for plugin in plugins)
+
+
+def register_connector(config: StackConfig, name: str, config_file: Path) -> None:
+    """PUT the config (idempotent: create or update), then wait until the connector and its tasks run."""
+    connect = component(config)
+    step(f"registering connector {name}")
+    connector_config = json.loads(config_file.read_text())
+    response = None
+
+    def put_config() -> bool:
+        nonlocal response
+        response = httpx.put(f"{config.connect_url}/connectors/{name}/config", json=connector_config, timeout=30)
+        # 409: the worker group is rebalancing; try again.
+        if response.status_code == 409:
+            return False
+        if response.status_code >= 400:
+            raise StartupFailed(f"connect: {name} rejected ({response.status_code}): {response.text}")
+        return True
+
+    try:
+        wait_until(connect, put_config, 60, "accepted", quiet=True)
+    except StartupFailed:
+        raise
+    wait_until(connect, lambda: connector_running(config, name), 90, "RUNNING with its tasks")
+
+
+def connector_running(config: StackConfig, name: str) -> bool:
+    status = httpx.get(f"{config.connect_url}/connectors/{name}/status", timeout=2).json()
+    tasks = status.get("tasks", [])
+    return (
+        status.get("connector", {}).get("state") == "RUNNING"
+        and len(tasks) > 0
+        and all(task.get("state") == "RUNNING" for task in tasks)
+    )
+
+
+def ensure_running(config: StackConfig) -> None:
+    """Used by tests that restart the worker."""
+    if not component(config).running():
+        start_worker(config)
+    wait_until(component(config), lambda: connector_running(config, SINK_CONNECTOR), 90, "RUNNING", quiet=True)
+    done()
+
+
+__all__ = ["SINK_CONNECTOR", "component", "connector_running", "ensure_running", "register_connector", "up"]

@@ -1,0 +1,112 @@
+"""Apache Kafka as one combined broker + KRaft controller, from the jars infra/pom.xml fetched."""
+
+import asyncio
+import base64
+import logging
+import os
+import subprocess
+import uuid
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from launcher.environment import INFRA_DIR, KAFKA_LIB, STACK_DIR, StackConfig, render_template
+from launcher.processes import Component, StartupFailed, done, port_open, start, step, wait_until
+
+KAFKA_DIR = STACK_DIR / "kafka"
+SERVER_PROPERTIES = KAFKA_DIR / "server.properties"
+LOG4J_CONFIG = INFRA_DIR / "kafka" / "log4j2.properties"
+
+# Topics of the data path; the dead-letter topics exist up front so they can be watched before anything fails.
+DATA_TOPICS = ("orders", "example-catalog-topic")
+DEAD_LETTER_TOPICS = ("orders-dlq", "example-catalog-topic-dlq")
+
+
+# aiokafka logs every refused connection while the broker is still starting; the launcher reports progress itself.
+logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
+def component(config: StackConfig) -> Component:
+    return Component("kafka", config.kafka_port)
+
+
+def java_command(main_class: str, *args: str, heap: str = "1g") -> list[str]:
+    """The java command line Kafka's own scripts would build: log4j config and our jar folder as classpath."""
+    if not KAFKA_LIB.is_dir():
+        raise StartupFailed(f"kafka: {KAFKA_LIB} is missing; run `make install` (mvn -f infra/pom.xml package)")
+    return [
+        "java", "-Xms256m", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={LOG4J_CONFIG}", "-cp", f"{KAFKA_LIB}/*", main_class, *args,
+    ]
+
+
+def up(config: StackConfig) -> None:
+    kafka = component(config)
+    controller_port = config.int("KAFKA_CONTROLLER_PORT", 9093)
+    if kafka.running():
+        print(f"==> kafka already running (pid {kafka.pid()})")
+    else:
+        for port in (config.kafka_port, controller_port):
+            if port_open(port):
+                raise StartupFailed(f"kafka: port {port} is taken by a process this launcher did not start")
+        render_template(
+            INFRA_DIR / "kafka" / "server.properties", SERVER_PROPERTIES, stack_dir=STACK_DIR,
+            kafka_port=config.kafka_port, kafka_controller_port=controller_port,
+        )
+        _format_storage(kafka)
+        step(f"starting kafka (KRaft broker+controller) on 127.0.0.1:{config.kafka_port}")
+        start(kafka, java_command("kafka.Kafka", str(SERVER_PROPERTIES)), dict(os.environ))
+        wait_until(
+            kafka,
+            lambda: port_open(config.kafka_port) and asyncio.run(_list_topics(config)) is not None,
+            120,
+            "ready",
+        )
+    step("creating topics")
+    created = asyncio.run(_create_topics(config))
+    done(f"{', '.join(created) or 'all present'}")
+
+
+def _format_storage(kafka: Component) -> None:
+    if (KAFKA_DIR / "data" / "meta.properties").exists():
+        return
+    step("formatting kafka storage (first start)")
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    argv = java_command("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(SERVER_PROPERTIES),
+                        heap="256m")
+    kafka.log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(kafka.log_file, "ab") as log:
+        result = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, check=False)
+    if result.returncode != 0:
+        raise StartupFailed(f"kafka: storage format failed; see {kafka.log_file}")
+    done("done")
+
+
+def admin_client(config: StackConfig) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(bootstrap_servers=config.get("KAFKA_BOOTSTRAP_SERVERS"), request_timeout_ms=5000)
+
+
+async def _list_topics(config: StackConfig) -> list[str]:
+    admin = admin_client(config)
+    await admin.start()
+    try:
+        return await admin.list_topics()
+    finally:
+        await admin.close()
+
+
+async def _create_topics(config: StackConfig) -> list[str]:
+    partitions = config.int("TOPIC_PARTITIONS", 3)
+    admin = admin_client(config)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [name for name in (*DATA_TOPICS, *DEAD_LETTER_TOPICS) if name not in existing]
+        for name in wanted:
+            try:
+                await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+            except TopicAlreadyExistsError:
+                pass
+        return wanted
+    finally:
+        await admin.close()

@@ -1,0 +1,161 @@
+"""Starting, finding and stopping the stack's processes: one pid file and one log file per component."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from launcher.environment import LOG_DIR, PID_DIR, REPO_ROOT
+
+
+class StartupFailed(Exception):
+    """A component did not become ready; the message names it and its log file."""
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str  # also the pid and log file name, e.g. "kafka", "order-service-2"
+    port: int | None = None
+
+    @property
+    def log_file(self) -> Path:
+        return LOG_DIR / f"{self.name}.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return PID_DIR / f"{self.name}.pid"
+
+    def pid(self) -> int | None:
+        """The pid of our running process, or None (a stale pid file, or a pid reused by someone else)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if _is_ours(pid) else None
+
+    def running(self) -> bool:
+        return self.pid() is not None
+
+
+def _is_ours(pid: int) -> bool:
+    """True when pid is alive and was started by this launcher (its environment carries our marker)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    state = stat.rsplit(")", 1)[1].split()[0]
+    return state != "Z" and f"KAFKA_SYNC_STACK={REPO_ROOT}".encode() in environ.split(b"\0")
+
+
+def start(component: Component, argv: Sequence[str], env: dict[str, str], cwd: Path = REPO_ROOT) -> int:
+    """Start a detached process (own session, so `make` returning doesn't stop it), logging to its file."""
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    PID_DIR.mkdir(parents=True, exist_ok=True)
+    env = {**env, "KAFKA_SYNC_STACK": str(REPO_ROOT)}
+    with open(component.log_file, "ab") as log:
+        log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {component.name}\n".encode())
+        log.flush()
+        process = subprocess.Popen(
+            list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    component.pid_file.write_text(f"{process.pid}\n")
+    return process.pid
+
+
+def stop(component: Component, timeout: float = 30.0) -> bool:
+    """SIGTERM, wait, then SIGKILL. Returns True if something was stopped."""
+    pid = component.pid()
+    if pid is None:
+        component.pid_file.unlink(missing_ok=True)
+        return False
+    _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _is_ours(pid):
+        time.sleep(0.1)
+    if _is_ours(pid):
+        _signal_group(pid, signal.SIGKILL)
+        while _is_ours(pid):
+            time.sleep(0.05)
+    component.pid_file.unlink(missing_ok=True)
+    return True
+
+
+def kill(component: Component) -> None:
+    """kill -9, as a crash would (used by failure tests)."""
+    pid = component.pid()
+    if pid is not None:
+        _signal_group(pid, signal.SIGKILL)
+        while _is_ours(pid):
+            time.sleep(0.05)
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        os.kill(pid, sig)
+
+
+def wait_until(
+    component: Component, ready: Callable[[], bool], timeout: float, what: str = "ready", quiet: bool = False
+) -> None:
+    """Poll `ready` until it holds; fail naming the component and its log when the deadline passes
+    or the process dies first. Prints a dot every few seconds so long waits show progress."""
+    started = time.monotonic()
+    next_dot = started + 3
+    while True:
+        try:
+            if ready():
+                if not quiet:
+                    print(f" {what} in {time.monotonic() - started:.1f}s", flush=True)
+                return
+        except StartupFailed:
+            raise
+        except Exception:  # noqa: BLE001 - not ready yet; any error means "try again"
+            pass
+        if component.pid_file.exists() and not component.running():
+            raise StartupFailed(f"{component.name} exited before it was {what}; see {_tail_hint(component)}")
+        if time.monotonic() - started > timeout:
+            raise StartupFailed(f"{component.name} not {what} after {timeout:.0f}s; see {_tail_hint(component)}")
+        if time.monotonic() >= next_dot and not quiet:
+            print(".", end="", flush=True)
+            next_dot += 3
+        time.sleep(0.2)
+
+
+def _tail_hint(component: Component) -> str:
+    lines = []
+    try:
+        lines = component.log_file.read_text(errors="replace").splitlines()[-15:]
+    except FileNotFoundError:
+        pass
+    tail = "\n    ".join(lines)
+    return f"{component.log_file}" + (f"\n  last lines:\n    {tail}" if tail else "")
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def step(message: str) -> None:
+    print(f"==> {message}", end="", flush=True)
+
+
+def done(message: str = "") -> None:
+    print(f" {message}".rstrip(), flush=True)
+
+
+def fail(message: str) -> None:
+    print(f"\nERROR: {message}", file=sys.stderr, flush=True)

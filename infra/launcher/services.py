@@ -1,0 +1,120 @@
+"""The Python side of the stack: discovery, the services (order-service as several instances) and the gateway."""
+
+import importlib.util
+import subprocess
+
+import httpx
+
+from launcher.environment import REPO_ROOT, VENV_PYTHON, StackConfig
+from launcher.processes import Component, StartupFailed, done, port_open, start, step, wait_until
+
+
+def discovery_port(config: StackConfig) -> int:
+    return config.int("DISCOVERY_PORT", 8761)
+
+
+def gateway_port(config: StackConfig) -> int:
+    return config.int("GATEWAY_PORT", 8000)
+
+
+def eureka_url(config: StackConfig) -> str:
+    return config.get("DISCOVERY_URL", f"http://127.0.0.1:{discovery_port(config)}/eureka").rstrip("/")
+
+
+def service_instances(config: StackConfig) -> list[tuple[Component, str, str, dict[str, str]]]:
+    """(component, python module, Eureka app name, extra env) for every service instance, in start order."""
+    instances = [
+        (Component("catalog-service-1"), "catalog_service", "CATALOG-SERVICE", {"INSTANCE_ID": "catalog-service-1"}),
+        (Component("user-service-1"), "user_service", "USER-SERVICE", {"INSTANCE_ID": "user-service-1"}),
+    ]
+    for number in range(1, config.int("ORDER_INSTANCES", 2) + 1):
+        name = f"order-service-{number}"
+        instances.append((Component(name), "order_service", "ORDER-SERVICE", {"INSTANCE_ID": name}))
+    return instances
+
+
+def discovery_component(config: StackConfig) -> Component:
+    return Component("discovery", discovery_port(config))
+
+
+def gateway_component(config: StackConfig) -> Component:
+    return Component("gateway", gateway_port(config))
+
+
+def all_components(config: StackConfig) -> list[Component]:
+    return [discovery_component(config), *(c for c, *_ in service_instances(config)), gateway_component(config)]
+
+
+def migrate_orders_table(config: StackConfig) -> None:
+    """order-service's Alembic history owns mydb.orders; the sink needs the table before it writes."""
+    step("migrating the shared orders table (order-service alembic)")
+    result = subprocess.run(
+        [str(VENV_PYTHON), "-m", "alembic", "-c", str(REPO_ROOT / "services/order-service/alembic.ini"),
+         "upgrade", "head"],
+        cwd=REPO_ROOT, env=config.process_env(), capture_output=True, text=True, check=False,
+    )
+    if result.returncode != 0:
+        raise StartupFailed(f"order-service migration failed:\n{result.stderr[-2000:]}")
+    done("ok")
+
+
+def up(config: StackConfig) -> None:
+    discovery = discovery_component(config)
+    if _start_python(config, discovery, "discovery_server", {}):
+        wait_until(discovery, lambda: _discovery_ready(config), 60, "ready")
+    for component, module, app, extra in service_instances(config):
+        if _start_python(config, component, module, extra):
+            wait_until(component, lambda a=app, i=extra["INSTANCE_ID"]: _registered(config, a, i), 90,
+                       f"registered as {app}")
+    gateway = gateway_component(config)
+    if _start_python(config, gateway, "api_gateway", {}):
+        wait_until(gateway, lambda: _gateway_ready(config), 60, "ready")
+
+
+def restart_service(config: StackConfig, name: str) -> None:
+    """Start one service instance again (after a test killed it) and wait for its registration."""
+    for component, module, app, extra in service_instances(config):
+        if component.name == name:
+            if _start_python(config, component, module, extra):
+                wait_until(component, lambda: _registered(config, app, extra["INSTANCE_ID"]), 90,
+                           f"registered as {app}")
+            return
+    raise KeyError(name)
+
+
+def _start_python(config: StackConfig, component: Component, module: str, extra: dict[str, str]) -> bool:
+    if component.running():
+        print(f"==> {component.name} already running (pid {component.pid()})")
+        return False
+    if importlib.util.find_spec(module) is None:
+        print(f"==> {component.name}: module {module} is not installed; skipped")
+        return False
+    if component.port is not None and port_open(component.port):
+        raise StartupFailed(f"{component.name}: port {component.port} is taken by a process this launcher did not start")
+    step(f"starting {component.name}")
+    start(component, [str(VENV_PYTHON), "-m", module], config.process_env(**extra))
+    return True
+
+
+def _discovery_ready(config: StackConfig) -> bool:
+    response = httpx.get(f"{eureka_url(config)}/apps", headers={"Accept": "application/json"}, timeout=2)
+    return response.status_code == 200
+
+
+def _gateway_ready(config: StackConfig) -> bool:
+    response = httpx.get(f"http://127.0.0.1:{gateway_port(config)}/gateway/health_check", timeout=2)
+    return response.status_code == 200
+
+
+def registered_instances(config: StackConfig, app: str) -> list[dict]:
+    response = httpx.get(f"{eureka_url(config)}/apps/{app}", headers={"Accept": "application/json"}, timeout=2)
+    if response.status_code != 200:
+        return []
+    instances = response.json().get("application", {}).get("instance", [])
+    return instances if isinstance(instances, list) else [instances]
+
+
+def _registered(config: StackConfig, app: str, instance_id: str) -> bool:
+    return any(
+        i.get("instanceId") == instance_id and i.get("status") == "UP" for i in registered_instances(config, app)
+    )

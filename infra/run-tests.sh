@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# make test: lint, start the stack if it isn't running, run every test suite, and stop what we started.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+
+echo "==> ruff"
+.venv/bin/ruff check . || exit 1
+.venv/bin/ruff format --check . || exit 1
+
+started_here=0
+if ! $PY -m launcher status >/dev/null 2>&1; then
+  started_here=1
+fi
+$PY -m launcher up || { echo "ERROR: the stack did not start (see the component log named above)"; exit 1; }
+
+echo "==> pytest"
+$PY -m pytest "$@"
+result=$?
+
+if [ "$started_here" = 1 ] && [ -z "${KEEP_STACK:-}" ]; then
+  $PY -m launcher down
+fi
+exit $result
