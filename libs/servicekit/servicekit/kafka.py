@@ -1,0 +1,57 @@
+"""Kafka clients set up the one way we use them: transactional producers, read_committed readers."""
+
+import logging
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+log = logging.getLogger(__name__)
+
+# A read_committed reader cannot pass an open transaction: keep a dead producer's stall short.
+TRANSACTION_TIMEOUT_MS = 10_000
+
+
+def transactional_producer(
+    bootstrap_servers: str, transactional_id: str, *, linger_ms: int = 0
+) -> AIOKafkaProducer:
+    """Starting a producer with a `transactional_id` fences (aborts) any earlier one with the same id."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers,
+        client_id=transactional_id,
+        transactional_id=transactional_id,
+        enable_idempotence=True,
+        transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
+        linger_ms=linger_ms,
+        max_batch_size=256 * 1024,
+        request_timeout_ms=TRANSACTION_TIMEOUT_MS,
+    )
+
+
+def committed_consumer(bootstrap_servers: str, *topics: str, group_id: str | None) -> AIOKafkaConsumer:
+    """Sees only committed transactions; offsets are committed by the caller (inside its transaction)."""
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap_servers,
+        group_id=group_id,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+
+
+async def ensure_topics(bootstrap_servers: str, names: list[str], partitions: int) -> None:
+    """Create the topics that do not exist yet (replication factor 1: one broker)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(name, partitions, 1) for name in names if name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+                log.info("created topics", extra={"topics": [topic.name for topic in missing]})
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()

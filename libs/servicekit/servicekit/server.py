@@ -1,0 +1,79 @@
+"""Serve a FastAPI app like a Spring service with `server.port: 0`: a free port, found through discovery."""
+
+import asyncio
+import logging
+import socket
+
+import uvicorn
+from fastapi import FastAPI
+
+from servicekit.config import ServiceSettings
+from servicekit.discovery import DiscoveryClient
+from servicekit.log_setup import configure_logging
+
+log = logging.getLogger(__name__)
+
+
+class _RegisteredServer(uvicorn.Server):
+    """Registers once the app has started (ready = UP in discovery); deregisters before shutting down."""
+
+    def __init__(self, config: uvicorn.Config, discovery: DiscoveryClient) -> None:
+        super().__init__(config)
+        self.discovery = discovery
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if not self.should_exit:
+            await self.discovery.start()
+            log.info("registered with discovery")
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Leave the registry first so the gateway stops sending us requests while we drain.
+        try:
+            await self.discovery.stop()
+            log.info("deregistered from discovery")
+        except Exception:
+            log.exception("deregistration failed")
+        await super().shutdown(sockets=sockets)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(app: FastAPI, settings: ServiceSettings, app_name: str) -> None:
+    """Bind, register as `app_name`, serve until SIGTERM/SIGINT, deregister. Blocks.
+
+    Sets `settings.instance_id` (when unset, `host:app:port`) before the app starts, and
+    `app.state.discovery` to the client the app may use to find other services.
+    """
+    sock = bind_socket(settings.host, settings.port)
+    port = sock.getsockname()[1]
+    settings.instance_id = settings.instance_id or f"{settings.host}:{app_name.lower()}:{port}"
+    configure_logging(app_name.lower(), settings.instance_id, settings.log_level)
+
+    discovery = DiscoveryClient(
+        settings.discovery_url,
+        app_name=app_name,
+        instance_id=settings.instance_id,
+        host=settings.host,
+        port=port,
+    )
+    app.state.discovery = discovery
+    config = uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    server = _RegisteredServer(config, discovery)
+    log.info("serving", extra={"app": app_name, "port": port})
+    asyncio.run(server.serve(sockets=[sock]), loop_factory=config.get_loop_factory())
