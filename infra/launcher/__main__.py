@@ -68,7 +68,7 @@ def status(config: StackConfig) -> int:
             try:
                 for instance in services.registered_instances(config, app):
                     dynamic_ports[instance.get("instanceId", "")] = _port_of(instance)
-            except Exception:  # noqa: BLE001 - status must print even if discovery misbehaves
+            except Exception:
                 pass
     all_up = True
     for component in [*infra_components(config), *services.all_components(config)]:

@@ -25,7 +25,9 @@ def up(config: StackConfig) -> None:
         print(f"==> kafka connect already running (pid {connect.pid()})")
     else:
         if port_open(config.connect_port):
-            raise StartupFailed(f"connect: port {config.connect_port} is taken by a process this launcher did not start")
+            raise StartupFailed(
+                f"connect: port {config.connect_port} is taken by a process this launcher did not start"
+            )
         start_worker(config)
     register_connector(config, SINK_CONNECTOR, CONNECTOR_DIR / f"{SINK_CONNECTOR}.json")
 
@@ -33,9 +35,12 @@ def up(config: StackConfig) -> None:
 def start_worker(config: StackConfig) -> None:
     connect = component(config)
     render_template(
-        CONNECTOR_DIR / "worker.properties", WORKER_PROPERTIES,
-        kafka_bootstrap_servers=config.get("KAFKA_BOOTSTRAP_SERVERS"), connect_host="127.0.0.1",
-        connect_port=config.connect_port, plugin_path=CONNECT_PLUGINS,
+        CONNECTOR_DIR / "worker.properties",
+        WORKER_PROPERTIES,
+        kafka_bootstrap_servers=config.get("KAFKA_BOOTSTRAP_SERVERS"),
+        connect_host="127.0.0.1",
+        connect_port=config.connect_port,
+        plugin_path=CONNECT_PLUGINS,
     )
     step(f"starting kafka connect (distributed) on {config.connect_url}")
     argv = kafka.java_command("org.apache.kafka.connect.cli.ConnectDistributed", str(WORKER_PROPERTIES))

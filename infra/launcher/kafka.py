@@ -35,8 +35,17 @@ def java_command(main_class: str, *args: str, heap: str = "1g") -> list[str]:
     if not KAFKA_LIB.is_dir():
         raise StartupFailed(f"kafka: {KAFKA_LIB} is missing; run `make install` (mvn -f infra/pom.xml package)")
     return [
-        "java", "-Xms256m", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
-        f"-Dlog4j2.configurationFile={LOG4J_CONFIG}", "-cp", f"{KAFKA_LIB}/*", main_class, *args,
+        "java",
+        "-Xms256m",
+        f"-Xmx{heap}",
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+        "-cp",
+        f"{KAFKA_LIB}/*",
+        main_class,
+        *args,
     ]
 
 
@@ -50,8 +59,11 @@ def up(config: StackConfig) -> None:
             if port_open(port):
                 raise StartupFailed(f"kafka: port {port} is taken by a process this launcher did not start")
         render_template(
-            INFRA_DIR / "kafka" / "server.properties", SERVER_PROPERTIES, stack_dir=STACK_DIR,
-            kafka_port=config.kafka_port, kafka_controller_port=controller_port,
+            INFRA_DIR / "kafka" / "server.properties",
+            SERVER_PROPERTIES,
+            stack_dir=STACK_DIR,
+            kafka_port=config.kafka_port,
+            kafka_controller_port=controller_port,
         )
         _format_storage(kafka)
         step(f"starting kafka (KRaft broker+controller) on 127.0.0.1:{config.kafka_port}")
@@ -72,8 +84,9 @@ def _format_storage(kafka: Component) -> None:
         return
     step("formatting kafka storage (first start)")
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-    argv = java_command("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(SERVER_PROPERTIES),
-                        heap="256m")
+    argv = java_command(
+        "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(SERVER_PROPERTIES), heap="256m"
+    )
     kafka.log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(kafka.log_file, "ab") as log:
         result = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, check=False)

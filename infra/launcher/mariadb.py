@@ -48,8 +48,11 @@ def _initialise_datadir(mariadb: Component) -> None:
     step("initialising mariadb datadir")
     (MARIADB_DIR / "data").mkdir(parents=True, exist_ok=True)
     argv = [
-        "mariadb-install-db", f"--defaults-file={CONFIG}", "--auth-root-authentication-method=socket",
-        "--skip-test-db", f"--user={getpass.getuser()}",
+        "mariadb-install-db",
+        f"--defaults-file={CONFIG}",
+        "--auth-root-authentication-method=socket",
+        "--skip-test-db",
+        f"--user={getpass.getuser()}",
     ]
     with open(mariadb.log_file, "ab") as log:
         result = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, check=False)
@@ -62,7 +65,11 @@ def _admin_sql(sql: str) -> str | None:
     """Run SQL as the OS user over the private socket (unix_socket authentication, no password)."""
     result = subprocess.run(
         ["mariadb", f"--socket={SOCKET}", "--user", getpass.getuser(), "--batch", "--skip-column-names"],
-        input=sql, capture_output=True, text=True, timeout=30, check=False,
+        input=sql,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     if result.returncode != 0:
         raise RuntimeError(result.stderr.strip())
@@ -92,8 +99,12 @@ def _create_databases_and_user(config: StackConfig) -> None:
 
 def _app_user_can_connect(config: StackConfig) -> bool:
     connection = pymysql.connect(
-        host=config.get("DB_HOST", "127.0.0.1"), port=config.db_port, user=config.get("DB_USER"),
-        password=config.get("DB_PASSWORD"), database=config.databases[0], connect_timeout=2,
+        host=config.get("DB_HOST", "127.0.0.1"),
+        port=config.db_port,
+        user=config.get("DB_USER"),
+        password=config.get("DB_PASSWORD"),
+        database=config.databases[0],
+        connect_timeout=2,
     )
     connection.close()
     return True

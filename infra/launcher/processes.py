@@ -61,7 +61,12 @@ def start(component: Component, argv: Sequence[str], env: dict[str, str], cwd: P
         log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {component.name}\n".encode())
         log.flush()
         process = subprocess.Popen(
-            list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            list(argv),
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     component.pid_file.write_text(f"{process.pid}\n")
@@ -119,7 +124,7 @@ def wait_until(
                 return
         except StartupFailed:
             raise
-        except Exception:  # noqa: BLE001 - not ready yet; any error means "try again"
+        except Exception:
             pass
         if component.pid_file.exists() and not component.running():
             raise StartupFailed(f"{component.name} exited before it was {what}; see {_tail_hint(component)}")

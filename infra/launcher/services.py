@@ -49,9 +49,20 @@ def migrate_orders_table(config: StackConfig) -> None:
     """order-service's Alembic history owns mydb.orders; the sink needs the table before it writes."""
     step("migrating the shared orders table (order-service alembic)")
     result = subprocess.run(
-        [str(VENV_PYTHON), "-m", "alembic", "-c", str(REPO_ROOT / "services/order-service/alembic.ini"),
-         "upgrade", "head"],
-        cwd=REPO_ROOT, env=config.process_env(), capture_output=True, text=True, check=False,
+        [
+            str(VENV_PYTHON),
+            "-m",
+            "alembic",
+            "-c",
+            str(REPO_ROOT / "services/order-service/alembic.ini"),
+            "upgrade",
+            "head",
+        ],
+        cwd=REPO_ROOT,
+        env=config.process_env(),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
         raise StartupFailed(f"order-service migration failed:\n{result.stderr[-2000:]}")
@@ -64,8 +75,9 @@ def up(config: StackConfig) -> None:
         wait_until(discovery, lambda: _discovery_ready(config), 60, "ready")
     for component, module, app, extra in service_instances(config):
         if _start_python(config, component, module, extra):
-            wait_until(component, lambda a=app, i=extra["INSTANCE_ID"]: _registered(config, a, i), 90,
-                       f"registered as {app}")
+            wait_until(
+                component, lambda a=app, i=extra["INSTANCE_ID"]: _registered(config, a, i), 90, f"registered as {app}"
+            )
     gateway = gateway_component(config)
     if _start_python(config, gateway, "api_gateway", {}):
         wait_until(gateway, lambda: _gateway_ready(config), 60, "ready")
@@ -76,8 +88,10 @@ def restart_service(config: StackConfig, name: str) -> None:
     for component, module, app, extra in service_instances(config):
         if component.name == name:
             if _start_python(config, component, module, extra):
-                wait_until(component, lambda: _registered(config, app, extra["INSTANCE_ID"]), 90,
-                           f"registered as {app}")
+                instance_id = extra["INSTANCE_ID"]
+                wait_until(
+                    component, lambda a=app, i=instance_id: _registered(config, a, i), 90, f"registered as {app}"
+                )
             return
     raise KeyError(name)
 
@@ -90,7 +104,9 @@ def _start_python(config: StackConfig, component: Component, module: str, extra:
         print(f"==> {component.name}: module {module} is not installed; skipped")
         return False
     if component.port is not None and port_open(component.port):
-        raise StartupFailed(f"{component.name}: port {component.port} is taken by a process this launcher did not start")
+        raise StartupFailed(
+            f"{component.name}: port {component.port} is taken by a process this launcher did not start"
+        )
     step(f"starting {component.name}")
     start(component, [str(VENV_PYTHON), "-m", module], config.process_env(**extra))
     return True
