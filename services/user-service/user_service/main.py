@@ -1,0 +1,39 @@
+"""The user-service app: migrations and database at start, the routes, and the order-service client."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI
+
+from servicekit.database import make_engine, make_sessions, run_migrations
+from servicekit.web import install_edge
+from user_service import api
+from user_service.config import APP_NAME, UserServiceSettings
+from user_service.service import OrderServiceClient
+
+ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
+
+
+def create_app(settings: UserServiceSettings) -> FastAPI:
+    """The app; whoever serves it sets `app.state.discovery` (a started DiscoveryClient) before requests."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(run_migrations, ALEMBIC_INI, settings.users_db, settings)
+        engine = make_engine(settings, settings.users_db)
+        app.state.sessions = make_sessions(engine)
+        async with httpx.AsyncClient(timeout=settings.orders_timeout_seconds) as http:
+            app.state.order_service = OrderServiceClient(app.state.discovery, http)
+            try:
+                yield
+            finally:
+                await engine.dispose()
+
+    app = FastAPI(title="user-service", lifespan=lifespan)
+    app.state.settings = settings
+    install_edge(app, settings, APP_NAME)
+    app.include_router(api.router)
+    return app

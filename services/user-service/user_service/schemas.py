@@ -1,0 +1,50 @@
+"""Request and response bodies of the user-service API (camelCase on the wire, as in the contract)."""
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+
+class UserRegistration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr = Field(max_length=255)
+    name: str = Field(min_length=2, max_length=100)
+    pwd: str = Field(min_length=8, max_length=128)
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr = Field(max_length=255)
+    password: str = Field(min_length=1, max_length=128)
+
+
+class LoginResponse(BaseModel):
+    token: str
+    userId: str
+
+
+class UserView(BaseModel):
+    email: str
+    name: str
+    userId: str
+
+
+class OrderView(BaseModel):
+    """An order as order-service answers it; unknown extra fields are ignored."""
+
+    orderId: str
+    userId: str
+    productId: str
+    qty: int
+    unitPrice: int
+    totalPrice: int
+    status: str
+    createdAt: datetime | str
+
+
+class UserWithOrders(UserView):
+    orders: list[OrderView]
+    # Set, and `orders` left empty, when order-service could not be asked or did not answer in time.
+    ordersError: str | None = None
