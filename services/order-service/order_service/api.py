@@ -1,0 +1,34 @@
+"""HTTP routes (served without the /order-service prefix; the gateway strips it)."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Path, Request, Response
+
+from order_service.schemas import OrderOut, OrderRequest
+from order_service.service import OrderDesk
+
+router = APIRouter()
+
+
+def get_desk(request: Request) -> OrderDesk:
+    desk: OrderDesk = request.app.state.desk
+    return desk
+
+
+DeskDep = Annotated[OrderDesk, Depends(get_desk)]
+UserId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
+
+
+@router.post("/{user_id}/orders", status_code=201, response_model=OrderOut)
+async def create_order(
+    user_id: UserId, body: OrderRequest, desk: DeskDep, idempotency_key: IdempotencyKey = None
+) -> OrderOut:
+    order = await desk.place(user_id, body, idempotency_key)
+    return OrderOut.of(order)
+
+
+@router.get("/{user_id}/orders", response_model=list[OrderOut])
+async def list_orders(user_id: UserId, desk: DeskDep, response: Response) -> list[OrderOut]:
+    response.headers["Cache-Control"] = "no-store"
+    return [OrderOut.of(order) for order in await desk.orders_of(user_id)]

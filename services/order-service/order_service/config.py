@@ -1,0 +1,29 @@
+"""order-service settings: the shared ones plus where orders go."""
+
+import re
+from typing import Literal
+
+from servicekit.config import ServiceSettings
+
+
+class OrderSettings(ServiceSettings):
+    orders_db: str = "mydb"
+    # kafka: publish to Kafka, read the shared table. local: the demo's "before", one database per instance.
+    order_store: Literal["kafka", "local"] = "kafka"
+
+    catalog_timeout_seconds: float = 1.0
+    catalog_cache_seconds: float = 10.0
+    # How long a request waits for its transaction to commit before answering 503.
+    publish_timeout_seconds: float = 10.0
+    max_orders_per_transaction: int = 500
+
+    def local_database(self) -> str:
+        """`mydb_local_1` for order-service-1: covered by the launcher's grant on `mydb\\_local\\_%`."""
+        instance = self.instance_id or "0"
+        number = re.search(r"(\d+)$", instance)
+        suffix = number.group(1) if number else re.sub(r"\W", "_", instance)
+        return f"{self.orders_db}_local_{suffix}"[:64]
+
+    def transactional_id(self) -> str:
+        """Stable per instance: a restarted instance fences its predecessor's open transaction."""
+        return f"order-service:{self.instance_id}"

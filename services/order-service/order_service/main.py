@@ -1,0 +1,57 @@
+"""The order-service app: routes, and what lives as long as the process (DB engine, publisher, catalog client)."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI
+
+from order_service import api
+from order_service.config import OrderSettings
+from order_service.messaging import OrderPublisher
+from order_service.service import OrderDesk, ProductCatalog
+from servicekit.database import make_engine, make_sessions, run_migrations
+from servicekit.web import install_edge
+
+APP_NAME = "ORDER-SERVICE"
+ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
+
+
+def create_app(settings: OrderSettings) -> FastAPI:
+    """`app.state.discovery` is set by servicekit.server.serve (or by a test) before the app starts."""
+
+    def catalog_urls() -> list[str]:
+        return [instance.base_url for instance in app.state.discovery.instances("CATALOG-SERVICE")]
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        local = settings.order_store == "local"
+        database = settings.local_database() if local else settings.orders_db
+        await asyncio.to_thread(run_migrations, ALEMBIC_INI, database, settings)
+        engine = make_engine(settings, database)
+        http = httpx.AsyncClient(timeout=settings.catalog_timeout_seconds)
+        publisher = None
+        if not local:
+            publisher = OrderPublisher(
+                settings.kafka_bootstrap_servers,
+                settings.transactional_id(),
+                max_batch=settings.max_orders_per_transaction,
+                commit_timeout=settings.publish_timeout_seconds,
+            )
+            await publisher.start()
+        catalog = ProductCatalog(catalog_urls, http, known_ttl=settings.catalog_cache_seconds)
+        app.state.desk = OrderDesk(make_sessions(engine), catalog, publisher)
+        try:
+            yield
+        finally:
+            if publisher is not None:
+                await publisher.stop()
+            await http.aclose()
+            await engine.dispose()
+
+    app = FastAPI(title="order-service", lifespan=lifespan)
+    install_edge(app, settings, APP_NAME)
+    app.include_router(api.router)
+    return app

@@ -1,0 +1,127 @@
+"""Publishing orders: the PENDING order and its stock request in one Kafka transaction, commits shared.
+
+One publisher task per instance drains every queued order into the next transaction (group commit): while a
+transaction commits, new orders queue up and ride the next one, so a commit is paid per batch, not per request.
+"""
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka import AIOKafkaProducer
+
+from servicekit.kafka import transactional_producer
+from servicekit.order_messages import (
+    ORDERS_TOPIC,
+    STOCK_TOPIC,
+    Order,
+    order_record_key,
+    order_record_value,
+    stock_request_key,
+    stock_request_value,
+)
+
+log = logging.getLogger(__name__)
+
+
+class PublishFailed(Exception):
+    """The transaction carrying the order was aborted or did not commit in time."""
+
+
+_Pending = tuple[Order, asyncio.Future[None]]
+
+
+class OrderPublisher:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        transactional_id: str,
+        *,
+        max_batch: int = 500,
+        commit_timeout: float = 10.0,
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.transactional_id = transactional_id
+        self.max_batch = max_batch
+        self.commit_timeout = commit_timeout
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._producer: AIOKafkaProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._producer = await self._new_producer()
+        self._task = asyncio.create_task(self._publish_forever(), name="order-publisher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        while not self._queue.empty():
+            _, waiter = self._queue.get_nowait()
+            if not waiter.done():
+                waiter.set_exception(PublishFailed("shutting down"))
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def publish(self, order: Order) -> None:
+        """Returns once the transaction holding both messages of `order` has committed."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((order, waiter))
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), self.commit_timeout)
+        except TimeoutError as exc:
+            raise PublishFailed(f"no commit within {self.commit_timeout} s") from exc
+
+    async def _new_producer(self) -> AIOKafkaProducer:
+        producer = transactional_producer(self.bootstrap_servers, self.transactional_id)
+        await producer.start()
+        return producer
+
+    async def _publish_forever(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._commit(batch)
+            except Exception as exc:
+                log.exception("transaction failed", extra={"orders": len(batch)})
+                for _, waiter in batch:
+                    if not waiter.done():
+                        waiter.set_exception(PublishFailed(str(exc) or type(exc).__name__))
+                await self._replace_producer()
+            else:
+                for _, waiter in batch:
+                    if not waiter.done():
+                        waiter.set_result(None)
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        assert self._producer is not None
+        producer = self._producer
+        async with producer.transaction():
+            deliveries = []
+            for order, _ in batch:
+                deliveries.append(
+                    await producer.send(ORDERS_TOPIC, order_record_value(order), key=order_record_key(order))
+                )
+                deliveries.append(
+                    await producer.send(STOCK_TOPIC, stock_request_value(order), key=stock_request_key(order))
+                )
+        # Committed; surface any per-record failure the commit did not already raise.
+        await asyncio.gather(*deliveries)
+
+    async def _replace_producer(self) -> None:
+        """After a failed transaction the producer may be fenced or stuck; a new one with the same id is clean."""
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
+            self._producer = None
+        delay = 0.2
+        while self._producer is None:
+            try:
+                self._producer = await self._new_producer()
+            except Exception:
+                log.exception("could not start a new producer; retrying")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
