@@ -1,0 +1,6 @@
+"""`python -m api_gateway`: GATEWAY_PORT, DISCOVERY_URL, JWT_SECRET, GATEWAY_WORKERS, GATEWAY_ROUTES."""
+
+from api_gateway.server import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+import os
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Read from the environment (and `.env` at the repo root). JWT_SECRET has no default on purpose."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8000
+    discovery_url: str = "http://127.0.0.1:8761/eureka"
+    jwt_secret: str
+    # 0 = one worker process per core; they share the port through SO_REUSEPORT.
+    gateway_workers: int = 0
+    gateway_routes: Path = Path("gateway/routes.yaml")
+    gateway_max_body_bytes: int = 1024 * 1024
+    gateway_connect_timeout_seconds: float = 2.0
+    gateway_read_timeout_seconds: float = 30.0
+    # Distinct instances tried for one request (failover and retries).
+    gateway_max_attempts: int = 3
+    # Consecutive failures after which an instance is skipped, and for how long.
+    gateway_eject_after_failures: int = 3
+    gateway_ejection_seconds: float = 10.0
+    gateway_registry_refresh_seconds: float = 2.0
+    gateway_renewal_interval_seconds: float = 5.0
+    gateway_lease_duration_seconds: float = 15.0
+    # Idle upstream connections are dropped before the instance's own keep-alive timeout (uvicorn: 5 s).
+    gateway_upstream_idle_seconds: float = 2.0
+    gateway_log_level: str = "INFO"
+
+    @property
+    def worker_count(self) -> int:
+        return self.gateway_workers if self.gateway_workers > 0 else (os.cpu_count() or 1)
+
+    @property
+    def instance_id(self) -> str:
+        return f"{self.gateway_host}:gateway:{self.gateway_port}"

@@ -1,0 +1,398 @@
+"""The hot path: client connections parsed with httptools, routed, authorized and proxied to an instance
+over a pooled keep-alive connection, with failover, retries and timeouts."""
+
+import asyncio
+import logging
+import os
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from typing import cast
+from urllib.parse import unquote
+
+import httptools
+import orjson
+
+from api_gateway.auth import TokenVerifier
+from api_gateway.balancer import LoadBalancer
+from api_gateway.config import Settings
+from api_gateway.routes import Route
+from api_gateway.upstream import UpstreamBroken, UpstreamPool, UpstreamResponse, UpstreamTimeout
+from servicekit.tokens import InvalidToken
+
+log = logging.getLogger("api_gateway")
+
+# Hop-by-hop headers, and those the gateway sets itself, are not passed on as received.
+REQUEST_HEADERS_NOT_FORWARDED = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+        b"host",
+        b"expect",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-request-id",
+    }
+)
+RESPONSE_HEADERS_NOT_FORWARDED = frozenset(
+    {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"x-request-id"}
+)
+REJECTED_CONNECTION_LINGER_SECONDS = 2.0
+REASONS = {
+    200: b"OK",
+    400: b"Bad Request",
+    401: b"Unauthorized",
+    403: b"Forbidden",
+    404: b"Not Found",
+    413: b"Content Too Large",
+    500: b"Internal Server Error",
+    502: b"Bad Gateway",
+    503: b"Service Unavailable",
+    504: b"Gateway Timeout",
+}
+
+
+@dataclass(slots=True)
+class IncomingRequest:
+    method: str
+    url: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    keep_alive: bool
+
+
+def _is_acceptable_request_id(value: bytes) -> bool:
+    return 0 < len(value) <= 128 and value.isascii() and all(32 < byte < 127 for byte in value)
+
+
+def _has_dot_segments(path: str) -> bool:
+    return any(segment in (".", "..") for segment in unquote(path).split("/"))
+
+
+def json_response(
+    status: int,
+    document: object,
+    request_id: bytes,
+    keep_alive: bool,
+    extra_headers: bytes = b"",
+) -> bytes:
+    body = orjson.dumps(document)
+    return b"".join(
+        (
+            b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b"Error")),
+            b"Content-Type: application/json\r\nContent-Length: %d\r\nX-Request-Id: %s\r\n" % (len(body), request_id),
+            extra_headers,
+            b"" if keep_alive else b"Connection: close\r\n",
+            b"\r\n",
+            body,
+        )
+    )
+
+
+def error_response(status: int, detail: str, request_id: bytes, keep_alive: bool) -> bytes:
+    extra = b'WWW-Authenticate: Bearer realm="gateway"\r\n' if status == 401 else b""
+    return json_response(status, {"detail": detail}, request_id, keep_alive, extra)
+
+
+class Gateway:
+    """Everything one worker process needs to answer requests; shared by all its client connections."""
+
+    def __init__(self, settings: Settings, routes: list[Route], balancer: LoadBalancer, pool: UpstreamPool) -> None:
+        self.settings = settings
+        self.routes = routes
+        self.balancer = balancer
+        self.pool = pool
+        self.verifier = TokenVerifier(settings.jwt_secret)
+        self.max_body_bytes = settings.gateway_max_body_bytes
+        self._apps = sorted({route.app for route in routes})
+
+    def health(self, request_id: bytes, keep_alive: bool) -> bytes:
+        document = {
+            "status": "UP",
+            "app": "GATEWAY",
+            "instanceId": self.settings.instance_id,
+            "pid": os.getpid(),
+            "instances": {app: self.balancer.up_count(app) for app in self._apps},
+        }
+        return json_response(200, document, request_id, keep_alive)
+
+    async def handle(self, request: IncomingRequest, client_ip: str) -> bytes:
+        raw_path, _, query = request.url.partition(b"?")
+        path = raw_path.decode("latin-1")
+        keep_alive = request.keep_alive
+
+        authorization = host = forwarded_for = request_id = None
+        forwarded: list[bytes] = []
+        for name, value in request.headers:
+            lowered = name.lower()
+            if lowered in REQUEST_HEADERS_NOT_FORWARDED:
+                if lowered == b"host":
+                    host = value
+                elif lowered == b"x-request-id":
+                    request_id = value
+                elif lowered == b"x-forwarded-for":
+                    forwarded_for = value
+                continue
+            if lowered == b"authorization":
+                authorization = value
+            forwarded.append(lowered)
+            forwarded.append(b": ")
+            forwarded.append(value)
+            forwarded.append(b"\r\n")
+        if request_id is None or not _is_acceptable_request_id(request_id):
+            request_id = uuid.uuid4().hex.encode()
+
+        if path == "/gateway/health_check" and request.method in ("GET", "HEAD"):
+            return self.health(request_id, keep_alive)
+        if not path.startswith("/") or _has_dot_segments(path):
+            return error_response(400, "invalid path", request_id, keep_alive)
+
+        for route in self.routes:
+            variables = route.match(request.method, path)
+            if variables is not None:
+                break
+        else:
+            return error_response(404, f"no route for {request.method} {path}", request_id, keep_alive)
+
+        if route.requires_token:
+            try:
+                subject = self.verifier.subject(authorization)
+            except InvalidToken as exc:
+                return error_response(401, f"invalid or missing token: {exc}", request_id, keep_alive)
+            variable = route.subject_path_variable
+            if variable is not None and subject != unquote(variables.get(variable, "")):
+                return error_response(403, "the token belongs to another user", request_id, keep_alive)
+
+        if route.removed_headers:
+            forwarded = _without_headers(forwarded, route.removed_headers)
+        target = route.rewritten(path).encode("latin-1")
+        if query:
+            target += b"?" + query
+        client = client_ip.encode()
+        head_tail = b"".join(
+            (
+                *forwarded,
+                b"x-forwarded-for: ",
+                forwarded_for + b", " + client if forwarded_for else client,
+                b"\r\nx-forwarded-proto: http\r\n",
+                b"x-forwarded-host: %s\r\n" % host if host else b"",
+                b"x-request-id: %s\r\n" % request_id,
+                b"content-length: %d\r\n" % len(request.body)
+                if request.body or request.method in ("POST", "PUT", "PATCH")
+                else b"",
+                b"\r\n",
+            )
+        )
+        request_line = b"%s %s HTTP/1.1\r\n" % (request.method.encode(), target)
+        retryable = request.method in ("GET", "HEAD") or (request.method == "POST" and b"idempotency-key" in forwarded)
+        response = await self._forward(route, request_line, head_tail, request, retryable, request_id)
+        if isinstance(response, bytes):
+            return response
+        return _client_response(response, request_id, keep_alive)
+
+    async def _forward(
+        self,
+        route: Route,
+        request_line: bytes,
+        head_tail: bytes,
+        request: IncomingRequest,
+        retryable: bool,
+        request_id: bytes,
+    ) -> UpstreamResponse | bytes:
+        """Try instances in turn: failover when nothing was sent, retries after sending only if retryable."""
+        keep_alive = request.keep_alive
+        tried: set[str] = set()
+        failure = (503, f"no instance of {route.app} is available")
+        head = request.method == "HEAD"
+        for _ in range(self.settings.gateway_max_attempts):
+            instance = self.balancer.pick(route.app, tried)
+            if instance is None:
+                break
+            tried.add(instance.instance_id)
+            try:
+                connection, reused = await self.pool.acquire(instance.host, instance.port)
+            except TimeoutError:
+                self.balancer.failed(instance)
+                failure = (504, f"connecting to {route.app} timed out")
+                continue
+            except OSError as exc:
+                self.balancer.failed(instance)
+                failure = (503, f"no instance of {route.app} accepted the connection ({exc.strerror})")
+                continue
+            message = b"".join(
+                (request_line, b"host: %s:%d\r\n" % (instance.host.encode(), instance.port), head_tail, request.body)
+            )
+            try:
+                response = await connection.exchange(message, self.settings.gateway_read_timeout_seconds, head=head)
+            except UpstreamTimeout:
+                self.balancer.failed(instance)
+                log.warning("request %s: %s timed out", request_id.decode(), instance.instance_id)
+                if not retryable:
+                    return error_response(504, f"{route.app} did not answer in time", request_id, keep_alive)
+                failure = (504, f"{route.app} did not answer in time")
+                continue
+            except UpstreamBroken as exc:
+                connection.close()
+                stale = reused and not exc.received_anything
+                if not stale:
+                    self.balancer.failed(instance)
+                log.warning("request %s: %s: %s", request_id.decode(), instance.instance_id, exc)
+                if not retryable:
+                    return error_response(502, f"{route.app} closed the connection", request_id, keep_alive)
+                if stale:
+                    tried.discard(instance.instance_id)
+                failure = (502, f"{route.app} closed the connection")
+                continue
+            self.balancer.succeeded(instance)
+            self.pool.release(connection)
+            return response
+        return error_response(failure[0], failure[1], request_id, keep_alive)
+
+
+def _without_headers(forwarded: list[bytes], removed: frozenset[bytes]) -> list[bytes]:
+    """`forwarded` holds name, ': ', value, CRLF quadruples with lower-case names."""
+    kept: list[bytes] = []
+    for index in range(0, len(forwarded), 4):
+        if forwarded[index] not in removed:
+            kept.extend(forwarded[index : index + 4])
+    return kept
+
+
+def _client_response(response: UpstreamResponse, request_id: bytes, keep_alive: bool) -> bytes:
+    parts = [b"HTTP/1.1 %d %s\r\n" % (response.status, response.reason or REASONS.get(response.status, b""))]
+    for name, value in response.headers:
+        if name.lower() not in RESPONSE_HEADERS_NOT_FORWARDED:
+            parts.append(b"%s: %s\r\n" % (name, value))
+    if response.status not in (204, 304) and not 100 <= response.status < 200:
+        parts.append(b"Content-Length: %d\r\n" % len(response.body))
+    parts.append(b"X-Request-Id: %s\r\n" % request_id)
+    if not keep_alive:
+        parts.append(b"Connection: close\r\n")
+    parts.append(b"\r\n")
+    parts.append(response.body)
+    return b"".join(parts)
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client connection: requests are parsed as they arrive and answered in order."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.transport: asyncio.Transport | None = None
+        self.client_ip = ""
+        self._parser = httptools.HttpRequestParser(self)
+        self._queue: deque[IncomingRequest] = deque()
+        self._busy = False
+        self._rejection: tuple[int, str] | None = None
+        self._draining = False
+        self._url: list[bytes] = []
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body: list[bytes] = []
+        self._body_size = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.client_ip = peer[0] if peer else ""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._queue.clear()
+
+    def data_received(self, data: bytes) -> None:
+        if self._draining:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._rejection = (400, "protocol upgrades are not supported")
+        except httptools.HttpParserError as exc:
+            self._rejection = (400, f"malformed request: {exc}")
+        if self._rejection is not None and not self._busy:
+            self._reject()
+
+    def _reject(self) -> None:
+        assert self.transport is not None and self._rejection is not None
+        status, detail = self._rejection
+        if self.transport.is_closing() or self._draining:
+            return
+        self.transport.write(error_response(status, detail, uuid.uuid4().hex.encode(), keep_alive=False))
+        # Half-close and keep reading for a moment: closing with unread body bytes would reset the
+        # connection and the client might never see the answer.
+        self._draining = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        asyncio.get_running_loop().call_later(REJECTED_CONNECTION_LINGER_SECONDS, self.transport.close)
+
+    # ---- httptools callbacks ---------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = []
+        self._headers = []
+        self._body = []
+        self._body_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url.append(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        for name, value in self._headers:
+            lowered = name.lower()
+            if lowered == b"content-length" and value.strip().isdigit():
+                if int(value) > self.gateway.max_body_bytes:
+                    self._rejection = (413, f"body larger than {self.gateway.max_body_bytes} bytes")
+                    return
+            elif lowered == b"expect" and value.lower() == b"100-continue" and self.transport is not None:
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > self.gateway.max_body_bytes:
+            self._rejection = (413, f"body larger than {self.gateway.max_body_bytes} bytes")
+        elif self._rejection is None:
+            self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._rejection is not None:
+            return
+        self._queue.append(
+            IncomingRequest(
+                method=self._parser.get_method().decode(),
+                url=b"".join(self._url),
+                headers=self._headers,
+                body=b"".join(self._body),
+                keep_alive=self._parser.should_keep_alive(),
+            )
+        )
+        if not self._busy:
+            self._busy = True
+            asyncio.get_running_loop().create_task(self._answer_in_order())
+
+    async def _answer_in_order(self) -> None:
+        assert self.transport is not None
+        while self._queue:
+            request = self._queue.popleft()
+            try:
+                response = await self.gateway.handle(request, self.client_ip)
+            except Exception:
+                log.exception("unexpected error answering %s %r", request.method, request.url)
+                response = error_response(500, "gateway error", uuid.uuid4().hex.encode(), keep_alive=False)
+                request.keep_alive = False
+            if self.transport.is_closing():
+                return
+            self.transport.write(response)
+            if not request.keep_alive:
+                self.transport.close()
+                return
+        self._busy = False
+        if self._rejection is not None:
+            self._reject()

@@ -1,0 +1,127 @@
+"""Routes from YAML, in Spring Cloud Gateway's vocabulary: Path/Method predicates, RewritePath,
+RemoveRequestHeader, AuthorizationHeaderFilter, TokenSubjectMatchesPath and `lb://APP` targets."""
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class RouteConfigError(ValueError):
+    """The routes file says something this gateway does not understand."""
+
+
+@dataclass(frozen=True)
+class Route:
+    id: str
+    app: str
+    paths: tuple[re.Pattern[str], ...]
+    methods: frozenset[str] | None
+    rewrite: tuple[re.Pattern[str], str] | None
+    removed_headers: frozenset[bytes]
+    requires_token: bool
+    subject_path_variable: str | None
+
+    def match(self, method: str, path: str) -> dict[str, str] | None:
+        """The path variables when this route takes the request, else None."""
+        if self.methods is not None and method not in self.methods:
+            return None
+        for pattern in self.paths:
+            found = pattern.fullmatch(path)
+            if found is not None:
+                return found.groupdict()
+        return None
+
+    def rewritten(self, path: str) -> str:
+        if self.rewrite is None:
+            return path
+        pattern, replacement = self.rewrite
+        return pattern.sub(replacement, path) or "/"
+
+
+def path_pattern(spring_pattern: str) -> re.Pattern[str]:
+    """`/order-service/{userId}/**` → a regex: `{name}` is one segment, `*` part of one, `**` any rest."""
+    regex = ""
+    for segment in spring_pattern.strip("/").split("/"):
+        if segment == "**":
+            regex += "(?:/.*)?"
+            continue
+        regex += "/"
+        for piece in re.split(r"(\{[A-Za-z_][A-Za-z0-9_]*\}|\*)", segment):
+            if piece == "*":
+                regex += "[^/]*"
+            elif piece.startswith("{") and piece.endswith("}"):
+                regex += f"(?P<{piece[1:-1]}>[^/]+)"
+            else:
+                regex += re.escape(piece)
+    return re.compile(regex or "/")
+
+
+def rewrite_rule(argument: str) -> tuple[re.Pattern[str], str]:
+    """`/user-service/(?<segment>.*), /$\\{segment}` (Java syntax) → a Python pattern and replacement."""
+    regexp, separator, replacement = argument.partition(",")
+    if not separator:
+        raise RouteConfigError(f"RewritePath needs 'regexp, replacement', got {argument!r}")
+    python_regexp = regexp.strip().replace("(?<", "(?P<").replace("(?P<=", "(?<=").replace("(?P<!", "(?<!")
+    python_replacement = re.sub(r"\$\\?\{(\w+)\}", r"\\g<\1>", replacement.strip())
+    return re.compile(python_regexp), python_replacement
+
+
+def _name_and_argument(entry: str) -> tuple[str, str]:
+    name, _, argument = str(entry).partition("=")
+    return name.strip(), argument.strip()
+
+
+def route_from_config(config: dict[str, Any]) -> Route:
+    route_id = str(config.get("id", "?"))
+    uri = str(config.get("uri", ""))
+    if not uri.startswith("lb://"):
+        raise RouteConfigError(f"route {route_id}: only lb:// targets are supported, got {uri!r}")
+    paths: list[re.Pattern[str]] = []
+    methods: frozenset[str] | None = None
+    for predicate in config.get("predicates", []):
+        name, argument = _name_and_argument(predicate)
+        if name == "Path":
+            paths.extend(path_pattern(p.strip()) for p in argument.split(","))
+        elif name == "Method":
+            methods = frozenset(m.strip().upper() for m in argument.split(","))
+        else:
+            raise RouteConfigError(f"route {route_id}: unknown predicate {name}")
+    rewrite = None
+    removed: set[bytes] = set()
+    requires_token = False
+    subject_variable = None
+    for entry in config.get("filters", []):
+        name, argument = _name_and_argument(entry)
+        if name == "RewritePath":
+            rewrite = rewrite_rule(argument)
+        elif name == "RemoveRequestHeader":
+            removed.add(argument.lower().encode())
+        elif name == "AuthorizationHeaderFilter":
+            requires_token = True
+        elif name == "TokenSubjectMatchesPath":
+            requires_token = True
+            subject_variable = argument
+        else:
+            raise RouteConfigError(f"route {route_id}: unknown filter {name}")
+    if not paths:
+        raise RouteConfigError(f"route {route_id}: needs a Path predicate")
+    return Route(
+        id=route_id,
+        app=uri.removeprefix("lb://").upper(),
+        paths=tuple(paths),
+        methods=methods,
+        rewrite=rewrite,
+        removed_headers=frozenset(removed),
+        requires_token=requires_token,
+        subject_path_variable=subject_variable,
+    )
+
+
+def load_routes(path: Path) -> list[Route]:
+    """Routes in file order; the first that matches a request takes it."""
+    document = yaml.safe_load(path.read_text()) or {}
+    entries = document.get("routes") or document.get("spring", {}).get("cloud", {}).get("gateway", {}).get("routes", [])
+    return [route_from_config(entry) for entry in entries]

@@ -1,0 +1,164 @@
+"""Worker processes: each runs its own uvloop, registry copy, upstream pool and listening socket
+(SO_REUSEPORT lets the kernel spread connections over them). The supervisor registers GATEWAY."""
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import multiprocessing
+import multiprocessing.connection
+import signal
+import socket
+import sys
+
+import uvloop
+
+from api_gateway.balancer import LoadBalancer
+from api_gateway.config import Settings
+from api_gateway.proxy import ClientConnection, Gateway
+from api_gateway.routes import Route, load_routes
+from api_gateway.upstream import UpstreamPool
+from servicekit.discovery import DiscoveryClient
+
+log = logging.getLogger("api_gateway")
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """A worker must not outlive a supervisor killed with -9 and keep serving the port."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve_worker(settings: Settings, routes: list[Route], ready: multiprocessing.connection.Connection) -> None:
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    discovery = DiscoveryClient(
+        settings.discovery_url, registry_refresh_interval=settings.gateway_registry_refresh_seconds
+    )
+    await discovery.start()
+    pool = UpstreamPool(settings.gateway_connect_timeout_seconds, settings.gateway_upstream_idle_seconds)
+    balancer = LoadBalancer(discovery, settings.gateway_eject_after_failures, settings.gateway_ejection_seconds)
+    gateway = Gateway(settings, routes, balancer, pool)
+    server = await loop.create_server(
+        lambda: ClientConnection(gateway), sock=listening_socket(settings.gateway_host, settings.gateway_port)
+    )
+    ready.send("listening")
+    ready.close()
+    await stopping.wait()
+    server.close()
+    pool.close_all()
+    await discovery.stop()
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+    # One line per registry refresh is noise.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def run_worker(settings: Settings, routes: list[Route], ready: multiprocessing.connection.Connection) -> None:
+    _die_with_parent()
+    configure_logging(settings.gateway_log_level)
+    try:
+        uvloop.run(serve_worker(settings, routes, ready))
+    except OSError as exc:
+        log.error("worker could not listen on %s:%s: %s", settings.gateway_host, settings.gateway_port, exc)
+        sys.exit(1)
+
+
+class Supervisor:
+    """Starts the workers, registers the gateway in discovery, restarts workers that die."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.routes = load_routes(settings.gateway_routes)
+        self.context = multiprocessing.get_context("spawn")
+        self.workers: list[multiprocessing.process.BaseProcess] = []
+
+    def start_worker(self) -> multiprocessing.process.BaseProcess:
+        receiving, sending = self.context.Pipe(duplex=False)
+        worker = self.context.Process(
+            target=run_worker, args=(self.settings, self.routes, sending), name="gateway-worker", daemon=True
+        )
+        worker.start()
+        sending.close()
+        # A worker that cannot listen (port taken) exits: the pipe closes without a message.
+        try:
+            if receiving.poll(30) and receiving.recv() == "listening":
+                return worker
+        except EOFError:
+            pass
+        finally:
+            receiving.close()
+        worker.terminate()
+        raise RuntimeError(f"gateway worker could not listen on port {self.settings.gateway_port}")
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
+        discovery = DiscoveryClient(
+            self.settings.discovery_url,
+            app_name="GATEWAY",
+            instance_id=self.settings.instance_id,
+            host=self.settings.gateway_host,
+            port=self.settings.gateway_port,
+            renewal_interval=self.settings.gateway_renewal_interval_seconds,
+            lease_duration=self.settings.gateway_lease_duration_seconds,
+            registry_refresh_interval=60.0,
+            metadata={"management.port": str(self.settings.gateway_port)},
+        )
+        await discovery.start()
+        log.info(
+            "gateway listening on http://%s:%s with %d workers, %d routes",
+            self.settings.gateway_host,
+            self.settings.gateway_port,
+            len(self.workers),
+            len(self.routes),
+        )
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=1.0)
+            for index, worker in enumerate(self.workers):
+                if not worker.is_alive() and not stopping.is_set():
+                    log.warning("worker %s exited with %s; starting another", worker.pid, worker.exitcode)
+                    self.workers[index] = await loop.run_in_executor(None, self.start_worker)
+        await discovery.stop()
+
+    def stop_workers(self) -> None:
+        for worker in self.workers:
+            worker.terminate()
+        for worker in self.workers:
+            worker.join(timeout=5)
+            if worker.is_alive():
+                worker.kill()
+
+
+def main() -> None:
+    settings = Settings()  # type: ignore[call-arg]  # JWT_SECRET comes from the environment
+    configure_logging(settings.gateway_log_level)
+    supervisor = Supervisor(settings)
+    try:
+        for _ in range(settings.worker_count):
+            supervisor.workers.append(supervisor.start_worker())
+        uvloop.run(supervisor.run())
+    except RuntimeError as exc:
+        log.error("%s", exc)
+        sys.exit(1)
+    finally:
+        supervisor.stop_workers()

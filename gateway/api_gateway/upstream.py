@@ -1,0 +1,186 @@
+"""Keep-alive HTTP/1.1 connections to service instances, parsed with httptools, pooled per instance."""
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import cast
+
+import httptools
+
+
+class UpstreamTimeout(Exception):
+    """The instance accepted the request but did not answer within the read timeout."""
+
+
+class UpstreamBroken(Exception):
+    """The connection closed or sent garbage before a whole response arrived."""
+
+    def __init__(self, message: str, *, received_anything: bool) -> None:
+        super().__init__(message)
+        self.received_anything = received_anything
+
+
+@dataclass(slots=True)
+class UpstreamResponse:
+    status: int
+    reason: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One TCP connection to one instance, carrying one request at a time."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.address = address
+        self.transport: asyncio.Transport | None = None
+        self.idle_since = 0.0
+        self.closed = False
+        self.reusable = False
+        self._parser = httptools.HttpResponseParser(self)
+        self._waiter: asyncio.Future[UpstreamResponse] | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._reason = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body: list[bytes] = []
+        self._headers_done = False
+        self._has_length = False
+        self._received_anything = False
+        self._skip_body = False
+
+    # ---- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._received_anything = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamBroken(f"bad response: {exc}", received_anything=True))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._waiter is None or self._waiter.done():
+            return
+        if self._headers_done and not self._has_length:
+            # A response delimited by the connection closing is complete now.
+            self._finish()
+        else:
+            self._fail(UpstreamBroken("connection closed mid-response", received_anything=self._received_anything))
+
+    # ---- httptools callbacks ---------------------------------------------------------------------
+
+    def on_status(self, status: bytes) -> None:
+        self._reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lowered = name.lower()
+        if lowered == b"content-length" or (lowered == b"transfer-encoding" and b"chunked" in value.lower()):
+            self._has_length = True
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._headers_done = True
+        status = self._parser.get_status_code()
+        if self._skip_body or status in (204, 304) or 100 <= status < 200:
+            self._has_length = True
+            if self._skip_body:
+                # httptools cannot be told a HEAD response has no body: finish here, drop the connection.
+                self._finish(keep_alive=False)
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._finish()
+
+    # ---- use ------------------------------------------------------------------------------------
+
+    def _finish(self, keep_alive: bool | None = None) -> None:
+        if keep_alive is None:
+            keep_alive = self._parser.should_keep_alive() and not self.closed
+        self.reusable = keep_alive
+        response = UpstreamResponse(self._parser.get_status_code(), self._reason, self._headers, b"".join(self._body))
+        assert self._waiter is not None
+        self._waiter.set_result(response)
+
+    def _fail(self, exc: Exception) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(exc)
+
+    async def exchange(self, request: bytes, read_timeout: float, *, head: bool) -> UpstreamResponse:
+        """Send one request, wait for its whole response (or UpstreamTimeout / UpstreamBroken)."""
+        assert self.transport is not None
+        loop = asyncio.get_running_loop()
+        self._reset()
+        self._skip_body = head
+        self.reusable = False
+        waiter: asyncio.Future[UpstreamResponse] = loop.create_future()
+        self._waiter = waiter
+        timer = loop.call_later(read_timeout, self._time_out, waiter)
+        self.transport.write(request)
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+    def _time_out(self, waiter: asyncio.Future[UpstreamResponse]) -> None:
+        if not waiter.done():
+            waiter.set_exception(UpstreamTimeout(f"no answer from {self.address[0]}:{self.address[1]}"))
+            self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class UpstreamPool:
+    """Idle keep-alive connections per instance address, most recently used first."""
+
+    def __init__(self, connect_timeout: float, idle_seconds: float, max_idle_per_instance: int = 256) -> None:
+        self.connect_timeout = connect_timeout
+        # Dropped before the instance's own keep-alive timeout (uvicorn: 5 s) can race with our reuse.
+        self.idle_seconds = idle_seconds
+        self.max_idle_per_instance = max_idle_per_instance
+        self._idle: dict[tuple[str, int], list[UpstreamConnection]] = {}
+
+    async def acquire(self, host: str, port: int) -> tuple[UpstreamConnection, bool]:
+        """A connection to host:port and whether it was reused. Raises OSError or TimeoutError."""
+        address = (host, port)
+        idle = self._idle.get(address)
+        if idle:
+            oldest_usable = time.monotonic() - self.idle_seconds
+            while idle:
+                connection = idle.pop()
+                if not connection.closed and connection.idle_since >= oldest_usable:
+                    return connection, True
+                connection.close()
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self.connect_timeout):
+            _, connection = await loop.create_connection(lambda: UpstreamConnection(address), host, port)
+        return connection, False
+
+    def release(self, connection: UpstreamConnection) -> None:
+        if connection.closed or not connection.reusable:
+            connection.close()
+            return
+        idle = self._idle.setdefault(connection.address, [])
+        if len(idle) >= self.max_idle_per_instance:
+            connection.close()
+            return
+        connection.idle_since = time.monotonic()
+        idle.append(connection)
+
+    def close_all(self) -> None:
+        for idle in self._idle.values():
+            for connection in idle:
+                connection.close()
+        self._idle.clear()

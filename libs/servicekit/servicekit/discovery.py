@@ -1,0 +1,228 @@
+"""A small async Eureka client: register, heartbeat, deregister, and a local copy of the registry.
+
+Every service registers itself with it; callers pick instances from the local copy (refreshed in the
+background), so no request ever waits on the discovery server.
+"""
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+log = logging.getLogger("servicekit.discovery")
+
+DATA_CENTER_CLASS = "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo"
+
+
+@dataclass(frozen=True)
+class ServiceInstance:
+    app: str
+    instance_id: str
+    host: str
+    port: int
+    status: str
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class NoInstanceAvailable(Exception):
+    """The registry (as last fetched) has no UP instance of that app."""
+
+
+def instances_from_registry(document: dict[str, Any]) -> dict[str, list[ServiceInstance]]:
+    """Parse Eureka's JSON `/apps` answer into instances per (upper-case) app name."""
+    applications = document.get("applications", {}).get("application", [])
+    if isinstance(applications, dict):  # Eureka collapses one-element lists in some versions
+        applications = [applications]
+    found: dict[str, list[ServiceInstance]] = {}
+    for application in applications:
+        entries = application.get("instance", [])
+        if isinstance(entries, dict):
+            entries = [entries]
+        name = str(application.get("name", "")).upper()
+        parsed = []
+        for entry in entries:
+            port = entry.get("port", {})
+            parsed.append(
+                ServiceInstance(
+                    app=name,
+                    instance_id=str(entry.get("instanceId", "")),
+                    host=str(entry.get("ipAddr") or entry.get("hostName")),
+                    port=int(port.get("$", 0) if isinstance(port, dict) else port),
+                    status=str(entry.get("status", "UNKNOWN")),
+                )
+            )
+        found[name] = sorted(parsed, key=lambda instance: instance.instance_id)
+    return found
+
+
+class DiscoveryClient:
+    def __init__(
+        self,
+        server_url: str,
+        *,
+        app_name: str | None = None,
+        instance_id: str | None = None,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        renewal_interval: float = 5.0,
+        lease_duration: float = 15.0,
+        registry_refresh_interval: float = 2.0,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        if app_name is not None and port is None:
+            raise ValueError("a port is needed to register an instance")
+        self.server_url = server_url.rstrip("/")
+        self.app_name = app_name.upper() if app_name else None
+        self.host = host
+        self.port = port
+        self.instance_id = instance_id or (f"{host}:{app_name.lower()}:{port}" if app_name else "")
+        self.renewal_interval = renewal_interval
+        self.lease_duration = lease_duration
+        self.registry_refresh_interval = registry_refresh_interval
+        self.metadata = dict(metadata or {})
+        self._registry: dict[str, list[ServiceInstance]] = {}
+        self._counters: dict[str, itertools.count[int]] = {}
+        self._http: httpx.AsyncClient | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._registered = False
+        self._last_dirty_timestamp = int(time.time() * 1000)
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Register (if this process is an instance), then heartbeat and refresh in the background.
+
+        Never fails because discovery is down: the background loops keep trying and log.
+        """
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(3.0), headers={"Accept": "application/json"})
+        if self.app_name is not None:
+            await self._try_register()
+            self._tasks.append(asyncio.create_task(self._heartbeat_forever(), name="discovery-heartbeat"))
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            await self.refresh()
+        self._tasks.append(asyncio.create_task(self._refresh_forever(), name="discovery-refresh"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self._http is None:
+            return
+        if self.app_name is not None and self._registered:
+            try:
+                await self._http.delete(self._instance_url())
+                log.info("deregistered %s/%s", self.app_name, self.instance_id)
+            except httpx.HTTPError as exc:
+                log.warning("could not deregister %s/%s: %s", self.app_name, self.instance_id, exc)
+        await self._http.aclose()
+        self._http = None
+
+    # ---- reading the registry -------------------------------------------------------------------
+
+    async def refresh(self) -> None:
+        """Fetch the whole registry now and replace the local copy."""
+        assert self._http is not None, "start() first"
+        response = await self._http.get(f"{self.server_url}/apps")
+        response.raise_for_status()
+        self._registry = instances_from_registry(response.json())
+
+    def instances(self, app_name: str) -> list[ServiceInstance]:
+        return [i for i in self._registry.get(app_name.upper(), []) if i.status == "UP"]
+
+    def next_instance(self, app_name: str) -> ServiceInstance:
+        """Round robin over the UP instances of the app."""
+        candidates = self.instances(app_name)
+        if not candidates:
+            raise NoInstanceAvailable(f"no UP instance of {app_name.upper()}")
+        counter = self._counters.setdefault(app_name.upper(), itertools.count())
+        return candidates[next(counter) % len(candidates)]
+
+    # ---- registering ----------------------------------------------------------------------------
+
+    def _instance_url(self) -> str:
+        return f"{self.server_url}/apps/{quote(self.app_name or '')}/{quote(self.instance_id)}"
+
+    def _registration(self) -> dict[str, Any]:
+        assert self.app_name is not None and self.port is not None
+        base = f"http://{self.host}:{self.port}"
+        return {
+            "instance": {
+                "instanceId": self.instance_id,
+                "hostName": self.host,
+                "app": self.app_name,
+                "ipAddr": self.host,
+                "status": "UP",
+                "overriddenStatus": "UNKNOWN",
+                "port": {"$": self.port, "@enabled": "true"},
+                "securePort": {"$": 443, "@enabled": "false"},
+                "countryId": 1,
+                "dataCenterInfo": {"@class": DATA_CENTER_CLASS, "name": "MyOwn"},
+                "leaseInfo": {
+                    "renewalIntervalInSecs": max(1, round(self.renewal_interval)),
+                    "durationInSecs": max(1, round(self.lease_duration)),
+                },
+                "metadata": self.metadata,
+                "homePageUrl": f"{base}/",
+                "statusPageUrl": f"{base}/health_check",
+                "healthCheckUrl": f"{base}/health_check",
+                "vipAddress": self.app_name.lower(),
+                "secureVipAddress": self.app_name.lower(),
+                "isCoordinatingDiscoveryServer": "false",
+                "lastDirtyTimestamp": str(self._last_dirty_timestamp),
+            }
+        }
+
+    async def _register(self) -> None:
+        assert self._http is not None
+        url = f"{self.server_url}/apps/{quote(self.app_name or '')}"
+        response = await self._http.post(url, json=self._registration())
+        response.raise_for_status()
+        self._registered = True
+        log.info("registered %s/%s at %s:%s", self.app_name, self.instance_id, self.host, self.port)
+
+    async def _try_register(self) -> None:
+        try:
+            await self._register()
+        except httpx.HTTPError as exc:
+            log.warning("could not register %s/%s (will retry): %s", self.app_name, self.instance_id, exc)
+
+    async def _heartbeat(self) -> None:
+        assert self._http is not None
+        if not self._registered:
+            await self._register()
+            return
+        params = {"status": "UP", "lastDirtyTimestamp": str(self._last_dirty_timestamp)}
+        response = await self._http.put(self._instance_url(), params=params)
+        if response.status_code == 404:
+            log.info("discovery forgot %s/%s; registering again", self.app_name, self.instance_id)
+            await self._register()
+            return
+        response.raise_for_status()
+
+    async def _heartbeat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.renewal_interval)
+            try:
+                await self._heartbeat()
+            except httpx.HTTPError as exc:
+                log.warning("heartbeat of %s/%s failed: %s", self.app_name, self.instance_id, exc)
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.registry_refresh_interval)
+            try:
+                await self.refresh()
+            except (httpx.HTTPError, ValueError) as exc:
+                log.warning("registry refresh failed (keeping the last copy): %s", exc)
