@@ -41,7 +41,8 @@ class OrderView(BaseModel):
     unitPrice: int
     totalPrice: int
     status: str
-    createdAt: datetime | str
+    # Passed through as order-service wrote it.
+    createdAt: str | datetime
 
 
 class UserWithOrders(UserView):
