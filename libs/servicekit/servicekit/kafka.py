@@ -1,5 +1,7 @@
 """Kafka clients set up the one way we use them: transactional producers, read_committed readers."""
 
+import asyncio
+import contextlib
 import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -12,9 +14,7 @@ log = logging.getLogger(__name__)
 TRANSACTION_TIMEOUT_MS = 10_000
 
 
-def transactional_producer(
-    bootstrap_servers: str, transactional_id: str, *, linger_ms: int = 0
-) -> AIOKafkaProducer:
+def transactional_producer(bootstrap_servers: str, transactional_id: str, *, linger_ms: int = 0) -> AIOKafkaProducer:
     """Starting a producer with a `transactional_id` fences (aborts) any earlier one with the same id."""
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
@@ -26,6 +26,27 @@ def transactional_producer(
         max_batch_size=256 * 1024,
         request_timeout_ms=TRANSACTION_TIMEOUT_MS,
     )
+
+
+async def fresh_producer(
+    bootstrap_servers: str, transactional_id: str, old: AIOKafkaProducer | None = None
+) -> AIOKafkaProducer:
+    """Stop `old` (it may be fenced or stuck after a failed transaction) and start a new one, retrying."""
+    if old is not None:
+        with contextlib.suppress(Exception):
+            await old.stop()
+    delay = 0.2
+    while True:
+        producer = transactional_producer(bootstrap_servers, transactional_id)
+        try:
+            await producer.start()
+            return producer
+        except Exception:
+            log.exception("could not start a producer; retrying", extra={"transactional_id": transactional_id})
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def committed_consumer(bootstrap_servers: str, *topics: str, group_id: str | None) -> AIOKafkaConsumer:

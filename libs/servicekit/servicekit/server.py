@@ -1,6 +1,5 @@
 """Serve a FastAPI app like a Spring service with `server.port: 0`: a free port, found through discovery."""
 
-import asyncio
 import logging
 import socket
 
@@ -25,13 +24,13 @@ class _RegisteredServer(uvicorn.Server):
         await super().startup(sockets=sockets)
         if not self.should_exit:
             await self.discovery.start()
-            log.info("registered with discovery")
+            log.info("started; registering with discovery", extra={"app": self.discovery.app_name})
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # Leave the registry first so the gateway stops sending us requests while we drain.
         try:
             await self.discovery.stop()
-            log.info("deregistered from discovery")
+            log.info("left discovery; shutting down")
         except Exception:
             log.exception("deregistration failed")
         await super().shutdown(sockets=sockets)
@@ -76,4 +75,4 @@ def serve(app: FastAPI, settings: ServiceSettings, app_name: str) -> None:
     )
     server = _RegisteredServer(config, discovery)
     log.info("serving", extra={"app": app_name, "port": port})
-    asyncio.run(server.serve(sockets=[sock]), loop_factory=config.get_loop_factory())
+    server.run(sockets=[sock])

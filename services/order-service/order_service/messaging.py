@@ -10,7 +10,7 @@ import logging
 
 from aiokafka import AIOKafkaProducer
 
-from servicekit.kafka import transactional_producer
+from servicekit.kafka import fresh_producer
 from servicekit.order_messages import (
     ORDERS_TOPIC,
     STOCK_TOPIC,
@@ -49,7 +49,7 @@ class OrderPublisher:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._producer = await self._new_producer()
+        self._producer = await fresh_producer(self.bootstrap_servers, self.transactional_id)
         self._task = asyncio.create_task(self._publish_forever(), name="order-publisher")
 
     async def stop(self) -> None:
@@ -71,18 +71,17 @@ class OrderPublisher:
         try:
             await asyncio.wait_for(asyncio.shield(waiter), self.commit_timeout)
         except TimeoutError as exc:
+            waiter.cancel()  # not sent yet? then it never will be (already sent: it may still commit)
             raise PublishFailed(f"no commit within {self.commit_timeout} s") from exc
-
-    async def _new_producer(self) -> AIOKafkaProducer:
-        producer = transactional_producer(self.bootstrap_servers, self.transactional_id)
-        await producer.start()
-        return producer
 
     async def _publish_forever(self) -> None:
         while True:
             batch = [await self._queue.get()]
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            batch = [(order, waiter) for order, waiter in batch if not waiter.done()]
+            if not batch:
+                continue
             try:
                 await self._commit(batch)
             except Exception as exc:
@@ -90,7 +89,8 @@ class OrderPublisher:
                 for _, waiter in batch:
                     if not waiter.done():
                         waiter.set_exception(PublishFailed(str(exc) or type(exc).__name__))
-                await self._replace_producer()
+                # The producer may be fenced or stuck; one with the same id starts clean.
+                self._producer = await fresh_producer(self.bootstrap_servers, self.transactional_id, self._producer)
             else:
                 for _, waiter in batch:
                     if not waiter.done():
@@ -110,18 +110,3 @@ class OrderPublisher:
                 )
         # Committed; surface any per-record failure the commit did not already raise.
         await asyncio.gather(*deliveries)
-
-    async def _replace_producer(self) -> None:
-        """After a failed transaction the producer may be fenced or stuck; a new one with the same id is clean."""
-        if self._producer is not None:
-            with contextlib.suppress(Exception):
-                await self._producer.stop()
-            self._producer = None
-        delay = 0.2
-        while self._producer is None:
-            try:
-                self._producer = await self._new_producer()
-            except Exception:
-                log.exception("could not start a new producer; retrying")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)

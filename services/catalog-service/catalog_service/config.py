@@ -1,0 +1,16 @@
+"""catalog-service settings: the shared ones plus its database and consumer group."""
+
+from servicekit.config import ServiceSettings
+from servicekit.order_messages import ORDERS_TOPIC, STOCK_DEAD_LETTER_TOPIC, STOCK_TOPIC
+
+
+class CatalogSettings(ServiceSettings):
+    catalog_db: str = "catalogdb"
+    consumer_group: str = "catalog-service"
+    stock_topic: str = STOCK_TOPIC
+    dead_letter_topic: str = STOCK_DEAD_LETTER_TOPIC
+    outcome_topic: str = ORDERS_TOPIC
+
+    def transactional_id(self) -> str:
+        """Stable per instance: a restarted instance fences its predecessor's open transaction."""
+        return f"catalog-service:{self.instance_id}"

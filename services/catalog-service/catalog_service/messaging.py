@@ -1,0 +1,137 @@
+"""Consuming stock requests and publishing their outcomes, exactly once per order as far as anyone can see.
+
+Per poll: every stock request is applied in its own DB transaction (StockLedger); then ONE Kafka transaction
+carries the outcomes to `orders`, unparseable records to the dead-letter topic, and the consumer offsets.
+Offsets are thus committed only after the database commit; a crash in between redelivers the records and the
+ledger answers them with the recorded outcome.
+"""
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import IllegalStateError
+
+from catalog_service.service import StockLedger
+from servicekit.kafka import committed_consumer, ensure_topics, fresh_producer
+from servicekit.order_messages import (
+    InvalidMessage,
+    order_from_stock_request,
+    order_record_key,
+    order_record_value,
+)
+
+log = logging.getLogger(__name__)
+
+Record = ConsumerRecord[bytes, bytes]
+
+
+class StockRequestConsumer:
+    def __init__(
+        self,
+        ledger: StockLedger,
+        *,
+        bootstrap_servers: str,
+        transactional_id: str,
+        group_id: str,
+        stock_topic: str,
+        outcome_topic: str,
+        dead_letter_topic: str,
+        topic_partitions: int = 3,
+        max_records: int = 500,
+    ) -> None:
+        self.ledger = ledger
+        self.bootstrap_servers = bootstrap_servers
+        self.transactional_id = transactional_id
+        self.group_id = group_id
+        self.stock_topic = stock_topic
+        self.outcome_topic = outcome_topic
+        self.dead_letter_topic = dead_letter_topic
+        self.topic_partitions = topic_partitions
+        self.max_records = max_records
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await ensure_topics(self.bootstrap_servers, [self.stock_topic, self.dead_letter_topic], self.topic_partitions)
+        self._producer = await fresh_producer(self.bootstrap_servers, self.transactional_id)
+        self._consumer = committed_consumer(self.bootstrap_servers, self.stock_topic, group_id=self.group_id)
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._consume_forever(), name="stock-request-consumer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def _consume_forever(self) -> None:
+        assert self._consumer is not None
+        backoff = 0.2
+        while True:
+            polled = await self._consumer.getmany(timeout_ms=1000, max_records=self.max_records)
+            if not polled:
+                continue
+            try:
+                await self._handle(polled)
+                backoff = 0.2
+            except Exception:
+                log.exception("stock requests not handled; they will be read again")
+                self._rewind(polled)
+                self._producer = await fresh_producer(self.bootstrap_servers, self.transactional_id, self._producer)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _handle(self, polled: dict[TopicPartition, list[Record]]) -> None:
+        assert self._producer is not None
+        outcomes = []
+        dead_letters: list[tuple[Record, InvalidMessage]] = []
+        for records in polled.values():
+            for record in records:
+                try:
+                    order = order_from_stock_request(record.value)
+                except InvalidMessage as exc:
+                    log.warning("unparseable stock request sent to the dead-letter topic", extra=_where(record))
+                    dead_letters.append((record, exc))
+                    continue
+                outcomes.append(await self.ledger.apply(order))
+
+        producer = self._producer
+        async with producer.transaction():
+            for outcome in outcomes:
+                await producer.send(self.outcome_topic, order_record_value(outcome), key=order_record_key(outcome))
+            for record, error in dead_letters:
+                await producer.send(
+                    self.dead_letter_topic, record.value, key=record.key, headers=_error_headers(record, error)
+                )
+            offsets = {tp: records[-1].offset + 1 for tp, records in polled.items()}
+            await producer.send_offsets_to_transaction(offsets, self.group_id)
+        for outcome in outcomes:
+            log.info("outcome published", extra={"order_id": outcome.order_id, "status": outcome.status})
+
+    def _rewind(self, polled: dict[TopicPartition, list[Record]]) -> None:
+        assert self._consumer is not None
+        for tp, records in polled.items():
+            # A partition lost to a rebalance meanwhile is read again by its new owner.
+            with contextlib.suppress(IllegalStateError, AssertionError):
+                self._consumer.seek(tp, records[0].offset)
+
+
+def _where(record: Record) -> dict[str, object]:
+    return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+
+
+def _error_headers(record: Record, error: Exception) -> list[tuple[str, bytes]]:
+    return [
+        ("error.message", str(error).encode()[:1000]),
+        ("error.class", type(error).__name__.encode()),
+        ("source.topic", record.topic.encode()),
+        ("source.partition", str(record.partition).encode()),
+        ("source.offset", str(record.offset).encode()),
+    ]
