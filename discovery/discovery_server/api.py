@@ -96,9 +96,7 @@ async def register(app: str, request: Request, registry: RegistryDep) -> Respons
 
 
 @router.put("/apps/{app}/{instance_id}")
-def renew(
-    app: str, instance_id: str, registry: RegistryDep, lastDirtyTimestamp: int | None = None
-) -> Response:
+def renew(app: str, instance_id: str, registry: RegistryDep, lastDirtyTimestamp: int | None = None) -> Response:
     try:
         instance = registry.instance(app, instance_id)
     except UnknownInstance as exc:

@@ -140,10 +140,7 @@ class Registry:
     def evict_expired(self) -> list[Instance]:
         now = now_millis()
         expired = [
-            instance
-            for instances in self._apps.values()
-            for instance in instances.values()
-            if instance.is_expired(now)
+            instance for instances in self._apps.values() for instance in instances.values() if instance.is_expired(now)
         ]
         for instance in expired:
             self.cancel(instance.app, instance.instance_id)
@@ -171,9 +168,7 @@ class Registry:
 
     def apps_hashcode(self) -> str:
         """Eureka's reconcile hashcode: `STATUS_count_` for each status, sorted by status."""
-        counts = Counter(
-            instance.status for instances in self._apps.values() for instance in instances.values()
-        )
+        counts = Counter(instance.status for instances in self._apps.values() for instance in instances.values())
         return "".join(f"{status}_{count}_" for status, count in sorted(counts.items()))
 
     def _mark_modified(self, instance: Instance) -> None:

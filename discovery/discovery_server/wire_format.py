@@ -68,9 +68,7 @@ def _instance_from_fields(fields: dict[str, Any]) -> Instance:
     lease = fields.get("leaseInfo") or {}
     data_center = fields.get("dataCenterInfo") or {}
     metadata = {
-        str(key): str(value)
-        for key, value in (fields.get("metadata") or {}).items()
-        if not str(key).startswith("@")
+        str(key): str(value) for key, value in (fields.get("metadata") or {}).items() if not str(key).startswith("@")
     }
     overridden = fields.get("overriddenStatus") or fields.get("overriddenstatus") or "UNKNOWN"
     return Instance(
