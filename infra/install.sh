@@ -57,7 +57,7 @@ if [ "$(cat "$STAMPS/python" 2>/dev/null)" != "$python_inputs" ]; then
 fi
 
 # --- Kafka, Kafka Connect and the Debezium JDBC sink, from Maven Central ------------------------------
-maven_inputs=$(sha256sum infra/pom.xml | cut -c1-16)
+maven_inputs=$(find infra/pom.xml infra/src -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
 if [ "$(cat "$STAMPS/maven" 2>/dev/null)" != "$maven_inputs" ] || [ ! -d infra/target/kafka/lib ] \
    || [ ! -d infra/target/connect-plugins/debezium-connector-jdbc ]; then
   say "fetching Kafka and Connect jars with Maven (first time: a few minutes; log: $LOGS/install-maven.log)"

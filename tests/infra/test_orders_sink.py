@@ -1,0 +1,189 @@
+"""The JDBC sink path: Connect JSON records on `orders` become exactly one row per order in mydb.orders."""
+
+import asyncio
+import random
+import uuid
+
+import orjson
+import pymysql
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from launcher import connect
+from launcher.environment import StackConfig
+from launcher.processes import kill
+from servicekit.kafka import transactional_producer
+from servicekit.order_messages import (
+    ORDERS_TOPIC,
+    Order,
+    OrderStatus,
+    now_ms,
+    order_record_key,
+    order_record_value,
+)
+from tests.conftest import eventually
+
+pytestmark = pytest.mark.stack
+
+DEAD_LETTER_TOPIC = "orders-dlq"
+
+
+def make_order(run: str, number: int, status: OrderStatus = OrderStatus.PENDING, qty: int = 1) -> Order:
+    unit_price = 100 + number % 50
+    return Order(
+        order_id=f"sink-{run}-{number:06d}",
+        user_id=f"user-{number % 17}",
+        product_id=f"CATALOG-{number % 3 + 1:03d}",
+        qty=qty,
+        unit_price=unit_price,
+        total_price=qty * unit_price,
+        status=status,
+        created_at=now_ms(),
+    )
+
+
+async def publish(producer: AIOKafkaProducer, records: list[tuple[bytes, bytes]]) -> None:
+    """Send a batch in one transaction, as order-service does."""
+    async with producer.transaction():
+        for key, value in records:
+            await producer.send(ORDERS_TOPIC, key=key, value=value)
+
+
+def rows_of_run(db: pymysql.Connection, run: str) -> dict[str, dict]:
+    with db.cursor() as cursor:
+        cursor.execute(
+            "SELECT order_id, user_id, product_id, qty, unit_price, total_price, status FROM orders"
+            " WHERE order_id LIKE %s",
+            (f"sink-{run}-%",),
+        )
+        return {row["order_id"]: row for row in cursor.fetchall()}
+
+
+def row_of(order: Order) -> dict:
+    return {
+        "order_id": order.order_id,
+        "user_id": order.user_id,
+        "product_id": order.product_id,
+        "qty": order.qty,
+        "unit_price": order.unit_price,
+        "total_price": order.total_price,
+        "status": order.status.value,
+    }
+
+
+def duplicate_count(db: pymysql.Connection, run: str) -> int:
+    with db.cursor() as cursor:
+        cursor.execute(
+            "SELECT COUNT(*) AS n FROM (SELECT order_id FROM orders WHERE order_id LIKE %s"
+            " GROUP BY order_id HAVING COUNT(*) > 1) AS twice",
+            (f"sink-{run}-%",),
+        )
+        return cursor.fetchone()["n"]
+
+
+async def dead_letters_with_keys(bootstrap: str, keys: set[bytes], within: float) -> dict[bytes, dict[str, bytes]]:
+    """Read the dead-letter topic from the start until every key in `keys` was seen; their headers by key."""
+    found: dict[bytes, dict[str, bytes]] = {}
+    consumer = AIOKafkaConsumer(
+        DEAD_LETTER_TOPIC, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + within
+        while set(found) != keys and asyncio.get_running_loop().time() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for record in records:
+                    if record.key in keys:
+                        found[record.key] = {name: value for name, value in record.headers}
+    finally:
+        await consumer.stop()
+    return found
+
+
+MALFORMED = {
+    "not-json": b"this is not JSON at all",
+    "no-schema": orjson.dumps({"order_id": "x", "qty": 1}),
+    "wrong-type": orjson.dumps(
+        {
+            "schema": {
+                "type": "struct",
+                "name": "orders",
+                "optional": False,
+                "fields": [
+                    {"field": "order_id", "type": "string", "optional": False},
+                    {"field": "qty", "type": "int32", "optional": False},
+                ],
+            },
+            "payload": {"order_id": "x", "qty": "many"},
+        }
+    ),
+}
+
+
+async def test_stream_with_resends_and_poison_records_leaves_one_row_per_order_with_last_values(
+    stack_config: StackConfig, orders_db: pymysql.Connection
+) -> None:
+    run = uuid.uuid4().hex[:10]
+    bootstrap = stack_config.get("KAFKA_BOOTSTRAP_SERVERS")
+    orders = [make_order(run, n) for n in range(2000)]
+    # 10% are sent again with other values; the sink must keep the last ones.
+    resent = [
+        make_order(run, n, status=random.choice([OrderStatus.CONFIRMED, OrderStatus.REJECTED]), qty=7)
+        for n in random.sample(range(2000), 200)
+    ]
+    poison_keys = {f"sink-{run}-bad-{name}".encode(): value for name, value in MALFORMED.items()}
+
+    producer = transactional_producer(bootstrap, f"sink-test-{run}")
+    await producer.start()
+    try:
+        records = [(order_record_key(o), order_record_value(o)) for o in orders]
+        for start in range(0, len(records), 250):
+            await publish(producer, records[start : start + 250])
+        await publish(producer, list(poison_keys.items()))
+        await publish(producer, [(order_record_key(o), order_record_value(o)) for o in resent])
+    finally:
+        await producer.stop()
+
+    expected = {o.order_id: row_of(o) for o in orders}
+    expected.update({o.order_id: row_of(o) for o in resent})
+    eventually(lambda: rows_of_run(orders_db, run) == expected, 120, "mydb.orders holds the last value of each order")
+    assert duplicate_count(orders_db, run) == 0
+
+    dead = await dead_letters_with_keys(bootstrap, set(poison_keys), within=60)
+    assert set(dead) == set(poison_keys), "every malformed record is on the dead-letter topic"
+    for headers in dead.values():
+        assert "__connect.errors.exception.class.name" in headers, "the error travels with the record"
+    assert connect.connector_running(stack_config, connect.SINK_CONNECTOR)
+
+
+async def test_connect_worker_killed_mid_stream_still_leaves_exactly_one_row_per_order(
+    stack_config: StackConfig, orders_db: pymysql.Connection
+) -> None:
+    run = uuid.uuid4().hex[:10]
+    bootstrap = stack_config.get("KAFKA_BOOTSTRAP_SERVERS")
+    orders = [make_order(run, n) for n in range(1500)]
+    confirmed = [o.with_status(OrderStatus.CONFIRMED) for o in orders[::3]]
+    stream = [(order_record_key(o), order_record_value(o)) for o in [*orders, *confirmed]]
+
+    producer = transactional_producer(bootstrap, f"sink-test-{run}")
+    await producer.start()
+    try:
+        third = len(stream) // 3
+        await publish(producer, stream[:third])
+        # The sink is mid-stream: some rows are written, the rest are not.
+        eventually(lambda: rows_of_run(orders_db, run), 60, "the sink started writing this run")
+        await asyncio.to_thread(kill, connect.component(stack_config))
+        for start in range(third, 2 * third, 200):
+            await publish(producer, stream[start : start + 200])
+        await asyncio.to_thread(connect.ensure_running, stack_config)
+        for start in range(2 * third, len(stream), 200):
+            await publish(producer, stream[start : start + 200])
+    finally:
+        await producer.stop()
+
+    expected = {o.order_id: row_of(o) for o in orders}
+    expected.update({o.order_id: row_of(o) for o in confirmed})
+    eventually(lambda: rows_of_run(orders_db, run) == expected, 180, "every order written once, last values")
+    assert duplicate_count(orders_db, run) == 0
+    assert connect.connector_running(stack_config, connect.SINK_CONNECTOR)
