@@ -35,13 +35,13 @@ class Component:
             pid = int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        return pid if _is_ours(pid) else None
+        return pid if started_by_us(pid) else None
 
     def running(self) -> bool:
         return self.pid() is not None
 
 
-def _is_ours(pid: int) -> bool:
+def started_by_us(pid: int) -> bool:
     """True when pid is alive and was started by this launcher (its environment carries our marker)."""
     try:
         environ = Path(f"/proc/{pid}/environ").read_bytes()
@@ -81,11 +81,11 @@ def stop(component: Component, timeout: float = 30.0) -> bool:
         return False
     _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _is_ours(pid):
+    while time.monotonic() < deadline and started_by_us(pid):
         time.sleep(0.1)
-    if _is_ours(pid):
+    if started_by_us(pid):
         _signal_group(pid, signal.SIGKILL)
-        while _is_ours(pid):
+        while started_by_us(pid):
             time.sleep(0.05)
     component.pid_file.unlink(missing_ok=True)
     return True
@@ -96,7 +96,7 @@ def kill(component: Component) -> None:
     pid = component.pid()
     if pid is not None:
         _signal_group(pid, signal.SIGKILL)
-        while _is_ours(pid):
+        while started_by_us(pid):
             time.sleep(0.05)
 
 
