@@ -65,9 +65,10 @@ async def register_user(session: AsyncSession, registration: UserRegistration) -
 
 async def authenticate(session: AsyncSession, email: str, password: str) -> User:
     user = await session.scalar(select(User).where(User.email == email))
-    if not await password_matches(user.password_hash if user else None, password):
+    # Checked even for an unknown email, so the answer takes as long either way.
+    matched = await password_matches(user.password_hash if user is not None else None, password)
+    if user is None or not matched:
         raise InvalidCredentials()
-    assert user is not None
     return user
 
 
