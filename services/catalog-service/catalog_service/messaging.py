@@ -71,6 +71,9 @@ class StockRequestConsumer:
         if self._producer is not None:
             await self._producer.stop()
 
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._consumer.assignment()) if self._consumer is not None else set()
+
     async def _consume_forever(self) -> None:
         assert self._consumer is not None
         backoff = 0.2

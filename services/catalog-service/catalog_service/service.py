@@ -3,13 +3,13 @@
 import asyncio
 import logging
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from catalog_service.models import CatalogRow, ProcessedOrder
 from servicekit.errors import NotFound
-from servicekit.order_messages import Order, OrderStatus
+from servicekit.order_messages import Order, OrderStatus, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,22 @@ async def get_catalog(session: AsyncSession, product_id: str) -> CatalogRow:
     if row is None:
         raise ProductNotFound(product_id)
     return row
+
+
+async def add_product(
+    sessions: async_sessionmaker[AsyncSession], product_id: str, name: str, stock: int, unit_price: int
+) -> None:
+    async with sessions.begin() as session:
+        row = CatalogRow(product_id=product_id, product_name=name, stock=stock, unit_price=unit_price)
+        row.created_at = now_ms().replace(tzinfo=None)
+        session.add(row)
+
+
+async def remove_product(sessions: async_sessionmaker[AsyncSession], product_id: str) -> None:
+    """The product and the ledger entries of its orders."""
+    async with sessions.begin() as session:
+        await session.execute(delete(ProcessedOrder).where(ProcessedOrder.product_id == product_id))
+        await session.execute(delete(CatalogRow).where(CatalogRow.product_id == product_id))
 
 
 class StockLedger:

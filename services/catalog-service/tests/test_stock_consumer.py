@@ -1,0 +1,210 @@
+"""StockRequestConsumer on real Kafka (this run's own topics) and the real catalogdb."""
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from catalog_service.config import CatalogSettings
+from catalog_service.messaging import StockRequestConsumer
+from catalog_service.service import StockLedger
+from servicekit.order_messages import (
+    Order,
+    OrderStatus,
+    order_from_record_value,
+    stock_request_key,
+    stock_request_value,
+)
+from servicekit.testing import Record, TopicReader, wait_until
+
+pytestmark = pytest.mark.stack
+
+NewProduct = Callable[..., Awaitable[str]]
+StockOf = Callable[[str], Awaitable[int]]
+PendingOrder = Callable[..., Order]
+StartConsumer = Callable[..., Awaitable[StockRequestConsumer]]
+
+
+def outcomes_of(records: list[Record]) -> dict[str, list[OrderStatus]]:
+    found: dict[str, list[OrderStatus]] = {}
+    for record in records:
+        order = order_from_record_value(record.value)
+        assert record.key == order.order_id.encode()
+        found.setdefault(order.order_id, []).append(order.status)
+    return found
+
+
+async def send_stock_request(
+    producer: AIOKafkaProducer, topic: str, order: Order, partition: int | None = None
+) -> None:
+    await producer.send_and_wait(topic, stock_request_value(order), key=stock_request_key(order), partition=partition)
+
+
+async def test_ten_redeliveries_of_a_stock_message_are_applied_once(
+    topics: CatalogSettings,
+    producer: AIOKafkaProducer,
+    start_consumer: StartConsumer,
+    new_product: NewProduct,
+    stock_of: StockOf,
+    pending_order: PendingOrder,
+) -> None:
+    product_id = await new_product(stock=10)
+    order = pending_order(product_id, qty=3)
+    await start_consumer()
+    async with TopicReader(topics.kafka_bootstrap_servers, topics.outcome_topic) as outcomes:
+        for _ in range(10):
+            await send_stock_request(producer, topics.stock_topic, order)
+
+        records = await outcomes.read_until(
+            lambda rs: len(outcomes_of(rs).get(order.order_id, [])) == 10, within=30, what="10 outcomes"
+        )
+
+    assert outcomes_of(records)[order.order_id] == [OrderStatus.CONFIRMED] * 10
+    assert await stock_of(product_id) == 7
+
+
+async def test_an_order_larger_than_the_stock_is_published_rejected_and_stock_unchanged(
+    topics: CatalogSettings,
+    producer: AIOKafkaProducer,
+    start_consumer: StartConsumer,
+    new_product: NewProduct,
+    stock_of: StockOf,
+    pending_order: PendingOrder,
+) -> None:
+    product_id = await new_product(stock=4)
+    order = pending_order(product_id, qty=5)
+    await start_consumer()
+    async with TopicReader(topics.kafka_bootstrap_servers, topics.outcome_topic) as outcomes:
+        await send_stock_request(producer, topics.stock_topic, order)
+        records = await outcomes.read_until(lambda rs: order.order_id in outcomes_of(rs), within=30, what="the outcome")
+
+    assert outcomes_of(records)[order.order_id] == [OrderStatus.REJECTED]
+    published = order_from_record_value(records[-1].value)
+    assert (published.qty, published.total_price, published.created_at) == (5, 500, order.created_at)
+    assert await stock_of(product_id) == 4
+
+
+async def test_two_consumers_racing_on_one_product_never_oversell(
+    topics: CatalogSettings,
+    producer: AIOKafkaProducer,
+    start_consumer: StartConsumer,
+    new_product: NewProduct,
+    stock_of: StockOf,
+    pending_order: PendingOrder,
+) -> None:
+    product_id = await new_product(stock=30)
+    orders = [pending_order(product_id, qty=1) for _ in range(45)]
+    group = f"{topics.consumer_group}-race-{uuid.uuid4().hex[:6]}"
+    consumers = [await start_consumer(group=group, instance="a"), await start_consumer(group=group, instance="b")]
+    await wait_until(
+        lambda: _both_assigned(consumers), within=30, what="both consumers to own partitions of the stock topic"
+    )
+
+    async with TopicReader(topics.kafka_bootstrap_servers, topics.outcome_topic) as outcomes:
+        # Every order twice, on different partitions (so on different consumers): they race on the stock row
+        # and on the ledger row. The key is not the product here on purpose: we want the partitions spread.
+        sends = []
+        for number, order in enumerate(orders):
+            sends.append(send_stock_request(producer, topics.stock_topic, order, partition=number % 3))
+            sends.append(send_stock_request(producer, topics.stock_topic, order, partition=(number + 1) % 3))
+        await asyncio.gather(*sends)
+        records = await outcomes.read_until(
+            lambda rs: sum(len(s) for s in outcomes_of(rs).values()) >= 2 * len(orders),
+            within=60,
+            what="every order's outcome twice",
+        )
+
+    by_order = outcomes_of(records)
+    assert all(len(set(statuses)) == 1 for statuses in by_order.values())  # both deliveries agree
+    confirmed = [order_id for order_id, statuses in by_order.items() if statuses[0] is OrderStatus.CONFIRMED]
+    assert len(confirmed) == 30
+    assert await stock_of(product_id) == 0
+
+
+async def _both_assigned(consumers: list[StockRequestConsumer]) -> bool:
+    return all(consumer.assignment() for consumer in consumers)
+
+
+async def test_an_unparseable_message_goes_to_the_dead_letter_topic_and_the_consumer_keeps_going(
+    topics: CatalogSettings,
+    producer: AIOKafkaProducer,
+    start_consumer: StartConsumer,
+    new_product: NewProduct,
+    pending_order: PendingOrder,
+) -> None:
+    product_id = await new_product(stock=5)
+    order = pending_order(product_id, qty=1)
+    await start_consumer()
+    async with (
+        TopicReader(topics.kafka_bootstrap_servers, topics.dead_letter_topic) as dead_letters,
+        TopicReader(topics.kafka_bootstrap_servers, topics.outcome_topic) as outcomes,
+    ):
+        garbage = b'{"orderId": "x", "qty": "lots"' + uuid.uuid4().hex.encode()
+        await producer.send_and_wait(topics.stock_topic, garbage, key=product_id.encode())
+        await send_stock_request(producer, topics.stock_topic, order)
+
+        dead = await dead_letters.read_until(
+            lambda rs: any(r.value == garbage for r in rs), within=30, what="the dead letter"
+        )
+        records = await outcomes.read_until(
+            lambda rs: order.order_id in outcomes_of(rs), within=30, what="the next order's outcome"
+        )
+
+    headers = dict(next(r for r in dead if r.value == garbage).headers)
+    assert b"not a stock request" in headers["error.message"]
+    assert headers["source.topic"] == topics.stock_topic.encode()
+    assert outcomes_of(records)[order.order_id] == [OrderStatus.CONFIRMED]
+
+
+async def test_an_order_applied_before_a_crash_is_republished_with_its_recorded_outcome(
+    topics: CatalogSettings,
+    sessions: async_sessionmaker[AsyncSession],
+    producer: AIOKafkaProducer,
+    start_consumer: StartConsumer,
+    new_product: NewProduct,
+    stock_of: StockOf,
+    pending_order: PendingOrder,
+) -> None:
+    product_id = await new_product(stock=6)
+    order = pending_order(product_id, qty=2)
+    # The database commit happened, then the process died before publishing the outcome and the offset.
+    await StockLedger(sessions).apply(order)
+    await start_consumer()
+    async with TopicReader(topics.kafka_bootstrap_servers, topics.outcome_topic) as outcomes:
+        await send_stock_request(producer, topics.stock_topic, order)
+        records = await outcomes.read_until(lambda rs: order.order_id in outcomes_of(rs), within=30, what="the outcome")
+
+    assert outcomes_of(records)[order.order_id] == [OrderStatus.CONFIRMED]
+    assert await stock_of(product_id) == 4
+
+
+async def test_a_restarted_consumer_resumes_after_its_committed_offsets(
+    topics: CatalogSettings,
+    producer: AIOKafkaProducer,
+    start_consumer: StartConsumer,
+    new_product: NewProduct,
+    stock_of: StockOf,
+    pending_order: PendingOrder,
+) -> None:
+    product_id = await new_product(stock=10)
+    first, second = pending_order(product_id, qty=1), pending_order(product_id, qty=2)
+    group = f"{topics.consumer_group}-restart-{uuid.uuid4().hex[:6]}"
+    async with TopicReader(topics.kafka_bootstrap_servers, topics.outcome_topic) as outcomes:
+        before = await start_consumer(group=group, instance="r")
+        await send_stock_request(producer, topics.stock_topic, first)
+        await outcomes.read_until(lambda rs: first.order_id in outcomes_of(rs), within=30, what="first outcome")
+        await before.stop()
+
+        await send_stock_request(producer, topics.stock_topic, second)
+        await start_consumer(group=group, instance="r")
+        records = await outcomes.read_until(
+            lambda rs: second.order_id in outcomes_of(rs), within=30, what="second outcome"
+        )
+
+    # Resumed after the first order's committed offset: its outcome was published once, not again.
+    assert outcomes_of(records)[first.order_id] == [OrderStatus.CONFIRMED]
+    assert outcomes_of(records)[second.order_id] == [OrderStatus.CONFIRMED]
+    assert await stock_of(product_id) == 7
