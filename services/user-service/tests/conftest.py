@@ -1,17 +1,16 @@
 """user-service against the real MariaDB, a real in-process discovery server and a small real order-service."""
 
 import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from servicekit.discovery import DiscoveryClient
+from servicekit.testing import serving, wait_until
 from user_service.config import ORDER_SERVICE_APP, UserServiceSettings
 from user_service.main import create_app
 
@@ -20,43 +19,6 @@ discovery_config = pytest.importorskip("discovery_server.config")
 
 POLL_DEADLINE_SECONDS = 15.0
 ORDERS_TIMEOUT_SECONDS = 0.5
-
-
-async def eventually(check: Callable[[], Awaitable[bool] | bool], what: str) -> None:
-    """Poll `check` until true; fail naming `what` after the deadline."""
-    deadline = time.monotonic() + POLL_DEADLINE_SECONDS
-    while True:
-        outcome = check()
-        if isinstance(outcome, Awaitable):
-            outcome = await outcome
-        if outcome:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {POLL_DEADLINE_SECONDS:.0f}s: {what}")
-        await asyncio.sleep(0.05)
-
-
-class LocalServer:
-    """An ASGI app served by uvicorn on a free 127.0.0.1 port, inside the test's event loop."""
-
-    def __init__(self, app: FastAPI) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=1)
-        self.server = uvicorn.Server(config)
-        self.task: asyncio.Task[None] | None = None
-
-    @property
-    def port(self) -> int:
-        port: int = self.server.servers[0].sockets[0].getsockname()[1]
-        return port
-
-    async def start(self) -> None:
-        self.task = asyncio.create_task(self.server.serve())
-        await eventually(lambda: self.server.started, "local server started")
-
-    async def stop(self) -> None:
-        self.server.should_exit = True
-        if self.task is not None:
-            await self.task
 
 
 class FakeOrderService:
@@ -81,10 +43,8 @@ def settings() -> UserServiceSettings:
 @pytest.fixture(scope="session")
 async def discovery_url() -> AsyncIterator[str]:
     """A discovery server of our own, so the stack's real order-service instances stay out of these tests."""
-    registry = LocalServer(discovery_server.create_app(discovery_config.Settings()))
-    await registry.start()
-    yield f"http://127.0.0.1:{registry.port}/eureka"
-    await registry.stop()
+    async with serving(discovery_server.create_app(discovery_config.Settings())) as base_url:
+        yield f"{base_url}/eureka"
 
 
 @pytest.fixture(scope="session")
@@ -111,21 +71,26 @@ async def api(settings: UserServiceSettings, discovery: DiscoveryClient) -> Asyn
 async def order_service(discovery_url: str, discovery: DiscoveryClient) -> AsyncIterator[FakeOrderService]:
     """A real HTTP order-service stand-in, registered UP as ORDER-SERVICE for one test, then deregistered."""
     fake = FakeOrderService()
-    server = LocalServer(fake.app)
-    await server.start()
-    instance = DiscoveryClient(
-        discovery_url,
-        app_name=ORDER_SERVICE_APP,
-        instance_id=f"fake-order-service-{uuid.uuid4().hex[:8]}",
-        host="127.0.0.1",
-        port=server.port,
-    )
-    await instance.start()
-    await eventually(lambda: bool(discovery.instances(ORDER_SERVICE_APP)), "ORDER-SERVICE visible")
-    yield fake
-    await instance.stop()
-    await eventually(lambda: not discovery.instances(ORDER_SERVICE_APP), "ORDER-SERVICE gone")
-    await server.stop()
+
+    async def visible() -> bool:
+        return bool(discovery.instances(ORDER_SERVICE_APP))
+
+    async def gone() -> bool:
+        return not discovery.instances(ORDER_SERVICE_APP)
+
+    async with serving(fake.app) as base_url:
+        instance = DiscoveryClient(
+            discovery_url,
+            app_name=ORDER_SERVICE_APP,
+            instance_id=f"fake-order-service-{uuid.uuid4().hex[:8]}",
+            host="127.0.0.1",
+            port=int(base_url.rsplit(":", 1)[1]),
+        )
+        await instance.start()
+        await wait_until(visible, within=POLL_DEADLINE_SECONDS, what="ORDER-SERVICE in user-service's registry copy")
+        yield fake
+        await instance.stop()
+        await wait_until(gone, within=POLL_DEADLINE_SECONDS, what="ORDER-SERVICE gone from the registry copy")
 
 
 @pytest.fixture
