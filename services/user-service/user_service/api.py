@@ -8,7 +8,6 @@ from servicekit.database import SessionDep
 from servicekit.tokens import issue_token
 from user_service import service
 from user_service.config import UserServiceSettings
-from user_service.models import User
 from user_service.schemas import LoginRequest, LoginResponse, UserRegistration, UserView, UserWithOrders
 
 router = APIRouter()
@@ -28,13 +27,9 @@ SettingsDep = Annotated[UserServiceSettings, Depends(get_settings)]
 OrderServiceDep = Annotated[service.OrderServiceClient, Depends(get_order_service)]
 
 
-def user_view(user: User) -> UserView:
-    return UserView(email=user.email, name=user.name, userId=user.user_id)
-
-
 @router.post("/users", status_code=status.HTTP_201_CREATED)
 async def register(registration: UserRegistration, session: SessionDep) -> UserView:
-    return user_view(await service.register_user(session, registration))
+    return UserView.of(await service.register_user(session, registration))
 
 
 @router.post("/login")
@@ -51,7 +46,7 @@ async def login(
 
 @router.get("/users")
 async def list_users(session: SessionDep) -> list[UserView]:
-    return [user_view(user) for user in await service.list_users(session)]
+    return [UserView.of(user) for user in await service.list_users(session)]
 
 
 @router.get("/users/{user_id}")

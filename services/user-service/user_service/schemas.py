@@ -4,6 +4,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from user_service.models import User
+
 
 class UserRegistration(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -29,6 +31,10 @@ class UserView(BaseModel):
     email: str
     name: str
     userId: str
+
+    @classmethod
+    def of(cls, user: User) -> "UserView":
+        return cls(email=user.email, name=user.name, userId=user.user_id)
 
 
 class OrderView(BaseModel):

@@ -116,7 +116,7 @@ async def user_with_orders(
 ) -> UserWithOrders:
     """The user and their orders; when order-service cannot answer, no orders and the reason instead."""
     user = await find_user(session, user_id)
-    view = UserView(email=user.email, name=user.name, userId=user.user_id)
+    view = UserView.of(user)
     try:
         return UserWithOrders(**view.model_dump(), orders=await orders.orders_of(user_id, authorization=authorization))
     except OrdersUnavailable as exc:
