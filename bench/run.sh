@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# make bench: every benchmark, each printing our figure next to its anchor from the same run.
+# Not part of make test. Starts the stack if needed (the gateway bench brings its own upstreams and nginx).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+$PY -m launcher up >/dev/null || { echo "ERROR: the stack did not start; run make up to see why"; exit 1; }
+status=0
+for bench in bench/sink_vs_raw.py bench/order_publish.py bench/gateway_vs_nginx.py; do
+  [ -f "$bench" ] || continue
+  echo
+  echo "=== $bench"
+  $PY "$bench" || status=1
+done
+exit $status
