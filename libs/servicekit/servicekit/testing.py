@@ -117,16 +117,21 @@ class TopicReader:
 
         return await wait_until(check, within=within, what=what)
 
+    async def end_offsets(self) -> dict[TopicPartition, int]:
+        """High watermarks; for read_committed, the last stable offsets (held back by open transactions)."""
+        return await self._consumer.end_offsets(list(self._start))
+
     async def read_to_end(self, *, within: float = 15.0) -> list[Record]:
         """Everything up to the end offsets as of now (for read_committed: the last stable offsets)."""
         tps = list(self._start)
-        ends = await self._consumer.end_offsets(tps)
+        ends = await self.end_offsets()
 
         async def caught_up() -> bool:
             polled = await self._consumer.getmany(timeout_ms=100)
             for records in polled.values():
                 self.records.extend(records)
-            return all(await self._consumer.position(tp) >= ends[tp] for tp in tps)
+            positions = [await self._consumer.position(tp) for tp in tps]
+            return all(position >= ends[tp] for position, tp in zip(positions, tps, strict=True))
 
         await wait_until(caught_up, within=within, what=f"reading {self.topic} to its end")
         return self.records

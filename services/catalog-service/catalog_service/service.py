@@ -43,9 +43,8 @@ async def add_product(
 
 
 async def remove_product(sessions: async_sessionmaker[AsyncSession], product_id: str) -> None:
-    """The product and the ledger entries of its orders."""
+    """The product only: the ledger keeps its orders' outcomes for redeliveries still to come."""
     async with sessions.begin() as session:
-        await session.execute(delete(ProcessedOrder).where(ProcessedOrder.product_id == product_id))
         await session.execute(delete(CatalogRow).where(CatalogRow.product_id == product_id))
 
 

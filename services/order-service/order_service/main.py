@@ -41,6 +41,7 @@ def create_app(settings: OrderSettings) -> FastAPI:
                 commit_timeout=settings.publish_timeout_seconds,
             )
             await publisher.start()
+        app.state.publisher = publisher
         catalog = ProductCatalog(catalog_urls, http, known_ttl=settings.catalog_cache_seconds)
         app.state.desk = OrderDesk(make_sessions(engine), catalog, publisher)
         try:

@@ -1,0 +1,33 @@
+"""Run by test_killed_producer.py as a child process: sends one order's two messages inside a transaction,
+says "sent" once they are in the log, and then waits, without committing, to be killed."""
+
+import asyncio
+import sys
+
+from servicekit.kafka import transactional_producer
+from servicekit.order_messages import (
+    Order,
+    OrderStatus,
+    now_ms,
+    order_record_key,
+    order_record_value,
+    stock_request_key,
+    stock_request_value,
+)
+
+
+async def main(
+    bootstrap_servers: str, transactional_id: str, orders_topic: str, stock_topic: str, order_id: str
+) -> None:
+    order = Order(order_id, "user-killed", "CATALOG-001", 1, 1500, 1500, OrderStatus.PENDING, now_ms())
+    producer = transactional_producer(bootstrap_servers, transactional_id)
+    await producer.start()
+    await producer.begin_transaction()
+    await (await producer.send(orders_topic, order_record_value(order), key=order_record_key(order)))
+    await (await producer.send(stock_topic, stock_request_value(order), key=stock_request_key(order)))
+    print("sent", flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(*sys.argv[1:6]))
