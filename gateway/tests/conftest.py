@@ -1,0 +1,205 @@
+"""Gateway tests run real processes on free ports: discovery, the gateway, and echo instances that
+register themselves. Each scenario gets its own app name, so scenarios never share instances."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from servicekit.tokens import issue_token
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ECHO_INSTANCE = Path(__file__).with_name("echo_instance.py")
+JWT_SECRET = "gateway-test-secret-of-at-least-32-bytes"
+# Apps that only the tests route to: `/<app in lower case>/**` → lb://<APP>.
+TEST_APPS = ["RR-TWO", "RR-THREE", "KILLED", "SLOW-POST", "SLOW-RETRY", "NOBODY-HOME", "HEADERS"]
+MAX_BODY_BYTES = 64 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def eventually(description: str, check: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Poll with a deadline instead of sleeping a guess."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"not true within {timeout} s: {description}")
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def start_and_wait(args: list[str], env: dict[str, str], ready_url: str) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(args, cwd=REPO_ROOT, env={**os.environ, **env})
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"{args} exited with {process.returncode}")
+        return httpx.get(ready_url, headers={"Accept": "application/json"}, timeout=1).status_code == 200
+
+    try:
+        eventually(f"{ready_url} answers", answers)
+    except BaseException:
+        stop_process(process)
+        raise
+    return process
+
+
+@pytest.fixture(scope="session")
+def discovery_url() -> Iterator[str]:
+    port = free_port()
+    env = {"DISCOVERY_PORT": str(port), "DISCOVERY_EVICTION_INTERVAL_SECONDS": "0.2", "DISCOVERY_LOG_LEVEL": "warning"}
+    process = start_and_wait([sys.executable, "-m", "discovery_server"], env, f"http://127.0.0.1:{port}/eureka/apps")
+    yield f"http://127.0.0.1:{port}/eureka"
+    stop_process(process)
+
+
+@pytest.fixture(scope="session")
+def routes_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real routes, then one plain route per test app."""
+    routes = yaml.safe_load((REPO_ROOT / "gateway" / "routes.yaml").read_text())["routes"]
+    for app in TEST_APPS:
+        prefix = app.lower()
+        routes.append(
+            {
+                "id": prefix,
+                "uri": f"lb://{app}",
+                "predicates": [f"Path=/{prefix}/**"],
+                "filters": ["RemoveRequestHeader=Cookie", f"RewritePath=/{prefix}/(?<segment>.*), /${{segment}}"],
+            }
+        )
+    path = tmp_path_factory.mktemp("gateway") / "routes.yaml"
+    path.write_text(yaml.safe_dump({"routes": routes}))
+    return path
+
+
+def gateway_env(discovery_url: str, routes_file: Path, port: int, workers: int) -> dict[str, str]:
+    return {
+        "GATEWAY_PORT": str(port),
+        "DISCOVERY_URL": discovery_url,
+        "JWT_SECRET": JWT_SECRET,
+        "GATEWAY_WORKERS": str(workers),
+        "GATEWAY_ROUTES": str(routes_file),
+        "GATEWAY_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+        "GATEWAY_READ_TIMEOUT_SECONDS": "1",
+        "GATEWAY_CONNECT_TIMEOUT_SECONDS": "1",
+        "GATEWAY_REGISTRY_REFRESH_SECONDS": "0.2",
+        "GATEWAY_RENEWAL_INTERVAL_SECONDS": "1",
+        "GATEWAY_LEASE_DURATION_SECONDS": "3",
+    }
+
+
+@pytest.fixture(scope="session")
+def gateway_url(discovery_url: str, routes_file: Path) -> Iterator[str]:
+    """One worker, so round robin is exact per request rather than per worker."""
+    port = free_port()
+    process = start_and_wait(
+        [sys.executable, "-m", "api_gateway"],
+        gateway_env(discovery_url, routes_file, port, workers=1),
+        f"http://127.0.0.1:{port}/gateway/health_check",
+    )
+    yield f"http://127.0.0.1:{port}"
+    stop_process(process)
+
+
+@dataclass
+class EchoInstance:
+    app: str
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def instance_id(self) -> str:
+        return f"127.0.0.1:{self.app.lower()}:{self.port}"
+
+
+def known_to_gateway(gateway_url: str, app: str) -> int:
+    return httpx.get(f"{gateway_url}/gateway/health_check").json()["instances"].get(app, 0)
+
+
+StartInstances = Callable[..., list[EchoInstance]]
+
+
+class Fleet:
+    """Echo instances started for one test (or module), stopped and gone from the gateway afterwards."""
+
+    def __init__(self, discovery_url: str, gateway_url: str) -> None:
+        self.discovery_url = discovery_url
+        self.gateway_url = gateway_url
+        self.started: list[EchoInstance] = []
+
+    def start(self, app: str, count: int, **env: str) -> list[EchoInstance]:
+        """`count` instances of `app`, up and known to the gateway when this returns."""
+        expected = known_to_gateway(self.gateway_url, app) + count
+        batch = []
+        for _ in range(count):
+            port = free_port()
+            process = subprocess.Popen(
+                [sys.executable, str(ECHO_INSTANCE)],
+                cwd=REPO_ROOT,
+                env={**os.environ, "APP": app, "PORT": str(port), "DISCOVERY_URL": self.discovery_url, **env},
+            )
+            batch.append(EchoInstance(app, port, process))
+        self.started.extend(batch)
+        eventually(f"gateway sees {expected} {app}", lambda: known_to_gateway(self.gateway_url, app) == expected)
+        return batch
+
+    def stop_all(self) -> None:
+        for instance in self.started:
+            if instance.process.poll() is None:
+                instance.process.terminate()
+        for instance in self.started:
+            stop_process(instance.process)
+        for app in {instance.app for instance in self.started}:
+            eventually(f"{app} gone from the gateway", lambda app=app: known_to_gateway(self.gateway_url, app) == 0)
+
+
+@pytest.fixture
+def start_instances(discovery_url: str, gateway_url: str) -> Iterator[StartInstances]:
+    """`start_instances(app, count, **env)`: echo instances, stopped after the test."""
+    fleet = Fleet(discovery_url, gateway_url)
+    yield fleet.start
+    fleet.stop_all()
+
+
+@pytest.fixture(scope="module")
+def start_module_instances(discovery_url: str, gateway_url: str) -> Iterator[StartInstances]:
+    """Like start_instances, for instances shared by the tests of one module."""
+    fleet = Fleet(discovery_url, gateway_url)
+    yield fleet.start
+    fleet.stop_all()
+
+
+@pytest.fixture
+def token_for() -> Callable[[str], str]:
+    """`token_for(user_id)`: the header value of a valid token for that user."""
+    return lambda user_id: f"Bearer {issue_token(user_id, JWT_SECRET, 600)}"
+
+
+@pytest.fixture
+def max_body_bytes() -> int:
+    return MAX_BODY_BYTES

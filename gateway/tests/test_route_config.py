@@ -1,0 +1,66 @@
+"""Routes in Spring Cloud Gateway's vocabulary, as loaded from gateway/routes.yaml."""
+
+from pathlib import Path
+
+import pytest
+
+from api_gateway.routes import Route, RouteConfigError, load_routes, path_pattern, rewrite_rule, route_from_config
+
+ROUTES = load_routes(Path(__file__).resolve().parents[1] / "routes.yaml")
+
+
+def first_match(method: str, path: str) -> tuple[Route, dict[str, str]]:
+    for route in ROUTES:
+        variables = route.match(method, path)
+        if variables is not None:
+            return route, variables
+    raise AssertionError(f"no route for {method} {path}")
+
+
+def test_path_pattern_takes_variables_single_and_double_stars() -> None:
+    assert path_pattern("/order-service/{userId}/**").fullmatch("/order-service/u-1/orders/7")["userId"] == "u-1"  # type: ignore[index]
+    assert path_pattern("/a/**").fullmatch("/a") is not None
+    assert path_pattern("/a/*.json").fullmatch("/a/x.json") is not None
+    assert path_pattern("/a/*.json").fullmatch("/a/b/x.json") is None
+
+
+def test_rewrite_path_takes_java_named_groups_and_escaped_replacement() -> None:
+    pattern, replacement = rewrite_rule(r"/user-service/(?<segment>.*), /$\{segment}")
+    assert pattern.sub(replacement, "/user-service/users/42") == "/users/42"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "route_id", "rewritten"),
+    [
+        ("POST", "/user-service/users", "user-service-signup", "/users"),
+        ("POST", "/user-service/login", "user-service-login", "/login"),
+        ("GET", "/user-service/users", "user-service", "/users"),
+        ("GET", "/user-service/health_check", "user-service-health", "/health_check"),
+        ("GET", "/catalog-service/catalogs", "catalog-service-public", "/catalogs"),
+        ("POST", "/order-service/u1/orders", "order-service-user", "/u1/orders"),
+        ("GET", "/order-service/health_check", "order-service-health", "/health_check"),
+    ],
+)
+def test_contract_routes_go_where_the_contract_says(method: str, path: str, route_id: str, rewritten: str) -> None:
+    route, _ = first_match(method, path)
+    assert route.id == route_id
+    assert route.rewritten(path) == rewritten
+
+
+def test_only_signup_login_catalogs_and_health_are_public() -> None:
+    assert not first_match("POST", "/user-service/users")[0].requires_token
+    assert not first_match("GET", "/catalog-service/catalogs")[0].requires_token
+    assert first_match("GET", "/user-service/users/1")[0].requires_token
+    assert first_match("POST", "/catalog-service/catalogs")[0].requires_token
+    order_route, variables = first_match("GET", "/order-service/u9/orders")
+    assert order_route.subject_path_variable == "userId" and variables["userId"] == "u9"
+
+
+def test_every_route_drops_cookies_except_health_checks() -> None:
+    for route in ROUTES:
+        assert (b"cookie" in route.removed_headers) or route.id.endswith("health")
+
+
+def test_unknown_filter_is_a_config_error() -> None:
+    with pytest.raises(RouteConfigError):
+        route_from_config({"id": "x", "uri": "lb://X", "predicates": ["Path=/x/**"], "filters": ["Bogus"]})
