@@ -41,7 +41,7 @@ def orders_for(prefix: str, count: int) -> list[Order]:
         Order(
             f"{prefix}-{n:07d}",
             f"user-{n % 97}",
-            f"CATALOG-{n % 3 + 1:03d}",
+            f"BENCH-P{n % 3 + 1}",
             1 + n % 5,
             1000,
             1000 * (1 + n % 5),

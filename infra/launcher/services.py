@@ -2,6 +2,7 @@
 
 import importlib.util
 import subprocess
+import time
 
 import httpx
 
@@ -71,45 +72,48 @@ def migrate_orders_table(config: StackConfig) -> None:
 
 def up(config: StackConfig) -> None:
     discovery = discovery_component(config)
-    if _start_python(config, discovery, "discovery_server", {}):
+    if _start_python(config, discovery, "discovery_server", {}) is not None:
         wait_until(discovery, lambda: _discovery_ready(config), 60, "ready")
     for component, module, app, extra in service_instances(config):
-        if _start_python(config, component, module, extra):
-            wait_until(
-                component, lambda a=app, i=extra["INSTANCE_ID"]: _registered(config, a, i), 90, f"registered as {app}"
-            )
+        _start_instance(config, component, module, app, extra)
     gateway = gateway_component(config)
-    if _start_python(config, gateway, "api_gateway", {}):
+    if _start_python(config, gateway, "api_gateway", {}) is not None:
         wait_until(gateway, lambda: _gateway_ready(config), 60, "ready")
 
 
-def restart_service(config: StackConfig, name: str) -> None:
-    """Start one service instance again (after a test killed it) and wait for its registration."""
+def restart_service(config: StackConfig, name: str, **env: str) -> None:
+    """Start one service instance again (after a test or the demo stopped it), with optional extra
+    environment (the demo's ORDER_STORE=local), and wait until the new process has registered."""
     for component, module, app, extra in service_instances(config):
         if component.name == name:
-            if _start_python(config, component, module, extra):
-                instance_id = extra["INSTANCE_ID"]
-                wait_until(
-                    component, lambda a=app, i=instance_id: _registered(config, a, i), 90, f"registered as {app}"
-                )
+            _start_instance(config, component, module, app, {**extra, **env})
             return
     raise KeyError(name)
 
 
-def _start_python(config: StackConfig, component: Component, module: str, extra: dict[str, str]) -> bool:
+def _start_instance(config: StackConfig, component: Component, module: str, app: str, extra: dict[str, str]) -> None:
+    started_ms = _start_python(config, component, module, extra)
+    if started_ms is not None:
+        instance_id = extra["INSTANCE_ID"]
+        wait_until(component, lambda: _registered(config, app, instance_id, started_ms), 90, f"registered as {app}")
+
+
+def _start_python(config: StackConfig, component: Component, module: str, extra: dict[str, str]) -> int | None:
+    """Start the module unless it runs already; the start time in epoch ms, or None when nothing was started."""
     if component.running():
         print(f"==> {component.name} already running (pid {component.pid()})")
-        return False
+        return None
     if importlib.util.find_spec(module) is None:
         print(f"==> {component.name}: module {module} is not installed; skipped")
-        return False
+        return None
     if component.port is not None and port_open(component.port):
         raise StartupFailed(
             f"{component.name}: port {component.port} is taken by a process this launcher did not start"
         )
     step(f"starting {component.name}")
+    started_ms = int(time.time() * 1000)
     start(component, [str(VENV_PYTHON), "-m", module], config.process_env(**extra))
-    return True
+    return started_ms
 
 
 def _discovery_ready(config: StackConfig) -> bool:
@@ -130,7 +134,11 @@ def registered_instances(config: StackConfig, app: str) -> list[dict]:
     return instances if isinstance(instances, list) else [instances]
 
 
-def _registered(config: StackConfig, app: str, instance_id: str) -> bool:
+def _registered(config: StackConfig, app: str, instance_id: str, since_ms: int) -> bool:
+    """UP, and registered by the new process (a killed predecessor's lease may still be listed)."""
     return any(
-        i.get("instanceId") == instance_id and i.get("status") == "UP" for i in registered_instances(config, app)
+        i.get("instanceId") == instance_id
+        and i.get("status") == "UP"
+        and int(i.get("lastUpdatedTimestamp", 0)) >= since_ms
+        for i in registered_instances(config, app)
     )

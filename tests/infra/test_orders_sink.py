@@ -33,7 +33,7 @@ def make_order(run: str, number: int, status: OrderStatus = OrderStatus.PENDING,
     return Order(
         order_id=f"sink-{run}-{number:06d}",
         user_id=f"user-{number % 17}",
-        product_id=f"CATALOG-{number % 3 + 1:03d}",
+        product_id=f"SINK-P{number % 3 + 1}",  # not a catalog product: the sink alone is under test
         qty=qty,
         unit_price=unit_price,
         total_price=qty * unit_price,

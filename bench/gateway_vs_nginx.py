@@ -1,0 +1,320 @@
+"""Gateway vs nginx in front of the same two upstream instances, measured with wrk in the same run.
+
+    .venv/bin/python bench/gateway_vs_nginx.py [--rounds 3] [--seconds 8] [--connections 32]
+
+Starts (on free ports, 127.0.0.1 only) a discovery server, two FastAPI order-service stand-ins that register
+as ORDER-SERVICE, the gateway with the real routes (JWT checked on every request), and nginx (round robin,
+keep-alive upstream pool). Each round runs wrk against both, alternating who goes first; the table shows
+medians. wrk and nginx are Debian packages, installed with apt-get when missing and running as root.
+Target (issue 4): gateway throughput >= 0.8x nginx, added p50 latency <= 1 ms.
+"""
+
+import argparse
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NGINX = "/usr/sbin/nginx"
+USER_ID = "bench-user"
+ORDER = '{"productId":"CATALOG-001","qty":2,"unitPrice":1500}'
+
+NGINX_CONF = """\
+worker_processes {workers};
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    upstream orders {{
+        server 127.0.0.1:{upstream_a};
+        server 127.0.0.1:{upstream_b};
+        keepalive 64;
+    }}
+    server {{
+        listen 127.0.0.1:{port} reuseport;
+        location /order-service/ {{
+            proxy_pass http://orders/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }}
+    }}
+}}
+"""
+
+WRK_SCRIPT = """\
+wrk.method = "POST"
+wrk.body = '{body}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {token}"
+"""
+
+
+# ---- the upstream stand-in (run as a child: `gateway_vs_nginx.py --upstream PORT DISCOVERY_URL`) ----
+
+
+def run_upstream(port: int, discovery_url: str) -> None:
+    import asyncio
+
+    import uvicorn
+    from fastapi import FastAPI
+    from pydantic import BaseModel
+
+    from servicekit.discovery import DiscoveryClient
+
+    class NewOrder(BaseModel):
+        productId: str
+        qty: int
+        unitPrice: int
+
+    app = FastAPI()
+    instance_id = f"127.0.0.1:order-service:{port}"
+
+    @app.post("/{user_id}/orders", status_code=201)
+    async def create_order(user_id: str, order: NewOrder) -> dict[str, object]:
+        return {
+            "orderId": secrets.token_hex(8),
+            "userId": user_id,
+            "productId": order.productId,
+            "qty": order.qty,
+            "unitPrice": order.unitPrice,
+            "totalPrice": order.qty * order.unitPrice,
+            "status": "PENDING",
+            "instanceId": instance_id,
+        }
+
+    async def serve() -> None:
+        discovery = DiscoveryClient(discovery_url, app_name="ORDER-SERVICE", instance_id=instance_id, port=port)
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", access_log=False, loop="uvloop", http="httptools"
+        )
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve())
+        while not server.started:  # noqa: ASYNC110  (uvicorn offers no started event)
+            await asyncio.sleep(0.05)
+        await discovery.start()
+        await serving
+        await discovery.stop()
+
+    asyncio.run(serve())
+
+
+# ---- orchestration ---------------------------------------------------------------------------------
+
+
+@dataclass
+class WrkResult:
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def ensure_debian_packages() -> None:
+    missing = [package for binary, package in (("wrk", "wrk"), (NGINX, "nginx-light")) if not shutil.which(binary)]
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        sys.exit(f"missing {', '.join(missing)}: install them with apt-get (needs root)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *missing], check=True, env=env)
+
+
+def wait_for(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0, expect: int = 200) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+        try:
+            if httpx.get(url, headers={"Accept": "application/json"}, timeout=1).status_code == expect:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer {expect} within {timeout} s")
+
+
+@contextmanager
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        yield started
+    finally:
+        for process in reversed(started):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in reversed(started):
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def run_wrk(url: str, script: Path, seconds: int, connections: int) -> WrkResult:
+    threads = str(min(2, connections))
+    output = subprocess.run(
+        ["wrk", "-t", threads, "-c", str(connections), "-d", f"{seconds}s", "--latency", "-s", str(script), url],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    socket_errors = re.search(r"Socket errors:(.*)", output)
+    errors = (int(non_2xx.group(1)) if non_2xx else 0) + (
+        sum(int(n) for n in re.findall(r"\d+", socket_errors.group(1))) if socket_errors else 0
+    )
+    return WrkResult(rate, _percentile_ms(output, "50%"), _percentile_ms(output, "99%"), errors)
+
+
+def _percentile_ms(output: str, label: str) -> float:
+    value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--gateway-workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--upstream", nargs=2, metavar=("PORT", "DISCOVERY_URL"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.upstream:
+        run_upstream(int(args.upstream[0]), args.upstream[1])
+        return
+
+    ensure_debian_packages()
+    from servicekit.tokens import issue_token
+
+    secret = secrets.token_urlsafe(32)
+    token = issue_token(USER_ID, secret, 3600)
+    workers = os.cpu_count() or 1
+    python = sys.executable
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp_dir, processes() as started:
+        tmp = Path(tmp_dir)
+        discovery_port, gateway_port, nginx_port = free_port(), free_port(), free_port()
+        upstream_ports = [free_port(), free_port()]
+        discovery_url = f"http://127.0.0.1:{discovery_port}/eureka"
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+
+        env = {**os.environ, "DISCOVERY_PORT": str(discovery_port), "DISCOVERY_LOG_LEVEL": "warning"}
+        started.append(subprocess.Popen([python, "-m", "discovery_server"], cwd=REPO_ROOT, env=env, **quiet))
+        wait_for(f"{discovery_url}/apps", started[-1])
+        for port in upstream_ports:
+            started.append(subprocess.Popen([python, __file__, "--upstream", str(port), discovery_url], **quiet))
+        env = {
+            **os.environ,
+            "GATEWAY_PORT": str(gateway_port),
+            "DISCOVERY_URL": discovery_url,
+            "JWT_SECRET": secret,
+            "GATEWAY_WORKERS": str(args.gateway_workers),
+            "GATEWAY_LOG_LEVEL": "WARNING",
+        }
+        started.append(subprocess.Popen([python, "-m", "api_gateway"], cwd=REPO_ROOT, env=env, **quiet))
+        gateway = started[-1]
+        (tmp / "nginx.conf").write_text(
+            NGINX_CONF.format(
+                workers=workers,
+                tmp=tmp,
+                port=nginx_port,
+                upstream_a=upstream_ports[0],
+                upstream_b=upstream_ports[1],
+            )
+        )
+        started.append(subprocess.Popen([NGINX, "-p", str(tmp), "-c", str(tmp / "nginx.conf")], **quiet))
+        nginx = started[-1]
+
+        path = f"/order-service/{USER_ID}/orders"
+        script = tmp / "post_order.lua"
+        script.write_text(WRK_SCRIPT.format(body=ORDER, token=token))
+        targets = {
+            "gateway": f"http://127.0.0.1:{gateway_port}{path}",
+            "nginx": f"http://127.0.0.1:{nginx_port}{path}",
+        }
+        wait_for(f"http://127.0.0.1:{gateway_port}/gateway/health_check", gateway)
+        wait_for_both_instances(gateway_port, gateway)
+        wait_for(f"http://127.0.0.1:{nginx_port}/order-service/openapi.json", nginx)
+
+        print(f"wrk -c{args.connections}, {args.seconds} s per run, {args.rounds} rounds, {workers} cores; warming up")
+        for url in targets.values():
+            run_wrk(url, script, 2, args.connections)
+        throughput: dict[str, list[WrkResult]] = {name: [] for name in targets}
+        single: dict[str, list[WrkResult]] = {name: [] for name in targets}
+        for round_number in range(args.rounds):
+            order = list(targets) if round_number % 2 == 0 else list(reversed(targets))
+            for name in order:
+                throughput[name].append(run_wrk(targets[name], script, args.seconds, args.connections))
+                single[name].append(run_wrk(targets[name], script, max(2, args.seconds // 2), 1))
+            summary = "  ".join(f"{n} {throughput[n][-1].requests_per_second:,.0f} req/s" for n in targets)
+            print(f"round {round_number + 1}: {summary}")
+        report(throughput, single, args.connections)
+
+
+def wait_for_both_instances(gateway_port: int, gateway: subprocess.Popen[bytes]) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        health = httpx.get(f"http://127.0.0.1:{gateway_port}/gateway/health_check").json()
+        if health["instances"].get("ORDER-SERVICE") == 2:
+            return
+        time.sleep(0.1)
+    raise TimeoutError("the gateway did not see both upstream instances")
+
+
+def report(throughput: dict[str, list[WrkResult]], single: dict[str, list[WrkResult]], connections: int) -> None:
+    def median(results: list[WrkResult], field: str) -> float:
+        return statistics.median(getattr(result, field) for result in results)
+
+    print()
+    print(
+        f"{'medians':<10}{'req/s (c' + str(connections) + ')':>16}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'p50 ms (c1)':>13}{'p99 ms (c1)':>13}{'errors':>8}"
+    )
+    for name in throughput:
+        print(
+            f"{name:<10}{median(throughput[name], 'requests_per_second'):>16,.0f}"
+            f"{median(throughput[name], 'p50_ms'):>9.2f}{median(throughput[name], 'p99_ms'):>9.2f}"
+            f"{median(single[name], 'p50_ms'):>13.2f}{median(single[name], 'p99_ms'):>13.2f}"
+            f"{sum(r.errors for r in throughput[name] + single[name]):>8}"
+        )
+    ratio = median(throughput["gateway"], "requests_per_second") / median(throughput["nginx"], "requests_per_second")
+    added_p50 = median(single["gateway"], "p50_ms") - median(single["nginx"], "p50_ms")
+    added_p99 = median(single["gateway"], "p99_ms") - median(single["nginx"], "p99_ms")
+    print()
+    print(f"throughput ratio gateway/nginx: {ratio:.2f}x   (target >= 0.80x)")
+    print(f"added latency over nginx at c1: p50 {added_p50:+.2f} ms (target <= 1 ms), p99 {added_p99:+.2f} ms")
+
+
+if __name__ == "__main__":
+    main()

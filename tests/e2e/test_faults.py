@@ -1,0 +1,101 @@
+"""Faults while orders flow: nothing accepted is lost, nothing is duplicated, stock does not drift."""
+
+import asyncio
+import uuid
+
+import pymysql
+import pytest
+
+from demo.gateway_client import GatewayClient, User
+from launcher import connect, services
+from launcher.environment import StackConfig
+from launcher.processes import Component, kill, stop
+from tests.conftest import eventually, eventually_async
+from tests.e2e.conftest import settled, stock_drift
+
+pytestmark = pytest.mark.stack
+
+
+class Progress:
+    """Order ids accepted so far, and a way to wait until there are enough of them."""
+
+    def __init__(self) -> None:
+        self.accepted: list[str] = []
+        self._changed = asyncio.Event()
+
+    def add(self, order_id: str) -> None:
+        self.accepted.append(order_id)
+        self._changed.set()
+
+    async def reached(self, count: int, flow: asyncio.Future) -> None:
+        while len(self.accepted) < count and not flow.done():
+            self._changed.clear()
+            await asyncio.wait(
+                [asyncio.ensure_future(self._changed.wait()), flow], timeout=60, return_when=asyncio.FIRST_COMPLETED
+            )
+
+
+async def place_until(
+    gateway: GatewayClient, user: User, products: list[str], stop: asyncio.Event, progress: Progress
+) -> None:
+    """A careful client placing orders until told to stop: every order carries an Idempotency-Key and is
+    retried until accepted."""
+    n = 0
+    while not stop.is_set():
+        key = uuid.uuid4().hex
+        product = products[n % len(products)]
+        for _attempt in range(60):
+            try:
+                response = await gateway.order(user, product, 1, 100, idempotency_key=key)
+            except Exception:  # the connection itself failed: for a client the same as a 5xx
+                response = None
+            if response is not None and response.status_code == 201:
+                progress.add(response.json()["orderId"])
+                break
+            assert response is None or response.status_code >= 500, response.text
+            await asyncio.sleep(0.5)  # client back-off before retrying
+        else:
+            pytest.fail(f"order {n} of {user.user_id} never accepted")
+        n += 1
+        await asyncio.sleep(0.05)  # think time: a steady flow, not a flood
+
+
+async def test_kill_order_instance_restart_connect_and_catalog_while_orders_flow_loses_and_duplicates_nothing(
+    gateway: GatewayClient, orders_db: pymysql.Connection, stack_config: StackConfig, fresh_products: dict[str, int]
+) -> None:
+    users = await asyncio.gather(*(gateway.sign_up(f"Steady Buyer {n}") for n in range(3)))
+    progress, faults_done = Progress(), asyncio.Event()
+    products = list(fresh_products)
+    flow = asyncio.ensure_future(
+        asyncio.gather(*(place_until(gateway, u, products, faults_done, progress) for u in users))
+    )
+    catalog = Component("catalog-service-1")
+    try:
+        await progress.reached(15, flow)
+        await asyncio.to_thread(kill, Component("order-service-2"))
+
+        await progress.reached(len(progress.accepted) + 15, flow)
+        await asyncio.to_thread(stop, connect.component(stack_config))
+        await asyncio.to_thread(connect.ensure_running, stack_config)
+
+        await progress.reached(len(progress.accepted) + 15, flow)
+        await asyncio.to_thread(stop, catalog)
+        await asyncio.to_thread(services.restart_service, stack_config, catalog.name)
+        await asyncio.to_thread(services.restart_service, stack_config, "order-service-2")
+        await progress.reached(len(progress.accepted) + 15, flow)
+        assert not flow.done(), "orders flowed through every fault"
+    finally:
+        faults_done.set()
+        await flow
+        # Whatever happened above, leave the stack whole for the next test.
+        await asyncio.to_thread(connect.ensure_running, stack_config)
+        for name in ("catalog-service-1", "order-service-2"):
+            await asyncio.to_thread(services.restart_service, stack_config, name)
+
+    accepted = progress.accepted
+    assert len(accepted) == len(set(accepted)) >= 60
+    rows = eventually(lambda: settled(orders_db, accepted), 120, "every accepted order has one settled row")
+    assert {row["status"] for row in rows.values()} == {"CONFIRMED"}, "5,000 in stock: every order fits"
+    stock = await eventually_async(gateway.stock, 30, "the restarted catalog-service answers through the gateway")
+    drift = stock_drift(orders_db, fresh_products, stock)
+    assert set(drift.values()) == {0}, f"stock moved by exactly the confirmed quantities: {drift}"
