@@ -87,3 +87,9 @@ def confirmed_qty(db: pymysql.Connection, product_ids: list[str]) -> dict[str, i
             product_ids,
         )
         return {row["product_id"]: int(row["taken"]) for row in cursor.fetchall()}
+
+
+def rows_of_user(db: pymysql.Connection, user_id: str) -> list[dict]:
+    with db.cursor() as cursor:
+        cursor.execute("SELECT order_id, status FROM orders WHERE user_id = %s", (user_id,))
+        return list(cursor.fetchall())

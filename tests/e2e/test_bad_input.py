@@ -1,0 +1,87 @@
+"""Bad input through the gateway: a clear 4xx JSON naming the problem, and nothing published or written."""
+
+import pymysql
+import pytest
+
+from demo.gateway_client import GatewayClient
+from servicekit.config import ServiceSettings
+from servicekit.tokens import issue_token
+from tests.conftest import eventually
+from tests.e2e.conftest import SEED_PRICE, rows_of_user, settled
+
+pytestmark = pytest.mark.stack
+
+GOOD = {"productId": "CATALOG-001", "qty": 1, "unitPrice": SEED_PRICE["CATALOG-001"]}
+
+BAD_BODIES = [
+    pytest.param(b'{"productId": "CATALOG-001", "qty": 1,', 400, "", id="malformed-json"),
+    pytest.param({"qty": 1, "unitPrice": 1500}, 422, "productId", id="missing-productId"),
+    pytest.param({**GOOD, "qty": "two"}, 422, "qty", id="qty-not-a-number"),
+    pytest.param({**GOOD, "qty": 0}, 422, "qty", id="qty-zero"),
+    pytest.param({**GOOD, "qty": -3}, 422, "qty", id="qty-negative"),
+    pytest.param({**GOOD, "qty": 10**12}, 422, "qty", id="qty-absurd"),
+    pytest.param({**GOOD, "unitPrice": "cheap"}, 422, "unitPrice", id="unitPrice-not-a-number"),
+    pytest.param({**GOOD, "productId": "NO-SUCH-PRODUCT"}, 422, "productId", id="unknown-product"),
+    pytest.param({**GOOD, "discount": 50}, 422, "discount", id="unexpected-field"),
+    pytest.param([GOOD], 422, "", id="array-instead-of-object"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "names"), BAD_BODIES)
+async def test_bad_order_body_is_refused_with_a_4xx_naming_the_problem(
+    gateway: GatewayClient, body: object, status: int, names: str
+) -> None:
+    user = await gateway.sign_up("Careless Client")
+    headers = {**user.auth, "Content-Type": "application/json"}
+    kwargs = {"content": body} if isinstance(body, bytes) else {"json": body}
+
+    response = await gateway.http.post(f"/order-service/{user.user_id}/orders", headers=headers, **kwargs)
+
+    assert response.status_code == status, response.text
+    assert "detail" in response.json()
+    assert names in response.text
+
+
+async def test_oversized_body_gets_413(gateway: GatewayClient) -> None:
+    user = await gateway.sign_up("Verbose Client")
+    body = b'{"productId": "CATALOG-001", "qty": 1, "unitPrice": 1500, "note": "' + b"x" * 2_000_000 + b'"}'
+    response = await gateway.http.post(
+        f"/order-service/{user.user_id}/orders", content=body, headers={**user.auth, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert "detail" in response.json()
+
+
+async def test_missing_bad_expired_and_foreign_tokens_get_401_or_403(
+    gateway: GatewayClient, settings: ServiceSettings
+) -> None:
+    alice, bob = await gateway.sign_up("Alice"), await gateway.sign_up("Bob")
+    path = f"/order-service/{alice.user_id}/orders"
+    forged = issue_token(alice.user_id, "not-our-secret", 600)
+    expired = issue_token(alice.user_id, settings.jwt_secret, -10)
+
+    cases = {
+        "missing": ({}, 401),
+        "not a JWT": ({"Authorization": "Bearer not-a-token"}, 401),
+        "wrong scheme": ({"Authorization": f"Basic {alice.token}"}, 401),
+        "forged signature": ({"Authorization": f"Bearer {forged}"}, 401),
+        "expired": ({"Authorization": f"Bearer {expired}"}, 401),
+        "another user's": (bob.auth, 403),
+    }
+    for name, (headers, status) in cases.items():
+        for method in ("POST", "GET"):
+            response = await gateway.http.request(method, path, json=GOOD, headers=headers)
+            assert response.status_code == status, f"{name} token on {method}: {response.status_code}"
+            assert "detail" in response.json()
+
+
+async def test_rejected_requests_leave_no_row_behind(gateway: GatewayClient, orders_db: pymysql.Connection) -> None:
+    user = await gateway.sign_up("Clumsy Then Careful")
+    for body in ({**GOOD, "qty": 0}, {**GOOD, "productId": "NO-SUCH-PRODUCT"}, {"qty": 1}):
+        response = await gateway.http.post(f"/order-service/{user.user_id}/orders", json=body, headers=user.auth)
+        assert 400 <= response.status_code < 500
+
+    # A good order from the same user afterwards: once it is in the table, the rejected ones would be too.
+    placed = await gateway.place_order(user, **{"product_id": "CATALOG-001", "qty": 1, "unit_price": 1500})
+    eventually(lambda: settled(orders_db, [placed.order_id]), 60, "the good order settles")
+    assert [row["order_id"] for row in rows_of_user(orders_db, user.user_id)] == [placed.order_id]
