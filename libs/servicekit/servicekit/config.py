@@ -18,6 +18,8 @@ class ServiceSettings(BaseSettings):
     topic_partitions: int = 3
 
     discovery_url: str = "http://127.0.0.1:8761/eureka"
+    # false: look others up but stay out of the registry (a benchmark's private instance).
+    discovery_register: bool = True
 
     # Only user-service issues tokens; the others may run without a secret.
     jwt_secret: str | None = None

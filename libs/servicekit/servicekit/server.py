@@ -58,7 +58,7 @@ def serve(app: FastAPI, settings: ServiceSettings, app_name: str) -> None:
 
     discovery = DiscoveryClient(
         settings.discovery_url,
-        app_name=app_name,
+        app_name=app_name if settings.discovery_register else None,
         instance_id=settings.instance_id,
         host=settings.host,
         port=port,

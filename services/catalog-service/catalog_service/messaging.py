@@ -1,6 +1,6 @@
 """Consuming stock requests and publishing their outcomes, exactly once per order as far as anyone can see.
 
-Per poll: every stock request is applied in its own DB transaction (StockLedger); then ONE Kafka transaction
+Per poll: the stock requests are applied in one DB transaction (StockLedger); then ONE Kafka transaction
 carries the outcomes to `orders`, unparseable records to the dead-letter topic, and the consumer offsets.
 Offsets are thus committed only after the database commit; a crash in between redelivers the records and the
 ledger answers them with the recorded outcome.
@@ -93,17 +93,16 @@ class StockRequestConsumer:
 
     async def _handle(self, polled: dict[TopicPartition, list[Record]]) -> None:
         assert self._producer is not None
-        outcomes = []
+        orders = []
         dead_letters: list[tuple[Record, InvalidMessage]] = []
         for records in polled.values():
             for record in records:
                 try:
-                    order = order_from_stock_request(record.value)
+                    orders.append(order_from_stock_request(record.value))
                 except InvalidMessage as exc:
                     log.warning("unparseable stock request sent to the dead-letter topic", extra=_where(record))
                     dead_letters.append((record, exc))
-                    continue
-                outcomes.append(await self.ledger.apply(order))
+        outcomes = await self.ledger.apply_all(orders) if orders else []
 
         producer = self._producer
         async with producer.transaction():

@@ -47,15 +47,16 @@ class ProcessedOrder(Base):
             created_at=as_utc(self.order_created_at),
         )
 
-    @classmethod
-    def recording(cls, outcome: Order) -> "ProcessedOrder":
-        return cls(
-            order_id=outcome.order_id,
-            user_id=outcome.user_id,
-            product_id=outcome.product_id,
-            qty=outcome.qty,
-            unit_price=outcome.unit_price,
-            total_price=outcome.total_price,
-            status=outcome.status.value,
-            order_created_at=as_utc(outcome.created_at).replace(tzinfo=None),
-        )
+    @staticmethod
+    def values_of(outcome: Order) -> dict[str, object]:
+        """The row recording `outcome`, for a bulk insert."""
+        return {
+            "order_id": outcome.order_id,
+            "user_id": outcome.user_id,
+            "product_id": outcome.product_id,
+            "qty": outcome.qty,
+            "unit_price": outcome.unit_price,
+            "total_price": outcome.total_price,
+            "status": outcome.status.value,
+            "order_created_at": as_utc(outcome.created_at).replace(tzinfo=None),
+        }

@@ -3,7 +3,7 @@
 import asyncio
 import logging
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -59,45 +59,79 @@ class StockLedger:
 
         A redelivered order gets the outcome recorded the first time, without touching stock again.
         """
+        return (await self.apply_all([order]))[0]
+
+    async def apply_all(self, orders: list[Order]) -> list[Order]:
+        """`apply` for each order, in order, in ONE database transaction (one commit for a whole poll)."""
         for attempt in range(5):
             try:
-                return await self._apply_once(order)
-            except IntegrityError:
-                # Another consumer recorded this order between our read and our insert; its outcome stands.
-                recorded = await self.recorded_outcome(order.order_id)
-                if recorded is not None:
-                    return recorded
-                raise
+                return await self._apply_together(orders)
             except DBAPIError as exc:
+                # IntegrityError: another consumer recorded one of these orders since we looked; the retry
+                # reads its outcome. Deadlocks and lock wait timeouts: the retry usually goes through.
                 code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
-                if code not in _RETRYABLE_MYSQL_ERRORS or attempt == 4:
+                retryable = isinstance(exc, IntegrityError) or code in _RETRYABLE_MYSQL_ERRORS
+                if not retryable or attempt == 4:
                     raise
-                log.warning("stock transaction retried", extra={"order_id": order.order_id, "mysql_error": code})
+                log.warning("stock transaction retried", extra={"orders": len(orders), "mysql_error": code})
                 await asyncio.sleep(0.01 * 2**attempt)
         raise AssertionError("unreachable")
 
-    async def _apply_once(self, order: Order) -> Order:
+    async def _apply_together(self, orders: list[Order]) -> list[Order]:
+        outcomes: list[Order] = []
+        fresh: list[Order] = []
         async with self._sessions.begin() as session:
-            recorded = await session.get(ProcessedOrder, order.order_id)
-            if recorded is not None:
-                log.info("redelivered order, outcome reused", extra={"order_id": order.order_id})
-                return recorded.to_order()
-            # Conditional decrement: the row lock serializes racing consumers, the WHERE refuses to oversell.
-            taken = await session.execute(
-                update(CatalogRow)
-                .where(CatalogRow.product_id == order.product_id, CatalogRow.stock >= order.qty)
-                .values(stock=CatalogRow.stock - order.qty)
+            recorded = {
+                row.order_id: row.to_order()
+                for row in await session.scalars(
+                    select(ProcessedOrder).where(ProcessedOrder.order_id.in_({o.order_id for o in orders}))
+                )
+            }
+            # Lock the products' rows (in key order, so racing consumers queue instead of deadlocking) and
+            # decide every order against the stock as it is now; racing consumers wait for our commit.
+            stock = {
+                product_id: left
+                for product_id, left in await session.execute(
+                    select(CatalogRow.product_id, CatalogRow.stock)
+                    .where(CatalogRow.product_id.in_({o.product_id for o in orders}))
+                    .order_by(CatalogRow.product_id)
+                    .with_for_update()
+                )
+            }
+            taken: dict[str, int] = {}
+            for order in orders:
+                outcome = recorded.get(order.order_id)
+                if outcome is None:
+                    left = stock.get(order.product_id)
+                    if left is not None and left >= order.qty:
+                        stock[order.product_id] = left - order.qty
+                        taken[order.product_id] = taken.get(order.product_id, 0) + order.qty
+                        outcome = order.with_status(OrderStatus.CONFIRMED)
+                    else:
+                        outcome = order.with_status(OrderStatus.REJECTED)
+                    recorded[order.order_id] = outcome
+                    fresh.append(outcome)
+                else:
+                    log.info("redelivered order, outcome reused", extra={"order_id": order.order_id})
+                outcomes.append(outcome)
+            for product_id, qty in taken.items():
+                await self._take_stock(session, product_id, qty)
+            if fresh:
+                await session.execute(insert(ProcessedOrder), [ProcessedOrder.values_of(o) for o in fresh])
+        for outcome in fresh:
+            log.info(
+                "stock request applied",
+                extra={"order_id": outcome.order_id, "product_id": outcome.product_id, "status": outcome.status},
             )
-            status = OrderStatus.CONFIRMED if taken.rowcount == 1 else OrderStatus.REJECTED  # type: ignore[attr-defined]
-            outcome = order.with_status(status)
-            session.add(ProcessedOrder.recording(outcome))
-        log.info(
-            "stock request applied",
-            extra={"order_id": order.order_id, "product_id": order.product_id, "qty": order.qty, "status": status},
-        )
-        return outcome
+        return outcomes
 
-    async def recorded_outcome(self, order_id: str) -> Order | None:
-        async with self._sessions() as session:
-            recorded = await session.get(ProcessedOrder, order_id)
-            return recorded.to_order() if recorded is not None else None
+    @staticmethod
+    async def _take_stock(session: AsyncSession, product_id: str, qty: int) -> None:
+        # Conditional decrement: with the row locked it always matches; the WHERE still refuses to oversell.
+        taken = await session.execute(
+            update(CatalogRow)
+            .where(CatalogRow.product_id == product_id, CatalogRow.stock >= qty)
+            .values(stock=CatalogRow.stock - qty)
+        )
+        if taken.rowcount != 1:  # type: ignore[attr-defined]
+            raise RuntimeError(f"stock of {product_id} changed under a row lock")

@@ -11,6 +11,9 @@ class OrderSettings(ServiceSettings):
     # kafka: publish to Kafka, read the shared table. local: the demo's "before", one database per instance.
     order_store: Literal["kafka", "local"] = "kafka"
 
+    # false: the benchmark's baseline only, the same endpoint answering without publishing anything.
+    publish_orders: bool = True
+
     catalog_timeout_seconds: float = 1.0
     catalog_cache_seconds: float = 10.0
     # How long a request waits for its transaction to commit before answering 503.

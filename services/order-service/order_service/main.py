@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from order_service import api
 from order_service.config import OrderSettings
-from order_service.messaging import OrderPublisher
+from order_service.messaging import DiscardingPublisher, OrderPublisher, Publisher
 from order_service.service import OrderDesk, ProductCatalog
 from servicekit.database import make_engine, make_sessions, run_migrations
 from servicekit.web import install_edge
@@ -32,8 +32,10 @@ def create_app(settings: OrderSettings) -> FastAPI:
         await asyncio.to_thread(run_migrations, ALEMBIC_INI, database, settings)
         engine = make_engine(settings, database)
         http = httpx.AsyncClient(timeout=settings.catalog_timeout_seconds)
-        publisher = None
-        if not local:
+        publisher: Publisher | None = None
+        if not local and not settings.publish_orders:
+            publisher = DiscardingPublisher()
+        elif not local:
             publisher = OrderPublisher(
                 settings.kafka_bootstrap_servers,
                 settings.transactional_id(),

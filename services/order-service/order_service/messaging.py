@@ -7,6 +7,7 @@ transaction commits, new orders queue up and ride the next one, so a commit is p
 import asyncio
 import contextlib
 import logging
+from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 
@@ -29,6 +30,28 @@ class PublishFailed(Exception):
 
 
 _Pending = tuple[Order, asyncio.Future[None]]
+
+
+class Publisher(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def publish(self, order: Order) -> None: ...
+
+
+class DiscardingPublisher:
+    """PUBLISH_ORDERS=false, for the benchmark's baseline: the same endpoint, nothing sent anywhere."""
+
+    committed_transactions = 0
+    committed_orders = 0
+
+    async def start(self) -> None:
+        log.warning("PUBLISH_ORDERS=false: orders are answered but not published (benchmark baseline)")
+
+    async def stop(self) -> None:
+        pass
+
+    async def publish(self, order: Order) -> None:
+        pass
 
 
 class OrderPublisher:
@@ -66,6 +89,10 @@ class OrderPublisher:
                 waiter.set_exception(PublishFailed("shutting down"))
         if self._producer is not None:
             await self._producer.stop()
+        log.info(
+            "publisher stopped",
+            extra={"transactions": self.committed_transactions, "orders": self.committed_orders},
+        )
 
     async def publish(self, order: Order) -> None:
         """Returns once the transaction holding both messages of `order` has committed."""

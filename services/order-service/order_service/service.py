@@ -13,7 +13,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from order_service.messaging import OrderPublisher, PublishFailed
+from order_service.messaging import Publisher, PublishFailed
 from order_service.models import OrderRow
 from order_service.schemas import OrderRequest
 from servicekit.errors import Conflict, InvalidInput, Unavailable
@@ -112,7 +112,7 @@ class OrderDesk:
         self,
         sessions: async_sessionmaker[AsyncSession],
         catalog: ProductCatalog,
-        publisher: OrderPublisher | None,
+        publisher: Publisher | None,
     ) -> None:
         self._sessions = sessions
         self._catalog = catalog
