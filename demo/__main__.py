@@ -1,0 +1,171 @@
+"""make demo: the seed story through the gateway. First the problem (each order-service instance with its own
+database), then the fix (every instance publishes to Kafka; the JDBC sink writes one shared table)."""
+
+import asyncio
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+
+from demo.gateway_client import GatewayClient, User
+from launcher import services
+from launcher.environment import StackConfig
+from launcher.processes import Component, stop
+
+ORDERS = [
+    ("CATALOG-001", 2),
+    ("CATALOG-002", 1),
+    ("CATALOG-003", 3),
+    ("CATALOG-001", 1),
+    ("CATALOG-002", 2),
+    ("CATALOG-003", 1),
+]
+
+
+def table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    cells = [[str(c) for c in header], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+    print(f"\n{title}\n{line}")
+    for index, row in enumerate(cells):
+        print("| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + " |")
+        if index == 0:
+            print(line)
+    print(line)
+
+
+def switch_order_store(config: StackConfig, store: str) -> None:
+    """Restart every order-service instance with ORDER_STORE=<store>."""
+    print(f"\n--- restarting the order-service instances with ORDER_STORE={store}")
+    for component, _module, app, _extra in services.service_instances(config):
+        if app == "ORDER-SERVICE":
+            stop(Component(component.name))
+            services.restart_service(config, component.name, ORDER_STORE=store)
+
+
+async def place(gateway: GatewayClient, user: User) -> list[tuple[str, str, int, str]]:
+    catalog = await gateway.catalog()
+    placed = []
+    for product_id, qty in ORDERS:
+        order = await gateway.place_order(user, product_id, qty, catalog[product_id]["unitPrice"])
+        placed.append((order.order_id, product_id, qty, order.instance_id))
+    return placed
+
+
+async def answers_per_instance(gateway: GatewayClient, user: User, asks: int = 4) -> dict[str, list[dict]]:
+    answers: dict[str, list[dict]] = {}
+    for _ in range(asks):
+        orders, instance = await gateway.orders_of(user)
+        answers.setdefault(instance, orders)
+    return answers
+
+
+async def the_problem(gateway: GatewayClient) -> None:
+    print("\n=== 1. The problem: every order-service instance keeps orders in its own database")
+    user = await gateway.sign_up("Before Kafka")
+    placed = await place(gateway, user)
+    table(
+        "Orders placed through the gateway (round robin)",
+        ["#", "orderId", "product", "qty", "served by"],
+        [(n + 1, o[0][:8] + "…", o[1], o[2], o[3]) for n, o in enumerate(placed)],
+    )
+    answers = await answers_per_instance(gateway, user)
+    table(
+        f"'My orders' asked {sum(1 for _ in answers)}+ times: each instance answers from its own database",
+        ["answered by", "orders it knows"],
+        [(i, len(orders)) for i, orders in sorted(answers.items())],
+    )
+    counts = {len(orders) for orders in answers.values()}
+    verdict = "DISAGREE" if len(counts) > 1 or counts != {len(placed)} else "agree (only one instance answered?)"
+    print(f"The instances {verdict}: {len(placed)} orders were placed.")
+
+
+async def the_fix(gateway: GatewayClient) -> bool:
+    print("\n=== 2. The fix: publish to Kafka, one JDBC sink writes one shared table")
+    user = await gateway.sign_up("With Kafka")
+    stock_before = await gateway.stock()
+    if not all(stock_before[product] for product, _ in ORDERS):
+        print(
+            "Note: the seed stock is used up by earlier runs, so orders will be REJECTED;"
+            " `make clean && make up` starts from the seed catalog again."
+        )
+    placed = await place(gateway, user)
+    table(
+        "Orders placed through the gateway (round robin)",
+        ["#", "orderId", "product", "qty", "served by"],
+        [(n + 1, o[0][:8] + "…", o[1], o[2], o[3]) for n, o in enumerate(placed)],
+    )
+
+    deadline = time.monotonic() + 60
+    while True:
+        orders, _ = await gateway.orders_of(user)
+        statuses = {o["orderId"]: o["status"] for o in orders}
+        if len(statuses) == len(placed) and "PENDING" not in statuses.values():
+            break
+        if time.monotonic() > deadline:
+            print(f"Orders did not settle within 60 s: {statuses}. See .stack/logs/.")
+            return False
+        await asyncio.sleep(0.3)
+
+    answers = await answers_per_instance(gateway, user)
+    table(
+        "'My orders', asked of every instance",
+        ["answered by", "orders", "statuses"],
+        [(i, len(o), dict(Counter(x["status"] for x in o))) for i, o in sorted(answers.items())],
+    )
+    same = len({tuple(sorted(x["orderId"] for x in o)) for o in answers.values()}) == 1
+    print("Every instance gives the same answer." if same else "Instances disagree!")
+
+    stock_after = await gateway.stock()
+    confirmed = Counter()
+    for order_id, product_id, qty, _ in placed:
+        if statuses[order_id] == "CONFIRMED":
+            confirmed[product_id] += qty
+    rows = [
+        (p, stock_before[p], stock_after[p], stock_before[p] - stock_after[p], confirmed[p])
+        for p in sorted({o[1] for o in placed})
+    ]
+    table(
+        "Stock (catalog-service consumed example-catalog-topic)",
+        ["product", "before", "after", "taken", "confirmed qty"],
+        rows,
+    )
+    exact = all(r[3] == r[4] for r in rows)
+    print("Stock decreased by exactly the confirmed quantities." if exact else "Stock drifted!")
+
+    product = "CATALOG-003"
+    too_many = stock_after[product] + 1
+    big = await gateway.place_order(user, product, too_many, (await gateway.catalog())[product]["unitPrice"])
+    deadline = time.monotonic() + 60
+    status = "PENDING"
+    while status == "PENDING" and time.monotonic() < deadline:
+        orders, _ = await gateway.orders_of(user)
+        status = next((o["status"] for o in orders if o["orderId"] == big.order_id), "PENDING")
+        await asyncio.sleep(0.3)
+    left = (await gateway.stock())[product]
+    table(
+        "An order larger than the stock",
+        ["product", "qty ordered", "stock", "status", "stock after"],
+        [(product, too_many, stock_after[product], status, left)],
+    )
+    return same and exact and status == "REJECTED" and left == stock_after[product]
+
+
+async def tell(config: StackConfig) -> bool:
+    async with GatewayClient(f"http://127.0.0.1:{services.gateway_port(config)}") as gateway:
+        await asyncio.to_thread(switch_order_store, config, "local")
+        try:
+            await the_problem(gateway)
+        finally:
+            await asyncio.to_thread(switch_order_store, config, config.get("ORDER_STORE", "kafka") or "kafka")
+        return await the_fix(gateway)
+
+
+def main() -> int:
+    ok = asyncio.run(tell(StackConfig.load()))
+    print("\nDemo finished: one consistent database." if ok else "\nDemo finished with a problem (see above).")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
