@@ -4,7 +4,6 @@ over a pooled keep-alive connection, with failover, retries and timeouts."""
 import asyncio
 import logging
 import os
-import uuid
 from collections import deque
 from dataclasses import dataclass
 from typing import cast
@@ -16,8 +15,9 @@ import orjson
 from api_gateway.auth import TokenVerifier
 from api_gateway.balancer import LoadBalancer
 from api_gateway.config import Settings
-from api_gateway.routes import Route
-from api_gateway.upstream import UpstreamBroken, UpstreamPool, UpstreamResponse, UpstreamTimeout
+from api_gateway.routes import Route, RouteTable
+from api_gateway.upstream import UpstreamBroken, UpstreamConnection, UpstreamPool, UpstreamResponse, UpstreamTimeout
+from servicekit.discovery import ServiceInstance
 from servicekit.tokens import InvalidToken
 
 log = logging.getLogger("api_gateway")
@@ -68,6 +68,10 @@ class IncomingRequest:
     keep_alive: bool
 
 
+def new_request_id() -> bytes:
+    return os.urandom(16).hex().encode()
+
+
 def _is_acceptable_request_id(value: bytes) -> bool:
     return 0 < len(value) <= 128 and value.isascii() and all(32 < byte < 127 for byte in value)
 
@@ -106,7 +110,7 @@ class Gateway:
 
     def __init__(self, settings: Settings, routes: list[Route], balancer: LoadBalancer, pool: UpstreamPool) -> None:
         self.settings = settings
-        self.routes = routes
+        self.routes = RouteTable(routes)
         self.balancer = balancer
         self.pool = pool
         self.verifier = TokenVerifier(settings.jwt_secret)
@@ -123,7 +127,8 @@ class Gateway:
         }
         return json_response(200, document, request_id, keep_alive)
 
-    async def handle(self, request: IncomingRequest, client_ip: str) -> bytes:
+    def start(self, request: IncomingRequest, client: "ClientConnection") -> bytes | None:
+        """The answer when the gateway answers itself (errors, health), or None: an Exchange will answer."""
         raw_path, _, query = request.url.partition(b"?")
         path = raw_path.decode("latin-1")
         keep_alive = request.keep_alive
@@ -147,19 +152,17 @@ class Gateway:
             forwarded.append(value)
             forwarded.append(b"\r\n")
         if request_id is None or not _is_acceptable_request_id(request_id):
-            request_id = uuid.uuid4().hex.encode()
+            request_id = new_request_id()
 
         if path == "/gateway/health_check" and request.method in ("GET", "HEAD"):
             return self.health(request_id, keep_alive)
         if not path.startswith("/") or _has_dot_segments(path):
             return error_response(400, "invalid path", request_id, keep_alive)
 
-        for route in self.routes:
-            variables = route.match(request.method, path)
-            if variables is not None:
-                break
-        else:
+        matched = self.routes.match(request.method, path)
+        if matched is None:
             return error_response(404, f"no route for {request.method} {path}", request_id, keep_alive)
+        route, variables = matched
 
         if route.requires_token:
             try:
@@ -175,12 +178,12 @@ class Gateway:
         target = route.rewritten(path).encode("latin-1")
         if query:
             target += b"?" + query
-        client = client_ip.encode()
+        client_address = client.client_ip.encode()
         head_tail = b"".join(
             (
                 *forwarded,
                 b"x-forwarded-for: ",
-                forwarded_for + b", " + client if forwarded_for else client,
+                forwarded_for + b", " + client_address if forwarded_for else client_address,
                 b"\r\nx-forwarded-proto: http\r\n",
                 b"x-forwarded-host: %s\r\n" % host if host else b"",
                 b"x-request-id: %s\r\n" % request_id,
@@ -192,68 +195,130 @@ class Gateway:
         )
         request_line = b"%s %s HTTP/1.1\r\n" % (request.method.encode(), target)
         retryable = request.method in ("GET", "HEAD") or (request.method == "POST" and b"idempotency-key" in forwarded)
-        response = await self._forward(route, request_line, head_tail, request, retryable, request_id)
-        if isinstance(response, bytes):
-            return response
-        return _client_response(response, request_id, keep_alive)
+        Exchange(self, client, request, route, request_line, head_tail, retryable, request_id).try_next()
+        return None
 
-    async def _forward(
+
+class Exchange:
+    """One request on its way to an instance: failover when nothing was sent, retries after sending only
+    if retryable. Callbacks, not a task: on a pooled connection nothing here awaits."""
+
+    __slots__ = (
+        "client",
+        "failure",
+        "gateway",
+        "head_tail",
+        "instance",
+        "request",
+        "request_id",
+        "request_line",
+        "retryable",
+        "reused",
+        "route",
+        "tried",
+    )
+
+    def __init__(
         self,
+        gateway: Gateway,
+        client: "ClientConnection",
+        request: IncomingRequest,
         route: Route,
         request_line: bytes,
         head_tail: bytes,
-        request: IncomingRequest,
         retryable: bool,
         request_id: bytes,
-    ) -> UpstreamResponse | bytes:
-        """Try instances in turn: failover when nothing was sent, retries after sending only if retryable."""
-        keep_alive = request.keep_alive
-        tried: set[str] = set()
-        failure = (503, f"no instance of {route.app} is available")
-        head = request.method == "HEAD"
-        for _ in range(self.settings.gateway_max_attempts):
-            instance = self.balancer.pick(route.app, tried)
-            if instance is None:
-                break
-            tried.add(instance.instance_id)
-            try:
-                connection, reused = await self.pool.acquire(instance.host, instance.port)
-            except TimeoutError:
-                self.balancer.failed(instance)
-                failure = (504, f"connecting to {route.app} timed out")
-                continue
-            except OSError as exc:
-                self.balancer.failed(instance)
-                failure = (503, f"no instance of {route.app} accepted the connection ({exc.strerror})")
-                continue
-            message = b"".join(
-                (request_line, b"host: %s:%d\r\n" % (instance.host.encode(), instance.port), head_tail, request.body)
+    ) -> None:
+        self.gateway = gateway
+        self.client = client
+        self.request = request
+        self.route = route
+        self.request_line = request_line
+        self.head_tail = head_tail
+        self.retryable = retryable
+        self.request_id = request_id
+        self.tried: set[str] = set()
+        self.failure = (503, f"no instance of {route.app} is available")
+        self.instance: ServiceInstance | None = None
+        self.reused = False
+
+    def try_next(self) -> None:
+        gateway = self.gateway
+        instance = None
+        if len(self.tried) < gateway.settings.gateway_max_attempts:
+            instance = gateway.balancer.pick(self.route.app, self.tried)
+        if instance is None:
+            status, detail = self.failure
+            self.client.answer(self.request, error_response(status, detail, self.request_id, self.request.keep_alive))
+            return
+        self.tried.add(instance.instance_id)
+        self.instance = instance
+        connection = gateway.pool.take_idle(instance.host, instance.port)
+        if connection is not None:
+            self.reused = True
+            self._send(connection)
+        else:
+            asyncio.get_running_loop().create_task(self._connect(instance))
+
+    async def _connect(self, instance: ServiceInstance) -> None:
+        try:
+            connection = await self.gateway.pool.connect(instance.host, instance.port)
+        except TimeoutError:
+            self.gateway.balancer.failed(instance)
+            self.failure = (504, f"connecting to {self.route.app} timed out")
+            self.try_next()
+            return
+        except OSError as exc:
+            self.gateway.balancer.failed(instance)
+            self.failure = (503, f"no instance of {self.route.app} accepted the connection ({exc.strerror})")
+            self.try_next()
+            return
+        self.reused = False
+        self._send(connection)
+
+    def _send(self, connection: UpstreamConnection) -> None:
+        instance = self.instance
+        assert instance is not None
+        message = b"".join(
+            (
+                self.request_line,
+                b"host: %s:%d\r\n" % (instance.host.encode(), instance.port),
+                self.head_tail,
+                self.request.body,
             )
-            try:
-                response = await connection.exchange(message, self.settings.gateway_read_timeout_seconds, head=head)
-            except UpstreamTimeout:
-                self.balancer.failed(instance)
-                log.warning("request %s: %s timed out", request_id.decode(), instance.instance_id)
-                if not retryable:
-                    return error_response(504, f"{route.app} did not answer in time", request_id, keep_alive)
-                failure = (504, f"{route.app} did not answer in time")
-                continue
-            except UpstreamBroken as exc:
-                connection.close()
-                stale = reused and not exc.received_anything
-                if not stale:
-                    self.balancer.failed(instance)
-                log.warning("request %s: %s: %s", request_id.decode(), instance.instance_id, exc)
-                if not retryable:
-                    return error_response(502, f"{route.app} closed the connection", request_id, keep_alive)
-                if stale:
-                    tried.discard(instance.instance_id)
-                failure = (502, f"{route.app} closed the connection")
-                continue
-            self.balancer.succeeded(instance)
-            self.pool.release(connection)
-            return response
-        return error_response(failure[0], failure[1], request_id, keep_alive)
+        )
+        timeout = self.gateway.settings.gateway_read_timeout_seconds
+        connection.send(message, timeout, self, head=self.request.method == "HEAD")
+
+    def on_upstream_response(self, connection: UpstreamConnection, response: UpstreamResponse) -> None:
+        assert self.instance is not None
+        self.gateway.balancer.succeeded(self.instance)
+        self.gateway.pool.release(connection)
+        self.client.answer(self.request, _client_response(response, self.request_id, self.request.keep_alive))
+
+    def on_upstream_failure(self, connection: UpstreamConnection, exc: Exception) -> None:
+        instance = self.instance
+        assert instance is not None
+        connection.close()
+        app = self.route.app
+        if isinstance(exc, UpstreamTimeout):
+            self.gateway.balancer.failed(instance)
+            log.warning("request %s: %s timed out", self.request_id.decode(), instance.instance_id)
+            self.failure = (504, f"{app} did not answer in time")
+        else:
+            stale = self.reused and isinstance(exc, UpstreamBroken) and not exc.received_anything
+            if stale:
+                # A pooled connection the instance had just closed: not the instance's fault.
+                self.tried.discard(instance.instance_id)
+            else:
+                self.gateway.balancer.failed(instance)
+            log.warning("request %s: %s: %s", self.request_id.decode(), instance.instance_id, exc)
+            self.failure = (502, f"{app} closed the connection")
+        if not self.retryable:
+            status, detail = self.failure
+            self.client.answer(self.request, error_response(status, detail, self.request_id, self.request.keep_alive))
+            return
+        self.try_next()
 
 
 def _without_headers(forwarded: list[bytes], removed: frozenset[bytes]) -> list[bytes]:
@@ -314,21 +379,56 @@ class ClientConnection(asyncio.Protocol):
             self._rejection = (400, "protocol upgrades are not supported")
         except httptools.HttpParserError as exc:
             self._rejection = (400, f"malformed request: {exc}")
-        if self._rejection is not None and not self._busy:
-            self._reject()
+        # Answered outside the parser's callbacks, so an answer can never re-enter the parser.
+        if not self._busy:
+            self._answer_queued()
 
     def _reject(self) -> None:
         assert self.transport is not None and self._rejection is not None
         status, detail = self._rejection
         if self.transport.is_closing() or self._draining:
             return
-        self.transport.write(error_response(status, detail, uuid.uuid4().hex.encode(), keep_alive=False))
+        self.transport.write(error_response(status, detail, new_request_id(), keep_alive=False))
         # Half-close and keep reading for a moment: closing with unread body bytes would reset the
         # connection and the client might never see the answer.
         self._draining = True
         if self.transport.can_write_eof():
             self.transport.write_eof()
         asyncio.get_running_loop().call_later(REJECTED_CONNECTION_LINGER_SECONDS, self.transport.close)
+
+    def _answer_queued(self) -> None:
+        while self._queue:
+            request = self._queue.popleft()
+            self._busy = True
+            try:
+                immediate = self.gateway.start(request, self)
+            except Exception:
+                log.exception("unexpected error answering %s %r", request.method, request.url)
+                request.keep_alive = False
+                immediate = error_response(500, "gateway error", new_request_id(), keep_alive=False)
+            if immediate is None:
+                return  # an Exchange calls answer() later
+            if not self._write(request, immediate):
+                return
+        self._busy = False
+        if self._rejection is not None:
+            self._reject()
+
+    def answer(self, request: IncomingRequest, response: bytes) -> None:
+        """The answer to the request in flight; then the next queued request, if any."""
+        if self._write(request, response):
+            self._answer_queued()
+
+    def _write(self, request: IncomingRequest, response: bytes) -> bool:
+        """Write the answer; whether the connection stays open for more."""
+        assert self.transport is not None
+        if self.transport.is_closing():
+            return False
+        self.transport.write(response)
+        if not request.keep_alive:
+            self.transport.close()
+            return False
+        return True
 
     # ---- httptools callbacks ---------------------------------------------------------------------
 
@@ -373,26 +473,3 @@ class ClientConnection(asyncio.Protocol):
                 keep_alive=self._parser.should_keep_alive(),
             )
         )
-        if not self._busy:
-            self._busy = True
-            asyncio.get_running_loop().create_task(self._answer_in_order())
-
-    async def _answer_in_order(self) -> None:
-        assert self.transport is not None
-        while self._queue:
-            request = self._queue.popleft()
-            try:
-                response = await self.gateway.handle(request, self.client_ip)
-            except Exception:
-                log.exception("unexpected error answering %s %r", request.method, request.url)
-                response = error_response(500, "gateway error", uuid.uuid4().hex.encode(), keep_alive=False)
-                request.keep_alive = False
-            if self.transport.is_closing():
-                return
-            self.transport.write(response)
-            if not request.keep_alive:
-                self.transport.close()
-                return
-        self._busy = False
-        if self._rejection is not None:
-            self._reject()

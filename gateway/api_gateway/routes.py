@@ -23,6 +23,8 @@ class Route:
     removed_headers: frozenset[bytes]
     requires_token: bool
     subject_path_variable: str | None
+    # The literal first path segment all its Path patterns share, if any: lets RouteTable skip routes.
+    first_segment: str | None = None
 
     def match(self, method: str, path: str) -> dict[str, str] | None:
         """The path variables when this route takes the request, else None."""
@@ -39,6 +41,35 @@ class Route:
             return path
         pattern, replacement = self.rewrite
         return pattern.sub(replacement, path) or "/"
+
+
+class RouteTable:
+    """Routes in file order; the first that matches a request takes it. Indexed by first path segment."""
+
+    def __init__(self, routes: list[Route]) -> None:
+        self.routes = routes
+        self._anywhere = [route for route in routes if route.first_segment is None]
+        self._by_first_segment = {
+            route.first_segment: [r for r in routes if r.first_segment in (route.first_segment, None)]
+            for route in routes
+            if route.first_segment is not None
+        }
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+        first_segment = path.split("/", 2)[1] if path.startswith("/") else ""
+        for route in self._by_first_segment.get(first_segment, self._anywhere):
+            variables = route.match(method, path)
+            if variables is not None:
+                return route, variables
+        return None
+
+
+def _literal_first_segment(spring_patterns: list[str]) -> str | None:
+    firsts = {pattern.strip("/").split("/", 1)[0] for pattern in spring_patterns}
+    if len(firsts) != 1:
+        return None
+    first = firsts.pop()
+    return None if any(marker in first for marker in "{*") else first
 
 
 def path_pattern(spring_pattern: str) -> re.Pattern[str]:
@@ -80,10 +111,12 @@ def route_from_config(config: dict[str, Any]) -> Route:
     if not uri.startswith("lb://"):
         raise RouteConfigError(f"route {route_id}: only lb:// targets are supported, got {uri!r}")
     paths: list[re.Pattern[str]] = []
+    spring_paths: list[str] = []
     methods: frozenset[str] | None = None
     for predicate in config.get("predicates", []):
         name, argument = _name_and_argument(predicate)
         if name == "Path":
+            spring_paths.extend(p.strip() for p in argument.split(","))
             paths.extend(path_pattern(p.strip()) for p in argument.split(","))
         elif name == "Method":
             methods = frozenset(m.strip().upper() for m in argument.split(","))
@@ -117,11 +150,11 @@ def route_from_config(config: dict[str, Any]) -> Route:
         removed_headers=frozenset(removed),
         requires_token=requires_token,
         subject_path_variable=subject_variable,
+        first_segment=_literal_first_segment(spring_paths),
     )
 
 
 def load_routes(path: Path) -> list[Route]:
-    """Routes in file order; the first that matches a request takes it."""
     document = yaml.safe_load(path.read_text()) or {}
     entries = document.get("routes") or document.get("spring", {}).get("cloud", {}).get("gateway", {}).get("routes", [])
     return [route_from_config(entry) for entry in entries]

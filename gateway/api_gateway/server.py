@@ -23,6 +23,7 @@ from servicekit.discovery import DiscoveryClient
 log = logging.getLogger("api_gateway")
 
 PR_SET_PDEATHSIG = 1
+LISTEN_BACKLOG = 2048
 
 
 def _die_with_parent() -> None:
@@ -36,7 +37,7 @@ def listening_socket(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(2048)
+    sock.listen(LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock
 
@@ -54,7 +55,9 @@ async def serve_worker(settings: Settings, routes: list[Route], ready: multiproc
     balancer = LoadBalancer(discovery, settings.gateway_eject_after_failures, settings.gateway_ejection_seconds)
     gateway = Gateway(settings, routes, balancer, pool)
     server = await loop.create_server(
-        lambda: ClientConnection(gateway), sock=listening_socket(settings.gateway_host, settings.gateway_port)
+        lambda: ClientConnection(gateway),
+        sock=listening_socket(settings.gateway_host, settings.gateway_port),
+        backlog=LISTEN_BACKLOG,
     )
     ready.send("listening")
     ready.close()

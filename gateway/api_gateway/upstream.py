@@ -3,7 +3,7 @@
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 
 import httptools
 
@@ -28,6 +28,14 @@ class UpstreamResponse:
     body: bytes
 
 
+class ResponseListener(Protocol):
+    """Told exactly once per send(): the whole response, or why there is none."""
+
+    def on_upstream_response(self, connection: "UpstreamConnection", response: UpstreamResponse) -> None: ...
+
+    def on_upstream_failure(self, connection: "UpstreamConnection", exc: Exception) -> None: ...
+
+
 class UpstreamConnection(asyncio.Protocol):
     """One TCP connection to one instance, carrying one request at a time."""
 
@@ -38,7 +46,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.reusable = False
         self._parser = httptools.HttpResponseParser(self)
-        self._waiter: asyncio.Future[UpstreamResponse] | None = None
+        self._listener: ResponseListener | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._outcome: UpstreamResponse | Exception | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -49,6 +59,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._has_length = False
         self._received_anything = False
         self._skip_body = False
+        self._outcome = None
 
     # ---- asyncio.Protocol --------------------------------------------------------------------
 
@@ -60,18 +71,26 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(UpstreamBroken(f"bad response: {exc}", received_anything=True))
+            if self._outcome is None:
+                self._outcome = UpstreamBroken(f"bad response: {exc}", received_anything=True)
             self.close()
+        # Delivered after the parser returns, so the listener may reuse this connection at once.
+        if self._outcome is not None:
+            self._deliver()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self._waiter is None or self._waiter.done():
+        if self._listener is None:
             return
-        if self._headers_done and not self._has_length:
-            # A response delimited by the connection closing is complete now.
-            self._finish()
-        else:
-            self._fail(UpstreamBroken("connection closed mid-response", received_anything=self._received_anything))
+        if self._outcome is None:
+            if self._headers_done and not self._has_length:
+                # A response delimited by the connection closing is complete now.
+                self._complete(keep_alive=False)
+            else:
+                self._outcome = UpstreamBroken(
+                    "connection closed mid-response", received_anything=self._received_anything
+                )
+        self._deliver()
 
     # ---- httptools callbacks ---------------------------------------------------------------------
 
@@ -91,53 +110,58 @@ class UpstreamConnection(asyncio.Protocol):
             self._has_length = True
             if self._skip_body:
                 # httptools cannot be told a HEAD response has no body: finish here, drop the connection.
-                self._finish(keep_alive=False)
+                self._complete(keep_alive=False)
 
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._finish()
+        if self._outcome is None and self._listener is not None:
+            self._complete(keep_alive=self._parser.should_keep_alive())
 
     # ---- use ------------------------------------------------------------------------------------
 
-    def _finish(self, keep_alive: bool | None = None) -> None:
-        if keep_alive is None:
-            keep_alive = self._parser.should_keep_alive() and not self.closed
-        self.reusable = keep_alive
-        response = UpstreamResponse(self._parser.get_status_code(), self._reason, self._headers, b"".join(self._body))
-        assert self._waiter is not None
-        self._waiter.set_result(response)
+    def _complete(self, keep_alive: bool) -> None:
+        self.reusable = keep_alive and not self.closed
+        self._outcome = UpstreamResponse(
+            self._parser.get_status_code(), self._reason, self._headers, b"".join(self._body)
+        )
 
-    def _fail(self, exc: Exception) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_exception(exc)
+    def _deliver(self) -> None:
+        listener, outcome = self._listener, self._outcome
+        if listener is None or outcome is None:
+            return
+        self._listener = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if isinstance(outcome, UpstreamResponse):
+            listener.on_upstream_response(self, outcome)
+        else:
+            self.reusable = False
+            listener.on_upstream_failure(self, outcome)
 
-    async def exchange(self, request: bytes, read_timeout: float, *, head: bool) -> UpstreamResponse:
-        """Send one request, wait for its whole response (or UpstreamTimeout / UpstreamBroken)."""
-        assert self.transport is not None
-        loop = asyncio.get_running_loop()
+    def send(self, request: bytes, read_timeout: float, listener: ResponseListener, *, head: bool) -> None:
+        """Send one request; the listener hears the whole response, UpstreamTimeout or UpstreamBroken."""
+        assert self.transport is not None and self._listener is None
         self._reset()
         self._skip_body = head
         self.reusable = False
-        waiter: asyncio.Future[UpstreamResponse] = loop.create_future()
-        self._waiter = waiter
-        timer = loop.call_later(read_timeout, self._time_out, waiter)
+        self._listener = listener
+        self._timer = asyncio.get_running_loop().call_later(read_timeout, self._time_out)
         self.transport.write(request)
-        try:
-            return await waiter
-        finally:
-            timer.cancel()
-            self._waiter = None
 
-    def _time_out(self, waiter: asyncio.Future[UpstreamResponse]) -> None:
-        if not waiter.done():
-            waiter.set_exception(UpstreamTimeout(f"no answer from {self.address[0]}:{self.address[1]}"))
-            self.close()
+    def _time_out(self) -> None:
+        self._timer = None
+        if self._listener is not None and self._outcome is None:
+            host, port = self.address
+            self._outcome = UpstreamTimeout(f"no answer from {host}:{port}")
+            self._deliver()
+        self.close()
 
     def close(self) -> None:
         self.closed = True
+        self.reusable = False
         if self.transport is not None:
             self.transport.close()
 
@@ -152,21 +176,24 @@ class UpstreamPool:
         self.max_idle_per_instance = max_idle_per_instance
         self._idle: dict[tuple[str, int], list[UpstreamConnection]] = {}
 
-    async def acquire(self, host: str, port: int) -> tuple[UpstreamConnection, bool]:
-        """A connection to host:port and whether it was reused. Raises OSError or TimeoutError."""
-        address = (host, port)
-        idle = self._idle.get(address)
-        if idle:
-            oldest_usable = time.monotonic() - self.idle_seconds
-            while idle:
-                connection = idle.pop()
-                if not connection.closed and connection.idle_since >= oldest_usable:
-                    return connection, True
-                connection.close()
+    def take_idle(self, host: str, port: int) -> UpstreamConnection | None:
+        idle = self._idle.get((host, port))
+        if not idle:
+            return None
+        oldest_usable = time.monotonic() - self.idle_seconds
+        while idle:
+            connection = idle.pop()
+            if not connection.closed and connection.idle_since >= oldest_usable:
+                return connection
+            connection.close()
+        return None
+
+    async def connect(self, host: str, port: int) -> UpstreamConnection:
+        """A new connection to host:port. Raises OSError or TimeoutError."""
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(self.connect_timeout):
-            _, connection = await loop.create_connection(lambda: UpstreamConnection(address), host, port)
-        return connection, False
+            _, connection = await loop.create_connection(lambda: UpstreamConnection((host, port)), host, port)
+        return connection
 
     def release(self, connection: UpstreamConnection) -> None:
         if connection.closed or not connection.reusable:

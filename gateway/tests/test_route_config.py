@@ -4,17 +4,25 @@ from pathlib import Path
 
 import pytest
 
-from api_gateway.routes import Route, RouteConfigError, load_routes, path_pattern, rewrite_rule, route_from_config
+from api_gateway.routes import (
+    Route,
+    RouteConfigError,
+    RouteTable,
+    load_routes,
+    path_pattern,
+    rewrite_rule,
+    route_from_config,
+)
 
 ROUTES = load_routes(Path(__file__).resolve().parents[1] / "routes.yaml")
 
 
 def first_match(method: str, path: str) -> tuple[Route, dict[str, str]]:
-    for route in ROUTES:
-        variables = route.match(method, path)
-        if variables is not None:
-            return route, variables
-    raise AssertionError(f"no route for {method} {path}")
+    matched = RouteTable(ROUTES).match(method, path)
+    assert matched is not None, f"no route for {method} {path}"
+    in_file_order = next((r, v) for r in ROUTES if (v := r.match(method, path)) is not None)
+    assert matched == in_file_order
+    return matched
 
 
 def test_path_pattern_takes_variables_single_and_double_stars() -> None:
