@@ -1,8 +1,7 @@
 """Fixtures for the repo-level suites (infra, e2e): the running stack's settings and its database."""
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import pymysql
@@ -54,19 +53,3 @@ def orders_db(settings: ServiceSettings, stack_config: StackConfig) -> Iterator[
     )
     yield connection
     connection.close()
-
-
-async def eventually_async(check: Callable[[], Awaitable[T]], within: float, what: str, interval: float = 0.25) -> T:
-    """`eventually` for coroutine checks; exceptions count as "not yet" (a service still re-registering)."""
-    deadline = time.monotonic() + within
-    last: object = None
-    while True:
-        try:
-            last = await check()
-            if last:
-                return last  # type: ignore[return-value]
-        except Exception as exc:
-            last = exc
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {within:.0f}s: {what} (last: {last!r})")
-        await asyncio.sleep(interval)

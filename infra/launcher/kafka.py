@@ -7,11 +7,11 @@ import os
 import subprocess
 import uuid
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.admin import AIOKafkaAdminClient
 
 from launcher.environment import INFRA_DIR, KAFKA_LIB, STACK_DIR, StackConfig, render_template
 from launcher.processes import Component, StartupFailed, done, port_open, start, step, wait_until
+from servicekit.kafka import ensure_topics
 
 KAFKA_DIR = STACK_DIR / "kafka"
 SERVER_PROPERTIES = KAFKA_DIR / "server.properties"
@@ -109,17 +109,7 @@ async def _list_topics(config: StackConfig) -> list[str]:
 
 
 async def _create_topics(config: StackConfig) -> list[str]:
-    partitions = config.int("TOPIC_PARTITIONS", 3)
-    admin = admin_client(config)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        wanted = [name for name in (*DATA_TOPICS, *DEAD_LETTER_TOPICS) if name not in existing]
-        for name in wanted:
-            try:
-                await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
-            except TopicAlreadyExistsError:
-                pass
-        return wanted
-    finally:
-        await admin.close()
+    existing = set(await _list_topics(config))
+    wanted = [name for name in (*DATA_TOPICS, *DEAD_LETTER_TOPICS) if name not in existing]
+    await ensure_topics(config.get("KAFKA_BOOTSTRAP_SERVERS"), wanted, config.int("TOPIC_PARTITIONS", 3))
+    return wanted

@@ -3,6 +3,7 @@
 import asyncio
 import uuid
 
+import httpx
 import pymysql
 import pytest
 
@@ -10,7 +11,8 @@ from demo.gateway_client import GatewayClient, User
 from launcher import connect, services
 from launcher.environment import StackConfig
 from launcher.processes import Component, kill, stop
-from tests.conftest import eventually, eventually_async
+from servicekit.testing import wait_until
+from tests.conftest import eventually
 from tests.e2e.conftest import settled, stock_drift
 
 pytestmark = pytest.mark.stack
@@ -96,6 +98,13 @@ async def test_kill_order_instance_restart_connect_and_catalog_while_orders_flow
     assert len(accepted) == len(set(accepted)) >= 60
     rows = eventually(lambda: settled(orders_db, accepted), 120, "every accepted order has one settled row")
     assert {row["status"] for row in rows.values()} == {"CONFIRMED"}, "5,000 in stock: every order fits"
-    stock = await eventually_async(gateway.stock, 30, "the restarted catalog-service answers through the gateway")
+
+    async def stock_once_catalog_answers() -> dict[str, int] | None:
+        try:
+            return await gateway.stock()
+        except httpx.HTTPStatusError:  # 503 until the gateway's registry copy has the restarted instance
+            return None
+
+    stock = await wait_until(stock_once_catalog_answers, within=30, what="catalog-service answering again")
     drift = stock_drift(orders_db, fresh_products, stock)
     assert set(drift.values()) == {0}, f"stock moved by exactly the confirmed quantities: {drift}"
