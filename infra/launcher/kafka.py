@@ -84,8 +84,9 @@ def _format_storage(kafka: Component) -> None:
         return
     step("formatting kafka storage (first start)")
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    # "--cluster-id=<id>": a base64 id may start with "-", which would read as an option.
     argv = java_command(
-        "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(SERVER_PROPERTIES), heap="256m"
+        "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(SERVER_PROPERTIES), heap="256m"
     )
     kafka.log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(kafka.log_file, "ab") as log:
