@@ -39,17 +39,22 @@ def settings() -> ServiceSettings:
     return ServiceSettings()
 
 
-@pytest.fixture
-def orders_db(settings: ServiceSettings, stack_config: StackConfig) -> Iterator[pymysql.Connection]:
-    """A connection to the shared orders database, autocommit so every read sees the latest rows."""
-    connection = pymysql.connect(
+def database(settings: ServiceSettings, name: str) -> pymysql.Connection:
+    """A connection as the services' user, autocommit so every read sees the latest rows."""
+    return pymysql.connect(
         host=settings.db_host,
         port=settings.db_port,
         user=settings.db_user,
         password=settings.db_password,
-        database=stack_config.get("ORDERS_DB", "mydb"),
+        database=name,
         autocommit=True,
         cursorclass=pymysql.cursors.DictCursor,
     )
+
+
+@pytest.fixture
+def orders_db(settings: ServiceSettings, stack_config: StackConfig) -> Iterator[pymysql.Connection]:
+    """The shared orders database."""
+    connection = database(settings, stack_config.get("ORDERS_DB", "mydb"))
     yield connection
     connection.close()

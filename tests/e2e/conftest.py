@@ -58,14 +58,7 @@ def fresh_products(settings: ServiceSettings, stack_config: StackConfig) -> Iter
     """Three products of this test alone, each with 5,000 in stock, so a long flow of orders neither empties
     the seed catalog (the demo's) nor depends on what earlier runs left. Removed afterwards."""
     products = {f"E2E-{uuid.uuid4().hex[:10]}": 5000 for _ in range(3)}
-    connection = pymysql.connect(
-        host=settings.db_host,
-        port=settings.db_port,
-        user=settings.db_user,
-        password=settings.db_password,
-        database=stack_config.get("CATALOG_DB", "catalogdb"),
-        autocommit=True,
-    )
+    connection = database(settings, stack_config.get("CATALOG_DB", "catalogdb"))
     with connection.cursor() as cursor:
         cursor.executemany(
             "INSERT INTO catalogs (product_id, product_name, stock, unit_price, created_at)"
