@@ -10,6 +10,7 @@ from demo.gateway_client import GatewayClient
 from launcher import services
 from launcher.environment import StackConfig
 from servicekit.config import ServiceSettings
+from tests.conftest import database
 
 # The contract's seed catalog: stock each product started with.
 SEED_STOCK = {"CATALOG-001": 100, "CATALOG-002": 110, "CATALOG-003": 120}
