@@ -78,13 +78,14 @@ class StockRequestConsumer:
         assert self._consumer is not None
         backoff = 0.2
         while True:
-            polled = await self._consumer.getmany(timeout_ms=1000, max_records=self.max_records)
-            if not polled:
-                continue
+            polled: dict[TopicPartition, list[Record]] = {}
             try:
-                await self._handle(polled)
+                polled = await self._consumer.getmany(timeout_ms=1000, max_records=self.max_records)
+                if polled:
+                    await self._handle(polled)
                 backoff = 0.2
             except Exception:
+                # Nothing is lost: offsets are committed only with the outcomes, so the records come again.
                 log.exception("stock requests not handled; they will be read again")
                 self._rewind(polled)
                 self._producer = await fresh_producer(self.bootstrap_servers, self.transactional_id, self._producer)

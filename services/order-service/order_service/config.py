@@ -19,6 +19,8 @@ class OrderSettings(ServiceSettings):
     # How long a request waits for its transaction to commit before answering 503.
     publish_timeout_seconds: float = 10.0
     max_orders_per_transaction: int = 500
+    # Transactions in flight at once (one transactional producer each): while one commits, the next fills.
+    publish_lanes: int = 2
 
     def local_database(self) -> str:
         """`mydb_local_1` for order-service-1: covered by the launcher's grant on `mydb\\_local\\_%`."""
@@ -28,5 +30,5 @@ class OrderSettings(ServiceSettings):
         return f"{self.orders_db}_local_{suffix}"[:64]
 
     def transactional_id(self) -> str:
-        """Stable per instance: a restarted instance fences its predecessor's open transaction."""
+        """Stable per instance (lanes append `:0`, `:1`...): a restart fences its predecessor's transactions."""
         return f"order-service:{self.instance_id}"

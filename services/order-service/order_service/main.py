@@ -39,6 +39,7 @@ def create_app(settings: OrderSettings) -> FastAPI:
             publisher = OrderPublisher(
                 settings.kafka_bootstrap_servers,
                 settings.transactional_id(),
+                lanes=settings.publish_lanes,
                 max_batch=settings.max_orders_per_transaction,
                 commit_timeout=settings.publish_timeout_seconds,
             )

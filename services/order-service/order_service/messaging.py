@@ -55,40 +55,52 @@ class DiscardingPublisher:
 
 
 class OrderPublisher:
+    """Group commit over `lanes` transactional producers: while one lane commits, the next collects and sends.
+
+    Each lane has a stable transactional id (`<transactional_id>:<lane>`), so a restarted instance fences every
+    transaction its predecessor left open.
+    """
+
     def __init__(
         self,
         bootstrap_servers: str,
         transactional_id: str,
         *,
+        lanes: int = 2,
         max_batch: int = 500,
         commit_timeout: float = 10.0,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
-        self.transactional_id = transactional_id
+        self.transactional_ids = [f"{transactional_id}:{lane}" for lane in range(lanes)]
         self.max_batch = max_batch
         self.commit_timeout = commit_timeout
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._producer: AIOKafkaProducer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._producers: dict[str, AIOKafkaProducer] = {}
+        self._tasks: list[asyncio.Task[None]] = []
         # Counters for logs, tests and the benchmark: orders per transaction = the group commit at work.
         self.committed_transactions = 0
         self.committed_orders = 0
 
     async def start(self) -> None:
-        self._producer = await fresh_producer(self.bootstrap_servers, self.transactional_id)
-        self._task = asyncio.create_task(self._publish_forever(), name="order-publisher")
+        for transactional_id in self.transactional_ids:
+            self._producers[transactional_id] = await fresh_producer(self.bootstrap_servers, transactional_id)
+        self._tasks = [
+            asyncio.create_task(self._publish_forever(transactional_id), name=f"order-publisher-{transactional_id}")
+            for transactional_id in self.transactional_ids
+        ]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         while not self._queue.empty():
             _, waiter = self._queue.get_nowait()
             if not waiter.done():
                 waiter.set_exception(PublishFailed("shutting down"))
-        if self._producer is not None:
-            await self._producer.stop()
+        for producer in self._producers.values():
+            await producer.stop()
         log.info(
             "publisher stopped",
             extra={"transactions": self.committed_transactions, "orders": self.committed_orders},
@@ -104,7 +116,7 @@ class OrderPublisher:
             waiter.cancel()  # not sent yet? then it never will be (already sent: it may still commit)
             raise PublishFailed(f"no commit within {self.commit_timeout} s") from exc
 
-    async def _publish_forever(self) -> None:
+    async def _publish_forever(self, transactional_id: str) -> None:
         while True:
             batch = [await self._queue.get()]
             while len(batch) < self.max_batch and not self._queue.empty():
@@ -113,14 +125,16 @@ class OrderPublisher:
             if not batch:
                 continue
             try:
-                await self._commit(batch)
+                await self._commit(self._producers[transactional_id], batch)
             except Exception as exc:
-                log.exception("transaction failed", extra={"orders": len(batch)})
+                log.exception("transaction failed", extra={"orders": len(batch), "transactional_id": transactional_id})
                 for _, waiter in batch:
                     if not waiter.done():
                         waiter.set_exception(PublishFailed(str(exc) or type(exc).__name__))
                 # The producer may be fenced or stuck; one with the same id starts clean.
-                self._producer = await fresh_producer(self.bootstrap_servers, self.transactional_id, self._producer)
+                self._producers[transactional_id] = await fresh_producer(
+                    self.bootstrap_servers, transactional_id, self._producers[transactional_id]
+                )
             else:
                 self.committed_transactions += 1
                 self.committed_orders += len(batch)
@@ -128,9 +142,8 @@ class OrderPublisher:
                     if not waiter.done():
                         waiter.set_result(None)
 
-    async def _commit(self, batch: list[_Pending]) -> None:
-        assert self._producer is not None
-        producer = self._producer
+    @staticmethod
+    async def _commit(producer: AIOKafkaProducer, batch: list[_Pending]) -> None:
         async with producer.transaction():
             deliveries = []
             for order, _ in batch:
