@@ -57,7 +57,7 @@ async def test_missing_bad_expired_and_foreign_tokens_get_401_or_403(
 ) -> None:
     alice, bob = await gateway.sign_up("Alice"), await gateway.sign_up("Bob")
     path = f"/order-service/{alice.user_id}/orders"
-    forged = issue_token(alice.user_id, "not-our-secret", 600)
+    forged = issue_token(alice.user_id, "a-secret-that-is-not-ours-but-long-enough", 600)
     expired = issue_token(alice.user_id, settings.jwt_secret, -10)
 
     cases = {
