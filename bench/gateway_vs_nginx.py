@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NGINX = "/usr/sbin/nginx"
 USER_ID = "bench-user"
@@ -127,6 +129,37 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0
+    proxy_cpu_us_per_request: float = 0.0
+    upstream_cpu_us_per_request: float = 0.0
+
+
+def process_tree(root: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    tree, frontier = [root], [root]
+    while frontier:
+        children = [pid for pid, parent in parents.items() if parent in frontier]
+        tree += children
+        frontier = children
+    return tree
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of the processes, from /proc (clock ticks)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -147,8 +180,6 @@ def ensure_debian_packages() -> None:
 
 
 def wait_for(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0, expect: int = 200) -> None:
-    import httpx
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -179,8 +210,11 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
                 process.wait()
 
 
-def run_wrk(url: str, script: Path, seconds: int, connections: int) -> WrkResult:
+def run_wrk(
+    url: str, script: Path, seconds: int, connections: int, proxy: list[int], upstreams: list[int]
+) -> WrkResult:
     threads = str(min(2, connections))
+    proxy_before, upstreams_before = cpu_seconds(proxy), cpu_seconds(upstreams)
     output = subprocess.run(
         ["wrk", "-t", threads, "-c", str(connections), "-d", f"{seconds}s", "--latency", "-s", str(script), url],
         check=True,
@@ -193,7 +227,17 @@ def run_wrk(url: str, script: Path, seconds: int, connections: int) -> WrkResult
     errors = (int(non_2xx.group(1)) if non_2xx else 0) + (
         sum(int(n) for n in re.findall(r"\d+", socket_errors.group(1))) if socket_errors else 0
     )
-    return WrkResult(rate, _percentile_ms(output, "50%"), _percentile_ms(output, "99%"), errors)
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    proxy_cpu, upstream_cpu = cpu_seconds(proxy) - proxy_before, cpu_seconds(upstreams) - upstreams_before
+    return WrkResult(
+        rate,
+        _percentile_ms(output, "50%"),
+        _percentile_ms(output, "99%"),
+        errors,
+        requests,
+        proxy_cpu / max(requests, 1) * 1e6,
+        upstream_cpu / max(requests, 1) * 1e6,
+    )
 
 
 def _percentile_ms(output: str, label: str) -> float:
@@ -206,7 +250,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--gateway-workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--gateway-workers", type=int, help="GATEWAY_WORKERS (default: the gateway's own)")
     parser.add_argument("--upstream", nargs=2, metavar=("PORT", "DISCOVERY_URL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.upstream:
@@ -237,9 +281,10 @@ def main() -> None:
             "GATEWAY_PORT": str(gateway_port),
             "DISCOVERY_URL": discovery_url,
             "JWT_SECRET": secret,
-            "GATEWAY_WORKERS": str(args.gateway_workers),
             "GATEWAY_LOG_LEVEL": "WARNING",
         }
+        if args.gateway_workers:
+            env["GATEWAY_WORKERS"] = str(args.gateway_workers)
         started.append(subprocess.Popen([python, "-m", "api_gateway"], cwd=REPO_ROOT, env=env, **quiet))
         gateway = started[-1]
         (tmp / "nginx.conf").write_text(
@@ -265,24 +310,29 @@ def main() -> None:
         wait_for_both_instances(gateway_port, gateway)
         wait_for(f"http://127.0.0.1:{nginx_port}/order-service/openapi.json", nginx)
 
-        print(f"wrk -c{args.connections}, {args.seconds} s per run, {args.rounds} rounds, {workers} cores; warming up")
+        upstream_pids = [pid for process in started[1:3] for pid in process_tree(process.pid)]
+        proxies = {"gateway": process_tree(gateway.pid), "nginx": process_tree(nginx.pid)}
+        gateway_workers = httpx.get(f"http://127.0.0.1:{gateway_port}/gateway/health_check").json()["workers"]
+        print(
+            f"wrk -c{args.connections}, {args.seconds} s per run, {args.rounds} rounds, {workers} cores, "
+            f"gateway workers {gateway_workers}, nginx workers {workers}; warming up"
+        )
         for url in targets.values():
-            run_wrk(url, script, 2, args.connections)
+            run_wrk(url, script, 2, args.connections, [], [])
         throughput: dict[str, list[WrkResult]] = {name: [] for name in targets}
         single: dict[str, list[WrkResult]] = {name: [] for name in targets}
         for round_number in range(args.rounds):
             order = list(targets) if round_number % 2 == 0 else list(reversed(targets))
             for name in order:
-                throughput[name].append(run_wrk(targets[name], script, args.seconds, args.connections))
-                single[name].append(run_wrk(targets[name], script, max(2, args.seconds // 2), 1))
+                measured = (proxies[name], upstream_pids)
+                throughput[name].append(run_wrk(targets[name], script, args.seconds, args.connections, *measured))
+                single[name].append(run_wrk(targets[name], script, max(2, args.seconds // 2), 1, *measured))
             summary = "  ".join(f"{n} {throughput[n][-1].requests_per_second:,.0f} req/s" for n in targets)
             print(f"round {round_number + 1}: {summary}")
         report(throughput, single, args.connections)
 
 
 def wait_for_both_instances(gateway_port: int, gateway: subprocess.Popen[bytes]) -> None:
-    import httpx
-
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         health = httpx.get(f"http://127.0.0.1:{gateway_port}/gateway/health_check").json()
@@ -307,6 +357,8 @@ def report(throughput: dict[str, list[WrkResult]], single: dict[str, list[WrkRes
             f"{median(throughput[name], 'p50_ms'):>9.2f}{median(throughput[name], 'p99_ms'):>9.2f}"
             f"{median(single[name], 'p50_ms'):>13.2f}{median(single[name], 'p99_ms'):>13.2f}"
             f"{sum(r.errors for r in throughput[name] + single[name]):>8}"
+            f"{median(throughput[name], 'proxy_cpu_us_per_request'):>18.0f}"
+            f"{median(throughput[name], 'upstream_cpu_us_per_request'):>21.0f}"
         )
     ratio = median(throughput["gateway"], "requests_per_second") / median(throughput["nginx"], "requests_per_second")
     added_p50 = median(single["gateway"], "p50_ms") - median(single["nginx"], "p50_ms")

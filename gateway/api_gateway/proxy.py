@@ -123,6 +123,7 @@ class Gateway:
             "app": "GATEWAY",
             "instanceId": self.settings.instance_id,
             "pid": os.getpid(),
+            "workers": self.settings.worker_count,
             "instances": {app: self.balancer.up_count(app) for app in self._apps},
         }
         return json_response(200, document, request_id, keep_alive)

@@ -119,7 +119,7 @@ class Supervisor:
             self.settings.discovery_url,
             app_name="GATEWAY",
             instance_id=self.settings.instance_id,
-            host=self.settings.gateway_host,
+            host=self.settings.advertised_host,
             port=self.settings.gateway_port,
             renewal_interval=self.settings.gateway_renewal_interval_seconds,
             lease_duration=self.settings.gateway_lease_duration_seconds,

@@ -126,6 +126,28 @@ def gateway_url(discovery_url: str, routes_file: Path) -> Iterator[str]:
     stop_process(process)
 
 
+@pytest.fixture
+def start_gateway(
+    discovery_url: str, routes_file: Path
+) -> Iterator[Callable[..., tuple[str, subprocess.Popen[bytes]]]]:
+    """`start_gateway(workers=2)`: another gateway on a free port, (url, process); stopped after the test."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(workers: int) -> tuple[str, subprocess.Popen[bytes]]:
+        port = free_port()
+        process = start_and_wait(
+            [sys.executable, "-m", "api_gateway"],
+            gateway_env(discovery_url, routes_file, port, workers),
+            f"http://127.0.0.1:{port}/gateway/health_check",
+        )
+        started.append(process)
+        return f"http://127.0.0.1:{port}", process
+
+    yield start
+    for process in started:
+        stop_process(process)
+
+
 @dataclass
 class EchoInstance:
     app: str
@@ -198,6 +220,12 @@ def start_module_instances(discovery_url: str, gateway_url: str) -> Iterator[Sta
 def token_for() -> Callable[[str], str]:
     """`token_for(user_id)`: the header value of a valid token for that user."""
     return lambda user_id: f"Bearer {issue_token(user_id, JWT_SECRET, 600)}"
+
+
+@pytest.fixture(name="eventually")
+def eventually_fixture() -> Callable[..., None]:
+    """`eventually("what", lambda: check())` for tests: poll with a deadline."""
+    return eventually
 
 
 @pytest.fixture
