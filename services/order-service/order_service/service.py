@@ -65,20 +65,31 @@ class ProductCatalog:
         self._known_ttl = known_ttl
         self._unknown_ttl = unknown_ttl
         self._answers: dict[str, tuple[bool, float]] = {}
+        self._lookups: dict[str, asyncio.Future[bool]] = {}
         self._turn = itertools.count()
 
     async def require(self, product_id: str) -> None:
-        now = time.monotonic()
         cached = self._answers.get(product_id)
-        if cached is not None and cached[1] > now:
+        if cached is not None and cached[1] > time.monotonic():
             exists = cached[0]
         else:
-            exists = await self._ask(product_id)
-            if len(self._answers) >= self.MAX_CACHED:
-                self._answers.clear()
-            self._answers[product_id] = (exists, now + (self._known_ttl if exists else self._unknown_ttl))
+            # One question per product at a time: a burst of orders for it waits for the same answer.
+            lookup = self._lookups.get(product_id)
+            if lookup is None:
+                lookup = asyncio.ensure_future(self._ask_and_remember(product_id))
+                self._lookups[product_id] = lookup
+                lookup.add_done_callback(lambda _: self._lookups.pop(product_id, None))
+            exists = await asyncio.shield(lookup)
         if not exists:
             raise UnknownProduct(product_id)
+
+    async def _ask_and_remember(self, product_id: str) -> bool:
+        exists = await self._ask(product_id)
+        if len(self._answers) >= self.MAX_CACHED:
+            self._answers.clear()
+        ttl = self._known_ttl if exists else self._unknown_ttl
+        self._answers[product_id] = (exists, time.monotonic() + ttl)
+        return exists
 
     async def _ask(self, product_id: str) -> bool:
         urls = self._catalog_urls()
