@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     gateway_lease_duration_seconds: float = 15.0
     # Idle upstream connections are dropped before the instance's own keep-alive timeout (uvicorn: 5 s).
     gateway_upstream_idle_seconds: float = 2.0
+    # Client keep-alive connections idle this long are closed (nginx: keepalive_timeout 75 s).
+    gateway_client_idle_seconds: float = 75.0
     gateway_log_level: str = "INFO"
 
     @property

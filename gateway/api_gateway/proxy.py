@@ -115,7 +115,14 @@ class Gateway:
         self.pool = pool
         self.verifier = TokenVerifier(settings.jwt_secret)
         self.max_body_bytes = settings.gateway_max_body_bytes
+        self.clients: set[ClientConnection] = set()
         self._apps = sorted({route.app for route in routes})
+
+    def close_idle_clients(self, idle_seconds: float) -> None:
+        """Keep-alive connections with nothing in flight and nothing received for a while are closed."""
+        oldest_allowed = asyncio.get_running_loop().time() - idle_seconds
+        for client in [c for c in self.clients if not c.busy and c.last_active < oldest_allowed]:
+            client.close()
 
     def health(self, request_id: bytes, keep_alive: bool) -> bytes:
         document = {
@@ -295,9 +302,18 @@ class Exchange:
         assert self.instance is not None
         self.gateway.balancer.succeeded(self.instance)
         self.gateway.pool.release(connection)
-        self.client.answer(self.request, _client_response(response, self.request_id, self.request.keep_alive))
+        head = self.request.method == "HEAD"
+        self.client.answer(self.request, _client_response(response, self.request_id, self.request.keep_alive, head))
 
     def on_upstream_failure(self, connection: UpstreamConnection, exc: Exception) -> None:
+        try:
+            self._recover(connection, exc)
+        except Exception:
+            log.exception("request %s: unexpected error after %s", self.request_id.decode(), exc)
+            self.request.keep_alive = False
+            self.client.answer(self.request, error_response(500, "gateway error", self.request_id, False))
+
+    def _recover(self, connection: UpstreamConnection, exc: Exception) -> None:
         instance = self.instance
         assert instance is not None
         connection.close()
@@ -331,12 +347,13 @@ def _without_headers(forwarded: list[bytes], removed: frozenset[bytes]) -> list[
     return kept
 
 
-def _client_response(response: UpstreamResponse, request_id: bytes, keep_alive: bool) -> bytes:
+def _client_response(response: UpstreamResponse, request_id: bytes, keep_alive: bool, head: bool) -> bytes:
     parts = [b"HTTP/1.1 %d %s\r\n" % (response.status, response.reason or REASONS.get(response.status, b""))]
     for name, value in response.headers:
-        if name.lower() not in RESPONSE_HEADERS_NOT_FORWARDED:
+        lowered = name.lower()
+        if lowered not in RESPONSE_HEADERS_NOT_FORWARDED or (head and lowered == b"content-length"):
             parts.append(b"%s: %s\r\n" % (name, value))
-    if response.status not in (204, 304) and not 100 <= response.status < 200:
+    if not head and response.status not in (204, 304) and not 100 <= response.status < 200:
         parts.append(b"Content-Length: %d\r\n" % len(response.body))
     parts.append(b"X-Request-Id: %s\r\n" % request_id)
     if not keep_alive:
@@ -362,16 +379,30 @@ class ClientConnection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
         self._body_size = 0
+        self._loop = asyncio.get_running_loop()
+        self.last_active = self._loop.time()
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
+        self.last_active = self._loop.time()
+        self.gateway.clients.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._queue.clear()
+        self.gateway.clients.discard(self)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        self.last_active = self._loop.time()
         if self._draining:
             return
         try:
@@ -425,6 +456,8 @@ class ClientConnection(asyncio.Protocol):
         assert self.transport is not None
         if self.transport.is_closing():
             return False
+        if request.method == "HEAD":
+            response = response[: response.find(b"\r\n\r\n") + 4]
         self.transport.write(response)
         if not request.keep_alive:
             self.transport.close()

@@ -61,8 +61,14 @@ async def serve_worker(settings: Settings, routes: list[Route], ready: multiproc
     )
     ready.send("listening")
     ready.close()
-    await stopping.wait()
+    idle_seconds = settings.gateway_client_idle_seconds
+    while not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), timeout=max(0.1, idle_seconds / 4))
+        gateway.close_idle_clients(idle_seconds)
     server.close()
+    for client in list(gateway.clients):
+        client.close()
     pool.close_all()
     await discovery.stop()
 

@@ -130,14 +130,14 @@ def gateway_url(discovery_url: str, routes_file: Path) -> Iterator[str]:
 def start_gateway(
     discovery_url: str, routes_file: Path
 ) -> Iterator[Callable[..., tuple[str, subprocess.Popen[bytes]]]]:
-    """`start_gateway(workers=2)`: another gateway on a free port, (url, process); stopped after the test."""
+    """`start_gateway(workers=2, **env)`: another gateway on a free port, (url, process); stopped after the test."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(workers: int) -> tuple[str, subprocess.Popen[bytes]]:
+    def start(workers: int, **env: str) -> tuple[str, subprocess.Popen[bytes]]:
         port = free_port()
         process = start_and_wait(
             [sys.executable, "-m", "api_gateway"],
-            gateway_env(discovery_url, routes_file, port, workers),
+            {**gateway_env(discovery_url, routes_file, port, workers), **env},
             f"http://127.0.0.1:{port}/gateway/health_check",
         )
         started.append(process)

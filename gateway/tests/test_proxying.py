@@ -92,6 +92,18 @@ def test_body_over_the_limit_is_413(gateway_url: str, max_body_bytes: int) -> No
     assert "detail" in sized.json() and "detail" in chunked.json()
 
 
+@pytest.mark.usefixtures("echo")
+def test_head_answers_keep_the_connection_usable(gateway_url: str) -> None:
+    with httpx.Client() as client:
+        proxied = client.head(f"{gateway_url}/headers/x")
+        own = client.head(f"{gateway_url}/gateway/health_check")
+        after = client.get(f"{gateway_url}/headers/after")
+
+    assert (proxied.status_code, own.status_code) == (200, 200)
+    assert proxied.content == b"" and own.content == b""
+    assert after.json()["path"] == "/after"
+
+
 def test_unknown_route_is_404_json(gateway_url: str) -> None:
     response = httpx.get(f"{gateway_url}/no-such-service/x")
 

@@ -1,5 +1,6 @@
 """Several worker processes share the port; the supervisor registers and deregisters the gateway."""
 
+import socket
 import subprocess
 from collections.abc import Callable
 
@@ -34,3 +35,23 @@ def test_workers_share_the_port_and_the_gateway_leaves_discovery_on_sigterm(
     except httpx.ConnectError:
         still_listening = False
     assert not still_listening
+
+
+def test_idle_client_connections_are_closed(
+    start_gateway: Callable[..., tuple[str, subprocess.Popen[bytes]]],
+    eventually: Callable[..., None],
+) -> None:
+    url, _ = start_gateway(workers=1, GATEWAY_CLIENT_IDLE_SECONDS="0.5")
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as connection:
+        connection.sendall(b"GET /gateway/health_check HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert connection.recv(65536).startswith(b"HTTP/1.1 200")
+        connection.settimeout(0.05)
+
+        def closed_by_gateway() -> bool:
+            try:
+                return connection.recv(1) == b""
+            except TimeoutError:
+                return False
+
+        eventually("idle connection closed", closed_by_gateway)
