@@ -17,6 +17,7 @@ from servicekit.order_messages import (
     ORDERS_TOPIC,
     Order,
     OrderStatus,
+    as_utc,
     now_ms,
     order_record_key,
     order_record_value,
@@ -52,7 +53,7 @@ async def publish(producer: AIOKafkaProducer, records: list[tuple[bytes, bytes]]
 def rows_of_run(db: pymysql.Connection, run: str) -> dict[str, dict]:
     with db.cursor() as cursor:
         cursor.execute(
-            "SELECT order_id, user_id, product_id, qty, unit_price, total_price, status FROM orders"
+            "SELECT order_id, user_id, product_id, qty, unit_price, total_price, status, created_at FROM orders"
             " WHERE order_id LIKE %s",
             (f"sink-{run}-%",),
         )
@@ -60,9 +61,9 @@ def rows_of_run(db: pymysql.Connection, run: str) -> dict[str, dict]:
 
 
 def row_of(order: Order) -> dict:
-    """The row the sink should write: the record's payload, less created_at (checked by the services' tests)."""
+    """The row the sink should write: the record's payload, created_at as a UTC DATETIME(3)."""
     payload = orjson.loads(order_record_value(order))["payload"]
-    del payload["created_at"]
+    payload["created_at"] = as_utc(order.created_at).replace(tzinfo=None)
     return payload
 
 
