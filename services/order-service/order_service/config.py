@@ -20,7 +20,7 @@ class OrderSettings(ServiceSettings):
     publish_timeout_seconds: float = 10.0
     max_orders_per_transaction: int = 500
     # Transactions in flight at once (one transactional producer each): while one commits, the next fills.
-    publish_lanes: int = 2
+    publish_lanes: int = 4
 
     def local_database(self) -> str:
         """`mydb_local_1` for order-service-1: covered by the launcher's grant on `mydb\\_local\\_%`."""

@@ -66,7 +66,7 @@ class OrderPublisher:
         bootstrap_servers: str,
         transactional_id: str,
         *,
-        lanes: int = 2,
+        lanes: int = 4,
         max_batch: int = 500,
         commit_timeout: float = 10.0,
     ) -> None:
