@@ -32,36 +32,45 @@ class EdgeMiddleware:
             return
         instance_header = [(b"x-instance-id", (self.settings.instance_id or "").encode())]
         limit = self.settings.max_body_bytes
-        too_large = b'{"detail":"request body too large"}'
+        too_large_body = b'{"detail":"request body too large"}'
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                await _send_json(send, 413, too_large, instance_header)
+                await _send_json(send, 413, too_large_body, instance_header)
                 return
 
         received = 0
-        started = False
+        too_large = False
+        answered = False
 
         async def counted_receive() -> Message:
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    too_large = True
                     raise _BodyTooLarge
             return message
 
         async def send_with_instance(message: Message) -> None:
-            nonlocal started
+            nonlocal answered
+            if too_large:
+                # The app answered an aborted read (FastAPI makes it a 400): answer 413 instead.
+                if not answered:
+                    answered = True
+                    await _send_json(send, 413, too_large_body, instance_header)
+                return
             if message["type"] == "http.response.start":
-                started = True
+                answered = True
                 message = {**message, "headers": [*message.get("headers", []), *instance_header]}
             await send(message)
 
         try:
             await self.app(scope, counted_receive, send_with_instance)
         except _BodyTooLarge:
-            if not started:
-                await _send_json(send, 413, too_large, instance_header)
+            pass
+        if too_large and not answered:
+            await _send_json(send, 413, too_large_body, instance_header)
 
 
 def health_router(app_name: str, settings: ServiceSettings) -> APIRouter:

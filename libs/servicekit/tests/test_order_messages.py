@@ -1,0 +1,91 @@
+"""The two messages of an order: what the sink and catalog-service read is what order-service wrote."""
+
+import datetime as dt
+
+import orjson
+import pytest
+
+from servicekit.order_messages import (
+    InvalidMessage,
+    Order,
+    OrderStatus,
+    order_from_record_value,
+    order_from_stock_request,
+    order_record_key,
+    order_record_value,
+    stock_request_key,
+    stock_request_value,
+)
+
+ORDER = Order(
+    order_id="0b7f3f8e-3a47-4c1e-9a77-0a1f4c1b2d3e",
+    user_id="user-1",
+    product_id="CATALOG-001",
+    qty=2,
+    unit_price=1500,
+    total_price=3000,
+    status=OrderStatus.PENDING,
+    created_at=dt.datetime(2026, 11, 23, 19, 12, 39, 123000, tzinfo=dt.UTC),
+)
+
+
+def test_the_orders_record_is_connect_json_with_a_named_schema_and_a_timestamp() -> None:
+    envelope = orjson.loads(order_record_value(ORDER))
+
+    assert order_record_key(ORDER) == ORDER.order_id.encode()
+    assert envelope["schema"]["name"] == "orders"
+    fields = {field["field"]: field for field in envelope["schema"]["fields"]}
+    assert {name: field["type"] for name, field in fields.items()} == {
+        "order_id": "string",
+        "user_id": "string",
+        "product_id": "string",
+        "qty": "int32",
+        "unit_price": "int32",
+        "total_price": "int32",
+        "status": "string",
+        "created_at": "int64",
+    }
+    assert fields["created_at"]["name"] == "org.apache.kafka.connect.data.Timestamp"
+    assert envelope["payload"]["created_at"] == 1795461159123
+    assert envelope["payload"]["status"] == "PENDING"
+
+
+def test_the_orders_record_reads_back_as_the_same_order() -> None:
+    confirmed = ORDER.with_status(OrderStatus.CONFIRMED)
+
+    assert order_from_record_value(order_record_value(confirmed)) == confirmed
+
+
+def test_the_stock_request_is_camel_case_json_keyed_by_product_and_reads_back() -> None:
+    body = orjson.loads(stock_request_value(ORDER))
+
+    assert stock_request_key(ORDER) == b"CATALOG-001"
+    assert body == {
+        "orderId": ORDER.order_id,
+        "userId": "user-1",
+        "productId": "CATALOG-001",
+        "qty": 2,
+        "unitPrice": 1500,
+        "totalPrice": 3000,
+        "createdAt": "2026-11-23T19:12:39.123Z",
+    }
+    assert order_from_stock_request(stock_request_value(ORDER)) == ORDER
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        b"",
+        b"not json",
+        b"[1, 2]",
+        b'{"orderId": "x"}',
+        stock_request_value(ORDER).replace(b'"qty":2', b'"qty":0'),
+        stock_request_value(ORDER).replace(b'"qty":2', b'"qty":"2"'),
+        stock_request_value(ORDER).replace(b'"totalPrice":3000', b'"totalPrice":1'),
+        stock_request_value(ORDER).replace(b'"createdAt":"2026-11-23T19:12:39.123Z"', b'"createdAt":"yesterday"'),
+    ],
+)
+def test_a_malformed_stock_request_is_an_invalid_message(value: bytes | None) -> None:
+    with pytest.raises(InvalidMessage):
+        order_from_stock_request(value)

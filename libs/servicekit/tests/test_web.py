@@ -1,0 +1,81 @@
+"""The shared HTTP edge: errors naming the field, 413 for big bodies, X-Instance-Id on every answer."""
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field
+
+from servicekit.config import ServiceSettings
+from servicekit.errors import NotFound
+from servicekit.web import install_edge
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    qty: int = Field(gt=0)
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    settings = ServiceSettings(db_user="unused", db_password="unused", instance_id="edge-test-1", max_body_bytes=64)
+    app = FastAPI()
+    install_edge(app, settings, "EDGE-TEST")
+
+    @app.post("/things")
+    async def make_thing(body: Body) -> dict[str, int]:
+        if body.qty == 7:
+            raise NotFound("no seventh thing", field="qty")
+        return {"qty": body.qty}
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://edge") as http:
+        yield http
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        (b'{"qty": 0}', 422, "qty"),
+        (b'{"qty": "1"}', 422, "qty"),
+        (b'{"qty": 1, "extra": true}', 422, "extra"),
+        (b"{}", 422, "qty"),
+        (b'{"qty": 1', 400, "body"),
+        (b"[]", 422, "body"),
+        (b'{"qty": 7}', 404, "qty"),
+    ],
+)
+async def test_refused_bodies_get_json_naming_the_field(
+    client: httpx.AsyncClient, body: bytes, status: int, field: str
+) -> None:
+    response = await client.post("/things", content=body, headers={"content-type": "application/json"})
+
+    assert response.status_code == status
+    assert response.json()["fields"] == [field]
+    assert response.json()["detail"]
+
+
+async def test_a_body_over_the_limit_is_413_with_or_without_content_length(client: httpx.AsyncClient) -> None:
+    big = b'{"qty": 1, "pad": "' + b"x" * 100 + b'"}'
+
+    async def chunked() -> AsyncIterator[bytes]:
+        yield big[:50]
+        yield big[50:]
+
+    declared = await client.post("/things", content=big, headers={"content-type": "application/json"})
+    streamed = await client.post("/things", content=chunked(), headers={"content-type": "application/json"})
+
+    assert (declared.status_code, streamed.status_code) == (413, 413)
+    assert declared.json() == {"detail": "request body too large"}
+
+
+async def test_every_answer_carries_the_instance_id(client: httpx.AsyncClient) -> None:
+    answers = [
+        await client.post("/things", json={"qty": 1}),
+        await client.post("/things", json={"qty": 0}),
+        await client.get("/nowhere"),
+        await client.get("/health_check"),
+    ]
+
+    assert [answer.headers["x-instance-id"] for answer in answers] == ["edge-test-1"] * 4
+    assert answers[-1].json() == {"status": "UP", "app": "EDGE-TEST", "instanceId": "edge-test-1"}
