@@ -51,6 +51,7 @@ class ProductCatalog:
     """Does a product exist? Asks catalog-service (round robin, short timeout) and caches the answer briefly."""
 
     MAX_CACHED = 10_000
+    STALE_GRACE_SECONDS = 300.0
 
     def __init__(
         self,
@@ -84,7 +85,16 @@ class ProductCatalog:
             raise UnknownProduct(product_id)
 
     async def _ask_and_remember(self, product_id: str) -> bool:
-        exists = await self._ask(product_id)
+        try:
+            exists = await self._ask(product_id)
+        except CatalogUnavailable:
+            # A product catalog-service confirmed before stays orderable while it is away (a restart):
+            # the stock check downstream still decides. A product never seen gets the 503.
+            known = self._answers.get(product_id)
+            if known is not None and known[0] and known[1] + self.STALE_GRACE_SECONDS > time.monotonic():
+                log.warning("catalog-service unreachable; product known from before", extra={"product_id": product_id})
+                return True
+            raise
         if len(self._answers) >= self.MAX_CACHED:
             self._answers.clear()
         ttl = self._known_ttl if exists else self._unknown_ttl
@@ -139,7 +149,8 @@ class OrderDesk:
         in_flight = self._in_flight.get(order_id)
         if in_flight is not None:
             return _same_request(await asyncio.shield(in_flight), request)
-        existing = self._recent.get(order_id) or await self._stored(order_id)
+        # The shared table first (it has the current status); this instance's memory covers the sink's lag.
+        existing = await self._stored(order_id) or self._recent.get(order_id)
         if existing is not None:
             # A retry never publishes again, so it cannot take an order back from CONFIRMED to PENDING.
             log.info("idempotent retry answered", extra={"order_id": order_id})

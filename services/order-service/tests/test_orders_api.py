@@ -1,6 +1,7 @@
 """POST and GET /{userId}/orders on one order-service instance with the real Kafka and the shared mydb."""
 
 import asyncio
+import socket
 from collections.abc import Awaitable, Callable
 
 import httpx
@@ -19,7 +20,7 @@ from servicekit.order_messages import (
     order_from_record_value,
     order_from_stock_request,
 )
-from servicekit.testing import Record, TopicReader, wait_until
+from servicekit.testing import FixedRegistry, Record, TopicReader, wait_until
 
 pytestmark = pytest.mark.stack
 
@@ -111,6 +112,32 @@ async def test_an_unknown_product_is_422_naming_product_id_and_publishes_nothing
         assert response.status_code == 422
         assert response.json()["fields"] == ["productId"]
         assert order_ids_in(await stock_requests.read_to_end(), user_id) == []
+
+
+async def test_catalog_service_unreachable_is_503_and_publishes_nothing(
+    settings: OrderSettings, client: httpx.AsyncClient, registry: FixedRegistry, user_id: str
+) -> None:
+    catalog_instances = registry.apps["CATALOG-SERVICE"]
+    registry.apps["CATALOG-SERVICE"] = []
+    registry.add("CATALOG-SERVICE", f"http://127.0.0.1:{closed_port()}")
+    try:
+        async with TopicReader(settings.kafka_bootstrap_servers, STOCK_TOPIC) as stock_requests:
+            response = await client.post(
+                f"/{user_id}/orders", json={"productId": "TEST-NEVER-SEEN", "qty": 1, "unitPrice": 100}
+            )
+            assert order_ids_in(await stock_requests.read_to_end(), user_id) == []
+    finally:
+        registry.apps["CATALOG-SERVICE"] = catalog_instances
+
+    assert response.status_code == 503
+    assert "catalog-service" in response.json()["detail"]
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port  # closed again: nothing listens there
 
 
 async def test_an_oversized_body_is_413(client: httpx.AsyncClient, user_id: str) -> None:
