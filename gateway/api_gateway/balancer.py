@@ -16,16 +16,18 @@ class LoadBalancer:
         self._ejected_until: dict[str, float] = {}
 
     def up_count(self, app: str) -> int:
-        return len(self._discovery.instances(app))
+        return len(self._discovery.up_instances(app))
 
     def pick(self, app: str, tried: set[str]) -> ServiceInstance | None:
         """The next instance in turn, not yet tried for this request; ejected ones only as a last resort."""
-        instances = [i for i in self._discovery.instances(app) if i.instance_id not in tried]
+        instances = self._discovery.up_instances(app)
+        if tried:
+            instances = tuple(i for i in instances if i.instance_id not in tried)
         if not instances:
             return None
         if self._ejected_until:
             now = time.monotonic()
-            healthy = [i for i in instances if self._ejected_until.get(i.instance_id, 0.0) <= now]
+            healthy = tuple(i for i in instances if self._ejected_until.get(i.instance_id, 0.0) <= now)
             instances = healthy or instances
         turn = self._turns.get(app, 0)
         self._turns[app] = turn + 1

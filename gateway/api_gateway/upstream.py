@@ -49,6 +49,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._listener: ResponseListener | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._outcome: UpstreamResponse | Exception | None = None
+        # Kept: asyncio.get_running_loop() costs a getpid() syscall per call on Python 3.11.
+        self._loop = asyncio.get_running_loop()
         self._reset()
 
     def _reset(self) -> None:
@@ -148,7 +150,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._skip_body = head
         self.reusable = False
         self._listener = listener
-        self._timer = asyncio.get_running_loop().call_later(read_timeout, self._time_out)
+        self._timer = self._loop.call_later(read_timeout, self._time_out)
         self.transport.write(request)
 
     def _time_out(self) -> None:

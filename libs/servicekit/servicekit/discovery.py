@@ -90,6 +90,7 @@ class DiscoveryClient:
         self.registry_refresh_interval = registry_refresh_interval
         self.metadata = dict(metadata or {})
         self._registry: dict[str, list[ServiceInstance]] = {}
+        self._up: dict[str, tuple[ServiceInstance, ...]] = {}
         self._counters: dict[str, itertools.count[int]] = {}
         self._http: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -136,10 +137,17 @@ class DiscoveryClient:
         assert self._http is not None, "start() first"
         response = await self._http.get(f"{self.server_url}/apps")
         response.raise_for_status()
-        self._registry = instances_from_registry(response.json())
+        registry = instances_from_registry(response.json())
+        self._up = {app: tuple(i for i in found if i.status == "UP") for app, found in registry.items()}
+        self._registry = registry
 
     def instances(self, app_name: str) -> list[ServiceInstance]:
-        return [i for i in self._registry.get(app_name.upper(), []) if i.status == "UP"]
+        return list(self.up_instances(app_name))
+
+    def up_instances(self, app_name: str) -> tuple[ServiceInstance, ...]:
+        """UP instances from the local copy, without copying (for per-request callers such as the gateway)."""
+        up = self._up.get(app_name)
+        return up if up is not None else self._up.get(app_name.upper(), ())
 
     def next_instance(self, app_name: str) -> ServiceInstance:
         """Round robin over the UP instances of the app."""
