@@ -9,10 +9,12 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from discovery_server import wire_format
 from discovery_server.registry import Registry, UnknownInstance
 
+# Every handler is `async def`: they all run on the event loop thread, as does the eviction task, so
+# the registry (plain dicts, not thread-safe) is never touched from FastAPI's threadpool.
 router = APIRouter(prefix="/eureka")
 
 
-def get_registry(request: Request) -> Registry:
+async def get_registry(request: Request) -> Registry:
     return request.app.state.registry
 
 
@@ -31,7 +33,7 @@ def _not_found(exc: UnknownInstance) -> HTTPException:
 
 
 @router.get("/apps")
-def all_applications(request: Request, registry: RegistryDep) -> Response:
+async def all_applications(request: Request, registry: RegistryDep) -> Response:
     apps, version, hashcode = registry.applications(), registry.version, registry.apps_hashcode()
     return _negotiated(
         request,
@@ -41,7 +43,7 @@ def all_applications(request: Request, registry: RegistryDep) -> Response:
 
 
 @router.get("/apps/delta")
-def recent_changes(request: Request, registry: RegistryDep) -> Response:
+async def recent_changes(request: Request, registry: RegistryDep) -> Response:
     apps, version, hashcode = registry.delta(), registry.version, registry.apps_hashcode()
     return _negotiated(
         request,
@@ -51,7 +53,7 @@ def recent_changes(request: Request, registry: RegistryDep) -> Response:
 
 
 @router.get("/apps/{app}")
-def one_application(app: str, request: Request, registry: RegistryDep) -> Response:
+async def one_application(app: str, request: Request, registry: RegistryDep) -> Response:
     instances = registry.application(app)
     if not instances:
         raise HTTPException(status_code=404, detail=f"unknown application {app}")
@@ -64,7 +66,7 @@ def one_application(app: str, request: Request, registry: RegistryDep) -> Respon
 
 
 @router.get("/apps/{app}/{instance_id}")
-def one_instance(app: str, instance_id: str, request: Request, registry: RegistryDep) -> Response:
+async def one_instance(app: str, instance_id: str, request: Request, registry: RegistryDep) -> Response:
     try:
         instance = registry.instance(app, instance_id)
     except UnknownInstance as exc:
@@ -74,11 +76,11 @@ def one_instance(app: str, instance_id: str, request: Request, registry: Registr
 
 
 @router.get("/instances/{instance_id}")
-def instance_by_id(instance_id: str, request: Request, registry: RegistryDep) -> Response:
+async def instance_by_id(instance_id: str, request: Request, registry: RegistryDep) -> Response:
     for instances in registry.applications().values():
         for instance in instances:
             if instance.instance_id == instance_id:
-                return one_instance(instance.app, instance_id, request, registry)
+                return await one_instance(instance.app, instance_id, request, registry)
     raise HTTPException(status_code=404, detail=f"unknown instance {instance_id}")
 
 
@@ -96,7 +98,7 @@ async def register(app: str, request: Request, registry: RegistryDep) -> Respons
 
 
 @router.put("/apps/{app}/{instance_id}")
-def renew(app: str, instance_id: str, registry: RegistryDep, lastDirtyTimestamp: int | None = None) -> Response:
+async def renew(app: str, instance_id: str, registry: RegistryDep, lastDirtyTimestamp: int | None = None) -> Response:
     try:
         instance = registry.instance(app, instance_id)
     except UnknownInstance as exc:
@@ -109,7 +111,7 @@ def renew(app: str, instance_id: str, registry: RegistryDep, lastDirtyTimestamp:
 
 
 @router.delete("/apps/{app}/{instance_id}")
-def cancel(app: str, instance_id: str, registry: RegistryDep) -> Response:
+async def cancel(app: str, instance_id: str, registry: RegistryDep) -> Response:
     try:
         registry.cancel(app, instance_id)
     except UnknownInstance as exc:
@@ -118,7 +120,7 @@ def cancel(app: str, instance_id: str, registry: RegistryDep) -> Response:
 
 
 @router.put("/apps/{app}/{instance_id}/status")
-def override_status(app: str, instance_id: str, value: str, registry: RegistryDep) -> Response:
+async def override_status(app: str, instance_id: str, value: str, registry: RegistryDep) -> Response:
     try:
         registry.override_status(app, instance_id, value.upper())
     except UnknownInstance as exc:
@@ -127,7 +129,7 @@ def override_status(app: str, instance_id: str, value: str, registry: RegistryDe
 
 
 @router.delete("/apps/{app}/{instance_id}/status")
-def remove_status_override(app: str, instance_id: str, registry: RegistryDep) -> Response:
+async def remove_status_override(app: str, instance_id: str, registry: RegistryDep) -> Response:
     try:
         registry.remove_status_override(app, instance_id)
     except UnknownInstance as exc:
@@ -136,7 +138,7 @@ def remove_status_override(app: str, instance_id: str, registry: RegistryDep) ->
 
 
 @router.put("/apps/{app}/{instance_id}/metadata")
-def update_metadata(app: str, instance_id: str, request: Request, registry: RegistryDep) -> Response:
+async def update_metadata(app: str, instance_id: str, request: Request, registry: RegistryDep) -> Response:
     try:
         registry.update_metadata(app, instance_id, dict(request.query_params))
     except UnknownInstance as exc:

@@ -21,7 +21,7 @@ def _row(app: str, instance_id: str, status: str, home: str, seconds_since_renew
 
 
 @router.get("/", response_class=HTMLResponse)
-def dashboard(request: Request) -> str:
+async def dashboard(request: Request) -> str:
     registry: Registry = request.app.state.registry
     now_ms = time.time() * 1000
     rows = [
