@@ -125,3 +125,13 @@ def test_xml_registration_is_accepted(discovery_url: str) -> None:
     assert response.status_code == 204
     instance = httpx.get(f"{discovery_url}/apps/XMLREG-APP/xml-1", headers=JSON).json()["instance"]
     assert instance["port"]["$"] == 9321
+
+
+def test_instance_is_found_by_id_alone(discovery_url: str) -> None:
+    instance_id = register(discovery_url, "BY-ID-APP", port=9444)
+
+    response = httpx.get(f"{discovery_url}/instances/{instance_id}", headers=JSON)
+
+    assert response.status_code == 200
+    assert response.json()["instance"]["app"] == "BY-ID-APP"
+    assert httpx.get(f"{discovery_url}/instances/nobody", headers=JSON).status_code == 404
