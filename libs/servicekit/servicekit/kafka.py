@@ -7,15 +7,22 @@ import logging
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.producer import sender as aiokafka_sender
 
 log = logging.getLogger(__name__)
 
 # A read_committed reader cannot pass an open transaction: keep a dead producer's stall short.
 TRANSACTION_TIMEOUT_MS = 10_000
 
+# A transaction begun right after a commit meets CONCURRENT_TRANSACTIONS until the coordinator has written the
+# markers (KAFKA-5477); aiokafka then waits a fixed 20 ms. Here markers take a few ms: retrying after 5 ms
+# doubled one producer's transactions per second (bench: 3.4k -> 7.8k orders/s in back-to-back transactions).
+CONCURRENT_TRANSACTIONS_BACKOFF_SECONDS = 0.005
+
 
 def transactional_producer(bootstrap_servers: str, transactional_id: str, *, linger_ms: int = 0) -> AIOKafkaProducer:
     """Starting a producer with a `transactional_id` fences (aborts) any earlier one with the same id."""
+    aiokafka_sender.BACKOFF_OVERRIDE = CONCURRENT_TRANSACTIONS_BACKOFF_SECONDS
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
         client_id=transactional_id,
