@@ -62,10 +62,12 @@ async def serve_worker(settings: Settings, routes: list[Route], ready: multiproc
     ready.send("listening")
     ready.close()
     idle_seconds = settings.gateway_client_idle_seconds
+    sweep_every = max(0.1, min(idle_seconds / 4, settings.gateway_upstream_idle_seconds))
     while not stopping.is_set():
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), timeout=max(0.1, idle_seconds / 4))
+            await asyncio.wait_for(stopping.wait(), timeout=sweep_every)
         gateway.close_idle_clients(idle_seconds)
+        pool.prune()
     server.close()
     for client in list(gateway.clients):
         client.close()

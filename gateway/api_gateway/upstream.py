@@ -208,6 +208,19 @@ class UpstreamPool:
         connection.idle_since = time.monotonic()
         idle.append(connection)
 
+    def prune(self) -> None:
+        """Drop idle connections past their time, and those the instance closed (or that left discovery)."""
+        oldest_usable = time.monotonic() - self.idle_seconds
+        for address, idle in list(self._idle.items()):
+            kept = [c for c in idle if not c.closed and c.idle_since >= oldest_usable]
+            for connection in idle:
+                if connection not in kept:
+                    connection.close()
+            if kept:
+                self._idle[address] = kept
+            else:
+                del self._idle[address]
+
     def close_all(self) -> None:
         for idle in self._idle.values():
             for connection in idle:
