@@ -1,0 +1,45 @@
+"""Round robin and passive ejection, over a real registry copy fetched from discovery."""
+
+import httpx
+
+from api_gateway.balancer import LoadBalancer
+from servicekit.discovery import DiscoveryClient
+
+
+async def register(discovery_url: str, app: str, port: int) -> None:
+    instance = {
+        "instanceId": f"127.0.0.1:{app.lower()}:{port}",
+        "app": app,
+        "hostName": "127.0.0.1",
+        "ipAddr": "127.0.0.1",
+        "port": {"$": port, "@enabled": "true"},
+        "dataCenterInfo": {"@class": "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo", "name": "MyOwn"},
+    }
+    async with httpx.AsyncClient() as http:
+        assert (await http.post(f"{discovery_url}/apps/{app}", json={"instance": instance})).status_code == 204
+
+
+async def test_instance_failing_repeatedly_is_skipped_until_it_succeeds_again(discovery_url: str) -> None:
+    await register(discovery_url, "EJECTION", 9801)
+    await register(discovery_url, "EJECTION", 9802)
+    registry = DiscoveryClient(discovery_url)
+    await registry.start()
+    try:
+        balancer = LoadBalancer(registry, eject_after_failures=2, ejection_seconds=60)
+        failing = next(i for i in registry.instances("EJECTION") if i.port == 9801)
+
+        balancer.failed(failing)
+        assert {balancer.pick("EJECTION", set()).port for _ in range(4)} == {9801, 9802}  # type: ignore[union-attr]
+
+        balancer.failed(failing)
+        assert {balancer.pick("EJECTION", set()).port for _ in range(4)} == {9802}  # type: ignore[union-attr]
+        # All others tried: an ejected instance is still better than none.
+        assert balancer.pick("EJECTION", {"127.0.0.1:ejection:9802"}) == failing
+
+        balancer.succeeded(failing)
+        assert {balancer.pick("EJECTION", set()).port for _ in range(4)} == {9801, 9802}  # type: ignore[union-attr]
+    finally:
+        await registry.stop()
+        async with httpx.AsyncClient() as http:
+            for port in (9801, 9802):
+                await http.delete(f"{discovery_url}/apps/EJECTION/127.0.0.1:ejection:{port}")
