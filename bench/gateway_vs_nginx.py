@@ -351,7 +351,7 @@ def report(throughput: dict[str, list[WrkResult]], single: dict[str, list[WrkRes
     print()
     print(
         f"{'medians':<10}{'req/s (c' + str(connections) + ')':>16}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'p50 ms (c1)':>13}{'p99 ms (c1)':>13}{'errors':>8}"
+        f"{'p50 ms (c1)':>13}{'p99 ms (c1)':>13}{'errors':>8}{'proxy CPU us/req':>18}{'upstream CPU us/req':>21}"
     )
     for name in throughput:
         print(
