@@ -14,7 +14,6 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import httpx
 from catalog_service import service as catalog
 from catalog_service.config import CatalogSettings
 from servicekit.database import make_engine, make_sessions
+from servicekit.testing import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = REPO_ROOT / ".stack" / "logs"
@@ -55,13 +55,6 @@ class Instance:
     url: str
     process: subprocess.Popen[bytes]
     log_path: Path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def start_instance(name: str, publish: bool) -> Instance:

@@ -1,7 +1,6 @@
 """Discovery tests run the real server as a process on a free port, with short leases and eviction."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -11,14 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from servicekit.testing import free_port, stop_process
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JSON = {"Accept": "application/json"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_until_ready(process: subprocess.Popen[bytes], url: str, timeout: float = 20.0) -> None:
@@ -33,16 +28,6 @@ def wait_until_ready(process: subprocess.Popen[bytes], url: str, timeout: float 
             pass
         time.sleep(0.05)
     raise TimeoutError(f"{url} not ready within {timeout} s")
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")

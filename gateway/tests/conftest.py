@@ -2,7 +2,6 @@
 register themselves. Each scenario gets its own app name, so scenarios never share instances."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import httpx
 import pytest
 import yaml
 
+from servicekit.testing import free_port, stop_process
 from servicekit.tokens import issue_token
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -22,12 +22,6 @@ JWT_SECRET = "gateway-test-secret-of-at-least-32-bytes"
 # Apps that only the tests route to: `/<app in lower case>/**` → lb://<APP>.
 TEST_APPS = ["RR-TWO", "RR-THREE", "KILLED", "SLOW-POST", "SLOW-RETRY", "NOBODY-HOME", "HEADERS"]
 MAX_BODY_BYTES = 64 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def eventually(description: str, check: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -41,16 +35,6 @@ def eventually(description: str, check: Callable[[], bool], timeout: float = 20.
             pass
         time.sleep(0.05)
     raise AssertionError(f"not true within {timeout} s: {description}")
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def start_and_wait(args: list[str], env: dict[str, str], ready_url: str) -> subprocess.Popen[bytes]:

@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import socket
+import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,6 +16,24 @@ from fastapi import FastAPI
 from servicekit.discovery import ServiceInstance
 
 T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A port nothing listens on right now, on 127.0.0.1 (for servers a test or benchmark starts itself)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, up to 10 s to exit, then SIGKILL."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 async def wait_until(check: Callable[[], Awaitable[T | None]], *, within: float, what: str) -> T:
