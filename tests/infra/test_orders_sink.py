@@ -9,9 +9,10 @@ import pymysql
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from launcher import connect
+from launcher import connect, mariadb
 from launcher.environment import StackConfig
-from launcher.processes import kill
+from launcher.processes import kill, stop
+from servicekit.config import ServiceSettings
 from servicekit.kafka import transactional_producer
 from servicekit.order_messages import (
     ORDERS_TOPIC,
@@ -22,7 +23,7 @@ from servicekit.order_messages import (
     order_record_key,
     order_record_value,
 )
-from tests.conftest import eventually
+from tests.conftest import database, eventually
 
 pytestmark = pytest.mark.stack
 
@@ -182,4 +183,31 @@ async def test_connect_worker_killed_mid_stream_still_leaves_exactly_one_row_per
     expected.update({o.order_id: row_of(o) for o in confirmed})
     eventually(lambda: rows_of_run(orders_db, run) == expected, 180, "every order written once, last values")
     assert duplicate_count(orders_db, run) == 0
+    assert connect.connector_running(stack_config, connect.SINK_CONNECTOR)
+
+
+async def test_database_down_longer_than_default_retries_loses_nothing_and_the_sink_keeps_running(
+    stack_config: StackConfig, settings: ServiceSettings
+) -> None:
+    run = uuid.uuid4().hex[:10]
+    orders = [make_order(run, n) for n in range(900)]
+    records = [(order_record_key(o), order_record_value(o)) for o in orders]
+    producer = transactional_producer(stack_config.get("KAFKA_BOOTSTRAP_SERVERS"), f"sink-test-{run}")
+    await producer.start()
+    try:
+        await publish(producer, records[:300])
+        with database(settings, stack_config.get("ORDERS_DB", "mydb")) as before_outage:
+            eventually(lambda: rows_of_run(before_outage, run), 60, "the sink started writing this run")
+        await asyncio.to_thread(stop, mariadb.component(stack_config))
+        await publish(producer, records[300:600])
+        # An outage longer than Debezium's default retries (5 x 1 s), which would have failed the task.
+        await asyncio.sleep(12)
+        await asyncio.to_thread(mariadb.up, stack_config)
+        await publish(producer, records[600:])
+    finally:
+        await producer.stop()
+
+    expected = {o.order_id: row_of(o) for o in orders}
+    with database(settings, stack_config.get("ORDERS_DB", "mydb")) as after_outage:
+        eventually(lambda: rows_of_run(after_outage, run) == expected, 120, "all 900 orders written after the outage")
     assert connect.connector_running(stack_config, connect.SINK_CONNECTOR)
