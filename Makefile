@@ -17,7 +17,7 @@ down:
 	@if [ -x $(PY) ]; then $(PY) -m launcher down; else echo "nothing to stop"; fi
 
 status:
-	@if [ -x $(PY) ]; then $(PY) -m launcher status; else echo "not installed: run make up"; fi
+	@if [ -x $(PY) ]; then $(PY) -m launcher status || true; else echo "not installed: run make up"; fi
 
 demo: up
 	@$(PY) -m demo
