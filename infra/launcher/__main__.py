@@ -6,7 +6,7 @@ import sys
 import time
 
 from launcher import connect, kafka, mariadb, services
-from launcher.environment import STACK_DIR, StackConfig
+from launcher.environment import REPO_ROOT, STACK_DIR, StackConfig
 from launcher.processes import Component, StartupFailed, fail, stop
 
 
@@ -76,7 +76,7 @@ def status(config: StackConfig) -> int:
         all_up &= pid is not None
         port = component.port if component.port is not None else dynamic_ports.get(component.name, "-")
         state = "up" if pid else "down"
-        print(f"{component.name:<18} {state:<5} port={port!s:<6} pid={pid or '-'!s:<8} log={component.log_file}")
+        print(f"{component.name:<18} {state:<5} port={port!s:<6} pid={pid or '-'!s:<8} log={component.log_file.relative_to(REPO_ROOT)}")
     return 0 if all_up else 3
 
 
