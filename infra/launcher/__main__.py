@@ -76,7 +76,8 @@ def status(config: StackConfig) -> int:
         all_up &= pid is not None
         port = component.port if component.port is not None else dynamic_ports.get(component.name, "-")
         state = "up" if pid else "down"
-        print(f"{component.name:<18} {state:<5} port={port!s:<6} pid={pid or '-'!s:<8} log={component.log_file.relative_to(REPO_ROOT)}")
+        log = component.log_file.relative_to(REPO_ROOT)
+        print(f"{component.name:<18} {state:<5} port={port!s:<6} pid={pid or '-'!s:<8} log={log}")
     return 0 if all_up else 3
 
 
