@@ -1,7 +1,7 @@
 """Sink throughput: 100,000 order records through Kafka and the JDBC sink into mydb.orders, next to a raw
 batched INSERT ... ON DUPLICATE KEY UPDATE of the same rows into the same table, in the same run.
 
-    .venv/bin/python bench/sink_vs_raw.py [--records 100000] [--rounds 3]
+    .venv/bin/python bench/sink_vs_raw.py [--records 100000] [--rounds 5]
 
 Needs the stack (make up). Rows it writes are deleted afterwards.
 """
@@ -133,7 +133,7 @@ def raw_rows_per_second(config: StackConfig, orders: list[Order], prefix: str) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     config = StackConfig.load()
 
