@@ -7,7 +7,7 @@ import httpx
 
 from launcher import kafka
 from launcher.environment import CONNECT_PLUGINS, INFRA_DIR, STACK_DIR, StackConfig, render_template
-from launcher.processes import Component, StartupFailed, done, port_open, start, step, wait_until
+from launcher.processes import Component, StartupFailed, done, needs_start, start, step, wait_until
 
 WORKER_PROPERTIES = STACK_DIR / "connect" / "worker.properties"
 CONNECTOR_DIR = INFRA_DIR / "connect"
@@ -21,13 +21,7 @@ def component(config: StackConfig) -> Component:
 
 def up(config: StackConfig) -> None:
     connect = component(config)
-    if connect.running():
-        print(f"==> kafka connect already running (pid {connect.pid()})")
-    else:
-        if port_open(config.connect_port):
-            raise StartupFailed(
-                f"connect: port {config.connect_port} is taken by a process this launcher did not start"
-            )
+    if needs_start(connect, config.connect_port):
         start_worker(config)
     register_connector(config, SINK_CONNECTOR, CONNECTOR_DIR / f"{SINK_CONNECTOR}.json")
 
@@ -59,10 +53,8 @@ def register_connector(config: StackConfig, name: str, config_file: Path) -> Non
     connect = component(config)
     step(f"registering connector {name}")
     connector_config = json.loads(config_file.read_text())
-    response = None
 
     def put_config() -> bool:
-        nonlocal response
         response = httpx.put(f"{config.connect_url}/connectors/{name}/config", json=connector_config, timeout=30)
         # 409: the worker group is rebalancing; try again.
         if response.status_code == 409:
@@ -71,10 +63,7 @@ def register_connector(config: StackConfig, name: str, config_file: Path) -> Non
             raise StartupFailed(f"connect: {name} rejected ({response.status_code}): {response.text}")
         return True
 
-    try:
-        wait_until(connect, put_config, 60, "accepted", quiet=True)
-    except StartupFailed:
-        raise
+    wait_until(connect, put_config, 60, "accepted", quiet=True)
     wait_until(connect, lambda: connector_running(config, name), 90, "RUNNING with its tasks")
 
 

@@ -10,7 +10,7 @@ import uuid
 from aiokafka.admin import AIOKafkaAdminClient
 
 from launcher.environment import INFRA_DIR, KAFKA_LIB, STACK_DIR, StackConfig, render_template
-from launcher.processes import Component, StartupFailed, done, port_open, start, step, wait_until
+from launcher.processes import Component, StartupFailed, done, needs_start, port_open, start, step, wait_until
 from servicekit.kafka import ensure_topics
 
 KAFKA_DIR = STACK_DIR / "kafka"
@@ -52,12 +52,7 @@ def java_command(main_class: str, *args: str, heap: str = "1g") -> list[str]:
 def up(config: StackConfig) -> None:
     kafka = component(config)
     controller_port = config.int("KAFKA_CONTROLLER_PORT", 9093)
-    if kafka.running():
-        print(f"==> kafka already running (pid {kafka.pid()})")
-    else:
-        for port in (config.kafka_port, controller_port):
-            if port_open(port):
-                raise StartupFailed(f"kafka: port {port} is taken by a process this launcher did not start")
+    if needs_start(kafka, config.kafka_port, controller_port):
         render_template(
             INFRA_DIR / "kafka" / "server.properties",
             SERVER_PROPERTIES,

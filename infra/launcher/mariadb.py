@@ -7,7 +7,7 @@ import subprocess
 import pymysql
 
 from launcher.environment import INFRA_DIR, STACK_DIR, StackConfig, render_template
-from launcher.processes import Component, StartupFailed, done, port_open, start, step, wait_until
+from launcher.processes import Component, StartupFailed, done, needs_start, start, step, wait_until
 
 MARIADB_DIR = STACK_DIR / "mariadb"
 SOCKET = MARIADB_DIR / "mysqld.sock"
@@ -20,14 +20,7 @@ def component(config: StackConfig) -> Component:
 
 def up(config: StackConfig) -> None:
     mariadb = component(config)
-    if mariadb.running():
-        print(f"==> mariadb already running (pid {mariadb.pid()})")
-    else:
-        if port_open(config.db_port):
-            raise StartupFailed(
-                f"mariadb: port {config.db_port} is taken by a process this launcher did not start "
-                "(a system MariaDB/MySQL?). Stop it or set DB_PORT in .env."
-            )
+    if needs_start(mariadb, config.db_port):
         render_template(INFRA_DIR / "mariadb" / "my.cnf", CONFIG, stack_dir=STACK_DIR, db_port=config.db_port)
         _initialise_datadir(mariadb)
         step(f"starting mariadb on 127.0.0.1:{config.db_port}")

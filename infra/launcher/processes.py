@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -50,6 +51,21 @@ def started_by_us(pid: int) -> bool:
         return False
     state = stat.rsplit(")", 1)[1].split()[0]
     return state != "Z" and f"KAFKA_SYNC_STACK={REPO_ROOT}".encode() in environ.split(b"\0")
+
+
+def needs_start(component: Component, *ports: int | None) -> bool:
+    """False (and says so) when our process already runs; True when it has to be started. Fails when one of
+    its ports is held by a process this launcher did not start, which it never touches."""
+    if component.running():
+        print(f"==> {component.name} already running (pid {component.pid()})")
+        return False
+    for port in ports:
+        if port is not None and port_open(port):
+            raise StartupFailed(
+                f"{component.name}: port {port} is taken by a process this launcher did not start; "
+                "stop it or change the port in .env"
+            )
+    return True
 
 
 def start(component: Component, argv: Sequence[str], env: dict[str, str], cwd: Path = REPO_ROOT) -> int:
@@ -147,8 +163,6 @@ def _tail_hint(component: Component) -> str:
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    import socket
-
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0

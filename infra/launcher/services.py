@@ -1,13 +1,12 @@
 """The Python side of the stack: discovery, the services (order-service as several instances) and the gateway."""
 
-import importlib.util
 import subprocess
 import time
 
 import httpx
 
 from launcher.environment import REPO_ROOT, VENV_PYTHON, StackConfig
-from launcher.processes import Component, StartupFailed, done, port_open, start, step, wait_until
+from launcher.processes import Component, StartupFailed, done, needs_start, start, step, wait_until
 
 
 def discovery_port(config: StackConfig) -> int:
@@ -100,16 +99,8 @@ def _start_instance(config: StackConfig, component: Component, module: str, app:
 
 def _start_python(config: StackConfig, component: Component, module: str, extra: dict[str, str]) -> int | None:
     """Start the module unless it runs already; the start time in epoch ms, or None when nothing was started."""
-    if component.running():
-        print(f"==> {component.name} already running (pid {component.pid()})")
+    if not needs_start(component, component.port):
         return None
-    if importlib.util.find_spec(module) is None:
-        print(f"==> {component.name}: module {module} is not installed; skipped")
-        return None
-    if component.port is not None and port_open(component.port):
-        raise StartupFailed(
-            f"{component.name}: port {component.port} is taken by a process this launcher did not start"
-        )
     step(f"starting {component.name}")
     started_ms = int(time.time() * 1000)
     start(component, [str(VENV_PYTHON), "-m", module], config.process_env(**extra))
