@@ -82,12 +82,28 @@ def up(config: StackConfig) -> None:
 
 def restart_service(config: StackConfig, name: str, **env: str) -> None:
     """Start one service instance again (after a test or the demo stopped it), with optional extra
-    environment (the demo's ORDER_STORE=local), and wait until the new process has registered."""
-    for component, module, app, extra in service_instances(config):
-        if component.name == name:
-            _start_instance(config, component, module, app, {**extra, **env})
-            return
-    raise KeyError(name)
+    environment (the demo's ORDER_STORE=local), and wait until the new process has registered and, when the
+    gateway runs, until the gateway's copy of the registry routes to it (it refreshes every few seconds)."""
+    found = [entry for entry in service_instances(config) if entry[0].name == name]
+    if not found:
+        raise KeyError(name)
+    component, module, app, extra = found[0]
+    _start_instance(config, component, module, app, {**extra, **env})
+    if gateway_component(config).running():
+        instance_id = extra["INSTANCE_ID"]
+        wait_until(
+            component,
+            lambda: _gateway_routes_to(config, app, instance_id),
+            30,
+            "reachable through the gateway",
+            quiet=True,
+        )
+
+
+def _gateway_routes_to(config: StackConfig, app: str, instance_id: str) -> bool:
+    """One round-robin answer from the gateway came from `instance_id` (callers poll until it does)."""
+    url = f"http://127.0.0.1:{gateway_port(config)}/{app.lower()}/health_check"
+    return httpx.get(url, timeout=2).headers.get("X-Instance-Id") == instance_id
 
 
 def _start_instance(config: StackConfig, component: Component, module: str, app: str, extra: dict[str, str]) -> None:
