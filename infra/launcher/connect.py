@@ -83,6 +83,3 @@ def ensure_running(config: StackConfig) -> None:
         start_worker(config)
     wait_until(component(config), lambda: connector_running(config, SINK_CONNECTOR), 90, "RUNNING", quiet=True)
     done()
-
-
-__all__ = ["SINK_CONNECTOR", "component", "connector_running", "ensure_running", "register_connector", "up"]
