@@ -11,7 +11,7 @@ from launcher.processes import Component, StartupFailed, fail, stop
 
 
 def infra_components(config: StackConfig) -> list[Component]:
-    return [mariadb.component(config), kafka.component(config), connect.component(config)]
+    return [mariadb.component(config), kafka.component(config), connect.component(config), connect.watchdog_component()]
 
 
 def up(config: StackConfig, infra_only: bool) -> None:

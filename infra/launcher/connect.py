@@ -6,7 +6,7 @@ from pathlib import Path
 import httpx
 
 from launcher import kafka
-from launcher.environment import CONNECT_PLUGINS, INFRA_DIR, STACK_DIR, StackConfig, render_template
+from launcher.environment import CONNECT_PLUGINS, INFRA_DIR, STACK_DIR, VENV_PYTHON, StackConfig, render_template
 from launcher.processes import Component, StartupFailed, done, needs_start, start, step, wait_until
 
 WORKER_PROPERTIES = STACK_DIR / "connect" / "worker.properties"
@@ -19,11 +19,20 @@ def component(config: StackConfig) -> Component:
     return Component("connect", config.connect_port)
 
 
+def watchdog_component() -> Component:
+    return Component("connect-watchdog")
+
+
 def up(config: StackConfig) -> None:
     connect = component(config)
     if needs_start(connect, config.connect_port):
         start_worker(config)
     register_connector(config, SINK_CONNECTOR, CONNECTOR_DIR / f"{SINK_CONNECTOR}.json")
+    watchdog = watchdog_component()
+    if needs_start(watchdog):
+        step("starting connect-watchdog (restarts FAILED connectors and tasks)")
+        start(watchdog, [str(VENV_PYTHON), "-m", "launcher.connect_watchdog"], config.process_env())
+        done()
 
 
 def start_worker(config: StackConfig) -> None:

@@ -186,7 +186,7 @@ async def test_connect_worker_killed_mid_stream_still_leaves_exactly_one_row_per
     assert connect.connector_running(stack_config, connect.SINK_CONNECTOR)
 
 
-async def test_database_down_longer_than_default_retries_loses_nothing_and_the_sink_keeps_running(
+async def test_database_down_mid_stream_loses_nothing_and_the_sink_runs_again(
     stack_config: StackConfig, settings: ServiceSettings
 ) -> None:
     run = uuid.uuid4().hex[:10]
@@ -210,4 +210,33 @@ async def test_database_down_longer_than_default_retries_loses_nothing_and_the_s
     expected = {o.order_id: row_of(o) for o in orders}
     with database(settings, stack_config.get("ORDERS_DB", "mydb")) as after_outage:
         eventually(lambda: rows_of_run(after_outage, run) == expected, 120, "all 900 orders written after the outage")
-    assert connect.connector_running(stack_config, connect.SINK_CONNECTOR)
+    # A write cut off by the outage fails its task (Debezium does not retry that); the watchdog restarts it.
+    eventually(
+        lambda: connect.connector_running(stack_config, connect.SINK_CONNECTOR), 30, "connector and tasks RUNNING"
+    )
+
+
+async def test_a_sink_task_failed_by_the_database_is_restarted_by_the_watchdog_and_catches_up(
+    stack_config: StackConfig, settings: ServiceSettings
+) -> None:
+    run = uuid.uuid4().hex[:10]
+    orders = [make_order(run, n) for n in range(30)]
+    db = database(settings, stack_config.get("ORDERS_DB", "mydb"))
+    producer = transactional_producer(stack_config.get("KAFKA_BOOTSTRAP_SERVERS"), f"sink-test-{run}")
+    await producer.start()
+    try:
+        with db.cursor() as cursor:
+            cursor.execute("RENAME TABLE orders TO orders_hidden_by_test")
+        try:
+            await publish(producer, [(order_record_key(o), order_record_value(o)) for o in orders])
+            eventually(lambda: not connect.connector_running(stack_config, connect.SINK_CONNECTOR), 60, "a FAILED task")
+        finally:
+            with db.cursor() as cursor:
+                cursor.execute("RENAME TABLE orders_hidden_by_test TO orders")
+    finally:
+        await producer.stop()
+
+    expected = {o.order_id: row_of(o) for o in orders}
+    eventually(lambda: rows_of_run(db, run) == expected, 60, "the restarted task wrote every order")
+    eventually(lambda: connect.connector_running(stack_config, connect.SINK_CONNECTOR), 30, "all tasks RUNNING")
+    db.close()
