@@ -30,16 +30,19 @@ def component(config: StackConfig) -> Component:
     return Component("kafka", config.kafka_port)
 
 
-def java_command(main_class: str, *args: str, heap: str = "1g") -> list[str]:
+# The broker answers producers and consumers: Kafka's own scripts give it G1 with a short pause target.
+BROKER_JVM_OPTIONS = ("-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20")
+# Tools run briefly.
+TOOL_JVM_OPTIONS = ("-Xmx256m",)
+
+
+def java_command(main_class: str, *args: str, jvm_options: tuple[str, ...] = BROKER_JVM_OPTIONS) -> list[str]:
     """The java command line Kafka's own scripts would build: log4j config and our jar folder as classpath."""
     if not KAFKA_LIB.is_dir():
         raise StartupFailed(f"kafka: {KAFKA_LIB} is missing; run `make install` (mvn -f infra/pom.xml package)")
     return [
         "java",
-        "-Xms256m",
-        f"-Xmx{heap}",
-        "-XX:+UseG1GC",
-        "-XX:MaxGCPauseMillis=20",
+        *jvm_options,
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
         "-cp",
@@ -81,7 +84,12 @@ def _format_storage(kafka: Component) -> None:
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     # "--cluster-id=<id>": a base64 id may start with "-", which would read as an option.
     argv = java_command(
-        "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(SERVER_PROPERTIES), heap="256m"
+        "kafka.tools.StorageTool",
+        "format",
+        f"--cluster-id={cluster_id}",
+        "-c",
+        str(SERVER_PROPERTIES),
+        jvm_options=TOOL_JVM_OPTIONS,
     )
     kafka.log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(kafka.log_file, "ab") as log:
