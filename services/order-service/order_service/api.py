@@ -10,7 +10,7 @@ from order_service.service import OrderDesk
 router = APIRouter()
 
 
-def get_desk(request: Request) -> OrderDesk:
+async def get_desk(request: Request) -> OrderDesk:
     desk: OrderDesk = request.app.state.desk
     return desk
 

@@ -13,12 +13,12 @@ from user_service.schemas import LoginRequest, LoginResponse, UserRegistration, 
 router = APIRouter()
 
 
-def get_settings(request: Request) -> UserServiceSettings:
+async def get_settings(request: Request) -> UserServiceSettings:
     settings: UserServiceSettings = request.app.state.settings
     return settings
 
 
-def get_order_service(request: Request) -> service.OrderServiceClient:
+async def get_order_service(request: Request) -> service.OrderServiceClient:
     client: service.OrderServiceClient = request.app.state.order_service
     return client
 
