@@ -1,0 +1,76 @@
+"""OrderPublisher with the real Kafka: how long a request may wait for the transaction carrying its order."""
+
+import asyncio
+import uuid
+from dataclasses import replace
+
+import pytest
+
+from order_service.config import OrderSettings
+from order_service.messaging import OrderPublisher, PublishFailed
+from servicekit.order_messages import ORDERS_TOPIC, Order, OrderStatus, now_ms, order_from_record_value
+from servicekit.testing import TopicReader
+
+pytestmark = pytest.mark.stack
+
+COMMIT_TIMEOUT = 0.3
+ORDERS = 600
+
+
+async def test_orders_not_committed_in_time_fail_promptly_and_those_still_queued_are_never_published(
+    settings: OrderSettings,
+) -> None:
+    # One lane, one order per transaction: the queue backs up far beyond what commits within the timeout.
+    run = uuid.uuid4().hex[:8]
+    publisher = OrderPublisher(
+        settings.kafka_bootstrap_servers,
+        f"order-test-expiry-{run}",
+        lanes=1,
+        max_batch=1,
+        commit_timeout=COMMIT_TIMEOUT,
+    )
+    orders = [
+        Order(
+            f"expiry-{run}-{n}",
+            f"user-expiry-{run}",
+            f"NO-SUCH-PRODUCT-{run}",
+            1,
+            100,
+            100,
+            OrderStatus.PENDING,
+            now_ms(),
+        )
+        for n in range(ORDERS)
+    ]
+    loop = asyncio.get_running_loop()
+
+    async def publish(order: Order) -> tuple[str, bool, float]:
+        started = loop.time()
+        try:
+            await publisher.publish(order)
+            return order.order_id, True, loop.time() - started
+        except PublishFailed:
+            return order.order_id, False, loop.time() - started
+
+    await publisher.start()
+    try:
+        async with TopicReader(settings.kafka_bootstrap_servers, ORDERS_TOPIC) as reader:
+            outcomes = await asyncio.gather(*(publish(order) for order in orders))
+            # The lane runs one transaction at a time: once a last order commits, the one left open has ended.
+            await publisher.publish(replace(orders[0], order_id=f"expiry-{run}-last"))
+            records = await reader.read_to_end()
+    finally:
+        await publisher.stop()
+
+    committed = {order_from_record_value(r.value).order_id for r in records if r.value and run.encode() in r.value}
+    succeeded = {order_id for order_id, ok, _ in outcomes if ok}
+    failed = {order_id for order_id, ok, _ in outcomes if not ok}
+    slowest = max(seconds for _, _, seconds in outcomes)
+
+    assert succeeded and failed, f"{len(succeeded)} committed in time, {len(failed)} failed"
+    assert slowest < COMMIT_TIMEOUT + 1.0, f"a publish took {slowest:.2f} s with a {COMMIT_TIMEOUT} s timeout"
+    assert succeeded <= committed
+    # Every order was queued at once, so all deadlines pass together: a failed order was either still queued
+    # (and is never sent) or in the one transaction open at that moment (one lane of one order), which may commit.
+    assert len(failed & committed) <= 1, f"{len(failed & committed)} failed orders were published anyway"
+    assert publisher.committed_orders == len(committed)
