@@ -1,5 +1,6 @@
 """Serve a FastAPI app like a Spring service with `server.port: 0`: a free port, found through discovery."""
 
+import gc
 import logging
 import socket
 
@@ -11,6 +12,12 @@ from servicekit.discovery import DiscoveryClient
 from servicekit.log_setup import configure_logging
 
 log = logging.getLogger(__name__)
+
+# CPython's cyclic collector runs a young collection every 700 container allocations by default. A service that
+# keeps dozens of requests in flight (order-service waiting for Kafka commits) then spends a large share of its CPU
+# re-scanning them. Measured with bench/order_publish.py on 2 cores: about 1.3x the publishing throughput, +2% on
+# the no-publish baseline. Memory stays bounded: cycles are still collected, just in larger steps.
+GC_THRESHOLDS = (10_000, 50, 100)
 
 
 class _RegisteredServer(uvicorn.Server):
@@ -74,5 +81,8 @@ def serve(app: FastAPI, settings: ServiceSettings, app_name: str) -> None:
         timeout_graceful_shutdown=10,
     )
     server = _RegisteredServer(config, discovery)
+    # What start-up allocated (modules, the app, its routes) lives as long as the process: never scan it again.
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     log.info("serving", extra={"app": app_name, "port": port})
     server.run(sockets=[sock])
