@@ -57,7 +57,15 @@ async def test_orders_not_committed_in_time_fail_promptly_and_those_still_queued
         async with TopicReader(settings.kafka_bootstrap_servers, ORDERS_TOPIC) as reader:
             outcomes = await asyncio.gather(*(publish(order) for order in orders))
             # The lane runs one transaction at a time: once a last order commits, the one left open has ended.
-            await publisher.publish(replace(orders[0], order_id=f"expiry-{run}-last"))
+            last = replace(orders[0], order_id=f"expiry-{run}-last")
+            await publisher.publish(last)
+            # Its commit markers may still be on their way to the partitions: read until it is visible, then to
+            # the end (every earlier transaction of the lane was complete before it began).
+            await reader.read_until(
+                lambda records: any(r.value and last.order_id.encode() in r.value for r in records),
+                within=15,
+                what=f"{last.order_id} visible to read_committed readers",
+            )
             records = await reader.read_to_end()
     finally:
         await publisher.stop()
