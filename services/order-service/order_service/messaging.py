@@ -84,6 +84,9 @@ class OrderPublisher:
         # Counters for logs, tests and the benchmark: orders per transaction = the group commit at work.
         self.committed_transactions = 0
         self.committed_orders = 0
+        # Orders answered 503 for want of a commit in time, and the expiry passes that did so.
+        self.expired_orders = 0
+        self.expiry_passes = 0
 
     async def start(self) -> None:
         for transactional_id in self.transactional_ids:
@@ -128,12 +131,18 @@ class OrderPublisher:
         while True:
             await asyncio.sleep(self._expiry_interval)
             now = loop.time()
+            expired = 0
             while self._deadlines and (self._deadlines[0][1].done() or self._deadlines[0][0] <= now):
                 _, waiter = self._deadlines.popleft()
                 if not waiter.done():
                     # Not sent yet? Then it never will be (done waiters are skipped). Already sent: it may still
                     # commit, which is why clients retry with an Idempotency-Key.
                     waiter.set_exception(PublishFailed(f"no commit within {self.commit_timeout} s"))
+                    expired += 1
+            if expired:
+                self.expired_orders += expired
+                self.expiry_passes += 1
+                log.warning("orders not committed in time", extra={"orders": expired, "timeout": self.commit_timeout})
 
     async def _publish_forever(self, transactional_id: str) -> None:
         while True:
