@@ -131,6 +131,14 @@ def raw_rows_per_second(config: StackConfig, orders: list[Order], prefix: str) -
     return len(rows) / elapsed
 
 
+def one_round(config: StackConfig, records: int) -> tuple[float, float]:
+    """(sink, raw) rows/s for `records` fresh orders each way, the raw upsert first."""
+    run = uuid.uuid4().hex[:8]
+    raw = raw_rows_per_second(config, orders_for(f"braw{run}", records), f"braw{run}")
+    sink = asyncio.run(sink_rows_per_second(config, orders_for(f"bsink{run}", records), f"bsink{run}"))
+    return sink, raw
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000)
@@ -139,17 +147,16 @@ def main() -> None:
     config = StackConfig.load()
 
     # A freshly started Connect worker runs its first records interpreted; both paths get one uncounted round.
-    warm_up = uuid.uuid4().hex[:8]
-    raw_rows_per_second(config, orders_for(f"braw{warm_up}", WARM_UP_RECORDS), f"braw{warm_up}")
-    asyncio.run(sink_rows_per_second(config, orders_for(f"bsink{warm_up}", WARM_UP_RECORDS), f"bsink{warm_up}"))
+    one_round(config, WARM_UP_RECORDS)
     print(f"  warm-up: {WARM_UP_RECORDS:,} records each way, not counted", flush=True)
 
     sink, raw = [], []
     for round_number in range(1, args.rounds + 1):
-        run = uuid.uuid4().hex[:8]
-        raw.append(raw_rows_per_second(config, orders_for(f"braw{run}", args.records), f"braw{run}"))
-        sink.append(asyncio.run(sink_rows_per_second(config, orders_for(f"bsink{run}", args.records), f"bsink{run}")))
-        print(f"  round {round_number}: sink {sink[-1]:>9,.0f} rows/s   raw upsert {raw[-1]:>9,.0f} rows/s", flush=True)
+        sink_rate, raw_rate = one_round(config, args.records)
+        sink.append(sink_rate)
+        raw.append(raw_rate)
+        line = f"  round {round_number}: sink {sink_rate:>9,.0f} rows/s   raw upsert {raw_rate:>9,.0f} rows/s"
+        print(line, flush=True)
     sink_median, raw_median = statistics.median(sink), statistics.median(raw)
     print(f"JDBC sink ({args.records:,} records, Kafka -> Connect -> MariaDB): {sink_median:,.0f} rows/s (median)")
     print(f"raw batched upsert (same rows, same table, batches of {RAW_BATCH}): {raw_median:,.0f} rows/s (median)")

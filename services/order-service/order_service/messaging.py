@@ -125,8 +125,8 @@ class OrderPublisher:
         await waiter
 
     async def _expire_forever(self) -> None:
-        """Fails the waiters past their deadline: one timer for all of them, where a wait_for per request would
-        cost a timer and two more futures per order (about 15% of this service's CPU per order, measured)."""
+        """Fails the waiters past their deadline: one timer for all of them. A wait_for per request cost a timer
+        and two more futures per order: ~14% of the profile's samples, ~5% of the publishing throughput."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._expiry_interval)
