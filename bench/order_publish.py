@@ -27,8 +27,10 @@ import httpx
 
 from catalog_service import service as catalog
 from catalog_service.config import CatalogSettings
+from servicekit.config import ServiceSettings
 from servicekit.database import make_engine, make_sessions
 from servicekit.testing import free_port
+from servicekit.tokens import issue_token
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = REPO_ROOT / ".stack" / "logs"
@@ -38,6 +40,7 @@ BASELINE_WARM_UP_SECONDS = 5
 WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "%s"
 wrk.body = '{"productId": "%s", "qty": 1, "unitPrice": 100}'
 """
 
@@ -77,7 +80,15 @@ def start_instance(name: str, publish: bool) -> Instance:
     return Instance(name, f"http://127.0.0.1:{port}", process, log_path)
 
 
-def wait_ready(instance: Instance, product_id: str) -> None:
+def bearer(user_id: str) -> str:
+    """order-service checks the caller's token itself: the bench calls as the user in its path."""
+    secret = ServiceSettings().jwt_secret
+    if not secret:
+        raise SystemExit("JWT_SECRET is not set (.env)")
+    return f"Bearer {issue_token(user_id, secret, 3600)}"
+
+
+def wait_ready(instance: Instance, product_id: str, user_id: str) -> None:
     """Up, and catalog-service found (the registry copy is fetched in the background)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -85,8 +96,9 @@ def wait_ready(instance: Instance, product_id: str) -> None:
             raise SystemExit(f"{instance.name} exited; see {instance.log_path}")
         try:
             answer = httpx.post(
-                f"{instance.url}/bench-warmup/orders",
+                f"{instance.url}/{user_id}/orders",
                 json={"productId": product_id, "qty": 1, "unitPrice": 100},
+                headers={"Authorization": bearer(user_id)},
                 timeout=5,
             )
             if answer.status_code == 201:
@@ -182,10 +194,10 @@ def main() -> None:
     results: dict[str, list[Figures]] = {"publish": [], "baseline": []}
     try:
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script_file:
-            script_file.write(WRK_SCRIPT % product_id)
+            script_file.write(WRK_SCRIPT % (bearer(f"bench-{run}"), product_id))
         script = Path(script_file.name)
         for instance, warm_up in ((publishing, args.warm_up), (baseline, BASELINE_WARM_UP_SECONDS)):
-            wait_ready(instance, product_id)
+            wait_ready(instance, product_id, f"bench-{run}")
             run_wrk(f"{instance.url}/bench-{run}/orders", script, args.connections, warm_up)
         sides = [("publish", publishing), ("baseline", baseline)]
         for number in range(args.rounds):

@@ -6,7 +6,7 @@ import sys
 import time
 
 from launcher import connect, kafka, mariadb, services
-from launcher.environment import REPO_ROOT, STACK_DIR, StackConfig
+from launcher.environment import REPO_ROOT, STACK_DIR, StackConfig, env_file_path, weak_secrets, weak_secrets_message
 from launcher.processes import Component, StartupFailed, fail, stop
 
 
@@ -94,6 +94,10 @@ def main() -> int:
     config = StackConfig.load()
     try:
         if args.command == "up":
+            problems = weak_secrets(config.values)
+            if problems:
+                fail(weak_secrets_message(env_file_path(), problems))
+                return 2
             up(config, args.infra_only)
         elif args.command == "down":
             down(config)

@@ -16,21 +16,92 @@ KAFKA_LIB = INFRA_DIR / "target" / "kafka" / "lib"
 CONNECT_PLUGINS = INFRA_DIR / "target" / "connect-plugins"
 
 PLACEHOLDER = "change-me"
+# The first line of a .env the launcher wrote itself: only there may it fill placeholders on its own.
+GENERATED_MARKER = "# Written by `make up` from .env.example; secrets are random. Edit freely."
+# HS256 keys need 32 bytes (RFC 7518); the same floor serves every password here.
+MIN_SECRET_BYTES = 32
+
+
+def is_secret(key: str) -> bool:
+    return key.endswith(("_PASSWORD", "_SECRET"))
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def env_file_path() -> Path:
+    """The repo's .env; STACK_ENV_FILE points the launcher at another one (its own tests do)."""
+    return Path(os.environ.get("STACK_ENV_FILE") or REPO_ROOT / ".env")
+
+
+def _example_lines() -> list[tuple[str, str, str]]:
+    """(key, value, raw line) of .env.example; key is empty for comments and blank lines."""
+    rows = []
+    for line in (REPO_ROOT / ".env.example").read_text().splitlines():
+        key, sep, value = line.partition("=")
+        is_setting = sep and not line.lstrip().startswith("#")
+        rows.append((key.strip(), value.strip(), line) if is_setting else ("", "", line))
+    return rows
+
+
+def _filled(key: str, value: str) -> str:
+    return new_secret() if is_secret(key) and value in ("", PLACEHOLDER) else value
 
 
 def ensure_env_file() -> Path:
-    """Create .env from .env.example on first use, with random secrets instead of the placeholders."""
-    env_file = REPO_ROOT / ".env"
+    """Create .env from .env.example with random secrets; add keys .env.example gained since; keep it 0600."""
+    env_file = env_file_path()
     if not env_file.exists():
-        lines = []
-        for line in (REPO_ROOT / ".env.example").read_text().splitlines():
-            key, sep, value = line.partition("=")
-            if sep and value.strip() == PLACEHOLDER and not line.lstrip().startswith("#"):
-                line = f"{key}={secrets.token_urlsafe(24)}"
-            lines.append(line)
+        lines = [GENERATED_MARKER]
+        lines += [f"{key}={_filled(key, value)}" if key else line for key, value, line in _example_lines()]
         env_file.write_text("\n".join(lines) + "\n")
+    else:
+        _complete(env_file)
+    if env_file.stat().st_mode & 0o077:
         env_file.chmod(0o600)
+        print(f"==> {env_file} holds secrets: its mode is now 0600 (owner only)")
     return env_file
+
+
+def _complete(env_file: Path) -> None:
+    """Append the keys an older .env lacks; in a .env we generated, replace placeholders too."""
+    text = env_file.read_text()
+    present = read_env_file(env_file)
+    added = [f"{key}={_filled(key, value)}" for key, value, _ in _example_lines() if key and key not in present]
+    if text.startswith(GENERATED_MARKER):
+        lines = []
+        for line in text.splitlines():
+            key, sep, value = line.partition("=")
+            if sep and is_secret(key.strip()) and value.strip() == PLACEHOLDER:
+                line = f"{key.strip()}={new_secret()}"
+            lines.append(line)
+        text = "\n".join(lines) + "\n"
+    if added:
+        text = text.rstrip("\n") + "\n\n# Added by `make up` (new in .env.example)\n" + "\n".join(added) + "\n"
+    env_file.write_text(text)
+
+
+def weak_secrets(values: dict[str, str]) -> list[str]:
+    """One line per secret that is the placeholder or too short, naming its key."""
+    problems = []
+    for key, value in values.items():
+        if not is_secret(key):
+            continue
+        if value == PLACEHOLDER:
+            problems.append(f"{key} is the placeholder {PLACEHOLDER!r}")
+        elif len(value.encode()) < MIN_SECRET_BYTES:
+            problems.append(f"{key} is {len(value.encode())} bytes; it needs at least {MIN_SECRET_BYTES}")
+    return problems
+
+
+def weak_secrets_message(env_file: Path, problems: list[str]) -> str:
+    listed = "\n".join(f"  - {problem}" for problem in problems)
+    return (
+        f"{env_file} has weak secrets, so nothing was started:\n{listed}\n"
+        f"Fix: delete those lines and run `make up` again (missing secrets are generated), or set each to "
+        f"{MIN_SECRET_BYTES}+ random bytes, e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    )
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """docker-compose.yml, checked without a Docker engine: structure, images, ports, dependencies, environment.
 
-Values are interpolated from .env.example, as `docker compose` would from a `.env` copied from it.
+Values are interpolated from .env.example with every change-me filled in, as `docker compose` would from a `.env`
+copied from it and completed as its header says (the services refuse placeholder secrets).
 """
 
 import ast
@@ -37,7 +38,10 @@ def env_example() -> dict[str, str]:
         if line.strip() and not line.lstrip().startswith("#") and "=" in line:
             key, value = line.split("=", 1)
             values[key.strip()] = value.strip()
-    return values
+    return {
+        key: f"{key.lower()}-filled-in-by-the-user-0123456789" if value == "change-me" else value
+        for key, value in values.items()
+    }
 
 
 _VARIABLE = re.compile(r"\$\$|\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}|\$(?P<bare>\w+)")

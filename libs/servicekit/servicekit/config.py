@@ -1,7 +1,24 @@
 """Settings every service shares, read from the environment and the repo-root `.env` (cwd = repo root)."""
 
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL
+
+from servicekit.tokens import MIN_SECRET_BYTES
+
+PLACEHOLDER_SECRET = "change-me"
+
+
+def strong_secret(value: str | None) -> str | None:
+    """A signing key is refused when it is the shipped placeholder or shorter than HS256 needs."""
+    if value is None:
+        return None
+    if value == PLACEHOLDER_SECRET or len(value.encode()) < MIN_SECRET_BYTES:
+        raise ValueError(
+            f"JWT_SECRET must be at least {MIN_SECRET_BYTES} random bytes and not {PLACEHOLDER_SECRET!r}: "
+            "remove it from .env and run `make up` to have one generated"
+        )
+    return value
 
 
 class ServiceSettings(BaseSettings):
@@ -21,7 +38,7 @@ class ServiceSettings(BaseSettings):
     # false: look others up but stay out of the registry (a benchmark's private instance).
     discovery_register: bool = True
 
-    # Only user-service issues tokens; the others may run without a secret.
+    # Services that check tokens (all but catalog-service's public reads) require it in their own settings.
     jwt_secret: str | None = None
     jwt_ttl_seconds: int = 86400
 
@@ -33,6 +50,11 @@ class ServiceSettings(BaseSettings):
 
     # Request bodies larger than this are answered with 413.
     max_body_bytes: int = 16 * 1024
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _jwt_secret_is_strong(cls, value: str | None) -> str | None:
+        return strong_secret(value)
 
     def database_url(self, database: str | None, *, driver: str = "mysql+aiomysql") -> URL:
         """A SQLAlchemy URL for one database on the shared server (None = server level, no database)."""

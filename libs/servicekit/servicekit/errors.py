@@ -12,10 +12,11 @@ class DomainError(Exception):
 
     status_code = 400
 
-    def __init__(self, detail: str, *, field: str | None = None) -> None:
+    def __init__(self, detail: str, *, field: str | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
         self.field = field
+        self.headers = headers
 
 
 class InvalidInput(DomainError):
@@ -28,6 +29,15 @@ class NotFound(DomainError):
 
 class Conflict(DomainError):
     status_code = 409
+
+
+class TooManyRequests(DomainError):
+    """Throttled: `retry_after` seconds until the client may try again (sent as Retry-After)."""
+
+    status_code = 429
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(max(retry_after, 1))})
 
 
 class Unavailable(DomainError):
@@ -63,7 +73,7 @@ async def _on_domain_error(_: Request, exc: Exception) -> JSONResponse:
     body: dict[str, Any] = {"detail": exc.detail}
     if exc.field is not None:
         body["fields"] = [exc.field]
-    return JSONResponse(body, status_code=exc.status_code)
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+import httpx
 import uvicorn
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from fastapi import FastAPI
 
 from servicekit.discovery import ServiceInstance
+from servicekit.tokens import issue_token
 
 T = TypeVar("T")
 
@@ -73,6 +75,23 @@ async def serving(app: FastAPI) -> AsyncIterator[str]:
         server.should_exit = True
         await task
         sock.close()
+
+
+class SignedAsPathUser(httpx.Auth):
+    """Sends each request with a token for the user its path starts with (`/{userId}/orders`), as that user would."""
+
+    def __init__(self, secret: str, ttl_seconds: int = 3600) -> None:
+        self._secret = secret
+        self._ttl_seconds = ttl_seconds
+        self._tokens: dict[str, str] = {}
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        user_id = request.url.path.split("/")[1]
+        if user_id and "authorization" not in request.headers:
+            if user_id not in self._tokens:
+                self._tokens[user_id] = issue_token(user_id, self._secret, self._ttl_seconds)
+            request.headers["Authorization"] = f"Bearer {self._tokens[user_id]}"
+        yield request
 
 
 @dataclass

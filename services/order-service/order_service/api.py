@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Header, Path, Request, Response
 
 from order_service.schemas import OrderOut, OrderRequest
 from order_service.service import OrderDesk
+from servicekit.auth import Caller, require_self
 
 router = APIRouter()
 
@@ -22,13 +23,15 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_lengt
 
 @router.post("/{user_id}/orders", status_code=201, response_model=OrderOut)
 async def create_order(
-    user_id: UserId, body: OrderRequest, desk: DeskDep, idempotency_key: IdempotencyKey = None
+    user_id: UserId, body: OrderRequest, desk: DeskDep, caller: Caller, idempotency_key: IdempotencyKey = None
 ) -> OrderOut:
+    require_self(caller, user_id)
     order = await desk.place(user_id, body, idempotency_key)
     return OrderOut.of(order)
 
 
 @router.get("/{user_id}/orders", response_model=list[OrderOut])
-async def list_orders(user_id: UserId, desk: DeskDep, response: Response) -> list[OrderOut]:
+async def list_orders(user_id: UserId, desk: DeskDep, caller: Caller, response: Response) -> list[OrderOut]:
+    require_self(caller, user_id)
     response.headers["Cache-Control"] = "no-store"
     return [OrderOut.of(order) for order in await desk.orders_of(user_id)]

@@ -8,6 +8,8 @@ from servicekit.config import ServiceSettings
 
 class OrderSettings(ServiceSettings):
     orders_db: str = "mydb"
+    # Every order route checks the caller's token itself.
+    jwt_secret: str
     # kafka: publish to Kafka, read the shared table. local: the demo's "before", one database per instance.
     order_store: Literal["kafka", "local"] = "kafka"
 

@@ -12,6 +12,7 @@ from order_service import api
 from order_service.config import OrderSettings
 from order_service.messaging import DiscardingPublisher, OrderPublisher, Publisher
 from order_service.service import OrderDesk, ProductCatalog
+from servicekit.auth import install_token_check
 from servicekit.database import make_engine, make_sessions, run_migrations
 from servicekit.web import install_edge
 
@@ -57,5 +58,6 @@ def create_app(settings: OrderSettings) -> FastAPI:
 
     app = FastAPI(title="order-service", lifespan=lifespan)
     install_edge(app, settings, APP_NAME)
+    install_token_check(app, settings.jwt_secret)
     app.include_router(api.router)
     return app

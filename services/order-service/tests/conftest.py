@@ -18,7 +18,7 @@ from catalog_service.main import create_app as create_catalog_app
 from order_service.config import OrderSettings
 from order_service.main import create_app
 from servicekit.database import make_engine, make_sessions
-from servicekit.testing import FixedRegistry, serving
+from servicekit.testing import FixedRegistry, SignedAsPathUser, serving
 
 RUN = uuid.uuid4().hex[:8]
 
@@ -55,8 +55,11 @@ async def order_service(settings: OrderSettings, registry: FixedRegistry) -> Asy
 
 
 @pytest.fixture
-async def client(order_service: OrderService) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=order_service[1], timeout=30) as http:
+async def client(order_service: OrderService, settings: OrderSettings) -> AsyncIterator[httpx.AsyncClient]:
+    """Calls order-service as the user named in each path (the routes check the token's subject)."""
+    assert settings.jwt_secret
+    auth = SignedAsPathUser(settings.jwt_secret)
+    async with httpx.AsyncClient(base_url=order_service[1], timeout=30, auth=auth) as http:
         yield http
 
 

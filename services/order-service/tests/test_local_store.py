@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from order_service.config import OrderSettings
 from order_service.main import create_app
 from servicekit.order_messages import STOCK_TOPIC
-from servicekit.testing import FixedRegistry, TopicReader, serving
+from servicekit.testing import FixedRegistry, SignedAsPathUser, TopicReader, serving
 
 pytestmark = pytest.mark.stack
 
@@ -33,7 +33,8 @@ async def local_instances(settings: OrderSettings, registry: FixedRegistry) -> A
             app = create_app(instance)
             app.state.discovery = registry
             url = await stack.enter_async_context(serving(app))
-            clients.append(await stack.enter_async_context(httpx.AsyncClient(base_url=url)))
+            auth = SignedAsPathUser(instance.jwt_secret)
+            clients.append(await stack.enter_async_context(httpx.AsyncClient(base_url=url, auth=auth)))
         yield clients
     server = create_async_engine(settings.database_url(None))
     async with server.begin() as connection:

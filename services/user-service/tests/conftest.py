@@ -2,15 +2,16 @@
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from servicekit.discovery import DiscoveryClient
 from servicekit.testing import serving, wait_until
+from servicekit.tokens import ADMIN_ROLE, issue_token
 from user_service.config import ORDER_SERVICE_APP, UserServiceSettings
 from user_service.main import create_app
 
@@ -27,10 +28,13 @@ class FakeOrderService:
     def __init__(self) -> None:
         self.orders: dict[str, list[dict[str, Any]]] = {}
         self.delay_seconds = 0.0
+        # The Authorization header of each request, to check that user-service passes the caller's token on.
+        self.authorizations: list[str | None] = []
         self.app = FastAPI()
 
         @self.app.get("/{user_id}/orders")
-        async def orders_of(user_id: str) -> list[dict[str, Any]]:
+        async def orders_of(user_id: str, request: Request) -> list[dict[str, Any]]:
+            self.authorizations.append(request.headers.get("authorization"))
             await asyncio.sleep(self.delay_seconds)
             return self.orders.get(user_id, [])
 
@@ -98,3 +102,17 @@ def new_user() -> dict[str, str]:
     """A registration body with an email no earlier run has used."""
     tag = uuid.uuid4().hex[:12]
     return {"email": f"user-{tag}@example.com", "name": f"Test {tag}", "pwd": f"secret-{tag}"}
+
+
+Bearer = Callable[..., dict[str, str]]
+
+
+@pytest.fixture(scope="session")
+def bearer(settings: UserServiceSettings) -> Bearer:
+    """`bearer(user_id)` / `bearer(user_id, admin=True)` -> an Authorization header signed like user-service's."""
+
+    def headers(user_id: str, *, admin: bool = False) -> dict[str, str]:
+        roles = (ADMIN_ROLE,) if admin else ()
+        return {"Authorization": f"Bearer {issue_token(user_id, settings.jwt_secret, 600, roles)}"}
+
+    return headers

@@ -10,7 +10,7 @@ from servicekit.database import make_engine, make_sessions
 from user_service.config import UserServiceSettings
 from user_service.models import User
 
-from .conftest import ORDERS_TIMEOUT_SECONDS, FakeOrderService
+from .conftest import ORDERS_TIMEOUT_SECONDS, Bearer, FakeOrderService
 
 pytestmark = pytest.mark.stack
 
@@ -104,24 +104,27 @@ async def test_register_stores_an_argon2_hash_not_the_password(
     assert new_user["pwd"] not in stored
 
 
-async def test_list_users_includes_a_registered_user(api: httpx.AsyncClient, new_user: dict[str, str]) -> None:
+async def test_list_users_includes_a_registered_user(
+    api: httpx.AsyncClient, new_user: dict[str, str], bearer: Bearer
+) -> None:
     created = await register(api, new_user)
 
-    response = await api.get("/users")
+    response = await api.get("/users", headers=bearer("some-admin", admin=True))
 
     assert response.status_code == 200
     assert created in response.json()
 
 
-async def test_unknown_user_is_404(api: httpx.AsyncClient) -> None:
-    response = await api.get(f"/users/{uuid.uuid4()}")
+async def test_unknown_user_is_404(api: httpx.AsyncClient, bearer: Bearer) -> None:
+    user_id = str(uuid.uuid4())
+    response = await api.get(f"/users/{user_id}", headers=bearer(user_id))
 
     assert response.status_code == 404
     assert "detail" in response.json()
 
 
 async def test_user_comes_with_the_orders_order_service_has_for_them(
-    api: httpx.AsyncClient, order_service: FakeOrderService, new_user: dict[str, str]
+    api: httpx.AsyncClient, order_service: FakeOrderService, new_user: dict[str, str], bearer: Bearer
 ) -> None:
     created = await register(api, new_user)
     order = {
@@ -135,19 +138,21 @@ async def test_user_comes_with_the_orders_order_service_has_for_them(
         "createdAt": "2026-11-23T19:00:00.000Z",
     }
     order_service.orders[created["userId"]] = [order]
+    own_token = bearer(created["userId"])
 
-    response = await api.get(f"/users/{created['userId']}")
+    response = await api.get(f"/users/{created['userId']}", headers=own_token)
 
     assert response.status_code == 200
     assert response.json() == {**created, "orders": [order], "ordersError": None}
+    assert order_service.authorizations == [own_token["Authorization"]]
 
 
 async def test_user_without_any_order_service_instance_has_no_orders_and_an_orders_error(
-    api: httpx.AsyncClient, new_user: dict[str, str]
+    api: httpx.AsyncClient, new_user: dict[str, str], bearer: Bearer
 ) -> None:
     created = await register(api, new_user)
 
-    response = await api.get(f"/users/{created['userId']}")
+    response = await api.get(f"/users/{created['userId']}", headers=bearer(created["userId"]))
 
     assert response.status_code == 200
     body = response.json()
@@ -157,12 +162,12 @@ async def test_user_without_any_order_service_instance_has_no_orders_and_an_orde
 
 
 async def test_user_with_a_slow_order_service_has_no_orders_and_an_orders_error(
-    api: httpx.AsyncClient, order_service: FakeOrderService, new_user: dict[str, str]
+    api: httpx.AsyncClient, order_service: FakeOrderService, new_user: dict[str, str], bearer: Bearer
 ) -> None:
     created = await register(api, new_user)
     order_service.delay_seconds = ORDERS_TIMEOUT_SECONDS + 1
 
-    response = await api.get(f"/users/{created['userId']}")
+    response = await api.get(f"/users/{created['userId']}", headers=bearer(created["userId"]))
 
     assert response.status_code == 200
     body = response.json()

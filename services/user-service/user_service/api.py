@@ -1,14 +1,26 @@
-"""The HTTP routes of user-service (served at its root; the gateway strips `/user-service`)."""
+"""The HTTP routes of user-service (served at its root; the gateway strips `/user-service`).
 
+Sign-up and login are public; listing users needs the admin role; a user's page only its own token.
+"""
+
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 
+from servicekit.auth import Caller, require_role, require_self
 from servicekit.database import SessionDep
-from servicekit.tokens import issue_token
+from servicekit.tokens import ADMIN_ROLE, issue_token
 from user_service import service
 from user_service.config import UserServiceSettings
-from user_service.schemas import LoginRequest, LoginResponse, UserRegistration, UserView, UserWithOrders
+from user_service.schemas import (
+    LoginRequest,
+    LoginResponse,
+    UserRegistration,
+    UserUpdate,
+    UserView,
+    UserWithOrders,
+)
 
 router = APIRouter()
 
@@ -27,17 +39,35 @@ SettingsDep = Annotated[UserServiceSettings, Depends(get_settings)]
 OrderServiceDep = Annotated[service.OrderServiceClient, Depends(get_order_service)]
 
 
+def client_address(request: Request, trusted_proxies: tuple[IPv4Network | IPv6Network, ...]) -> str:
+    """The caller's address: the last X-Forwarded-For hop when the peer is our gateway, else the peer itself."""
+    peer = request.client.host if request.client else "unknown"
+    forwarded = request.headers.get("x-forwarded-for")
+    if forwarded and _is_trusted(peer, trusted_proxies):
+        return forwarded.rsplit(",", 1)[-1].strip() or peer
+    return peer
+
+
+def _is_trusted(peer: str, networks: tuple[IPv4Network | IPv6Network, ...]) -> bool:
+    try:
+        address = ip_address(peer)
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
+
+
 @router.post("/users", status_code=status.HTTP_201_CREATED)
-async def register(registration: UserRegistration, session: SessionDep) -> UserView:
-    return UserView.of(await service.register_user(session, registration))
+async def register(registration: UserRegistration, session: SessionDep, settings: SettingsDep) -> UserView:
+    return UserView.of(await service.register_user(session, registration, settings))
 
 
 @router.post("/login")
 async def login(
-    credentials: LoginRequest, session: SessionDep, settings: SettingsDep, response: Response
+    credentials: LoginRequest, session: SessionDep, settings: SettingsDep, request: Request, response: Response
 ) -> LoginResponse:
-    user = await service.authenticate(session, credentials.email, credentials.password)
-    token = issue_token(user.user_id, settings.jwt_secret, settings.jwt_ttl_seconds)
+    address = client_address(request, settings.trusted_proxies)
+    user = await service.log_in(session, credentials.email, credentials.password, address, settings)
+    token = issue_token(user.user_id, settings.jwt_secret, settings.jwt_ttl_seconds, user.role_names)
     # Headers as in the original Spring filter; the body carries the same for clients that prefer JSON.
     response.headers["token"] = token
     response.headers["userId"] = user.user_id
@@ -45,15 +75,22 @@ async def login(
 
 
 @router.get("/users")
-async def list_users(session: SessionDep) -> list[UserView]:
+async def list_users(session: SessionDep, caller: Caller) -> list[UserView]:
+    require_role(caller, ADMIN_ROLE)
     return [UserView.of(user) for user in await service.list_users(session)]
 
 
 @router.get("/users/{user_id}")
 async def get_user(
-    user_id: str,
-    session: SessionDep,
-    order_service: OrderServiceDep,
-    authorization: Annotated[str | None, Header()] = None,
+    user_id: str, session: SessionDep, order_service: OrderServiceDep, caller: Caller, request: Request
 ) -> UserWithOrders:
+    require_self(caller, user_id)
+    # order-service checks the token too: ask it with the caller's own (verified, single) Authorization header.
+    authorization = request.headers["authorization"]
     return await service.user_with_orders(session, order_service, user_id, authorization=authorization)
+
+
+@router.put("/users/{user_id}")
+async def update_user(user_id: str, update: UserUpdate, session: SessionDep, caller: Caller) -> UserView:
+    require_self(caller, user_id)
+    return UserView.of(await service.update_user(session, user_id, update))

@@ -1,4 +1,6 @@
-"""user-service settings: the shared ones (servicekit) plus its own database and how long to wait for orders."""
+"""user-service settings: the shared ones (servicekit) plus its own database, its first admin and login limits."""
+
+from ipaddress import IPv4Network, IPv6Network
 
 from servicekit.config import ServiceSettings
 
@@ -10,5 +12,17 @@ class UserServiceSettings(ServiceSettings):
     users_db: str = "userdb"
     # user-service signs the tokens, so it cannot start without the secret.
     jwt_secret: str
+    # The account with this e-mail gets the admin role when it signs up or logs in (`.env`: ADMIN_EMAIL).
+    admin_email: str | None = None
     # A user page waits at most this long for order-service before answering without orders.
     orders_timeout_seconds: float = 2.0
+
+    # Failed logins within `login_window_seconds` before the account or the client address is locked;
+    # each further lock doubles, from `login_lock_seconds` up to `login_max_lock_seconds`.
+    login_failures_per_account: int = 5
+    login_failures_per_address: int = 20
+    login_window_seconds: float = 60.0
+    login_lock_seconds: float = 30.0
+    login_max_lock_seconds: float = 900.0
+    # Networks of the peers whose X-Forwarded-For is believed: the gateway (natively on this machine).
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = (IPv4Network("127.0.0.0/8"), IPv6Network("::1/128"))

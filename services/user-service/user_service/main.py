@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 from fastapi import FastAPI
 
+from servicekit.auth import install_token_check
 from servicekit.database import make_engine, make_sessions, run_migrations
 from servicekit.web import install_edge
 from user_service import api
@@ -35,5 +36,6 @@ def create_app(settings: UserServiceSettings) -> FastAPI:
     app = FastAPI(title="user-service", lifespan=lifespan)
     app.state.settings = settings
     install_edge(app, settings, APP_NAME)
+    install_token_check(app, settings.jwt_secret)
     app.include_router(api.router)
     return app

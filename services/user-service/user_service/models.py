@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, String
+from sqlalchemy import BigInteger, Integer, String
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -21,3 +21,21 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(100))
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(mysql.DATETIME(fsp=3))
+    # Comma-separated role names carried into the user's tokens ("admin" or empty).
+    roles: Mapped[str] = mapped_column(String(255), default="")
+
+    @property
+    def role_names(self) -> tuple[str, ...]:
+        return tuple(role for role in self.roles.split(",") if role)
+
+
+class LoginThrottle(Base):
+    """Failed logins of one account or one client address within the current window, and its lock."""
+
+    __tablename__ = "login_throttle"
+
+    throttle_key: Mapped[str] = mapped_column(String(320), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_started: Mapped[datetime] = mapped_column(mysql.DATETIME(fsp=3))
+    lockouts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(mysql.DATETIME(fsp=3), nullable=True)

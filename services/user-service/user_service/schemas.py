@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
 from user_service.models import User
 
@@ -13,6 +13,21 @@ class UserRegistration(BaseModel):
     email: EmailStr = Field(max_length=255)
     name: str = Field(min_length=2, max_length=100)
     pwd: str = Field(min_length=8, max_length=128)
+
+
+class UserUpdate(BaseModel):
+    """PUT /users/{userId}: a new name and/or a new password."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=2, max_length=100)
+    pwd: str | None = Field(default=None, min_length=8, max_length=128)
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> "UserUpdate":
+        if self.name is None and self.pwd is None:
+            raise ValueError("give name and/or pwd")
+        return self
 
 
 class LoginRequest(BaseModel):

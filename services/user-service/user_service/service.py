@@ -3,7 +3,7 @@
 import logging
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from pydantic import TypeAdapter, ValidationError
@@ -13,10 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.discovery import DiscoveryClient, NoInstanceAvailable
 from servicekit.errors import Conflict, DomainError, NotFound
-from user_service.config import ORDER_SERVICE_APP
+from servicekit.tokens import ADMIN_ROLE
+from user_service import throttle
+from user_service.config import ORDER_SERVICE_APP, UserServiceSettings
 from user_service.models import User
 from user_service.passwords import hash_password, password_matches
-from user_service.schemas import OrderView, UserRegistration, UserView, UserWithOrders
+from user_service.schemas import OrderView, UserRegistration, UserUpdate, UserView, UserWithOrders
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +46,18 @@ class OrdersUnavailable(Exception):
     """order-service could not say which orders a user has; the message says why."""
 
 
-async def register_user(session: AsyncSession, registration: UserRegistration) -> User:
+def _is_first_admin(email: str, settings: UserServiceSettings) -> bool:
+    return bool(settings.admin_email) and email.lower() == str(settings.admin_email).lower()
+
+
+async def register_user(session: AsyncSession, registration: UserRegistration, settings: UserServiceSettings) -> User:
     user = User(
         user_id=str(uuid.uuid4()),
         email=registration.email,
         name=registration.name,
         password_hash=await hash_password(registration.pwd),
         created_at=datetime.now(UTC).replace(tzinfo=None),
+        roles=ADMIN_ROLE if _is_first_admin(registration.email, settings) else "",
     )
     session.add(user)
     try:
@@ -69,6 +76,54 @@ async def authenticate(session: AsyncSession, email: str, password: str) -> User
     matched = await password_matches(user.password_hash if user is not None else None, password)
     if user is None or not matched:
         raise InvalidCredentials()
+    return user
+
+
+async def log_in(session: AsyncSession, email: str, password: str, address: str, settings: UserServiceSettings) -> User:
+    """The user, unless the account or the client address is locked (429) or the credentials are wrong (401)."""
+    by_account, by_address = throttle.account_key(email), throttle.address_key(address)
+    await throttle.refuse_if_locked(session, [by_account, by_address])
+    try:
+        user = await authenticate(session, email, password)
+    except InvalidCredentials:
+        await throttle.record_failure(session, by_account, _policy(settings, settings.login_failures_per_account))
+        await throttle.record_failure(session, by_address, _policy(settings, settings.login_failures_per_address))
+        await session.commit()
+        raise
+    await throttle.forget(session, by_account)
+    if _is_first_admin(user.email, settings) and ADMIN_ROLE not in user.role_names:
+        user.roles = ",".join((*user.role_names, ADMIN_ROLE))
+    await session.commit()
+    return user
+
+
+def _policy(settings: UserServiceSettings, failures_allowed: int) -> throttle.ThrottlePolicy:
+    return throttle.ThrottlePolicy(
+        failures_allowed=failures_allowed,
+        window=timedelta(seconds=settings.login_window_seconds),
+        first_lock=timedelta(seconds=settings.login_lock_seconds),
+        longest_lock=timedelta(seconds=settings.login_max_lock_seconds),
+    )
+
+
+async def grant_role(session: AsyncSession, email: str, role: str) -> User:
+    user = await session.scalar(select(User).where(User.email == email))
+    if user is None:
+        raise UserNotFound(email)
+    if role not in user.role_names:
+        user.roles = ",".join((*user.role_names, role))
+        await session.commit()
+    return user
+
+
+async def update_user(session: AsyncSession, user_id: str, update: UserUpdate) -> User:
+    user = await find_user(session, user_id)
+    if update.name is not None:
+        user.name = update.name
+    if update.pwd is not None:
+        user.password_hash = await hash_password(update.pwd)
+    await session.commit()
+    log.info("user updated", extra={"user_id": user_id})
     return user
 
 
