@@ -2,9 +2,7 @@
 
 import time
 
-import jwt
-
-from servicekit.tokens import InvalidToken, token_subject
+from servicekit.tokens import InvalidToken, TokenClaims, verify_token
 
 MAX_CACHED_TOKENS = 10_000
 # A cached verification is trusted at most this long, and never past the token's own expiry.
@@ -14,10 +12,10 @@ CACHE_SECONDS = 60.0
 class TokenVerifier:
     def __init__(self, secret: str) -> None:
         self._secret = secret
-        self._verified: dict[bytes, tuple[str, float]] = {}
+        self._verified: dict[bytes, tuple[TokenClaims, float]] = {}
 
-    def subject(self, authorization: bytes | None) -> str:
-        """The user id of a valid `Authorization: Bearer <jwt>`, or InvalidToken."""
+    def claims(self, authorization: bytes | None) -> TokenClaims:
+        """The claims of a valid `Authorization: Bearer <jwt>`, or InvalidToken."""
         if not authorization:
             raise InvalidToken("missing Authorization header")
         now = time.time()
@@ -27,9 +25,8 @@ class TokenVerifier:
         scheme, _, token = authorization.decode("latin-1").strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise InvalidToken("expected 'Bearer <token>'")
-        subject = token_subject(token.strip(), self._secret)
-        expires = float(jwt.decode(token.strip(), options={"verify_signature": False}).get("exp", now))
+        claims = verify_token(token.strip(), self._secret)
         if len(self._verified) >= MAX_CACHED_TOKENS:
             self._verified.clear()
-        self._verified[authorization] = (subject, min(expires, now + CACHE_SECONDS))
-        return subject
+        self._verified[authorization] = (claims, min(claims.expires, now + CACHE_SECONDS))
+        return claims

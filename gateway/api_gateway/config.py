@@ -2,7 +2,10 @@ import os
 import socket
 from pathlib import Path
 
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from servicekit.config import strong_secret
 
 
 class Settings(BaseSettings):
@@ -37,6 +40,11 @@ class Settings(BaseSettings):
     # Client keep-alive connections idle this long are closed (nginx: keepalive_timeout 75 s).
     gateway_client_idle_seconds: float = 75.0
     gateway_log_level: str = "INFO"
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _jwt_secret_is_strong(cls, value: str) -> str:
+        return str(strong_secret(value))
 
     @property
     def worker_count(self) -> int:

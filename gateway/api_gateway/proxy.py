@@ -86,6 +86,21 @@ def _has_dot_segments(path: str) -> bool:
     return any(segment in (".", "..") for segment in unquote(path).split("/"))
 
 
+def _path_problem(path: str) -> str | None:
+    """Paths routes could read differently from the services behind them are refused, not normalised."""
+    if not path.startswith("/"):
+        return "invalid path"
+    if "//" in path:
+        return "invalid path: empty segment"
+    if "%" in path:
+        lowered = path.lower()
+        if "%2f" in lowered or "%5c" in lowered:
+            return "invalid path: encoded slash"
+    if ("." in path or "%" in path) and _has_dot_segments(path):
+        return "invalid path"
+    return None
+
+
 def json_response(
     status: int,
     document: object,
@@ -148,6 +163,8 @@ class Gateway:
         keep_alive = request.keep_alive
 
         authorization = host = forwarded_for = request_id = None
+        authorizations = 0
+        has_idempotency_key = False
         forwarded: list[bytes] = []
         for name, value in request.headers:
             lowered = name.lower()
@@ -161,6 +178,9 @@ class Gateway:
                 continue
             if lowered == b"authorization":
                 authorization = value
+                authorizations += 1
+            elif lowered == b"idempotency-key":
+                has_idempotency_key = True
             forwarded.append(lowered)
             forwarded.append(b": ")
             forwarded.append(value)
@@ -170,8 +190,11 @@ class Gateway:
 
         if path == "/gateway/health_check" and request.method in ("GET", "HEAD"):
             return self.health(request_id, keep_alive)
-        if not path.startswith("/") or (("." in path or "%" in path) and _has_dot_segments(path)):
-            return error_response(400, "invalid path", request_id, keep_alive)
+        problem = _path_problem(path)
+        if problem is not None:
+            return error_response(400, problem, request_id, keep_alive)
+        if authorizations > 1:
+            return error_response(400, "more than one Authorization header", request_id, keep_alive)
 
         matched = self.routes.match(request.method, path)
         if matched is None:
@@ -180,12 +203,14 @@ class Gateway:
 
         if route.requires_token:
             try:
-                subject = self.verifier.subject(authorization)
+                claims = self.verifier.claims(authorization)
             except InvalidToken as exc:
                 return error_response(401, f"invalid or missing token: {exc}", request_id, keep_alive)
             variable = route.subject_path_variable
-            if variable is not None and subject != unquote(variables.get(variable, "")):
+            if variable is not None and claims.subject != unquote(variables.get(variable, "")):
                 return error_response(403, "the token belongs to another user", request_id, keep_alive)
+            if route.required_role is not None and route.required_role not in claims.roles:
+                return error_response(403, f"needs the {route.required_role} role", request_id, keep_alive)
 
         if route.removed_headers:
             forwarded = _without_headers(forwarded, route.removed_headers)
@@ -208,7 +233,7 @@ class Gateway:
             )
         )
         request_line = b"%s %s HTTP/1.1\r\n" % (request.method.encode(), target)
-        retryable = request.method in ("GET", "HEAD") or (request.method == "POST" and b"idempotency-key" in forwarded)
+        retryable = request.method in ("GET", "HEAD") or (request.method == "POST" and has_idempotency_key)
         Exchange(self, client, request, route, request_line, head_tail, retryable, request_id).try_next()
         return None
 

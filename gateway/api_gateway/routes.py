@@ -1,5 +1,8 @@
 """Routes from YAML, in Spring Cloud Gateway's vocabulary: Path/Method predicates, RewritePath,
-RemoveRequestHeader, AuthorizationHeaderFilter, TokenSubjectMatchesPath and `lb://APP` targets."""
+RemoveRequestHeader, AuthorizationHeaderFilter, TokenSubjectMatchesPath, TokenHasRole and `lb://APP` targets.
+
+Deny by default: a route either needs a token (one of the token filters) or says `Public`; one with
+neither is a configuration error, so an open route is always a visible choice in routes.yaml."""
 
 import re
 from dataclasses import dataclass
@@ -23,6 +26,7 @@ class Route:
     removed_headers: frozenset[bytes]
     requires_token: bool
     subject_path_variable: str | None
+    required_role: str | None = None
     # The literal first path segment all its Path patterns share, if any: lets RouteTable skip routes.
     first_segment: str | None = None
 
@@ -125,7 +129,9 @@ def route_from_config(config: dict[str, Any]) -> Route:
     rewrite = None
     removed: set[bytes] = set()
     requires_token = False
+    public = False
     subject_variable = None
+    required_role = None
     for entry in config.get("filters", []):
         name, argument = _name_and_argument(entry)
         if name == "RewritePath":
@@ -137,10 +143,17 @@ def route_from_config(config: dict[str, Any]) -> Route:
         elif name == "TokenSubjectMatchesPath":
             requires_token = True
             subject_variable = argument
+        elif name == "TokenHasRole":
+            requires_token = True
+            required_role = argument
+        elif name == "Public":
+            public = True
         else:
             raise RouteConfigError(f"route {route_id}: unknown filter {name}")
     if not paths:
         raise RouteConfigError(f"route {route_id}: needs a Path predicate")
+    if requires_token == public:
+        raise RouteConfigError(f"route {route_id}: give it a token filter or mark it Public (exactly one)")
     return Route(
         id=route_id,
         app=uri.removeprefix("lb://").upper(),
@@ -150,6 +163,7 @@ def route_from_config(config: dict[str, Any]) -> Route:
         removed_headers=frozenset(removed),
         requires_token=requires_token,
         subject_path_variable=subject_variable,
+        required_role=required_role,
         first_segment=_literal_first_segment(spring_paths),
     )
 

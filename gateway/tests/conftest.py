@@ -73,7 +73,11 @@ def routes_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "id": prefix,
                 "uri": f"lb://{app}",
                 "predicates": [f"Path=/{prefix}/**"],
-                "filters": ["RemoveRequestHeader=Cookie", f"RewritePath=/{prefix}/(?<segment>.*), /${{segment}}"],
+                "filters": [
+                    "Public",
+                    "RemoveRequestHeader=Cookie",
+                    f"RewritePath=/{prefix}/(?<segment>.*), /${{segment}}",
+                ],
             }
         )
     path = tmp_path_factory.mktemp("gateway") / "routes.yaml"
@@ -201,9 +205,9 @@ def start_module_instances(discovery_url: str, gateway_url: str) -> Iterator[Sta
 
 
 @pytest.fixture
-def token_for() -> Callable[[str], str]:
-    """`token_for(user_id)`: the header value of a valid token for that user."""
-    return lambda user_id: f"Bearer {issue_token(user_id, JWT_SECRET, 600)}"
+def token_for() -> Callable[..., str]:
+    """`token_for(user_id, *roles)`: the header value of a valid token for that user."""
+    return lambda user_id, *roles: f"Bearer {issue_token(user_id, JWT_SECRET, 600, roles)}"
 
 
 @pytest.fixture(name="eventually")

@@ -31,17 +31,65 @@ def test_user_routes_without_or_with_a_bad_token_are_401(gateway_url: str) -> No
 
 
 @pytest.mark.usefixtures("services")
-def test_user_routes_with_a_valid_token_pass_with_the_header(gateway_url: str, token_for: Callable[[str], str]) -> None:
+def test_user_routes_with_a_valid_token_pass_with_the_header(gateway_url: str, token_for: Callable[..., str]) -> None:
     token = token_for("u1")
 
-    response = httpx.get(f"{gateway_url}/user-service/users", headers={"Authorization": token})
+    response = httpx.get(f"{gateway_url}/user-service/users/u1", headers={"Authorization": token})
 
     assert response.status_code == 200
     assert response.json()["headers"]["authorization"] == token
 
 
 @pytest.mark.usefixtures("services")
-def test_order_routes_need_the_token_of_the_user_in_the_path(gateway_url: str, token_for: Callable[[str], str]) -> None:
+def test_the_user_list_is_for_admins_and_a_user_page_for_its_user(
+    gateway_url: str, token_for: Callable[..., str]
+) -> None:
+    plain = httpx.get(f"{gateway_url}/user-service/users", headers={"Authorization": token_for("u1")})
+    admin = httpx.get(f"{gateway_url}/user-service/users", headers={"Authorization": token_for("u1", "admin")})
+    foreign = httpx.get(f"{gateway_url}/user-service/users/u2", headers={"Authorization": token_for("u1")})
+    foreign_put = httpx.put(f"{gateway_url}/user-service/users/u2", json={}, headers={"Authorization": token_for("u1")})
+
+    assert (plain.status_code, admin.status_code) == (403, 200)
+    assert admin.json()["path"] == "/users"
+    assert (foreign.status_code, foreign_put.status_code) == (403, 403)
+
+
+@pytest.mark.usefixtures("services")
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/order-service//u2/orders",
+        "/order-service/u1//../u2/orders",
+        "/order-service/u1%2F..%2Fu2/orders",
+        "/order-service/u1%2fu2/orders",
+        "/user-service//users/u2",
+        "/user-service/users//u2",
+        "/user-service/users/u1%2F..%2Fu2",
+        "/user-service/users%2Fu2",
+        "/order-service/u1%5Cu2/orders",
+    ],
+)
+def test_empty_segments_and_encoded_slashes_never_reach_a_service(
+    gateway_url: str, token_for: Callable[..., str], path: str
+) -> None:
+    response = httpx.get(f"{gateway_url}{path}", headers={"Authorization": token_for("u1")})
+
+    assert 400 <= response.status_code < 500
+    assert "path" not in response.json()
+
+
+@pytest.mark.usefixtures("services")
+def test_two_authorization_headers_are_400(gateway_url: str, token_for: Callable[..., str]) -> None:
+    headers = [("Authorization", token_for("u2")), ("Authorization", token_for("u1"))]
+
+    response = httpx.get(f"{gateway_url}/order-service/u1/orders", headers=headers)
+
+    assert response.status_code == 400
+    assert "Authorization" in response.json()["detail"]
+
+
+@pytest.mark.usefixtures("services")
+def test_order_routes_need_the_token_of_the_user_in_the_path(gateway_url: str, token_for: Callable[..., str]) -> None:
     url = f"{gateway_url}/order-service/u1/orders"
 
     own = httpx.post(url, json={"productId": "CATALOG-001"}, headers={"Authorization": token_for("u1")})

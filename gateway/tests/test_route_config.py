@@ -42,7 +42,9 @@ def test_rewrite_path_takes_java_named_groups_and_escaped_replacement() -> None:
     [
         ("POST", "/user-service/users", "user-service-signup", "/users"),
         ("POST", "/user-service/login", "user-service-login", "/login"),
-        ("GET", "/user-service/users", "user-service", "/users"),
+        ("GET", "/user-service/users", "user-service-list", "/users"),
+        ("GET", "/user-service/users/u1", "user-service-user", "/users/u1"),
+        ("PUT", "/user-service/users/u1", "user-service-user", "/users/u1"),
         ("GET", "/user-service/health_check", "user-service-health", "/health_check"),
         ("GET", "/catalog-service/catalogs", "catalog-service-public", "/catalogs"),
         ("POST", "/order-service/u1/orders", "order-service-user", "/u1/orders"),
@@ -67,6 +69,19 @@ def test_only_signup_login_catalogs_and_health_are_public() -> None:
 def test_every_route_drops_cookies_except_health_checks() -> None:
     for route in ROUTES:
         assert (b"cookie" in route.removed_headers) or route.id.endswith("health")
+
+
+def test_the_user_list_needs_admin_and_a_user_page_its_own_user() -> None:
+    assert first_match("GET", "/user-service/users")[0].required_role == "admin"
+    user_route, variables = first_match("GET", "/user-service/users/u9")
+    assert user_route.subject_path_variable == "userId" and variables["userId"] == "u9"
+    assert first_match("GET", "/user-service/users/u9/orders")[0].subject_path_variable == "userId"
+
+
+@pytest.mark.parametrize("filters", [["RemoveRequestHeader=Cookie"], ["Public", "AuthorizationHeaderFilter"]])
+def test_a_route_must_be_either_public_or_need_a_token(filters: list[str]) -> None:
+    with pytest.raises(RouteConfigError, match="Public"):
+        route_from_config({"id": "x", "uri": "lb://X", "predicates": ["Path=/x/**"], "filters": filters})
 
 
 def test_unknown_filter_is_a_config_error() -> None:
