@@ -12,6 +12,7 @@ class User:
     user_id: str
     email: str
     token: str
+    password: str = ""
 
     @property
     def auth(self) -> dict[str, str]:
@@ -47,7 +48,7 @@ class GatewayClient:
         created.raise_for_status()
         login = await self.http.post("/user-service/login", json={"email": email, "password": password})
         login.raise_for_status()
-        return User(user_id=login.headers["userId"], email=email, token=login.headers["token"])
+        return User(user_id=login.headers["userId"], email=email, token=login.headers["token"], password=password)
 
     async def order(
         self, user: User, product_id: str, qty: int, unit_price: int, idempotency_key: str | None = None

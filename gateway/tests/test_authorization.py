@@ -59,7 +59,6 @@ def test_the_user_list_is_for_admins_and_a_user_page_for_its_user(
     "path",
     [
         "/order-service//u2/orders",
-        "/order-service/u1//../u2/orders",
         "/order-service/u1%2F..%2Fu2/orders",
         "/order-service/u1%2fu2/orders",
         "/user-service//users/u2",
