@@ -265,10 +265,17 @@ def main() -> None:
         tmp = Path(tmp_dir)
         discovery_port, gateway_port, nginx_port = free_port(), free_port(), free_port()
         upstream_ports = [free_port(), free_port()]
-        discovery_url = f"http://127.0.0.1:{discovery_port}/eureka"
+        registry_password = secrets.token_urlsafe(32)
+        discovery_url = f"http://bench:{registry_password}@127.0.0.1:{discovery_port}/eureka"
         quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
 
-        env = {**os.environ, "DISCOVERY_PORT": str(discovery_port), "DISCOVERY_LOG_LEVEL": "warning"}
+        env = {
+            **os.environ,
+            "DISCOVERY_PORT": str(discovery_port),
+            "DISCOVERY_LOG_LEVEL": "warning",
+            "DISCOVERY_USER": "bench",
+            "DISCOVERY_PASSWORD": registry_password,
+        }
         started.append(subprocess.Popen([python, "-m", "discovery_server"], cwd=REPO_ROOT, env=env, **quiet))
         wait_for(f"{discovery_url}/apps", started[-1])
         for port in upstream_ports:

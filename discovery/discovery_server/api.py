@@ -1,5 +1,8 @@
 """Eureka's REST API under /eureka: register, renew, cancel, status overrides, full and delta fetch."""
 
+import base64
+import binascii
+import hmac
 import json
 from typing import Annotated, Any
 from xml.etree import ElementTree
@@ -7,7 +10,12 @@ from xml.etree import ElementTree
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
 from discovery_server import wire_format
-from discovery_server.registry import Registry, UnknownInstance
+from discovery_server.config import Settings
+from discovery_server.registry import InstanceTaken, Registry, UnknownInstance
+
+# What a registration may be sent as (Eureka's ApplicationResource consumes JSON and XML only): a cross-site
+# `text/plain` POST from a web page, which needs no CORS preflight, is refused.
+REGISTRATION_CONTENT_TYPES = ("application/json", "application/xml", "text/xml")
 
 # Every handler is `async def`: they all run on the event loop thread, as does the eviction task, so
 # the registry (plain dicts, not thread-safe) is never touched from FastAPI's threadpool.
@@ -19,6 +27,33 @@ async def get_registry(request: Request) -> Registry:
 
 
 RegistryDep = Annotated[Registry, Depends(get_registry)]
+
+
+def _basic_credentials(authorization: str) -> tuple[bytes, bytes] | None:
+    scheme, _, encoded = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, separator, password = base64.b64decode(encoded.strip(), validate=True).partition(b":")
+    except (binascii.Error, ValueError):
+        return None
+    return (user, password) if separator else None
+
+
+async def require_writer(request: Request) -> None:
+    """401 unless the request carries the registry's Basic credentials (compared in constant time)."""
+    settings: Settings = request.app.state.settings
+    given = _basic_credentials(request.headers.get("authorization", ""))
+    expected = (settings.discovery_user.encode(), settings.discovery_password.encode())
+    if given is None or not (hmac.compare_digest(given[0], expected[0]) & hmac.compare_digest(given[1], expected[1])):
+        raise HTTPException(
+            status_code=401,
+            detail="registry writes need HTTP Basic credentials (user:password@ in the service URL)",
+            headers={"WWW-Authenticate": 'Basic realm="eureka"'},
+        )
+
+
+Writer = [Depends(require_writer)]
 
 
 def _negotiated(request: Request, as_json: dict[str, Any], as_xml: ElementTree.Element) -> Response:
@@ -84,20 +119,39 @@ async def instance_by_id(instance_id: str, request: Request, registry: RegistryD
     raise HTTPException(status_code=404, detail=f"unknown instance {instance_id}")
 
 
-@router.post("/apps/{app}", status_code=204)
+@router.post("/apps/{app}", status_code=204, dependencies=Writer)
 async def register(app: str, request: Request, registry: RegistryDep) -> Response:
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type not in REGISTRATION_CONTENT_TYPES:
+        raise HTTPException(status_code=415, detail=f"register with one of {', '.join(REGISTRATION_CONTENT_TYPES)}")
+    body = await _bounded_body(request)
     try:
-        content_type = request.headers.get("content-type", "")
-        instance = wire_format.instance_from_body(await request.body(), content_type)
+        instance = wire_format.instance_from_body(body, content_type)
     except wire_format.MalformedInstance as exc:
         raise HTTPException(status_code=400, detail=f"malformed instance: {exc}") from exc
     if instance.app != app.upper():
         raise HTTPException(status_code=400, detail=f"instance app {instance.app} does not match path {app}")
-    registry.register(instance)
+    try:
+        registry.register(instance)
+    except InstanceTaken as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
     return Response(status_code=204)
 
 
-@router.put("/apps/{app}/{instance_id}")
+async def _bounded_body(request: Request) -> bytes:
+    limit = request.app.state.settings.discovery_max_registration_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HTTPException(status_code=413, detail=f"registration larger than {limit} bytes")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(status_code=413, detail=f"registration larger than {limit} bytes")
+    return body
+
+
+@router.put("/apps/{app}/{instance_id}", dependencies=Writer)
 async def renew(app: str, instance_id: str, registry: RegistryDep, lastDirtyTimestamp: int | None = None) -> Response:
     try:
         instance = registry.instance(app, instance_id)
@@ -110,7 +164,7 @@ async def renew(app: str, instance_id: str, registry: RegistryDep, lastDirtyTime
     return Response(status_code=200)
 
 
-@router.delete("/apps/{app}/{instance_id}")
+@router.delete("/apps/{app}/{instance_id}", dependencies=Writer)
 async def cancel(app: str, instance_id: str, registry: RegistryDep) -> Response:
     try:
         registry.cancel(app, instance_id)
@@ -119,7 +173,7 @@ async def cancel(app: str, instance_id: str, registry: RegistryDep) -> Response:
     return Response(status_code=200)
 
 
-@router.put("/apps/{app}/{instance_id}/status")
+@router.put("/apps/{app}/{instance_id}/status", dependencies=Writer)
 async def override_status(app: str, instance_id: str, value: str, registry: RegistryDep) -> Response:
     try:
         registry.override_status(app, instance_id, value.upper())
@@ -128,7 +182,7 @@ async def override_status(app: str, instance_id: str, value: str, registry: Regi
     return Response(status_code=200)
 
 
-@router.delete("/apps/{app}/{instance_id}/status")
+@router.delete("/apps/{app}/{instance_id}/status", dependencies=Writer)
 async def remove_status_override(app: str, instance_id: str, registry: RegistryDep) -> Response:
     try:
         registry.remove_status_override(app, instance_id)
@@ -137,7 +191,7 @@ async def remove_status_override(app: str, instance_id: str, registry: RegistryD
     return Response(status_code=200)
 
 
-@router.put("/apps/{app}/{instance_id}/metadata")
+@router.put("/apps/{app}/{instance_id}/metadata", dependencies=Writer)
 async def update_metadata(app: str, instance_id: str, request: Request, registry: RegistryDep) -> Response:
     try:
         registry.update_metadata(app, instance_id, dict(request.query_params))

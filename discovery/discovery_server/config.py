@@ -13,3 +13,9 @@ class Settings(BaseSettings):
     # How long changes stay in /apps/delta (Eureka: 3 minutes).
     discovery_delta_retention_seconds: float = 180.0
     discovery_log_level: str = "info"
+    # HTTP Basic for every write (register, heartbeat, status, cancel, metadata), as a Spring Security-protected
+    # Eureka asks; reads stay open. Clients put `user:password@` in their service URL.
+    discovery_user: str = "eureka"
+    discovery_password: str
+    # A registration larger than this is refused (413); Eureka instances are a few KiB.
+    discovery_max_registration_bytes: int = 64 * 1024

@@ -13,7 +13,9 @@ router = APIRouter()
 
 def _row(app: str, instance_id: str, status: str, home: str, seconds_since_renewal: float) -> str:
     status_class = "up" if status == "UP" else "down"
-    link = f"<a href='{html.escape(home)}'>{html.escape(instance_id)}</a>"
+    # Only web links: a registered `javascript:` URL would run script on this page's origin when clicked.
+    is_web_link = home.lower().startswith(("http://", "https://"))
+    link = f"<a href='{html.escape(home)}'>{html.escape(instance_id)}</a>" if is_web_link else html.escape(instance_id)
     return (
         f"<tr><td>{html.escape(app)}</td><td>{link}</td><td class='{status_class}'>{html.escape(status)}</td>"
         f"<td>{seconds_since_renewal:.1f} s ago</td></tr>"

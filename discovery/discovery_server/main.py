@@ -50,6 +50,7 @@ def create_app(settings: Settings) -> FastAPI:
         eviction.cancel()
 
     app = FastAPI(title="discovery-server", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.settings = settings
     app.state.registry = Registry(delta_retention_secs=settings.discovery_delta_retention_seconds)
     app.include_router(api.router)
     app.include_router(dashboard.router)

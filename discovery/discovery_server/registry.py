@@ -72,8 +72,16 @@ class Change:
     instance: Instance
 
 
+class InstanceTaken(Exception):
+    """An instance id whose lease is alive, registered again from another address."""
+
+
 class UnknownInstance(Exception):
     """No instance with that app name and id is registered."""
+
+
+def _address(instance: Instance) -> tuple[str, str, int]:
+    return instance.host_name, instance.ip_addr, instance.port
 
 
 class Registry:
@@ -87,6 +95,12 @@ class Registry:
         now = now_millis()
         instances = self._apps.setdefault(instance.app, {})
         previous = instances.get(instance.instance_id)
+        if previous is not None and not previous.is_expired(now) and _address(previous) != _address(instance):
+            # Else anyone could point a live instance's traffic elsewhere; the owner's heartbeats would renew it.
+            raise InstanceTaken(
+                f"{instance.app}/{instance.instance_id} is registered at {previous.ip_addr}:{previous.port} "
+                "and its lease is alive"
+            )
         instance.last_renewal_timestamp = now
         instance.last_updated_timestamp = now
         if previous is not None:

@@ -1,6 +1,8 @@
 """Eureka's wire format both ways: JSON (Jackson shapes, `{"$": 8080, "@enabled": "true"}`) and XML."""
 
+import ipaddress
 import json
+import re
 from typing import Any
 from xml.etree import ElementTree
 
@@ -27,8 +29,8 @@ def instance_from_body(body: bytes, content_type: str) -> Instance:
             document = json.loads(body)
             fields = document.get("instance", document)
         return _instance_from_fields(fields)
-    except (ValueError, KeyError, TypeError, AttributeError, ElementTree.ParseError) as exc:
-        raise MalformedInstance(str(exc)) from exc
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError, ElementTree.ParseError) as exc:
+        raise MalformedInstance(str(exc) or type(exc).__name__) from exc
 
 
 def _fields_from_xml(element: ElementTree.Element) -> dict[str, Any]:
@@ -51,31 +53,67 @@ def _fields_from_xml(element: ElementTree.Element) -> dict[str, Any]:
     return fields
 
 
+# Leases longer than this are cut to it: an instance that stops heartbeating is gone within minutes.
+MAX_LEASE_SECS = 300
+MAX_FIELD_CHARS = 255
+MAX_METADATA_ENTRIES = 32
+_HOST = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+
 def _port(value: Any, default: int, default_enabled: bool) -> tuple[int, bool]:
     if value is None:
         return default, default_enabled
     if isinstance(value, dict):
-        return int(value.get("$", default)), str(value.get("@enabled", "true")).lower() == "true"
-    return int(value), True
+        port, enabled = int(value.get("$", default)), str(value.get("@enabled", "true")).lower() == "true"
+    else:
+        port, enabled = int(value), True
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} is not in 1..65535")
+    return port, enabled
+
+
+def _host(value: str, field: str) -> str:
+    """A DNS name or an IP address; anything else would leave a caller hanging or point it who knows where."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    if not _HOST.match(value):
+        raise ValueError(f"{field} {value[:80]!r} is not a host name or an IP address")
+    return value
+
+
+def _bounded(value: Any, field: str) -> str:
+    text = str(value)
+    if len(text) > MAX_FIELD_CHARS:
+        raise ValueError(f"{field} is longer than {MAX_FIELD_CHARS} characters")
+    return text
 
 
 def _instance_from_fields(fields: dict[str, Any]) -> Instance:
-    app = str(fields["app"]).upper()
-    host_name = str(fields.get("hostName") or fields.get("ipAddr") or "localhost")
+    app = _bounded(fields["app"], "app").upper()
+    host_name = _host(_bounded(fields.get("hostName") or fields.get("ipAddr") or "localhost", "hostName"), "hostName")
+    ip_addr = _host(_bounded(fields.get("ipAddr") or host_name, "ipAddr"), "ipAddr")
     port, port_enabled = _port(fields.get("port"), 80, True)
     secure_port, secure_port_enabled = _port(fields.get("securePort"), 443, False)
-    instance_id = str(fields.get("instanceId") or f"{host_name}:{app.lower()}:{port}")
+    instance_id = _bounded(fields.get("instanceId") or f"{host_name}:{app.lower()}:{port}", "instanceId")
     lease = fields.get("leaseInfo") or {}
     data_center = fields.get("dataCenterInfo") or {}
     metadata = {
-        str(key): str(value) for key, value in (fields.get("metadata") or {}).items() if not str(key).startswith("@")
+        _bounded(key, "metadata key"): _bounded(value, "metadata value")
+        for key, value in (fields.get("metadata") or {}).items()
+        if not str(key).startswith("@")
     }
+    if len(metadata) > MAX_METADATA_ENTRIES:
+        raise ValueError(f"more than {MAX_METADATA_ENTRIES} metadata entries")
     overridden = fields.get("overriddenStatus") or fields.get("overriddenstatus") or "UNKNOWN"
     return Instance(
         instance_id=instance_id,
         app=app,
         host_name=host_name,
-        ip_addr=str(fields.get("ipAddr") or host_name),
+        ip_addr=ip_addr,
         port=port,
         port_enabled=port_enabled,
         secure_port=secure_port,
@@ -93,7 +131,7 @@ def _instance_from_fields(fields: dict[str, Any]) -> Instance:
         data_center_name=str(data_center.get("name") or "MyOwn"),
         metadata=metadata,
         renewal_interval_secs=int(lease.get("renewalIntervalInSecs") or DEFAULT_RENEWAL_INTERVAL_SECS),
-        duration_secs=int(lease.get("durationInSecs") or DEFAULT_DURATION_SECS),
+        duration_secs=min(int(lease.get("durationInSecs") or DEFAULT_DURATION_SECS), MAX_LEASE_SECS),
         last_dirty_timestamp=int(fields.get("lastDirtyTimestamp") or 0),
     )
 

@@ -14,6 +14,8 @@ from servicekit.testing import free_port, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JSON = {"Accept": "application/json"}
+# The test server's own write credentials; clients carry them in the URL, as Eureka clients do.
+WRITER, WRITER_PASSWORD = "eureka-test", "a-test-registry-password-of-32-bytes"
 
 
 def wait_until_ready(process: subprocess.Popen[bytes], url: str, timeout: float = 20.0) -> None:
@@ -39,11 +41,13 @@ def discovery_url() -> Iterator[str]:
         "DISCOVERY_PORT": str(port),
         "DISCOVERY_EVICTION_INTERVAL_SECONDS": "0.2",
         "DISCOVERY_LOG_LEVEL": "warning",
+        "DISCOVERY_USER": WRITER,
+        "DISCOVERY_PASSWORD": WRITER_PASSWORD,
     }
     process = subprocess.Popen([sys.executable, "-m", "discovery_server"], cwd=REPO_ROOT, env=env)
     try:
         wait_until_ready(process, f"http://127.0.0.1:{port}/eureka/apps")
-        yield f"http://127.0.0.1:{port}/eureka"
+        yield f"http://{WRITER}:{WRITER_PASSWORD}@127.0.0.1:{port}/eureka"
     finally:
         stop_process(process)
 

@@ -3,12 +3,12 @@ import socket
 from pathlib import Path
 
 from pydantic import field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from servicekit.config import strong_secret
+from servicekit.config import DiscoverySettings, strong_secret
 
 
-class Settings(BaseSettings):
+class Settings(DiscoverySettings):
     """Read from the environment (and `.env` at the repo root). JWT_SECRET has no default on purpose."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -17,7 +17,6 @@ class Settings(BaseSettings):
     # The address registered in discovery, when it differs from the bind address (containers: 0.0.0.0).
     gateway_advertised_host: str | None = None
     gateway_port: int = 8000
-    discovery_url: str = "http://127.0.0.1:8761/eureka"
     jwt_secret: str
     # Worker processes sharing the port through SO_REUSEPORT. 0 = half the cores (at least one): the
     # gateway shares the machine with the services behind it, and on 2 cores one worker measured

@@ -48,7 +48,7 @@ async def serve_worker(settings: Settings, routes: list[Route], ready: multiproc
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     discovery = DiscoveryClient(
-        settings.discovery_url, registry_refresh_interval=settings.gateway_registry_refresh_seconds
+        settings.discovery_service_url, registry_refresh_interval=settings.gateway_registry_refresh_seconds
     )
     await discovery.start()
     pool = UpstreamPool(settings.gateway_connect_timeout_seconds, settings.gateway_upstream_idle_seconds)
@@ -124,7 +124,7 @@ class Supervisor:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stopping.set)
         discovery = DiscoveryClient(
-            self.settings.discovery_url,
+            self.settings.discovery_service_url,
             app_name="GATEWAY",
             instance_id=self.settings.instance_id,
             host=self.settings.advertised_host,

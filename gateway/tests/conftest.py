@@ -19,6 +19,7 @@ from servicekit.tokens import issue_token
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ECHO_INSTANCE = Path(__file__).with_name("echo_instance.py")
 JWT_SECRET = "gateway-test-secret-of-at-least-32-bytes"
+DISCOVERY_USER, DISCOVERY_PASSWORD = "eureka-test", "gateway-test-registry-password-32b"
 # Apps that only the tests route to: `/<app in lower case>/**` → lb://<APP>.
 TEST_APPS = ["RR-TWO", "RR-THREE", "KILLED", "SLOW-POST", "SLOW-RETRY", "NOBODY-HOME", "HEADERS"]
 MAX_BODY_BYTES = 64 * 1024
@@ -55,10 +56,17 @@ def start_and_wait(args: list[str], env: dict[str, str], ready_url: str) -> subp
 
 @pytest.fixture(scope="session")
 def discovery_url() -> Iterator[str]:
+    """The test registry's URL with its write credentials in it, as every Eureka client is given it."""
     port = free_port()
-    env = {"DISCOVERY_PORT": str(port), "DISCOVERY_EVICTION_INTERVAL_SECONDS": "0.2", "DISCOVERY_LOG_LEVEL": "warning"}
+    env = {
+        "DISCOVERY_PORT": str(port),
+        "DISCOVERY_EVICTION_INTERVAL_SECONDS": "0.2",
+        "DISCOVERY_LOG_LEVEL": "warning",
+        "DISCOVERY_USER": DISCOVERY_USER,
+        "DISCOVERY_PASSWORD": DISCOVERY_PASSWORD,
+    }
     process = start_and_wait([sys.executable, "-m", "discovery_server"], env, f"http://127.0.0.1:{port}/eureka/apps")
-    yield f"http://127.0.0.1:{port}/eureka"
+    yield f"http://{DISCOVERY_USER}:{DISCOVERY_PASSWORD}@127.0.0.1:{port}/eureka"
     stop_process(process)
 
 

@@ -4,6 +4,7 @@ from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL
 
+from servicekit.discovery import with_credentials
 from servicekit.tokens import MIN_SECRET_BYTES
 
 PLACEHOLDER_SECRET = "change-me"
@@ -21,7 +22,22 @@ def strong_secret(value: str | None) -> str | None:
     return value
 
 
-class ServiceSettings(BaseSettings):
+class DiscoverySettings(BaseSettings):
+    """Where the registry is, and the credentials its writes (register, heartbeat, cancel) need."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    discovery_url: str = "http://127.0.0.1:8761/eureka"
+    discovery_user: str = "eureka"
+    discovery_password: str | None = None
+
+    @property
+    def discovery_service_url(self) -> str:
+        """The registry's URL with the credentials in it, as Eureka clients take them."""
+        return with_credentials(self.discovery_url, self.discovery_user, self.discovery_password)
+
+
+class ServiceSettings(DiscoverySettings):
     """Subclass per service for its own fields; environment variables win over `.env`."""
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
@@ -34,7 +50,6 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     topic_partitions: int = 3
 
-    discovery_url: str = "http://127.0.0.1:8761/eureka"
     # false: look others up but stay out of the registry (a benchmark's private instance).
     discovery_register: bool = True
 

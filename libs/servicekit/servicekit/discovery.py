@@ -64,6 +64,14 @@ def instances_from_registry(document: dict[str, Any]) -> dict[str, list[ServiceI
     return found
 
 
+def with_credentials(url: str, user: str, password: str | None) -> str:
+    """`url` with `user:password@` in it (for writes to a registry that asks for them), unless it has some."""
+    parsed = httpx.URL(url)
+    if password is None or parsed.username:
+        return url
+    return str(parsed.copy_with(username=user, password=password))
+
+
 class DiscoveryClient:
     def __init__(
         self,
@@ -80,7 +88,11 @@ class DiscoveryClient:
     ) -> None:
         if app_name is not None and port is None:
             raise ValueError("a port is needed to register an instance")
-        self.server_url = server_url.rstrip("/")
+        # Credentials ride in the service URL, as with Eureka clients (`http://user:password@host/eureka`);
+        # kept apart so the URL can be logged and errors never show the password.
+        url = httpx.URL(server_url.rstrip("/"))
+        self._auth = httpx.BasicAuth(url.username, url.password) if url.username else None
+        self.server_url = str(url.copy_with(username=None, password=None))
         self.app_name = app_name.upper() if app_name else None
         self.host = host
         self.port = port
@@ -104,7 +116,9 @@ class DiscoveryClient:
 
         Never fails because discovery is down: the background loops keep trying and log.
         """
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(3.0), headers={"Accept": "application/json"})
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(3.0), headers={"Accept": "application/json"}, auth=self._auth
+        )
         if self.app_name is not None:
             await self._try_register()
             self._tasks.append(asyncio.create_task(self._heartbeat_forever(), name="discovery-heartbeat"))

@@ -64,7 +64,7 @@ def serve(app: FastAPI, settings: ServiceSettings, app_name: str) -> None:
     configure_logging(app_name.lower(), settings.instance_id, settings.log_level)
 
     discovery = DiscoveryClient(
-        settings.discovery_url,
+        settings.discovery_service_url,
         app_name=app_name if settings.discovery_register else None,
         instance_id=settings.instance_id,
         host=settings.host,

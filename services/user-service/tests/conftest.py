@@ -9,7 +9,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 
-from servicekit.discovery import DiscoveryClient
+from servicekit.discovery import DiscoveryClient, with_credentials
 from servicekit.testing import serving, wait_until
 from servicekit.tokens import ADMIN_ROLE, issue_token
 from user_service.config import ORDER_SERVICE_APP, UserServiceSettings
@@ -47,8 +47,11 @@ def settings() -> UserServiceSettings:
 @pytest.fixture(scope="session")
 async def discovery_url() -> AsyncIterator[str]:
     """A discovery server of our own, so the stack's real order-service instances stay out of these tests."""
-    async with serving(discovery_server.create_app(discovery_config.Settings())) as base_url:
-        yield f"{base_url}/eureka"
+    registry_settings = discovery_config.Settings()
+    async with serving(discovery_server.create_app(registry_settings)) as base_url:
+        yield with_credentials(
+            f"{base_url}/eureka", registry_settings.discovery_user, registry_settings.discovery_password
+        )
 
 
 @pytest.fixture(scope="session")
