@@ -1,14 +1,52 @@
 """`lb://APP`: round robin over the UP instances in this worker's copy of the registry, skipping
-instances that failed several times in a row for a while (passive ejection)."""
+instances that failed several times in a row for a while (passive ejection), and never sending to an
+address outside the upstream allow-list."""
 
+import ipaddress
+import logging
 import time
+from collections.abc import Iterable
 
 from servicekit.discovery import DiscoveryClient, ServiceInstance
 
+log = logging.getLogger("api_gateway")
+
+LOOPBACK_ONLY = ("127.0.0.0/8", "::1/128")
+
+
+class UpstreamAllowList:
+    """Networks (CIDR) and host names the gateway may connect to: a registration pointing anywhere else
+    (a metadata service, another machine) gets no traffic, whoever managed to register it."""
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        self._networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        self._names: set[str] = set()
+        for entry in entries:
+            try:
+                self._networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                self._names.add(entry.lower())
+
+    def allows(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return host.lower() in self._names
+        return any(address in network for network in self._networks)
+
 
 class LoadBalancer:
-    def __init__(self, discovery: DiscoveryClient, eject_after_failures: int, ejection_seconds: float) -> None:
+    def __init__(
+        self,
+        discovery: DiscoveryClient,
+        eject_after_failures: int,
+        ejection_seconds: float,
+        allowed: UpstreamAllowList | None = None,
+    ) -> None:
         self._discovery = discovery
+        self._allow = allowed or UpstreamAllowList(LOOPBACK_ONLY)
+        # Per app: the registry copy's tuple and what of it is allowed; recomputed only when the copy changes.
+        self._allowed: dict[str, tuple[tuple[ServiceInstance, ...], tuple[ServiceInstance, ...]]] = {}
         self._eject_after = eject_after_failures
         self._ejection_seconds = ejection_seconds
         self._turns: dict[str, int] = {}
@@ -16,11 +54,29 @@ class LoadBalancer:
         self._ejected_until: dict[str, float] = {}
 
     def up_count(self, app: str) -> int:
-        return len(self._discovery.up_instances(app))
+        return len(self._usable(app))
+
+    def refused_count(self, app: str) -> int:
+        """UP instances of `app` the allow-list keeps traffic away from."""
+        return len(self._discovery.up_instances(app)) - len(self._usable(app))
+
+    def _usable(self, app: str) -> tuple[ServiceInstance, ...]:
+        instances = self._discovery.up_instances(app)
+        cached = self._allowed.get(app)
+        if cached is not None and cached[0] is instances:
+            return cached[1]
+        usable = tuple(i for i in instances if self._allow.allows(i.host))
+        for refused in instances:
+            if refused not in usable and (cached is None or refused in cached[1] or refused not in cached[0]):
+                log.warning(
+                    "not routing to %s/%s: %s is not in the upstream allow-list", app, refused.instance_id, refused.host
+                )
+        self._allowed[app] = (instances, usable)
+        return usable
 
     def pick(self, app: str, tried: set[str]) -> ServiceInstance | None:
         """The next instance in turn, not yet tried for this request; ejected ones only as a last resort."""
-        instances = self._discovery.up_instances(app)
+        instances = self._usable(app)
         if tried:
             instances = tuple(i for i in instances if i.instance_id not in tried)
         if not instances:

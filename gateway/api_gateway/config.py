@@ -39,6 +39,8 @@ class Settings(DiscoverySettings):
     # Client keep-alive connections idle this long are closed (nginx: keepalive_timeout 75 s).
     gateway_client_idle_seconds: float = 75.0
     gateway_log_level: str = "INFO"
+    # Where upstream instances may be (CIDRs or host names): loopback natively; compose lists its services.
+    gateway_upstream_allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
 
     @field_validator("jwt_secret")
     @classmethod

@@ -153,6 +153,7 @@ class Gateway:
             "pid": os.getpid(),
             "workers": self.settings.worker_count,
             "instances": {app: self.balancer.up_count(app) for app in self._apps},
+            "notAllowed": {app: n for app in self._apps if (n := self.balancer.refused_count(app))},
         }
         return json_response(200, document, request_id, keep_alive)
 

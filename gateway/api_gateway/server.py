@@ -13,7 +13,7 @@ import sys
 
 import uvloop
 
-from api_gateway.balancer import LoadBalancer
+from api_gateway.balancer import LoadBalancer, UpstreamAllowList
 from api_gateway.config import Settings
 from api_gateway.proxy import ClientConnection, Gateway
 from api_gateway.routes import Route, load_routes
@@ -52,7 +52,12 @@ async def serve_worker(settings: Settings, routes: list[Route], ready: multiproc
     )
     await discovery.start()
     pool = UpstreamPool(settings.gateway_connect_timeout_seconds, settings.gateway_upstream_idle_seconds)
-    balancer = LoadBalancer(discovery, settings.gateway_eject_after_failures, settings.gateway_ejection_seconds)
+    balancer = LoadBalancer(
+        discovery,
+        settings.gateway_eject_after_failures,
+        settings.gateway_ejection_seconds,
+        UpstreamAllowList(settings.gateway_upstream_allow),
+    )
     gateway = Gateway(settings, routes, balancer, pool)
     server = await loop.create_server(
         lambda: ClientConnection(gateway),

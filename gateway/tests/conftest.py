@@ -21,7 +21,7 @@ ECHO_INSTANCE = Path(__file__).with_name("echo_instance.py")
 JWT_SECRET = "gateway-test-secret-of-at-least-32-bytes"
 DISCOVERY_USER, DISCOVERY_PASSWORD = "eureka-test", "gateway-test-registry-password-32b"
 # Apps that only the tests route to: `/<app in lower case>/**` → lb://<APP>.
-TEST_APPS = ["RR-TWO", "RR-THREE", "KILLED", "SLOW-POST", "SLOW-RETRY", "NOBODY-HOME", "HEADERS"]
+TEST_APPS = ["RR-TWO", "RR-THREE", "KILLED", "SLOW-POST", "SLOW-RETRY", "NOBODY-HOME", "HEADERS", "ELSEWHERE"]
 MAX_BODY_BYTES = 64 * 1024
 
 

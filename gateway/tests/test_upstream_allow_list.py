@@ -1,0 +1,51 @@
+"""Instances registered at an address outside the upstream allow-list get no traffic."""
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+
+def register_at(discovery_url: str, app: str, host: str, port: int) -> str:
+    instance_id = f"outsider-{uuid.uuid4().hex[:8]}"
+    body = {
+        "instance": {
+            "instanceId": instance_id,
+            "app": app,
+            "hostName": host,
+            "ipAddr": host,
+            "status": "UP",
+            "port": {"$": port, "@enabled": "true"},
+            "dataCenterInfo": {"@class": "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo", "name": "MyOwn"},
+            "leaseInfo": {"renewalIntervalInSecs": 30, "durationInSecs": 90},
+        }
+    }
+    assert httpx.post(f"{discovery_url}/apps/{app}", json=body).status_code == 204
+    return instance_id
+
+
+def test_an_instance_outside_the_allow_list_gets_no_traffic(
+    gateway_url: str,
+    discovery_url: str,
+    start_instances: Callable[..., list[Any]],
+    eventually: Callable[..., None],
+) -> None:
+    (local,) = start_instances("ELSEWHERE", 1)
+    (decoy,) = start_instances("HEADERS", 1)
+    # Registered by name ("localhost" is not in the loopback-CIDR allow-list) at a live instance: were it used,
+    # answers would come from the decoy. No traffic leaves the machine either way.
+    outsider = register_at(discovery_url, "ELSEWHERE", "localhost", decoy.port)
+    try:
+
+        def refused() -> bool:
+            health = httpx.get(f"{gateway_url}/gateway/health_check").json()
+            return health["notAllowed"].get("ELSEWHERE") == 1
+
+        eventually("the gateway sees the outsider and refuses it", refused)
+        answers = [httpx.get(f"{gateway_url}/elsewhere/orders", timeout=10) for _ in range(10)]
+    finally:
+        httpx.delete(f"{discovery_url}/apps/ELSEWHERE/{outsider}")
+
+    assert [a.status_code for a in answers] == [200] * 10
+    assert {a.json()["instance"] for a in answers} == {local.instance_id}
