@@ -19,6 +19,7 @@ def up(config: StackConfig, infra_only: bool) -> None:
     mariadb.up(config)
     kafka.up(config)
     services.migrate_orders_table(config)
+    mariadb.grant_component_accounts(config)
     connect.up(config)
     if not infra_only:
         services.up(config)

@@ -1,15 +1,28 @@
 """Kafka Connect in distributed mode, and the orders-sink connector registered through its REST API."""
 
 import json
+import os
 from pathlib import Path
 
 import httpx
 
 from launcher import kafka
-from launcher.environment import CONNECT_PLUGINS, INFRA_DIR, STACK_DIR, VENV_PYTHON, StackConfig, render_template
+from launcher.environment import (
+    CONNECT_PLUGINS,
+    INFRA_DIR,
+    ORDERS_SINK_DB,
+    STACK_DIR,
+    VENV_PYTHON,
+    StackConfig,
+    render_template,
+)
 from launcher.processes import Component, StartupFailed, done, needs_start, start, step, wait_until
 
 WORKER_PROPERTIES = STACK_DIR / "connect" / "worker.properties"
+REST_JAAS = STACK_DIR / "connect" / "rest-jaas.conf"
+REST_USERS = STACK_DIR / "connect" / "rest-users.properties"
+# What the connector configs may read through ${env:...} (and the worker.properties allow-list says the same).
+CONNECTOR_ENV = ("DB_HOST", "DB_PORT", "ORDERS_DB")
 CONNECTOR_DIR = INFRA_DIR / "connect"
 SINK_CONNECTOR = "orders-sink"
 SINK_CLASS = "io.debezium.connector.jdbc.JdbcSinkConnector"
@@ -39,8 +52,33 @@ def up(config: StackConfig) -> None:
         done()
 
 
+def rest_auth(config: StackConfig) -> httpx.BasicAuth:
+    """The credentials the worker's REST API asks for (CONNECT_USER / CONNECT_PASSWORD in .env)."""
+    return httpx.BasicAuth(config.get("CONNECT_USER", "connect-admin"), config.get("CONNECT_PASSWORD"))
+
+
+def _write_rest_credentials(config: StackConfig) -> None:
+    """The JAAS entry BasicAuthSecurityRestExtension reads, and its users file (owner-only: it holds a password)."""
+    REST_USERS.parent.mkdir(parents=True, exist_ok=True)
+    REST_USERS.touch(mode=0o600)
+    REST_USERS.chmod(0o600)
+    REST_USERS.write_text(f"{config.get('CONNECT_USER', 'connect-admin')}: {config.get('CONNECT_PASSWORD')}\n")
+    module = "org.apache.kafka.connect.rest.basic.auth.extension.PropertyFileLoginModule"
+    REST_JAAS.write_text(f'KafkaConnect {{\n  {module} required\n  file="{REST_USERS}";\n}};\n')
+
+
+def worker_env(config: StackConfig) -> dict[str, str]:
+    """The launcher's own environment without anything from .env, plus only what the connectors resolve:
+    a config validation request can echo what ${env:...} resolves, so nothing else may be there to find."""
+    env = {key: value for key, value in os.environ.items() if key not in config.values}
+    env.update({key: config.get(key) for key in CONNECTOR_ENV})
+    env.update(ORDERS_SINK_DB.env(config, prefix="SINK_DB"))
+    return env
+
+
 def start_worker(config: StackConfig) -> None:
     connect = component(config)
+    _write_rest_credentials(config)
     render_template(
         CONNECTOR_DIR / "worker.properties",
         WORKER_PROPERTIES,
@@ -50,16 +88,16 @@ def start_worker(config: StackConfig) -> None:
         plugin_path=CONNECT_PLUGINS,
     )
     step(f"starting kafka connect (distributed) on {config.connect_url}")
+    jvm_options = (*WORKER_JVM_OPTIONS, f"-Djava.security.auth.login.config={REST_JAAS}")
     argv = kafka.java_command(
-        "org.apache.kafka.connect.cli.ConnectDistributed", str(WORKER_PROPERTIES), jvm_options=WORKER_JVM_OPTIONS
+        "org.apache.kafka.connect.cli.ConnectDistributed", str(WORKER_PROPERTIES), jvm_options=jvm_options
     )
-    # The worker resolves ${env:...} in connector configs from its own environment (.env values).
-    start(connect, argv, config.process_env())
+    start(connect, argv, worker_env(config))
     wait_until(connect, lambda: _has_plugin(config, SINK_CLASS), 180, "serving REST with the JDBC sink plugin")
 
 
 def _has_plugin(config: StackConfig, connector_class: str) -> bool:
-    plugins = httpx.get(f"{config.connect_url}/connector-plugins", timeout=2).json()
+    plugins = httpx.get(f"{config.connect_url}/connector-plugins", auth=rest_auth(config), timeout=2).json()
     return any(plugin["class"] == connector_class for plugin in plugins)
 
 
@@ -70,7 +108,8 @@ def register_connector(config: StackConfig, name: str, config_file: Path) -> Non
     connector_config = json.loads(config_file.read_text())
 
     def put_config() -> bool:
-        response = httpx.put(f"{config.connect_url}/connectors/{name}/config", json=connector_config, timeout=30)
+        url = f"{config.connect_url}/connectors/{name}/config"
+        response = httpx.put(url, json=connector_config, auth=rest_auth(config), timeout=30)
         # 409: the worker group is rebalancing; try again.
         if response.status_code == 409:
             return False
@@ -83,7 +122,7 @@ def register_connector(config: StackConfig, name: str, config_file: Path) -> Non
 
 
 def connector_running(config: StackConfig, name: str) -> bool:
-    status = httpx.get(f"{config.connect_url}/connectors/{name}/status", timeout=2).json()
+    status = httpx.get(f"{config.connect_url}/connectors/{name}/status", auth=rest_auth(config), timeout=2).json()
     tasks = status.get("tasks", [])
     return (
         status.get("connector", {}).get("state") == "RUNNING"

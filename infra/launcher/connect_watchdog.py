@@ -44,7 +44,8 @@ def main() -> None:
     url = os.environ.get("CONNECT_URL", "http://127.0.0.1:8083").rstrip("/")
     interval = float(os.environ.get("CONNECT_WATCHDOG_INTERVAL_SECONDS", "3"))
     log.info("watching %s every %.0f s", url, interval)
-    with httpx.Client(base_url=url, timeout=5) as http:
+    auth = httpx.BasicAuth(os.environ.get("CONNECT_USER", "connect-admin"), os.environ.get("CONNECT_PASSWORD", ""))
+    with httpx.Client(base_url=url, timeout=5, auth=auth) as http:
         while True:
             try:
                 check_once(http)

@@ -161,6 +161,30 @@ class StackConfig:
         return env
 
 
+@dataclass(frozen=True)
+class DbAccount:
+    """A MariaDB account of one component: rights on its own data only (the launcher grants them)."""
+
+    user: str
+    password_key: str
+
+    def password(self, config: StackConfig) -> str:
+        return config.get(self.password_key)
+
+    def env(self, config: StackConfig, prefix: str = "DB") -> dict[str, str]:
+        """How a process is told to use this account (`DB_USER`/`DB_PASSWORD`, or another prefix)."""
+        return {f"{prefix}_USER": self.user, f"{prefix}_PASSWORD": self.password(config)}
+
+
+# DB_USER/DB_PASSWORD in .env is the operator's account (the launcher's checks, the tests, the demo's reads);
+# no service runs with it.
+ORDER_SERVICE_DB = DbAccount("order_service", "ORDER_SERVICE_DB_PASSWORD")
+ORDERS_MIGRATOR_DB = DbAccount("orders_migrator", "ORDERS_MIGRATOR_DB_PASSWORD")
+CATALOG_SERVICE_DB = DbAccount("catalog_service", "CATALOG_SERVICE_DB_PASSWORD")
+USER_SERVICE_DB = DbAccount("user_service", "USER_SERVICE_DB_PASSWORD")
+ORDERS_SINK_DB = DbAccount("orders_sink", "ORDERS_SINK_DB_PASSWORD")
+
+
 def render_template(template: Path, target: Path, **values: object) -> Path:
     """Fill {{name}} placeholders of a config file we ship and write it under .stack/."""
     text = template.read_text()

@@ -6,7 +6,18 @@ import subprocess
 
 import pymysql
 
-from launcher.environment import INFRA_DIR, STACK_DIR, StackConfig, render_template
+from launcher.environment import (
+    CATALOG_SERVICE_DB,
+    INFRA_DIR,
+    ORDER_SERVICE_DB,
+    ORDERS_MIGRATOR_DB,
+    ORDERS_SINK_DB,
+    STACK_DIR,
+    USER_SERVICE_DB,
+    DbAccount,
+    StackConfig,
+    render_template,
+)
 from launcher.processes import Component, StartupFailed, done, needs_start, start, step, wait_until
 
 MARIADB_DIR = STACK_DIR / "mariadb"
@@ -69,25 +80,71 @@ def _admin_sql(sql: str) -> str | None:
     return result.stdout
 
 
-def _create_databases_and_user(config: StackConfig) -> None:
-    user = pymysql.converters.escape_string(config.get("DB_USER", "app"))
-    password = pymysql.converters.escape_string(config.get("DB_PASSWORD"))
+def _quoted(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _account_sql(config: StackConfig, user: str, password: str, grants: list[str]) -> list[str]:
+    """Create or update an account from localhost and 127.0.0.1; revoke what it had, grant what it needs."""
+    escaped_user, escaped_password = (pymysql.converters.escape_string(v) for v in (user, password))
     statements = []
-    for database in config.databases:
-        statements.append(f"CREATE DATABASE IF NOT EXISTS `{database}` CHARACTER SET utf8mb4;")
     for host in ("127.0.0.1", "localhost"):
-        account = f"'{user}'@'{host}'"
-        statements.append(f"CREATE USER IF NOT EXISTS {account} IDENTIFIED BY '{password}';")
-        statements.append(f"ALTER USER {account} IDENTIFIED BY '{password}';")
-        for database in config.databases:
-            statements.append(f"GRANT ALL PRIVILEGES ON `{database}`.* TO {account};")
-        # ORDER_STORE=local (the demo's "before" picture): one database per order-service instance.
-        orders_db = config.get("ORDERS_DB", "mydb").replace("_", "\\_")
-        statements.append(f"GRANT ALL PRIVILEGES ON `{orders_db}\\_local\\_%`.* TO {account};")
+        account = f"'{escaped_user}'@'{host}'"
+        statements.append(f"CREATE USER IF NOT EXISTS {account} IDENTIFIED BY '{escaped_password}';")
+        statements.append(f"ALTER USER {account} IDENTIFIED BY '{escaped_password}';")
+        statements.append(f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {account};")
+        statements.extend(f"GRANT {grant} TO {account};" for grant in grants)
+    return statements
+
+
+def _local_databases(config: StackConfig) -> str:
+    """ORDER_STORE=local (the demo's "before" picture): one database per order-service instance."""
+    return _quoted(config.databases[0].replace("_", "\\_") + "\\_local\\_%")
+
+
+def database_grants(config: StackConfig) -> dict[DbAccount, list[str]]:
+    """What each component's account may do: its own database, or for mydb.orders, only its part."""
+    orders_db, catalog_db, users_db = (_quoted(name) for name in config.databases)
+    local_dbs = _local_databases(config)
+    return {
+        ORDERS_MIGRATOR_DB: [f"ALL PRIVILEGES ON {orders_db}.*"],
+        ORDER_SERVICE_DB: [f"SELECT ON {orders_db}.`orders`", f"ALL PRIVILEGES ON {local_dbs}.*"],
+        ORDERS_SINK_DB: [f"SELECT, INSERT, UPDATE ON {orders_db}.`orders`"],
+        CATALOG_SERVICE_DB: [f"ALL PRIVILEGES ON {catalog_db}.*"],
+        USER_SERVICE_DB: [f"ALL PRIVILEGES ON {users_db}.*"],
+    }
+
+
+def _create_databases_and_user(config: StackConfig) -> None:
+    statements = [f"CREATE DATABASE IF NOT EXISTS {_quoted(name)} CHARACTER SET utf8mb4;" for name in config.databases]
+    operator_grants = [f"ALL PRIVILEGES ON {_quoted(name)}.*" for name in config.databases]
+    operator_grants.append(f"ALL PRIVILEGES ON {_local_databases(config)}.*")
+    statements += _account_sql(config, config.get("DB_USER", "app"), config.get("DB_PASSWORD"), operator_grants)
+    # The migrator first: it creates mydb.orders, on which the other accounts get table-level rights later.
+    statements += _account_sql(
+        config,
+        ORDERS_MIGRATOR_DB.user,
+        ORDERS_MIGRATOR_DB.password(config),
+        database_grants(config)[ORDERS_MIGRATOR_DB],
+    )
     try:
         _admin_sql("\n".join(statements))
     except RuntimeError as exc:
         raise StartupFailed(f"mariadb: creating databases failed: {exc}") from exc
+
+
+def grant_component_accounts(config: StackConfig) -> None:
+    """Each component's own account (after the orders migration: some grants name the orders table)."""
+    step("granting each component its own database account")
+    statements = []
+    for account, grants in database_grants(config).items():
+        if account is not ORDERS_MIGRATOR_DB:
+            statements += _account_sql(config, account.user, account.password(config), grants)
+    try:
+        _admin_sql("\n".join(statements))
+    except RuntimeError as exc:
+        raise StartupFailed(f"mariadb: granting the component accounts failed: {exc}") from exc
+    done("ok")
 
 
 def _app_user_can_connect(config: StackConfig) -> bool:

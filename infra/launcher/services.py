@@ -5,7 +5,15 @@ import time
 
 import httpx
 
-from launcher.environment import REPO_ROOT, VENV_PYTHON, StackConfig
+from launcher.environment import (
+    CATALOG_SERVICE_DB,
+    ORDER_SERVICE_DB,
+    ORDERS_MIGRATOR_DB,
+    REPO_ROOT,
+    USER_SERVICE_DB,
+    VENV_PYTHON,
+    StackConfig,
+)
 from launcher.processes import Component, StartupFailed, done, needs_start, start, step, wait_until
 
 
@@ -23,13 +31,17 @@ def eureka_url(config: StackConfig) -> str:
 
 def service_instances(config: StackConfig) -> list[tuple[Component, str, str, dict[str, str]]]:
     """(component, python module, Eureka app name, extra env) for every service instance, in start order."""
+    catalog_env = {"INSTANCE_ID": "catalog-service-1", **CATALOG_SERVICE_DB.env(config)}
+    user_env = {"INSTANCE_ID": "user-service-1", **USER_SERVICE_DB.env(config)}
     instances = [
-        (Component("catalog-service-1"), "catalog_service", "CATALOG-SERVICE", {"INSTANCE_ID": "catalog-service-1"}),
-        (Component("user-service-1"), "user_service", "USER-SERVICE", {"INSTANCE_ID": "user-service-1"}),
+        (Component("catalog-service-1"), "catalog_service", "CATALOG-SERVICE", catalog_env),
+        (Component("user-service-1"), "user_service", "USER-SERVICE", user_env),
     ]
+    # order-service reads mydb.orders with its own account; its migration runs with the migrator's.
+    order_env = {**ORDER_SERVICE_DB.env(config), **ORDERS_MIGRATOR_DB.env(config, prefix="MIGRATION_DB")}
     for number in range(1, config.int("ORDER_INSTANCES", 2) + 1):
         name = f"order-service-{number}"
-        instances.append((Component(name), "order_service", "ORDER-SERVICE", {"INSTANCE_ID": name}))
+        instances.append((Component(name), "order_service", "ORDER-SERVICE", {"INSTANCE_ID": name, **order_env}))
     return instances
 
 
@@ -59,7 +71,7 @@ def migrate_orders_table(config: StackConfig) -> None:
             "head",
         ],
         cwd=REPO_ROOT,
-        env=config.process_env(),
+        env=config.process_env(**ORDERS_MIGRATOR_DB.env(config)),
         capture_output=True,
         text=True,
         check=False,

@@ -8,6 +8,10 @@ from servicekit.config import ServiceSettings
 
 class OrderSettings(ServiceSettings):
     orders_db: str = "mydb"
+    # The shared table's migration runs with this account (the launcher's orders_migrator); the service itself
+    # only reads mydb.orders. Unset: migrate with the service's own account (a developer's operator account).
+    migration_db_user: str | None = None
+    migration_db_password: str | None = None
     # Every order route checks the caller's token itself.
     jwt_secret: str
     # kafka: publish to Kafka, read the shared table. local: the demo's "before", one database per instance.
@@ -23,6 +27,12 @@ class OrderSettings(ServiceSettings):
     max_orders_per_transaction: int = 500
     # Transactions in flight at once (one transactional producer each): while one commits, the next fills.
     publish_lanes: int = 4
+
+    def migrator(self) -> "OrderSettings":
+        """The settings to migrate the shared table with."""
+        if not self.migration_db_user:
+            return self
+        return self.model_copy(update={"db_user": self.migration_db_user, "db_password": self.migration_db_password})
 
     def local_database(self) -> str:
         """`mydb_local_1` for order-service-1: covered by the launcher's grant on `mydb\\_local\\_%`."""

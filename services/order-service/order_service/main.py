@@ -30,7 +30,9 @@ def create_app(settings: OrderSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         local = settings.order_store == "local"
         database = settings.local_database() if local else settings.orders_db
-        await asyncio.to_thread(run_migrations, ALEMBIC_INI, database, settings)
+        # A local store is the instance's own database: it migrates that with its own account.
+        migrating_as = settings if local else settings.migrator()
+        await asyncio.to_thread(run_migrations, ALEMBIC_INI, database, migrating_as)
         engine = make_engine(settings, database)
         http = httpx.AsyncClient(timeout=settings.catalog_timeout_seconds)
         publisher: Publisher | None = None

@@ -1,0 +1,118 @@
+"""Each component reaches only its own data: MariaDB accounts per component, Connect's REST API behind Basic auth,
+and a Connect worker that holds no secret it does not need."""
+
+import httpx
+import pymysql
+import pytest
+
+from launcher import connect
+from launcher.environment import (
+    CATALOG_SERVICE_DB,
+    ORDER_SERVICE_DB,
+    ORDERS_SINK_DB,
+    USER_SERVICE_DB,
+    DbAccount,
+    StackConfig,
+)
+
+pytestmark = pytest.mark.stack
+
+DENIED = (1044, 1045, 1142, 1143)  # access denied to a database, a login, a table command, a column
+
+
+def connect_as(config: StackConfig, account: DbAccount, database: str | None = None) -> pymysql.Connection:
+    return pymysql.connect(
+        host=config.get("DB_HOST", "127.0.0.1"),
+        port=config.db_port,
+        user=account.user,
+        password=account.password(config),
+        database=database,
+        autocommit=True,
+    )
+
+
+def refused(config: StackConfig, account: DbAccount, sql: str) -> bool:
+    connection = connect_as(config, account)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+    except pymysql.err.MySQLError as exc:
+        return exc.args[0] in DENIED
+    finally:
+        connection.close()
+    return False
+
+
+def test_the_sinks_account_writes_orders_and_reads_nothing_else(stack_config: StackConfig) -> None:
+    orders, catalog, users = stack_config.databases
+
+    assert refused(stack_config, ORDERS_SINK_DB, f"SELECT email FROM `{users}`.users LIMIT 1")
+    assert refused(stack_config, ORDERS_SINK_DB, f"SELECT stock FROM `{catalog}`.catalogs LIMIT 1")
+    assert refused(stack_config, ORDERS_SINK_DB, f"DELETE FROM `{orders}`.orders WHERE order_id = 'none'")
+    assert refused(stack_config, ORDERS_SINK_DB, f"DROP TABLE `{orders}`.orders")
+    assert not refused(stack_config, ORDERS_SINK_DB, f"SELECT order_id FROM `{orders}`.orders LIMIT 1")
+
+
+def test_order_service_only_reads_the_shared_table(stack_config: StackConfig) -> None:
+    orders, _, users = stack_config.databases
+
+    assert not refused(stack_config, ORDER_SERVICE_DB, f"SELECT order_id FROM `{orders}`.orders LIMIT 1")
+    assert refused(stack_config, ORDER_SERVICE_DB, f"UPDATE `{orders}`.orders SET status = 'CONFIRMED' WHERE id < 0")
+    assert refused(stack_config, ORDER_SERVICE_DB, f"INSERT INTO `{orders}`.orders (order_id) VALUES ('forged')")
+    assert refused(stack_config, ORDER_SERVICE_DB, f"SELECT email FROM `{users}`.users LIMIT 1")
+
+
+@pytest.mark.parametrize(("account", "own", "foreign"), [(CATALOG_SERVICE_DB, 1, 2), (USER_SERVICE_DB, 2, 1)])
+def test_catalog_and_user_service_each_see_only_their_own_database(
+    stack_config: StackConfig, account: DbAccount, own: int, foreign: int
+) -> None:
+    databases = stack_config.databases
+
+    assert not refused(stack_config, account, f"SHOW TABLES FROM `{databases[own]}`")
+    assert refused(stack_config, account, f"SHOW TABLES FROM `{databases[foreign]}`")
+    assert refused(stack_config, account, f"SELECT order_id FROM `{databases[0]}`.orders LIMIT 1")
+
+
+def test_connect_rest_needs_the_credentials(stack_config: StackConfig) -> None:
+    url = f"{stack_config.connect_url}/connectors/{connect.SINK_CONNECTOR}/status"
+
+    anonymous = httpx.get(url, timeout=5)
+    wrong = httpx.get(url, auth=("connect-admin", "not-the-password"), timeout=5)
+    deletion = httpx.delete(f"{stack_config.connect_url}/connectors/{connect.SINK_CONNECTOR}", timeout=5)
+    right = httpx.get(url, auth=connect.rest_auth(stack_config), timeout=5)
+
+    assert (anonymous.status_code, wrong.status_code, deletion.status_code, right.status_code) == (401, 401, 401, 200)
+    assert connect.connector_running(stack_config, connect.SINK_CONNECTOR)
+
+
+def test_a_validate_request_cannot_read_secrets_through_the_env_provider(stack_config: StackConfig) -> None:
+    """A config validation echoes resolved values: neither JWT_SECRET nor any other secret may come back."""
+    plugin = connect.SINK_CLASS.rsplit(".", 1)[-1]
+    config = {
+        "connector.class": connect.SINK_CLASS,
+        "topics": "orders",
+        "connection.url": "${env:JWT_SECRET}",
+        "connection.username": "${env:DB_PASSWORD}",
+        "collection.name.format": "${env:DISCOVERY_PASSWORD}",
+    }
+
+    response = httpx.put(
+        f"{stack_config.connect_url}/connector-plugins/{plugin}/config/validate",
+        json=config,
+        auth=connect.rest_auth(stack_config),
+        timeout=30,
+    )
+
+    assert response.status_code in (200, 400), response.text
+    for key in ("JWT_SECRET", "DB_PASSWORD", "DISCOVERY_PASSWORD", "CONNECT_PASSWORD", "ORDERS_SINK_DB_PASSWORD"):
+        assert stack_config.get(key) not in response.text, f"{key} came back"
+
+
+def test_the_connect_worker_holds_only_the_sinks_secret(stack_config: StackConfig) -> None:
+    pid = connect.component(stack_config).pid()
+    assert pid is not None
+    with open(f"/proc/{pid}/environ", "rb") as environ:
+        names = {entry.split(b"=", 1)[0].decode() for entry in environ.read().split(b"\0") if entry}
+
+    secrets = {name for name in names if name.endswith(("_PASSWORD", "_SECRET"))}
+    assert secrets == {"SINK_DB_PASSWORD"}
