@@ -79,7 +79,7 @@ async def sink_rows_per_second(config: StackConfig, orders: list[Order], prefix:
     """From the first record produced to the last row visible in MariaDB."""
     records = [(order_record_key(o), order_record_value(o)) for o in orders]
     db = connect_db(config)
-    producer = transactional_producer(config.get("KAFKA_BOOTSTRAP_SERVERS"), f"bench-sink-{prefix}", linger_ms=5)
+    producer = transactional_producer(config.kafka_access, f"bench-sink-{prefix}", linger_ms=5)
     await producer.start()
     started = time.perf_counter()
     try:

@@ -8,6 +8,7 @@ import httpx
 
 from launcher import kafka
 from launcher.environment import (
+    CONNECT_KAFKA,
     CONNECT_PLUGINS,
     INFRA_DIR,
     ORDERS_SINK_DB,
@@ -82,7 +83,9 @@ def start_worker(config: StackConfig) -> None:
     render_template(
         CONNECTOR_DIR / "worker.properties",
         WORKER_PROPERTIES,
+        private=True,
         kafka_bootstrap_servers=config.get("KAFKA_BOOTSTRAP_SERVERS"),
+        kafka_password=config.get(CONNECT_KAFKA.password_key),
         connect_host="127.0.0.1",
         connect_port=config.connect_port,
         plugin_path=CONNECT_PLUGINS,

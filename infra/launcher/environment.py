@@ -6,6 +6,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from servicekit.kafka import KafkaAccess
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INFRA_DIR = REPO_ROOT / "infra"
 STACK_DIR = REPO_ROOT / ".stack"
@@ -92,6 +94,8 @@ def weak_secrets(values: dict[str, str]) -> list[str]:
             problems.append(f"{key} is the placeholder {PLACEHOLDER!r}")
         elif len(value.encode()) < MIN_SECRET_BYTES:
             problems.append(f"{key} is {len(value.encode())} bytes; it needs at least {MIN_SECRET_BYTES}")
+        elif re.search(r'["\\;\s]', value):
+            problems.append(f"{key} holds a quote, backslash, semicolon or space (JAAS configs cannot carry them)")
     return problems
 
 
@@ -142,6 +146,12 @@ class StackConfig:
         return int(self.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092").rsplit(":", 1)[1])
 
     @property
+    def kafka_access(self) -> KafkaAccess:
+        """The brokers as the `admin` super user: the launcher, the tests and the tools."""
+        servers = self.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+        return KafkaAccess(servers, "admin", self.get("KAFKA_ADMIN_PASSWORD"))
+
+    @property
     def connect_url(self) -> str:
         return self.get("CONNECT_URL", "http://127.0.0.1:8083").rstrip("/")
 
@@ -157,6 +167,13 @@ class StackConfig:
         """Environment for a child process: ours, plus .env, plus per-process values."""
         env = dict(os.environ)
         env.update(self.values)
+        env.update(extra)
+        return env
+
+    def component_env(self, shared_secrets: tuple[str, ...], **extra: str) -> dict[str, str]:
+        """Environment for one of our components: ours plus .env, without any secret of .env except
+        `shared_secrets` (e.g. JWT_SECRET), plus its own accounts in `extra`."""
+        env = {key: value for key, value in self.process_env().items() if key in shared_secrets or not is_secret(key)}
         env.update(extra)
         return env
 
@@ -185,8 +202,29 @@ USER_SERVICE_DB = DbAccount("user_service", "USER_SERVICE_DB_PASSWORD")
 ORDERS_SINK_DB = DbAccount("orders_sink", "ORDERS_SINK_DB_PASSWORD")
 
 
-def render_template(template: Path, target: Path, **values: object) -> Path:
-    """Fill {{name}} placeholders of a config file we ship and write it under .stack/."""
+@dataclass(frozen=True)
+class KafkaLogin:
+    """A Kafka principal of one component: a SCRAM-SHA-512 login whose ACLs are in infra/kafka/acls.txt."""
+
+    user: str
+
+    @property
+    def password_key(self) -> str:
+        return f"KAFKA_{self.user.upper().replace('-', '_')}_PASSWORD"
+
+    def env(self, config: StackConfig) -> dict[str, str]:
+        """How a process is told to log in as this principal (ServiceSettings.kafka_username/kafka_password)."""
+        return {"KAFKA_USERNAME": self.user, "KAFKA_PASSWORD": config.get(self.password_key)}
+
+
+ORDER_SERVICE_KAFKA = KafkaLogin("order-service")
+CATALOG_SERVICE_KAFKA = KafkaLogin("catalog-service")
+CONNECT_KAFKA = KafkaLogin("connect")
+KAFKA_LOGINS = (ORDER_SERVICE_KAFKA, CATALOG_SERVICE_KAFKA, CONNECT_KAFKA)
+
+
+def render_template(template: Path, target: Path, *, private: bool = False, **values: object) -> Path:
+    """Fill {{name}} placeholders of a config file we ship and write it under .stack/ (owner-only if `private`)."""
     text = template.read_text()
     for key, value in values.items():
         text = text.replace("{{" + key + "}}", str(value))
@@ -194,5 +232,8 @@ def render_template(template: Path, target: Path, **values: object) -> Path:
     if unfilled:
         raise ValueError(f"{template}: no value for {unfilled.group(0)}")
     target.parent.mkdir(parents=True, exist_ok=True)
+    if private:
+        target.touch(mode=0o600)
+        target.chmod(0o600)
     target.write_text(text)
     return target

@@ -2,6 +2,7 @@
 
 import asyncio
 import base64
+import hashlib
 import logging
 import os
 import subprocess
@@ -9,13 +10,16 @@ import uuid
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from launcher.environment import INFRA_DIR, KAFKA_LIB, STACK_DIR, StackConfig, render_template
+from launcher.environment import INFRA_DIR, KAFKA_LIB, KAFKA_LOGINS, STACK_DIR, StackConfig, render_template
 from launcher.processes import Component, StartupFailed, done, needs_start, port_open, start, step, wait_until
 from servicekit.kafka import ensure_topics
 
 KAFKA_DIR = STACK_DIR / "kafka"
 SERVER_PROPERTIES = KAFKA_DIR / "server.properties"
 LOG4J_CONFIG = INFRA_DIR / "kafka" / "log4j2.properties"
+ACL_FILE = INFRA_DIR / "kafka" / "acls.txt"
+# Written next to the data when the storage is formatted: a digest of the admin password its login was made with.
+ADMIN_LOGIN_STAMP = KAFKA_DIR / "admin-login.sha256"
 
 # Topics of the data path; the dead-letter topics exist up front so they can be watched before anything fails.
 DATA_TOPICS = ("orders", "example-catalog-topic")
@@ -59,11 +63,13 @@ def up(config: StackConfig) -> None:
         render_template(
             INFRA_DIR / "kafka" / "server.properties",
             SERVER_PROPERTIES,
+            private=True,
             stack_dir=STACK_DIR,
             kafka_port=config.kafka_port,
             kafka_controller_port=controller_port,
+            admin_password=config.get("KAFKA_ADMIN_PASSWORD"),
         )
-        _format_storage(kafka)
+        _format_storage(kafka, config)
         step(f"starting kafka (KRaft broker+controller) on 127.0.0.1:{config.kafka_port}")
         start(kafka, java_command("kafka.Kafka", str(SERVER_PROPERTIES)), dict(os.environ))
         wait_until(
@@ -75,10 +81,43 @@ def up(config: StackConfig) -> None:
     step("creating topics")
     created = asyncio.run(_create_topics(config))
     done(f"{', '.join(created) or 'all present'}")
+    _apply_access(kafka, config)
 
 
-def _format_storage(kafka: Component) -> None:
+def _admin_digest(config: StackConfig) -> str:
+    return hashlib.sha256(config.get("KAFKA_ADMIN_PASSWORD").encode()).hexdigest()
+
+
+def _apply_access(kafka: Component, config: StackConfig) -> None:
+    """Every component's SCRAM login and exactly the ACLs of infra/kafka/acls.txt (idempotent, one short JVM)."""
+    step("kafka logins and ACLs (infra/kafka/acls.txt)")
+    env = {**os.environ, "KAFKA_ADMIN_PASSWORD": config.get("KAFKA_ADMIN_PASSWORD")}
+    env.update({login.password_key: config.get(login.password_key) for login in KAFKA_LOGINS})
+    argv = java_command(
+        "example.kafkasync.admin.KafkaAccessSetup",
+        config.get("KAFKA_BOOTSTRAP_SERVERS"),
+        str(ACL_FILE),
+        jvm_options=TOOL_JVM_OPTIONS,
+    )
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=120)
+    with open(kafka.log_file, "a") as log:
+        log.write(result.stdout + result.stderr)
+    if result.returncode != 0:
+        raise StartupFailed(f"kafka: setting logins and ACLs failed; see {kafka.log_file}")
+    summary = [line for line in result.stdout.splitlines() if line.startswith("kafka access: ")]
+    done(summary[-1].removeprefix("kafka access: ") if summary else "done")
+
+
+def _format_storage(kafka: Component, config: StackConfig) -> None:
+    """Format once, with the admin's SCRAM login in the first metadata (the broker logs in to itself with it)."""
     if (KAFKA_DIR / "data" / "meta.properties").exists():
+        stamp = ADMIN_LOGIN_STAMP.read_text().strip() if ADMIN_LOGIN_STAMP.exists() else None
+        if stamp != _admin_digest(config):
+            reason = "before Kafka asked for logins" if stamp is None else "with another KAFKA_ADMIN_PASSWORD"
+            raise StartupFailed(
+                f"kafka: {KAFKA_DIR / 'data'} was formatted {reason}, so the broker cannot log in to itself. "
+                "Run `make clean` (it drops the stack's data) and `make up`, or restore the old KAFKA_ADMIN_PASSWORD."
+            )
         return
     step("formatting kafka storage (first start)")
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
@@ -87,6 +126,7 @@ def _format_storage(kafka: Component) -> None:
         "kafka.tools.StorageTool",
         "format",
         f"--cluster-id={cluster_id}",
+        f"--add-scram=SCRAM-SHA-512=[name=admin,password={config.get('KAFKA_ADMIN_PASSWORD')}]",
         "-c",
         str(SERVER_PROPERTIES),
         jvm_options=TOOL_JVM_OPTIONS,
@@ -96,11 +136,12 @@ def _format_storage(kafka: Component) -> None:
         result = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, check=False)
     if result.returncode != 0:
         raise StartupFailed(f"kafka: storage format failed; see {kafka.log_file}")
+    ADMIN_LOGIN_STAMP.write_text(_admin_digest(config) + "\n")
     done("done")
 
 
 def admin_client(config: StackConfig) -> AIOKafkaAdminClient:
-    return AIOKafkaAdminClient(bootstrap_servers=config.get("KAFKA_BOOTSTRAP_SERVERS"), request_timeout_ms=5000)
+    return AIOKafkaAdminClient(**config.kafka_access.client_options(), request_timeout_ms=5000)
 
 
 async def _list_topics(config: StackConfig) -> list[str]:
@@ -115,5 +156,5 @@ async def _list_topics(config: StackConfig) -> list[str]:
 async def _create_topics(config: StackConfig) -> list[str]:
     existing = set(await _list_topics(config))
     wanted = [name for name in (*DATA_TOPICS, *DEAD_LETTER_TOPICS) if name not in existing]
-    await ensure_topics(config.get("KAFKA_BOOTSTRAP_SERVERS"), wanted, config.int("TOPIC_PARTITIONS", 3))
+    await ensure_topics(config.kafka_access, wanted, config.int("TOPIC_PARTITIONS", 3))
     return wanted

@@ -7,7 +7,9 @@ import httpx
 
 from launcher.environment import (
     CATALOG_SERVICE_DB,
+    CATALOG_SERVICE_KAFKA,
     ORDER_SERVICE_DB,
+    ORDER_SERVICE_KAFKA,
     ORDERS_MIGRATOR_DB,
     REPO_ROOT,
     USER_SERVICE_DB,
@@ -29,16 +31,29 @@ def eureka_url(config: StackConfig) -> str:
     return config.get("DISCOVERY_URL", f"http://127.0.0.1:{discovery_port(config)}/eureka").rstrip("/")
 
 
+# The only secrets of .env a Python component sees besides its own accounts (given as DB_*/KAFKA_* below).
+REGISTRY_SECRETS = ("DISCOVERY_PASSWORD",)
+TOKEN_SECRETS = ("DISCOVERY_PASSWORD", "JWT_SECRET")
+
+
 def service_instances(config: StackConfig) -> list[tuple[Component, str, str, dict[str, str]]]:
     """(component, python module, Eureka app name, extra env) for every service instance, in start order."""
-    catalog_env = {"INSTANCE_ID": "catalog-service-1", **CATALOG_SERVICE_DB.env(config)}
+    catalog_env = {
+        "INSTANCE_ID": "catalog-service-1",
+        **CATALOG_SERVICE_DB.env(config),
+        **CATALOG_SERVICE_KAFKA.env(config),
+    }
     user_env = {"INSTANCE_ID": "user-service-1", **USER_SERVICE_DB.env(config)}
     instances = [
         (Component("catalog-service-1"), "catalog_service", "CATALOG-SERVICE", catalog_env),
         (Component("user-service-1"), "user_service", "USER-SERVICE", user_env),
     ]
     # order-service reads mydb.orders with its own account; its migration runs with the migrator's.
-    order_env = {**ORDER_SERVICE_DB.env(config), **ORDERS_MIGRATOR_DB.env(config, prefix="MIGRATION_DB")}
+    order_env = {
+        **ORDER_SERVICE_DB.env(config),
+        **ORDERS_MIGRATOR_DB.env(config, prefix="MIGRATION_DB"),
+        **ORDER_SERVICE_KAFKA.env(config),
+    }
     for number in range(1, config.int("ORDER_INSTANCES", 2) + 1):
         name = f"order-service-{number}"
         instances.append((Component(name), "order_service", "ORDER-SERVICE", {"INSTANCE_ID": name, **order_env}))
@@ -71,7 +86,7 @@ def migrate_orders_table(config: StackConfig) -> None:
             "head",
         ],
         cwd=REPO_ROOT,
-        env=config.process_env(**ORDERS_MIGRATOR_DB.env(config)),
+        env=config.component_env((), **ORDERS_MIGRATOR_DB.env(config)),
         capture_output=True,
         text=True,
         check=False,
@@ -131,7 +146,8 @@ def _start_python(config: StackConfig, component: Component, module: str, extra:
         return None
     step(f"starting {component.name}")
     started_ms = int(time.time() * 1000)
-    start(component, [str(VENV_PYTHON), "-m", module], config.process_env(**extra))
+    shared = REGISTRY_SECRETS if module in ("discovery_server", "catalog_service") else TOKEN_SECRETS
+    start(component, [str(VENV_PYTHON), "-m", module], config.component_env(shared, **extra))
     return started_ms
 
 

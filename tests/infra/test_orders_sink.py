@@ -13,7 +13,7 @@ from launcher import connect, mariadb
 from launcher.environment import StackConfig
 from launcher.processes import kill, stop
 from servicekit.config import ServiceSettings
-from servicekit.kafka import transactional_producer
+from servicekit.kafka import KafkaAccess, transactional_producer
 from servicekit.order_messages import (
     ORDERS_TOPIC,
     Order,
@@ -78,11 +78,11 @@ def duplicate_count(db: pymysql.Connection, run: str) -> int:
         return cursor.fetchone()["n"]
 
 
-async def dead_letters_with_keys(bootstrap: str, keys: set[bytes], within: float) -> dict[bytes, dict[str, bytes]]:
+async def dead_letters_with_keys(kafka: KafkaAccess, keys: set[bytes], within: float) -> dict[bytes, dict[str, bytes]]:
     """Read the dead-letter topic from the start until every key in `keys` was seen; their headers by key."""
     found: dict[bytes, dict[str, bytes]] = {}
     consumer = AIOKafkaConsumer(
-        DEAD_LETTER_TOPIC, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        DEAD_LETTER_TOPIC, **kafka.client_options(), auto_offset_reset="earliest", enable_auto_commit=False
     )
     await consumer.start()
     try:
@@ -122,7 +122,7 @@ async def test_stream_with_resends_and_poison_records_leaves_one_row_per_order_w
     stack_config: StackConfig, orders_db: pymysql.Connection
 ) -> None:
     run = uuid.uuid4().hex[:10]
-    bootstrap = stack_config.get("KAFKA_BOOTSTRAP_SERVERS")
+    kafka = stack_config.kafka_access
     orders = [make_order(run, n) for n in range(2000)]
     # 10% are sent again with other values; the sink must keep the last ones.
     resent = [
@@ -131,7 +131,7 @@ async def test_stream_with_resends_and_poison_records_leaves_one_row_per_order_w
     ]
     poison_keys = {f"sink-{run}-bad-{name}".encode(): value for name, value in MALFORMED.items()}
 
-    producer = transactional_producer(bootstrap, f"sink-test-{run}")
+    producer = transactional_producer(kafka, f"sink-test-{run}")
     await producer.start()
     try:
         records = [(order_record_key(o), order_record_value(o)) for o in orders]
@@ -147,7 +147,7 @@ async def test_stream_with_resends_and_poison_records_leaves_one_row_per_order_w
     eventually(lambda: rows_of_run(orders_db, run) == expected, 120, "mydb.orders holds the last value of each order")
     assert duplicate_count(orders_db, run) == 0
 
-    dead = await dead_letters_with_keys(bootstrap, set(poison_keys), within=60)
+    dead = await dead_letters_with_keys(kafka, set(poison_keys), within=60)
     assert set(dead) == set(poison_keys), "every malformed record is on the dead-letter topic"
     for headers in dead.values():
         assert "__connect.errors.exception.class.name" in headers, "the error travels with the record"
@@ -158,12 +158,12 @@ async def test_connect_worker_killed_mid_stream_still_leaves_exactly_one_row_per
     stack_config: StackConfig, orders_db: pymysql.Connection
 ) -> None:
     run = uuid.uuid4().hex[:10]
-    bootstrap = stack_config.get("KAFKA_BOOTSTRAP_SERVERS")
+    kafka = stack_config.kafka_access
     orders = [make_order(run, n) for n in range(1500)]
     confirmed = [o.with_status(OrderStatus.CONFIRMED) for o in orders[::3]]
     stream = [(order_record_key(o), order_record_value(o)) for o in [*orders, *confirmed]]
 
-    producer = transactional_producer(bootstrap, f"sink-test-{run}")
+    producer = transactional_producer(kafka, f"sink-test-{run}")
     await producer.start()
     try:
         third = len(stream) // 3
@@ -192,7 +192,7 @@ async def test_database_down_mid_stream_loses_nothing_and_the_sink_runs_again(
     run = uuid.uuid4().hex[:10]
     orders = [make_order(run, n) for n in range(900)]
     records = [(order_record_key(o), order_record_value(o)) for o in orders]
-    producer = transactional_producer(stack_config.get("KAFKA_BOOTSTRAP_SERVERS"), f"sink-test-{run}")
+    producer = transactional_producer(stack_config.kafka_access, f"sink-test-{run}")
     await producer.start()
     try:
         await publish(producer, records[:300])
@@ -222,7 +222,7 @@ async def test_a_sink_task_failed_by_the_database_is_restarted_by_the_watchdog_a
     run = uuid.uuid4().hex[:10]
     orders = [make_order(run, n) for n in range(30)]
     db = database(settings, stack_config.get("ORDERS_DB", "mydb"))
-    producer = transactional_producer(stack_config.get("KAFKA_BOOTSTRAP_SERVERS"), f"sink-test-{run}")
+    producer = transactional_producer(stack_config.kafka_access, f"sink-test-{run}")
     await producer.start()
     try:
         with db.cursor() as cursor:

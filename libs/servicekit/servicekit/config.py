@@ -5,6 +5,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL
 
 from servicekit.discovery import with_credentials
+from servicekit.kafka import KafkaAccess
 from servicekit.tokens import MIN_SECRET_BYTES
 
 PLACEHOLDER_SECRET = "change-me"
@@ -48,6 +49,11 @@ class ServiceSettings(DiscoverySettings):
     db_password: str
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # The component's own Kafka principal (the launcher sets them per process); without them, the operator's
+    # `admin` with KAFKA_ADMIN_PASSWORD from .env (tests, benchmarks, tools).
+    kafka_username: str | None = None
+    kafka_password: str | None = None
+    kafka_admin_password: str | None = None
     topic_partitions: int = 3
 
     # false: look others up but stay out of the registry (a benchmark's private instance).
@@ -65,6 +71,13 @@ class ServiceSettings(DiscoverySettings):
 
     # Request bodies larger than this are answered with 413.
     max_body_bytes: int = 16 * 1024
+
+    @property
+    def kafka_access(self) -> KafkaAccess:
+        if self.kafka_username:
+            return KafkaAccess(self.kafka_bootstrap_servers, self.kafka_username, self.kafka_password)
+        password = self.kafka_admin_password
+        return KafkaAccess(self.kafka_bootstrap_servers, "admin" if password else None, password)
 
     @field_validator("jwt_secret")
     @classmethod

@@ -3,6 +3,8 @@
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -10,6 +12,28 @@ from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.producer import sender as aiokafka_sender
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class KafkaAccess:
+    """Where the brokers are and who we are to them: every client here is built from one of these."""
+
+    bootstrap_servers: str
+    username: str | None = None
+    password: str | None = None
+
+    def client_options(self) -> dict[str, Any]:
+        """aiokafka keyword arguments: SASL/SCRAM-SHA-512 when there are credentials (the stack's brokers ask)."""
+        if self.username is None or self.password is None:
+            return {"bootstrap_servers": self.bootstrap_servers}
+        return {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_plain_username": self.username,
+            "sasl_plain_password": self.password,
+        }
+
 
 # A read_committed reader cannot pass an open transaction: keep a dead producer's stall short.
 TRANSACTION_TIMEOUT_MS = 10_000
@@ -20,11 +44,11 @@ TRANSACTION_TIMEOUT_MS = 10_000
 CONCURRENT_TRANSACTIONS_BACKOFF_SECONDS = 0.005
 
 
-def transactional_producer(bootstrap_servers: str, transactional_id: str, *, linger_ms: int = 0) -> AIOKafkaProducer:
+def transactional_producer(kafka: KafkaAccess, transactional_id: str, *, linger_ms: int = 0) -> AIOKafkaProducer:
     """Starting a producer with a `transactional_id` fences (aborts) any earlier one with the same id."""
     aiokafka_sender.BACKOFF_OVERRIDE = CONCURRENT_TRANSACTIONS_BACKOFF_SECONDS
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers,
+        **kafka.client_options(),
         client_id=transactional_id,
         transactional_id=transactional_id,
         enable_idempotence=True,
@@ -36,7 +60,7 @@ def transactional_producer(bootstrap_servers: str, transactional_id: str, *, lin
 
 
 async def fresh_producer(
-    bootstrap_servers: str, transactional_id: str, old: AIOKafkaProducer | None = None
+    kafka: KafkaAccess, transactional_id: str, old: AIOKafkaProducer | None = None
 ) -> AIOKafkaProducer:
     """Stop `old` (it may be fenced or stuck after a failed transaction) and start a new one, retrying."""
     if old is not None:
@@ -44,7 +68,7 @@ async def fresh_producer(
             await old.stop()
     delay = 0.2
     while True:
-        producer = transactional_producer(bootstrap_servers, transactional_id)
+        producer = transactional_producer(kafka, transactional_id)
         try:
             await producer.start()
             return producer
@@ -56,11 +80,11 @@ async def fresh_producer(
             delay = min(delay * 2, 5.0)
 
 
-def committed_consumer(bootstrap_servers: str, *topics: str, group_id: str | None) -> AIOKafkaConsumer:
+def committed_consumer(kafka: KafkaAccess, *topics: str, group_id: str | None) -> AIOKafkaConsumer:
     """Sees only committed transactions; offsets are committed by the caller (inside its transaction)."""
     return AIOKafkaConsumer(
         *topics,
-        bootstrap_servers=bootstrap_servers,
+        **kafka.client_options(),
         group_id=group_id,
         isolation_level="read_committed",
         enable_auto_commit=False,
@@ -68,9 +92,9 @@ def committed_consumer(bootstrap_servers: str, *topics: str, group_id: str | Non
     )
 
 
-async def ensure_topics(bootstrap_servers: str, names: list[str], partitions: int) -> None:
+async def ensure_topics(kafka: KafkaAccess, names: list[str], partitions: int) -> None:
     """Create the topics that do not exist yet (replication factor 1: one broker)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka.client_options())
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from fastapi import FastAPI
 
 from servicekit.discovery import ServiceInstance
+from servicekit.kafka import KafkaAccess
 from servicekit.tokens import issue_token
 
 T = TypeVar("T")
@@ -115,10 +116,10 @@ Record = ConsumerRecord[bytes, bytes]
 class TopicReader:
     """Reads one topic from the offsets it had when `mark()` was called (no consumer group, nothing committed)."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, *, isolation_level: str = "read_committed") -> None:
+    def __init__(self, kafka: KafkaAccess, topic: str, *, isolation_level: str = "read_committed") -> None:
         self.topic = topic
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_servers, isolation_level=isolation_level, enable_auto_commit=False
+            **kafka.client_options(), isolation_level=isolation_level, enable_auto_commit=False
         )
         self._start: dict[TopicPartition, int] = {}
         self.records: list[Record] = []

@@ -30,7 +30,7 @@ def create_app(settings: CatalogSettings, *, consume: bool = True) -> FastAPI:
         if consume:
             consumer = StockRequestConsumer(
                 StockLedger(app.state.sessions),
-                bootstrap_servers=settings.kafka_bootstrap_servers,
+                kafka=settings.kafka_access,
                 transactional_id=settings.transactional_id(),
                 group_id=settings.consumer_group,
                 stock_topic=settings.stock_topic,

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import IllegalStateError
 
 from catalog_service.service import StockLedger
-from servicekit.kafka import committed_consumer, ensure_topics, fresh_producer
+from servicekit.kafka import KafkaAccess, committed_consumer, ensure_topics, fresh_producer
 from servicekit.order_messages import (
     InvalidMessage,
     order_from_stock_request,
@@ -32,7 +32,7 @@ class StockRequestConsumer:
         self,
         ledger: StockLedger,
         *,
-        bootstrap_servers: str,
+        kafka: KafkaAccess,
         transactional_id: str,
         group_id: str,
         stock_topic: str,
@@ -42,7 +42,7 @@ class StockRequestConsumer:
         max_records: int = 500,
     ) -> None:
         self.ledger = ledger
-        self.bootstrap_servers = bootstrap_servers
+        self.kafka = kafka
         self.transactional_id = transactional_id
         self.group_id = group_id
         self.stock_topic = stock_topic
@@ -55,9 +55,9 @@ class StockRequestConsumer:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await ensure_topics(self.bootstrap_servers, [self.stock_topic, self.dead_letter_topic], self.topic_partitions)
-        self._producer = await fresh_producer(self.bootstrap_servers, self.transactional_id)
-        self._consumer = committed_consumer(self.bootstrap_servers, self.stock_topic, group_id=self.group_id)
+        await ensure_topics(self.kafka, [self.stock_topic, self.dead_letter_topic], self.topic_partitions)
+        self._producer = await fresh_producer(self.kafka, self.transactional_id)
+        self._consumer = committed_consumer(self.kafka, self.stock_topic, group_id=self.group_id)
         await self._consumer.start()
         self._task = asyncio.create_task(self._consume_forever(), name="stock-request-consumer")
 
@@ -88,7 +88,7 @@ class StockRequestConsumer:
                 # Nothing is lost: offsets are committed only with the outcomes, so the records come again.
                 log.exception("stock requests not handled; they will be read again")
                 self._rewind(polled)
-                self._producer = await fresh_producer(self.bootstrap_servers, self.transactional_id, self._producer)
+                self._producer = await fresh_producer(self.kafka, self.transactional_id, self._producer)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 

@@ -51,9 +51,9 @@ async def topics(settings: CatalogSettings) -> AsyncIterator[CatalogSettings]:
         }
     )
     names = [own.stock_topic, own.dead_letter_topic, own.outcome_topic]
-    await ensure_topics(own.kafka_bootstrap_servers, names, 3)
+    await ensure_topics(own.kafka_access, names, 3)
     yield own
-    admin = AIOKafkaAdminClient(bootstrap_servers=own.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**own.kafka_access.client_options())
     await admin.start()
     try:
         await admin.delete_topics(names)
@@ -113,7 +113,7 @@ def pending_order() -> Callable[..., Order]:
 @pytest.fixture
 async def producer(settings: CatalogSettings) -> AsyncIterator[AIOKafkaProducer]:
     """A plain producer for stock requests (non-transactional records are visible to read_committed)."""
-    kafka = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    kafka = AIOKafkaProducer(**settings.kafka_access.client_options(), acks="all")
     await kafka.start()
     yield kafka
     await kafka.stop()
@@ -132,7 +132,7 @@ async def start_consumer(
     async def start(group: str | None = None, instance: str = "1") -> StockRequestConsumer:
         consumer = StockRequestConsumer(
             StockLedger(sessions),
-            bootstrap_servers=topics.kafka_bootstrap_servers,
+            kafka=topics.kafka_access,
             transactional_id=f"{topics.transactional_id()}-{instance}",
             group_id=group or f"{topics.consumer_group}-{uuid.uuid4().hex[:6]}",
             stock_topic=topics.stock_topic,

@@ -54,7 +54,7 @@ async def test_ten_redeliveries_of_a_stock_message_are_applied_once(
     product_id = await new_product(stock=10)
     order = pending_order(product_id, qty=3)
     await start_consumer()
-    async with TopicReader(topics.kafka_bootstrap_servers, topics.outcome_topic) as outcomes:
+    async with TopicReader(topics.kafka_access, topics.outcome_topic) as outcomes:
         for _ in range(10):
             await send_stock_request(producer, topics.stock_topic, order)
 
@@ -77,7 +77,7 @@ async def test_an_order_larger_than_the_stock_is_published_rejected_and_stock_un
     product_id = await new_product(stock=4)
     order = pending_order(product_id, qty=5)
     await start_consumer()
-    async with TopicReader(topics.kafka_bootstrap_servers, topics.outcome_topic) as outcomes:
+    async with TopicReader(topics.kafka_access, topics.outcome_topic) as outcomes:
         await send_stock_request(producer, topics.stock_topic, order)
         records = await outcomes.read_until(lambda rs: order.order_id in outcomes_of(rs), within=30, what="the outcome")
 
@@ -103,7 +103,7 @@ async def test_two_consumers_racing_on_one_product_never_oversell(
         lambda: _both_assigned(consumers), within=30, what="both consumers to own partitions of the stock topic"
     )
 
-    async with TopicReader(topics.kafka_bootstrap_servers, topics.outcome_topic) as outcomes:
+    async with TopicReader(topics.kafka_access, topics.outcome_topic) as outcomes:
         # Every order twice, on different partitions (so on different consumers): they race on the stock row
         # and on the ledger row. The key is not the product here on purpose: we want the partitions spread.
         sends = []
@@ -139,8 +139,8 @@ async def test_an_unparseable_message_goes_to_the_dead_letter_topic_and_the_cons
     order = pending_order(product_id, qty=1)
     await start_consumer()
     async with (
-        TopicReader(topics.kafka_bootstrap_servers, topics.dead_letter_topic) as dead_letters,
-        TopicReader(topics.kafka_bootstrap_servers, topics.outcome_topic) as outcomes,
+        TopicReader(topics.kafka_access, topics.dead_letter_topic) as dead_letters,
+        TopicReader(topics.kafka_access, topics.outcome_topic) as outcomes,
     ):
         garbage = b'{"orderId": "x", "qty": "lots"' + uuid.uuid4().hex.encode()
         await producer.send_and_wait(topics.stock_topic, garbage, key=product_id.encode())
@@ -173,7 +173,7 @@ async def test_an_order_applied_before_a_crash_is_republished_with_its_recorded_
     # The database commit happened, then the process died before publishing the outcome and the offset.
     await StockLedger(sessions).apply(order)
     await start_consumer()
-    async with TopicReader(topics.kafka_bootstrap_servers, topics.outcome_topic) as outcomes:
+    async with TopicReader(topics.kafka_access, topics.outcome_topic) as outcomes:
         await send_stock_request(producer, topics.stock_topic, order)
         records = await outcomes.read_until(lambda rs: order.order_id in outcomes_of(rs), within=30, what="the outcome")
 
@@ -192,7 +192,7 @@ async def test_a_restarted_consumer_resumes_after_its_committed_offsets(
     product_id = await new_product(stock=10)
     first, second = pending_order(product_id, qty=1), pending_order(product_id, qty=2)
     group = f"{topics.consumer_group}-restart-{uuid.uuid4().hex[:6]}"
-    async with TopicReader(topics.kafka_bootstrap_servers, topics.outcome_topic) as outcomes:
+    async with TopicReader(topics.kafka_access, topics.outcome_topic) as outcomes:
         before = await start_consumer(group=group, instance="r")
         await send_stock_request(producer, topics.stock_topic, first)
         await outcomes.read_until(lambda rs: first.order_id in outcomes_of(rs), within=30, what="first outcome")

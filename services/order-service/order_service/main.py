@@ -40,7 +40,7 @@ def create_app(settings: OrderSettings) -> FastAPI:
             publisher = DiscardingPublisher()
         elif not local:
             publisher = OrderPublisher(
-                settings.kafka_bootstrap_servers,
+                settings.kafka_access,
                 settings.transactional_id(),
                 lanes=settings.publish_lanes,
                 max_batch=settings.max_orders_per_transaction,

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 
-from servicekit.kafka import fresh_producer
+from servicekit.kafka import KafkaAccess, fresh_producer
 from servicekit.order_messages import (
     ORDERS_TOPIC,
     STOCK_TOPIC,
@@ -64,14 +64,14 @@ class OrderPublisher:
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        kafka: KafkaAccess,
         transactional_id: str,
         *,
         lanes: int = 4,
         max_batch: int = 500,
         commit_timeout: float = 10.0,
     ) -> None:
-        self.bootstrap_servers = bootstrap_servers
+        self.kafka = kafka
         self.transactional_ids = [f"{transactional_id}:{lane}" for lane in range(lanes)]
         self.max_batch = max_batch
         self.commit_timeout = commit_timeout
@@ -90,7 +90,7 @@ class OrderPublisher:
 
     async def start(self) -> None:
         for transactional_id in self.transactional_ids:
-            self._producers[transactional_id] = await fresh_producer(self.bootstrap_servers, transactional_id)
+            self._producers[transactional_id] = await fresh_producer(self.kafka, transactional_id)
         self._tasks = [
             asyncio.create_task(self._publish_forever(transactional_id), name=f"order-publisher-{transactional_id}")
             for transactional_id in self.transactional_ids
@@ -161,7 +161,7 @@ class OrderPublisher:
                         waiter.set_exception(PublishFailed(str(exc) or type(exc).__name__))
                 # The producer may be fenced or stuck; one with the same id starts clean.
                 self._producers[transactional_id] = await fresh_producer(
-                    self.bootstrap_servers, transactional_id, self._producers[transactional_id]
+                    self.kafka, transactional_id, self._producers[transactional_id]
                 )
             else:
                 self.committed_transactions += 1

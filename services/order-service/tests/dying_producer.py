@@ -2,8 +2,10 @@
 says "sent" once they are in the log, and then waits, without committing, to be killed."""
 
 import asyncio
+import dataclasses
 import sys
 
+from servicekit.config import ServiceSettings
 from servicekit.kafka import transactional_producer
 from servicekit.order_messages import (
     Order,
@@ -20,7 +22,9 @@ async def main(
     bootstrap_servers: str, transactional_id: str, orders_topic: str, stock_topic: str, order_id: str
 ) -> None:
     order = Order(order_id, "user-killed", "CATALOG-001", 1, 1500, 1500, OrderStatus.PENDING, now_ms())
-    producer = transactional_producer(bootstrap_servers, transactional_id)
+    # The operator's credentials from .env, as the test that starts this uses.
+    kafka = dataclasses.replace(ServiceSettings().kafka_access, bootstrap_servers=bootstrap_servers)
+    producer = transactional_producer(kafka, transactional_id)
     await producer.start()
     await producer.begin_transaction()
     await (await producer.send(orders_topic, order_record_value(order), key=order_record_key(order)))

@@ -23,7 +23,7 @@ def bearer(settings: OrderSettings, user_id: str, secret: str | None = None) -> 
 async def test_without_a_token_orders_are_neither_read_nor_placed(
     settings: OrderSettings, anonymous: httpx.AsyncClient, user_id: str
 ) -> None:
-    async with anonymous, TopicReader(settings.kafka_bootstrap_servers, "example-catalog-topic") as stock_requests:
+    async with anonymous, TopicReader(settings.kafka_access, "example-catalog-topic") as stock_requests:
         listed = await anonymous.get(f"/{user_id}/orders")
         placed = await anonymous.post(
             f"/{user_id}/orders", json={"productId": "CATALOG-001", "qty": 1, "unitPrice": 1500}

@@ -25,9 +25,9 @@ async def topics(settings: OrderSettings) -> AsyncIterator[tuple[str, str]]:
     """This test's own orders and stock topics: an open transaction on them stalls nobody else."""
     test = uuid.uuid4().hex[:8]
     names = (f"order-test-{test}-orders", f"order-test-{test}-stock")
-    await ensure_topics(settings.kafka_bootstrap_servers, list(names), 3)
+    await ensure_topics(settings.kafka_access, list(names), 3)
     yield names
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**settings.kafka_access.client_options())
     await admin.start()
     try:
         await admin.delete_topics(list(names))
@@ -41,9 +41,9 @@ async def test_a_producer_killed_mid_transaction_leaves_neither_message_visible(
     orders_topic, stock_topic = topics
     transactional_id = f"order-test-dying-{uuid.uuid4().hex[:8]}"
     order_id = str(uuid.uuid4())
-    bootstrap = settings.kafka_bootstrap_servers
+    kafka = settings.kafka_access
     readers = {
-        (topic, isolation): TopicReader(bootstrap, topic, isolation_level=isolation)
+        (topic, isolation): TopicReader(kafka, topic, isolation_level=isolation)
         for topic in topics
         for isolation in ("read_committed", "read_uncommitted")
     }
@@ -53,7 +53,7 @@ async def test_a_producer_killed_mid_transaction_leaves_neither_message_visible(
         child = await asyncio.create_subprocess_exec(
             sys.executable,
             str(DYING_PRODUCER),
-            bootstrap,
+            settings.kafka_bootstrap_servers,
             transactional_id,
             orders_topic,
             stock_topic,
@@ -66,7 +66,7 @@ async def test_a_producer_killed_mid_transaction_leaves_neither_message_visible(
         await child.wait()
 
         # The instance comes back with the same transactional id: that fences and aborts the open transaction.
-        successor = await fresh_producer(bootstrap, transactional_id)
+        successor = await fresh_producer(kafka, transactional_id)
         await successor.stop()
 
         # No transaction is open any more: read_committed readers can read as far as anyone.

@@ -51,7 +51,7 @@ async def test_local_instances_keep_their_own_orders_and_publish_nothing(
 ) -> None:
     first, second = local_instances
     product_id = await new_product()
-    async with TopicReader(settings.kafka_bootstrap_servers, STOCK_TOPIC) as stock_requests:
+    async with TopicReader(settings.kafka_access, STOCK_TOPIC) as stock_requests:
         placed = await first.post(f"/{user_id}/orders", json={"productId": product_id, "qty": 1, "unitPrice": 100})
         assert user_id.encode() not in b"".join(r.value or b"" for r in await stock_requests.read_to_end())
 

@@ -44,8 +44,8 @@ async def test_an_order_is_answered_201_pending_after_both_messages_are_committe
 ) -> None:
     product_id = await new_product()
     async with (
-        TopicReader(settings.kafka_bootstrap_servers, ORDERS_TOPIC) as orders,
-        TopicReader(settings.kafka_bootstrap_servers, STOCK_TOPIC) as stock_requests,
+        TopicReader(settings.kafka_access, ORDERS_TOPIC) as orders,
+        TopicReader(settings.kafka_access, STOCK_TOPIC) as stock_requests,
     ):
         response = await client.post(f"/{user_id}/orders", json={"productId": product_id, "qty": 3, "unitPrice": 150})
 
@@ -92,7 +92,7 @@ async def test_an_order_is_answered_201_pending_after_both_messages_are_committe
 async def test_an_invalid_order_is_4xx_naming_the_field_and_publishes_nothing(
     settings: OrderSettings, client: httpx.AsyncClient, user_id: str, body: bytes, status: int, field: str
 ) -> None:
-    async with TopicReader(settings.kafka_bootstrap_servers, ORDERS_TOPIC) as orders:
+    async with TopicReader(settings.kafka_access, ORDERS_TOPIC) as orders:
         response = await client.post(f"/{user_id}/orders", content=body, headers={"content-type": "application/json"})
 
         assert response.status_code == status
@@ -104,7 +104,7 @@ async def test_an_invalid_order_is_4xx_naming_the_field_and_publishes_nothing(
 async def test_an_unknown_product_is_422_naming_product_id_and_publishes_nothing(
     settings: OrderSettings, client: httpx.AsyncClient, user_id: str
 ) -> None:
-    async with TopicReader(settings.kafka_bootstrap_servers, STOCK_TOPIC) as stock_requests:
+    async with TopicReader(settings.kafka_access, STOCK_TOPIC) as stock_requests:
         response = await client.post(
             f"/{user_id}/orders", json={"productId": "TEST-NO-SUCH-PRODUCT", "qty": 1, "unitPrice": 100}
         )
@@ -121,7 +121,7 @@ async def test_catalog_service_unreachable_is_503_and_publishes_nothing(
     registry.apps["CATALOG-SERVICE"] = []
     registry.add("CATALOG-SERVICE", f"http://127.0.0.1:{closed_port()}")
     try:
-        async with TopicReader(settings.kafka_bootstrap_servers, STOCK_TOPIC) as stock_requests:
+        async with TopicReader(settings.kafka_access, STOCK_TOPIC) as stock_requests:
             response = await client.post(
                 f"/{user_id}/orders", json={"productId": "TEST-NEVER-SEEN", "qty": 1, "unitPrice": 100}
             )
@@ -171,7 +171,7 @@ async def test_the_idempotency_key_retried_five_times_gives_one_order_and_one_ro
 ) -> None:
     product_id = await new_product()
     request = {"productId": product_id, "qty": 2, "unitPrice": 100}
-    async with TopicReader(settings.kafka_bootstrap_servers, STOCK_TOPIC) as stock_requests:
+    async with TopicReader(settings.kafka_access, STOCK_TOPIC) as stock_requests:
         answers = [
             await client.post(f"/{user_id}/orders", json=request, headers={"Idempotency-Key": "checkout-42"})
             for _ in range(5)
@@ -208,7 +208,7 @@ async def test_a_retry_reaching_another_instance_answers_the_stored_order_withou
     app = order_service[0]
     app.state.desk._recent.clear()  # as if this were another instance, which never saw the first answer
 
-    async with TopicReader(settings.kafka_bootstrap_servers, STOCK_TOPIC) as stock_requests:
+    async with TopicReader(settings.kafka_access, STOCK_TOPIC) as stock_requests:
         retry = await client.post(f"/{user_id}/orders", json=request, headers={"Idempotency-Key": "k-1"})
         assert order_ids_in(await stock_requests.read_to_end(), user_id) == []
 

@@ -23,7 +23,7 @@ async def test_orders_not_committed_in_time_fail_promptly_and_those_still_queued
     # One lane, one order per transaction: the queue backs up far beyond what commits within the timeout.
     run = uuid.uuid4().hex[:8]
     publisher = OrderPublisher(
-        settings.kafka_bootstrap_servers,
+        settings.kafka_access,
         f"order-test-expiry-{run}",
         lanes=1,
         max_batch=1,
@@ -54,7 +54,7 @@ async def test_orders_not_committed_in_time_fail_promptly_and_those_still_queued
 
     await publisher.start()
     try:
-        async with TopicReader(settings.kafka_bootstrap_servers, ORDERS_TOPIC) as reader:
+        async with TopicReader(settings.kafka_access, ORDERS_TOPIC) as reader:
             outcomes = await asyncio.gather(*(publish(order) for order in orders))
             # The lane runs one transaction at a time: once a last order commits, the one left open has ended.
             last = replace(orders[0], order_id=f"expiry-{run}-last")
