@@ -1,18 +1,24 @@
 """Order publishing: one order-service instance under 64 concurrent clients, orders/s and p50/p99 latency when
 every order is published (PENDING order + stock request in a group-committed Kafka transaction), next to the
-same endpoint with publishing switched off (PUBLISH_ORDERS=false), in the same run.
+same endpoint with publishing switched off (PUBLISH_ORDERS=false), in the same run. A third instance publishes to
+a private broker without logins or ACLs (plaintext, started and removed by this script): the cost of the stack's
+SASL/SCRAM logins and ACL checks.
 
     .venv/bin/python bench/order_publish.py [--rounds 3] [--seconds 8] [--connections 64]
 
-Needs the stack (make up) and wrk. Both instances are private: they look catalog-service up through discovery
-but do not register, so the gateway never sends them real traffic. Rounds alternate which side goes first;
-figures are medians over the rounds. Target: publishing keeps at least half the baseline's throughput.
+Needs the stack (make up) and wrk. The instances are private: they look catalog-service up through discovery
+but do not register, so the gateway never sends them real traffic. Rounds rotate which side goes first;
+figures are medians over the rounds. Targets: publishing keeps at least half the baseline's throughput; SASL and
+ACLs cost under 5% of the plaintext broker's.
 """
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
+import secrets
+import shutil
 import signal
 import statistics
 import subprocess
@@ -20,6 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,14 +34,21 @@ import httpx
 
 from catalog_service import service as catalog
 from catalog_service.config import CatalogSettings
+from launcher import kafka as stack_kafka
+from launcher.environment import KAFKA_LOGINS, ORDER_SERVICE_KAFKA, STACK_DIR, StackConfig, render_template
+from launcher.processes import port_open
 from servicekit.config import ServiceSettings
 from servicekit.database import make_engine, make_sessions
+from servicekit.kafka import KafkaAccess, ensure_topics
+from servicekit.order_messages import ORDERS_TOPIC, STOCK_TOPIC
 from servicekit.testing import free_port
 from servicekit.tokens import issue_token
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = REPO_ROOT / ".stack" / "logs"
 TARGET_RATIO = 0.5
+# SASL/SCRAM and ACLs may cost at most this share of the plaintext broker's throughput.
+TARGET_SECURITY_COST = 0.05
 BASELINE_WARM_UP_SECONDS = 5
 
 WRK_SCRIPT = """
@@ -61,7 +75,7 @@ class Instance:
     log_path: Path
 
 
-def start_instance(name: str, publish: bool) -> Instance:
+def start_instance(name: str, publish: bool, kafka_env: dict[str, str]) -> Instance:
     port = free_port()
     env = os.environ | {
         "INSTANCE_ID": name,
@@ -70,6 +84,7 @@ def start_instance(name: str, publish: bool) -> Instance:
         "DISCOVERY_REGISTER": "false",
         "PORT": str(port),
         "LOG_LEVEL": "INFO",
+        **kafka_env,
     }
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log_path = LOG_DIR / f"bench-{name}.log"
@@ -78,6 +93,79 @@ def start_instance(name: str, publish: bool) -> Instance:
             [sys.executable, "-m", "order_service"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
     return Instance(name, f"http://127.0.0.1:{port}", process, log_path)
+
+
+# The stack's server.properties with its listeners made plaintext and no authorizer (later keys win).
+PLAIN_OVERRIDES = """
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+authorizer.class.name=
+"""
+
+
+@contextlib.contextmanager
+def private_broker(name: str, secured: bool) -> Iterator[dict[str, str]]:
+    """A private single-node broker with the stack's server.properties: `secured` keeps its SASL/SCRAM logins and
+    ACLs (infra/kafka/acls.txt, fresh passwords), otherwise plaintext without an authorizer. Nothing else uses it,
+    so the two differ in their security only. Yields the environment that points order-service at it."""
+    port, controller_port = free_port(), free_port()
+    home = STACK_DIR / name
+    passwords = {"KAFKA_ADMIN_PASSWORD": secrets.token_urlsafe(32)}
+    passwords |= {login.password_key: secrets.token_urlsafe(32) for login in KAFKA_LOGINS}
+    properties = render_template(
+        REPO_ROOT / "infra" / "kafka" / "server.properties",
+        home / "server.properties",
+        private=True,
+        stack_dir=home,
+        kafka_port=port,
+        kafka_controller_port=controller_port,
+        admin_password=passwords["KAFKA_ADMIN_PASSWORD"],
+    )
+    if not secured:
+        with open(properties, "a") as extra:
+            extra.write(PLAIN_OVERRIDES.format(port=port, controller_port=controller_port))
+    log_path = LOG_DIR / f"{name}.log"
+    bootstrap = f"127.0.0.1:{port}"
+    tool = stack_kafka.TOOL_JVM_OPTIONS
+    with open(log_path, "wb") as log:
+        format_storage = ["kafka.tools.StorageTool", "format", f"--cluster-id={uuid.uuid4().hex[:22]}"]
+        if secured:
+            format_storage.append(
+                f"--add-scram=SCRAM-SHA-512=[name=admin,password={passwords['KAFKA_ADMIN_PASSWORD']}]"
+            )
+        argv = stack_kafka.java_command(*format_storage, "-c", str(properties), jvm_options=tool)
+        subprocess.run(argv, stdout=log, stderr=log, check=True)
+        jvm = ("-Xms256m", "-Xmx512m", *stack_kafka.BROKER_JVM_OPTIONS[2:])
+        broker = subprocess.Popen(
+            stack_kafka.java_command("kafka.Kafka", str(properties), jvm_options=jvm), stdout=log, stderr=log
+        )
+    admin = KafkaAccess(bootstrap, "admin", passwords["KAFKA_ADMIN_PASSWORD"]) if secured else KafkaAccess(bootstrap)
+    try:
+        deadline = time.monotonic() + 90
+        while not port_open(port):
+            if broker.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the bench broker {name} did not start; see {log_path}")
+            time.sleep(0.5)
+        asyncio.run(ensure_topics(admin, [ORDERS_TOPIC, STOCK_TOPIC], 3))
+        if not secured:
+            yield {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_ADMIN_PASSWORD": ""}
+            return
+        setup = ["example.kafkasync.admin.KafkaAccessSetup", bootstrap, str(stack_kafka.ACL_FILE)]
+        with open(log_path, "ab") as log:
+            argv = stack_kafka.java_command(*setup, jvm_options=tool)
+            subprocess.run(argv, env=os.environ | passwords, stdout=log, stderr=log, check=True)
+        login = ORDER_SERVICE_KAFKA
+        password = passwords[login.password_key]
+        yield {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_USERNAME": login.user, "KAFKA_PASSWORD": password}
+    finally:
+        broker.terminate()
+        try:
+            broker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            broker.kill()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def bearer(user_id: str) -> str:
@@ -188,48 +276,71 @@ def main() -> None:
     args = parser.parse_args()
 
     run = uuid.uuid4().hex[:6]
+    config = StackConfig.load()
     product_id = asyncio.run(with_bench_product(stock=1_000_000_000))
-    publishing = start_instance(f"order-bench-{run}-publish", publish=True)
-    baseline = start_instance(f"order-bench-{run}-nopublish", publish=False)
-    results: dict[str, list[Figures]] = {"publish": [], "baseline": []}
-    try:
-        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script_file:
-            script_file.write(WRK_SCRIPT % (bearer(f"bench-{run}"), product_id))
-        script = Path(script_file.name)
-        for instance, warm_up in ((publishing, args.warm_up), (baseline, BASELINE_WARM_UP_SECONDS)):
-            wait_ready(instance, product_id, f"bench-{run}")
-            run_wrk(f"{instance.url}/bench-{run}/orders", script, args.connections, warm_up)
-        sides = [("publish", publishing), ("baseline", baseline)]
-        for number in range(args.rounds):
-            for side, instance in sides if number % 2 == 0 else list(reversed(sides)):
-                figures = run_wrk(f"{instance.url}/bench-{run}/orders", script, args.connections, args.seconds)
-                results[side].append(figures)
-                print(
-                    f"  round {number + 1} {side:<8} {figures.orders_per_second:8.0f} orders/s"
-                    f"  p50 {figures.p50_ms:7.2f} ms  p99 {figures.p99_ms:7.2f} ms  failed {figures.failed}",
-                    flush=True,
-                )
-        script.unlink()
-    finally:
-        stop_instance(publishing)
-        stop_instance(baseline)
-        asyncio.run(remove_bench_product(product_id))
+    secured_broker = private_broker(f"bench-kafka-{run}-sasl", secured=True)
+    plain_broker = private_broker(f"bench-kafka-{run}-plain", secured=False)
+    with secured_broker as secured_env, plain_broker as plain_env:
+        stack_env = ORDER_SERVICE_KAFKA.env(config)
+        instances = {
+            "publish": start_instance(f"order-bench-{run}-publish", True, stack_env),
+            "baseline": start_instance(f"order-bench-{run}-nopublish", False, stack_env),
+            "sasl": start_instance(f"order-bench-{run}-sasl", True, secured_env),
+            "plaintext": start_instance(f"order-bench-{run}-plaintext", True, plain_env),
+        }
+        try:
+            results = measure(instances, product_id, run, args)
+        finally:
+            for instance in instances.values():
+                stop_instance(instance)
+            asyncio.run(remove_bench_product(product_id))
+    report(results, instances["publish"].log_path, args)
 
-    published, plain = median_of(results["publish"]), median_of(results["baseline"])
+
+def measure(instances: dict[str, Instance], product_id: str, run: str, args: argparse.Namespace) -> dict[str, Figures]:
+    """Warm every side up, then rounds that rotate which side goes first; the median of each side."""
+    results: dict[str, list[Figures]] = {side: [] for side in instances}
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script_file:
+        script_file.write(WRK_SCRIPT % (bearer(f"bench-{run}"), product_id))
+    script = Path(script_file.name)
+    for side, instance in instances.items():
+        wait_ready(instance, product_id, f"bench-{run}")
+        warm_up = BASELINE_WARM_UP_SECONDS if side == "baseline" else args.warm_up
+        run_wrk(f"{instance.url}/bench-{run}/orders", script, args.connections, warm_up)
+    sides = list(instances)
+    for number in range(args.rounds):
+        for side in sides[number % len(sides) :] + sides[: number % len(sides)]:
+            figures = run_wrk(f"{instances[side].url}/bench-{run}/orders", script, args.connections, args.seconds)
+            results[side].append(figures)
+            print(
+                f"  round {number + 1} {side:<9} {figures.orders_per_second:8.0f} orders/s"
+                f"  p50 {figures.p50_ms:7.2f} ms  p99 {figures.p99_ms:7.2f} ms  failed {figures.failed}",
+                flush=True,
+            )
+    script.unlink()
+    return {side: median_of(runs) for side, runs in results.items()}
+
+
+def report(results: dict[str, Figures], publisher_log: Path, args: argparse.Namespace) -> None:
+    published, plain = results["publish"], results["baseline"]
     ratio = published.orders_per_second / plain.orders_per_second
+    security_cost = 1 - results["sasl"].orders_per_second / results["plaintext"].orders_per_second
     print()
     print(f"POST /{{userId}}/orders, one instance, {args.connections} clients, {args.seconds} s x {args.rounds} rounds")
-    print(f"{'':<34}{'orders/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'failed':>8}")
+    print(f"{'':<46}{'orders/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'failed':>8}")
     for label, figures in (
-        ("published (Kafka transaction)", published),
+        ("published to the stack (Kafka transaction)", published),
         ("publishing off (baseline)", plain),
+        ("published to a private broker, SASL + ACLs", results["sasl"]),
+        ("published to a private broker, plaintext", results["plaintext"]),
     ):
         print(
-            f"{label:<34}{figures.orders_per_second:>10.0f}{figures.p50_ms:>10.2f}"
+            f"{label:<46}{figures.orders_per_second:>10.0f}{figures.p50_ms:>10.2f}"
             f"{figures.p99_ms:>10.2f}{figures.failed:>8}"
         )
     print(f"ratio published/baseline: {ratio:.2f} (target >= {TARGET_RATIO})")
-    print(f"group commit: {group_commit_line(publishing.log_path)}")
+    print(f"SASL + ACL cost (private brokers): {security_cost:+.1%} (target < {TARGET_SECURITY_COST:.0%})")
+    print(f"group commit: {group_commit_line(publisher_log)}")
     if ratio < TARGET_RATIO or published.failed:
         sys.exit(1)
 
