@@ -4,6 +4,7 @@ address outside the upstream allow-list."""
 
 import ipaddress
 import logging
+import re
 import time
 from collections.abc import Iterable
 
@@ -12,6 +13,23 @@ from servicekit.discovery import DiscoveryClient, ServiceInstance
 log = logging.getLogger("api_gateway")
 
 LOOPBACK_ONLY = ("127.0.0.0/8", "::1/128")
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def is_valid_host_name(host: str) -> bool:
+    """RFC 1123: dot-separated labels of 1-63 letters, digits and inner hyphens, 253 characters at most."""
+    return 0 < len(host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in host.rstrip(".").split("."))
+
+
+def is_valid_address(host: str, port: int) -> bool:
+    """What a registration may point at: an IP address or a well-formed host name, and a TCP port."""
+    if not isinstance(port, int) or not 0 < port < 65536:
+        return False
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return is_valid_host_name(host)
 
 
 class UpstreamAllowList:
@@ -57,7 +75,7 @@ class LoadBalancer:
         return len(self._usable(app))
 
     def refused_count(self, app: str) -> int:
-        """UP instances of `app` the allow-list keeps traffic away from."""
+        """UP instances of `app` kept from traffic: outside the allow-list, or a malformed host or port."""
         return len(self._discovery.up_instances(app)) - len(self._usable(app))
 
     def _usable(self, app: str) -> tuple[ServiceInstance, ...]:
@@ -65,11 +83,15 @@ class LoadBalancer:
         cached = self._allowed.get(app)
         if cached is not None and cached[0] is instances:
             return cached[1]
-        usable = tuple(i for i in instances if self._allow.allows(i.host))
+        usable = tuple(i for i in instances if is_valid_address(i.host, i.port) and self._allow.allows(i.host))
         for refused in instances:
             if refused not in usable and (cached is None or refused in cached[1] or refused not in cached[0]):
                 log.warning(
-                    "not routing to %s/%s: %s is not in the upstream allow-list", app, refused.instance_id, refused.host
+                    "not routing to %s/%s: %s:%s is malformed or not in the upstream allow-list",
+                    app,
+                    refused.instance_id,
+                    refused.host,
+                    refused.port,
                 )
         self._allowed[app] = (instances, usable)
         return usable

@@ -24,6 +24,19 @@ class Settings(DiscoverySettings):
     gateway_workers: int = 0
     gateway_routes: Path = Path("gateway/routes.yaml")
     gateway_max_body_bytes: int = 1024 * 1024
+    # Edge limits (nginx/Envoy-like): longer URLs get 414, bigger or more headers 431, a head or body that takes
+    # longer 408; pipelined requests past the queue and answers past the write buffer pause reading.
+    gateway_max_url_bytes: int = 8 * 1024
+    gateway_max_header_bytes: int = 32 * 1024
+    gateway_max_headers: int = 100
+    gateway_head_timeout_seconds: float = 30.0
+    gateway_body_timeout_seconds: float = 60.0
+    gateway_max_pipelined: int = 16
+    gateway_write_buffer_bytes: int = 256 * 1024
+    # Client connections per worker; more are answered 503 and closed.
+    gateway_max_clients: int = 10_000
+    # Upstream answers larger than this become 502 (they are buffered whole before they are sent on).
+    gateway_max_response_bytes: int = 8 * 1024 * 1024
     gateway_connect_timeout_seconds: float = 2.0
     gateway_read_timeout_seconds: float = 30.0
     # Distinct instances tried for one request (failover and retries).

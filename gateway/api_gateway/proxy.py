@@ -16,8 +16,16 @@ import orjson
 from api_gateway.auth import TokenVerifier
 from api_gateway.balancer import LoadBalancer
 from api_gateway.config import Settings
+from api_gateway.ratelimit import RateLimit, RateLimiter, retry_after_seconds
 from api_gateway.routes import Route, RouteTable
-from api_gateway.upstream import UpstreamBroken, UpstreamConnection, UpstreamPool, UpstreamResponse, UpstreamTimeout
+from api_gateway.upstream import (
+    UpstreamBroken,
+    UpstreamConnection,
+    UpstreamPool,
+    UpstreamResponse,
+    UpstreamTimeout,
+    UpstreamTooLarge,
+)
 from servicekit.discovery import ServiceInstance
 from servicekit.tokens import InvalidToken
 
@@ -52,7 +60,11 @@ REASONS = {
     401: b"Unauthorized",
     403: b"Forbidden",
     404: b"Not Found",
+    408: b"Request Timeout",
     413: b"Content Too Large",
+    414: b"URI Too Long",
+    429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
     500: b"Internal Server Error",
     502: b"Bad Gateway",
     503: b"Service Unavailable",
@@ -137,13 +149,26 @@ class Gateway:
         self.verifier = TokenVerifier(settings.jwt_secret)
         self.max_body_bytes = settings.gateway_max_body_bytes
         self.clients: set[ClientConnection] = set()
+        self.limiter = RateLimiter()
+        self._rate_limits = {route.id: route.rate_limit for route in routes if route.rate_limit is not None}
         self._apps = sorted({route.app for route in routes})
 
-    def close_idle_clients(self, idle_seconds: float) -> None:
-        """Keep-alive connections with nothing in flight and nothing received for a while are closed."""
-        oldest_allowed = asyncio.get_running_loop().time() - idle_seconds
-        for client in [c for c in self.clients if not c.busy and c.last_active < oldest_allowed]:
-            client.close()
+    def sweep_clients(self, idle_seconds: float) -> None:
+        """Close keep-alive connections idle for a while; answer 408 to a request head or body past its deadline."""
+        now = asyncio.get_running_loop().time()
+        oldest_allowed = now - idle_seconds
+        settings = self.settings
+        for client in list(self.clients):
+            if not client.busy and client.last_active < oldest_allowed:
+                client.close()
+            elif client.receiving_head_since is not None:
+                if now - client.receiving_head_since > settings.gateway_head_timeout_seconds:
+                    client.time_out(f"request head not complete within {settings.gateway_head_timeout_seconds:g} s")
+            elif client.receiving_body_since is not None:
+                if now - client.receiving_body_since > settings.gateway_body_timeout_seconds:
+                    client.time_out(f"request body not complete within {settings.gateway_body_timeout_seconds:g} s")
+        if self._rate_limits:
+            self.limiter.prune(self._rate_limits, now)
 
     def health(self, request_id: bytes, keep_alive: bool) -> bytes:
         document = {
@@ -157,35 +182,13 @@ class Gateway:
         }
         return json_response(200, document, request_id, keep_alive)
 
-    def start(self, request: IncomingRequest, client: "ClientConnection") -> bytes | None:
+    def handle(self, request: IncomingRequest, client: "ClientConnection") -> bytes | None:
         """The answer when the gateway answers itself (errors, health), or None: an Exchange will answer."""
         raw_path, _, query = request.url.partition(b"?")
         path = raw_path.decode("latin-1")
         keep_alive = request.keep_alive
-
-        authorization = host = forwarded_for = request_id = None
-        authorizations = 0
-        has_idempotency_key = False
-        forwarded: list[bytes] = []
-        for name, value in request.headers:
-            lowered = name.lower()
-            if lowered in REQUEST_HEADERS_NOT_FORWARDED:
-                if lowered == b"host":
-                    host = value
-                elif lowered == b"x-request-id":
-                    request_id = value
-                elif lowered == b"x-forwarded-for":
-                    forwarded_for = value
-                continue
-            if lowered == b"authorization":
-                authorization = value
-                authorizations += 1
-            elif lowered == b"idempotency-key":
-                has_idempotency_key = True
-            forwarded.append(lowered)
-            forwarded.append(b": ")
-            forwarded.append(value)
-            forwarded.append(b"\r\n")
+        head = _read_headers(request.headers)
+        request_id = head.request_id
         if request_id is None or not _is_acceptable_request_id(request_id):
             request_id = new_request_id()
 
@@ -194,49 +197,121 @@ class Gateway:
         problem = _path_problem(path)
         if problem is not None:
             return error_response(400, problem, request_id, keep_alive)
-        if authorizations > 1:
+        if head.authorizations > 1:
             return error_response(400, "more than one Authorization header", request_id, keep_alive)
 
         matched = self.routes.match(request.method, path)
         if matched is None:
             return error_response(404, f"no route for {request.method} {path}", request_id, keep_alive)
         route, variables = matched
+        refusal, subject = self._authorize(route, variables, head.authorization)
+        if refusal is not None:
+            status, detail = refusal
+            return error_response(status, detail, request_id, keep_alive)
+        if route.rate_limit is not None:
+            key = subject if route.rate_limit.key == "subject" and subject else client.client_ip
+            limited = self._rate_limited(route.id, route.rate_limit, key, request_id, keep_alive)
+            if limited is not None:
+                return limited
 
-        if route.requires_token:
-            try:
-                claims = self.verifier.claims(authorization)
-            except InvalidToken as exc:
-                return error_response(401, f"invalid or missing token: {exc}", request_id, keep_alive)
-            variable = route.subject_path_variable
-            if variable is not None and claims.subject != unquote(variables.get(variable, "")):
-                return error_response(403, "the token belongs to another user", request_id, keep_alive)
-            if route.required_role is not None and route.required_role not in claims.roles:
-                return error_response(403, f"needs the {route.required_role} role", request_id, keep_alive)
-
+        forwarded = head.forwarded
         if route.removed_headers:
             forwarded = _without_headers(forwarded, route.removed_headers)
         target = route.rewritten(path).encode("latin-1")
         if query:
             target += b"?" + query
-        client_address = client.client_ip.encode()
-        head_tail = b"".join(
-            (
-                *forwarded,
-                b"x-forwarded-for: ",
-                forwarded_for + b", " + client_address if forwarded_for else client_address,
-                b"\r\nx-forwarded-proto: http\r\n",
-                b"x-forwarded-host: %s\r\n" % host if host else b"",
-                b"x-request-id: %s\r\n" % request_id,
-                b"content-length: %d\r\n" % len(request.body)
-                if request.body or request.method in ("POST", "PUT", "PATCH")
-                else b"",
-                b"\r\n",
-            )
-        )
+        head_tail = _forwarded_head_tail(request, forwarded, head, client.client_ip.encode(), request_id)
         request_line = b"%s %s HTTP/1.1\r\n" % (request.method.encode(), target)
-        retryable = request.method in ("GET", "HEAD") or (request.method == "POST" and has_idempotency_key)
+        retryable = request.method in ("GET", "HEAD") or (request.method == "POST" and head.has_idempotency_key)
         Exchange(self, client, request, route, request_line, head_tail, retryable, request_id).try_next()
         return None
+
+    def _authorize(
+        self, route: Route, variables: dict[str, str], authorization: bytes | None
+    ) -> tuple[tuple[int, str] | None, str | None]:
+        """(status and detail when refused, else None; the token's subject when the route needs a token)."""
+        if not route.requires_token:
+            return None, None
+        try:
+            claims = self.verifier.claims(authorization)
+        except InvalidToken as exc:
+            return (401, f"invalid or missing token: {exc}"), None
+        variable = route.subject_path_variable
+        if variable is not None and claims.subject != unquote(variables.get(variable, "")):
+            return (403, "the token belongs to another user"), claims.subject
+        if route.required_role is not None and route.required_role not in claims.roles:
+            return (403, f"needs the {route.required_role} role"), claims.subject
+        return None, claims.subject
+
+    def _rate_limited(
+        self, route_id: str, limit: RateLimit, key: str, request_id: bytes, keep_alive: bool
+    ) -> bytes | None:
+        wait = self.limiter.take(route_id, limit, key, asyncio.get_running_loop().time())
+        if wait <= 0:
+            return None
+        retry_after = b"Retry-After: %d\r\n" % retry_after_seconds(wait)
+        detail = {"detail": f"too many requests; retry in {retry_after_seconds(wait)} s"}
+        return json_response(429, detail, request_id, keep_alive, retry_after)
+
+
+@dataclass(slots=True)
+class RequestHead:
+    """What the gateway reads from a request's headers, and the ones it passes on (lower-case names)."""
+
+    forwarded: list[bytes]
+    authorization: bytes | None = None
+    authorizations: int = 0
+    host: bytes | None = None
+    forwarded_for: bytes | None = None
+    request_id: bytes | None = None
+    has_idempotency_key: bool = False
+
+
+def _read_headers(headers: list[tuple[bytes, bytes]]) -> RequestHead:
+    """One pass over the (name, value) pairs; decisions look at names only, never at values."""
+    head = RequestHead(forwarded=[])
+    forwarded = head.forwarded
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered in REQUEST_HEADERS_NOT_FORWARDED:
+            if lowered == b"host":
+                head.host = value
+            elif lowered == b"x-request-id":
+                head.request_id = value
+            elif lowered == b"x-forwarded-for":
+                head.forwarded_for = value
+            continue
+        if lowered == b"authorization":
+            head.authorization = value
+            head.authorizations += 1
+        elif lowered == b"idempotency-key":
+            head.has_idempotency_key = True
+        forwarded.append(lowered)
+        forwarded.append(b": ")
+        forwarded.append(value)
+        forwarded.append(b"\r\n")
+    return head
+
+
+def _forwarded_head_tail(
+    request: IncomingRequest, forwarded: list[bytes], head: RequestHead, client_address: bytes, request_id: bytes
+) -> bytes:
+    """The headers sent upstream after the request line and Host: the client's, then X-Forwarded-*."""
+    forwarded_for = head.forwarded_for
+    return b"".join(
+        (
+            *forwarded,
+            b"x-forwarded-for: ",
+            forwarded_for + b", " + client_address if forwarded_for else client_address,
+            b"\r\nx-forwarded-proto: http\r\n",
+            b"x-forwarded-host: %s\r\n" % head.host if head.host else b"",
+            b"x-request-id: %s\r\n" % request_id,
+            b"content-length: %d\r\n" % len(request.body)
+            if request.body or request.method in ("POST", "PUT", "PATCH")
+            else b"",
+            b"\r\n",
+        )
+    )
 
 
 class Exchange:
@@ -313,6 +388,13 @@ class Exchange:
             self.failure = (503, f"no instance of {self.route.app} accepted the connection ({exc.strerror})")
             self.try_next()
             return
+        except (ValueError, UnicodeError, OverflowError) as exc:
+            # A registry entry no socket can take (the balancer filters malformed ones; this is the last guard).
+            self.gateway.balancer.failed(instance)
+            log.warning("request %s: cannot connect to %s: %s", self.request_id.decode(), instance.instance_id, exc)
+            self.failure = (502, f"an instance of {self.route.app} has an unusable address")
+            self.try_next()
+            return
         self.reused = False
         self._send(connection)
 
@@ -350,6 +432,12 @@ class Exchange:
         assert instance is not None
         connection.close()
         app = self.route.app
+        if isinstance(exc, UpstreamTooLarge):
+            # Any instance would answer the same: no retry.
+            log.warning("request %s: %s: %s", self.request_id.decode(), instance.instance_id, exc)
+            status, detail = 502, f"{app} answered more than the gateway passes on"
+            self.client.answer(self.request, error_response(status, detail, self.request_id, self.request.keep_alive))
+            return
         if isinstance(exc, UpstreamTimeout):
             self.gateway.balancer.failed(instance)
             log.warning("request %s: %s timed out", self.request_id.decode(), instance.instance_id)
@@ -396,10 +484,19 @@ def _client_response(response: UpstreamResponse, request_id: bytes, keep_alive: 
 
 
 class ClientConnection(asyncio.Protocol):
-    """One client connection: requests are parsed as they arrive and answered in order."""
+    """One client connection: requests are parsed as they arrive and answered in order.
+
+    Bounded like an edge proxy: reading pauses while `gateway_max_pipelined` requests wait or the answers
+    waiting for the client pass the write buffer's high-water mark; URL, header block and header count are capped
+    (414/431) as they arrive; a head or body past its deadline gets 408 (the worker's sweep checks)."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        settings = gateway.settings
+        self._max_url = settings.gateway_max_url_bytes
+        self._max_header_bytes = settings.gateway_max_header_bytes
+        self._max_headers = settings.gateway_max_headers
+        self._max_pipelined = settings.gateway_max_pipelined
         self.transport: asyncio.Transport | None = None
         self.client_ip = ""
         self._parser = httptools.HttpRequestParser(self)
@@ -407,10 +504,18 @@ class ClientConnection(asyncio.Protocol):
         self._busy = False
         self._rejection: tuple[int, str] | None = None
         self._draining = False
+        self._reading = True
+        self._write_paused = False
         self._url: list[bytes] = []
+        self._url_size = 0
         self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
+        self._head_bytes_seen = 0
         self._body: list[bytes] = []
         self._body_size = 0
+        # Set while a request's head (or body) is arriving: the sweep answers 408 past the deadline.
+        self.receiving_head_since: float | None = None
+        self.receiving_body_since: float | None = None
         # Kept: asyncio.get_running_loop() costs a getpid() syscall per call on Python 3.11.
         self.loop = asyncio.get_running_loop()
         self.last_active = self.loop.time()
@@ -421,6 +526,12 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        if len(self.gateway.clients) >= self.gateway.settings.gateway_max_clients:
+            detail = "too many connections; try again later"
+            self.transport.write(error_response(503, detail, new_request_id(), keep_alive=False))
+            self.transport.close()
+            return
+        self.transport.set_write_buffer_limits(high=self.gateway.settings.gateway_write_buffer_bytes)
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
         self.last_active = self.loop.time()
@@ -430,20 +541,58 @@ class ClientConnection(asyncio.Protocol):
         self._queue.clear()
         self.gateway.clients.discard(self)
 
+    def pause_writing(self) -> None:
+        """The client is not reading its answers: stop reading its requests until it does."""
+        self._write_paused = True
+        self._pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if not self._busy:
+            self._answer_queued()
+
+    def _pause_reading(self) -> None:
+        if self._reading and self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+            self._reading = False
+
+    def _resume_reading(self) -> None:
+        if self._write_paused or len(self._queue) >= self._max_pipelined or self._draining:
+            return
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+            self._reading = True
+
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
 
+    def time_out(self, detail: str) -> None:
+        """The sweep found a request head or body past its deadline."""
+        self.receiving_head_since = self.receiving_body_since = None
+        if self._rejection is None:
+            self._rejection = (408, detail)
+        if not self._busy:
+            self._reject()
+
     def data_received(self, data: bytes) -> None:
         self.last_active = self.loop.time()
-        if self._draining:
+        if self._draining or self._rejection is not None:
             return
+        whole_chunk_is_head = self.receiving_head_since is not None
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._rejection = (400, "protocol upgrades are not supported")
+            self._rejection = self._rejection or (400, "protocol upgrades are not supported")
         except httptools.HttpParserError as exc:
-            self._rejection = (400, f"malformed request: {exc}")
+            self._rejection = self._rejection or (400, f"malformed request: {exc}")
+        if whole_chunk_is_head and self.receiving_head_since is not None:
+            # httptools buffers a header until it ends: count what arrives before the head is complete.
+            self._head_bytes_seen += len(data)
+            if self._head_bytes_seen > self._max_header_bytes + self._max_url and self._rejection is None:
+                self._rejection = (431, f"request head larger than {self._max_header_bytes} bytes")
+        if len(self._queue) >= self._max_pipelined:
+            self._pause_reading()
         # Answered outside the parser's callbacks, so an answer can never re-enter the parser.
         if not self._busy:
             self._answer_queued()
@@ -457,16 +606,19 @@ class ClientConnection(asyncio.Protocol):
         # Half-close and keep reading for a moment: closing with unread body bytes would reset the
         # connection and the client might never see the answer.
         self._draining = True
+        if not self._reading:
+            self.transport.resume_reading()
+            self._reading = True
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.loop.call_later(REJECTED_CONNECTION_LINGER_SECONDS, self.transport.close)
 
     def _answer_queued(self) -> None:
-        while self._queue:
+        while self._queue and not self._write_paused:
             request = self._queue.popleft()
             self._busy = True
             try:
-                immediate = self.gateway.start(request, self)
+                immediate = self.gateway.handle(request, self)
             except Exception:
                 log.exception("unexpected error answering %s %r", request.method, request.url)
                 request.keep_alive = False
@@ -478,6 +630,8 @@ class ClientConnection(asyncio.Protocol):
         self._busy = False
         if self._rejection is not None:
             self._reject()
+        elif not self._reading:
+            self._resume_reading()
 
     def answer(self, request: IncomingRequest, response: bytes) -> None:
         """The answer to the request in flight; then the next queued request, if any."""
@@ -501,17 +655,34 @@ class ClientConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._url = []
+        self._url_size = 0
         self._headers = []
+        self._header_bytes = 0
+        self._head_bytes_seen = 0
         self._body = []
         self._body_size = 0
+        self.receiving_head_since = self.last_active
 
     def on_url(self, url: bytes) -> None:
+        self._url_size += len(url)
+        if self._url_size > self._max_url:
+            self._rejection = self._rejection or (414, f"URL longer than {self._max_url} bytes")
+            return
         self._url.append(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4
+        if len(self._headers) >= self._max_headers:
+            self._rejection = self._rejection or (431, f"more than {self._max_headers} headers")
+            return
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self.receiving_head_since = None
+        self.receiving_body_since = self.last_active
+        if self._header_bytes > self._max_header_bytes:
+            self._rejection = self._rejection or (431, f"headers larger than {self._max_header_bytes} bytes")
+            return
         for name, value in self._headers:
             lowered = name.lower()
             if lowered == b"content-length" and value.strip().isdigit():
@@ -524,11 +695,12 @@ class ClientConnection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
         if self._body_size > self.gateway.max_body_bytes:
-            self._rejection = (413, f"body larger than {self.gateway.max_body_bytes} bytes")
+            self._rejection = self._rejection or (413, f"body larger than {self.gateway.max_body_bytes} bytes")
         elif self._rejection is None:
             self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self.receiving_body_since = None
         if self._rejection is not None:
             return
         self._queue.append(

@@ -1,5 +1,6 @@
 """Routes from YAML, in Spring Cloud Gateway's vocabulary: Path/Method predicates, RewritePath,
-RemoveRequestHeader, AuthorizationHeaderFilter, TokenSubjectMatchesPath, TokenHasRole and `lb://APP` targets.
+RemoveRequestHeader, AuthorizationHeaderFilter, TokenSubjectMatchesPath, TokenHasRole, RequestRateLimiter and
+`lb://APP` targets.
 
 Deny by default: a route either needs a token (one of the token filters) or says `Public`; one with
 neither is a configuration error, so an open route is always a visible choice in routes.yaml."""
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from api_gateway.ratelimit import RateLimit
 
 
 class RouteConfigError(ValueError):
@@ -27,6 +30,7 @@ class Route:
     requires_token: bool
     subject_path_variable: str | None
     required_role: str | None = None
+    rate_limit: RateLimit | None = None
     # The literal first path segment all its Path patterns share, if any: lets RouteTable skip routes.
     first_segment: str | None = None
 
@@ -104,6 +108,21 @@ def rewrite_rule(argument: str) -> tuple[re.Pattern[str], str]:
     return re.compile(python_regexp), python_replacement
 
 
+def rate_limit_rule(route_id: str, argument: str) -> RateLimit:
+    """`RequestRateLimiter=<replenishRate>, <burstCapacity>, <address|subject>`."""
+    parts = [part.strip() for part in argument.split(",")]
+    try:
+        rate, burst, key = float(parts[0]), int(parts[1]), parts[2]
+    except (ValueError, IndexError):
+        raise RouteConfigError(
+            f"route {route_id}: RequestRateLimiter needs 'replenishRate, burstCapacity, address|subject', "
+            f"got {argument!r}"
+        ) from None
+    if rate <= 0 or burst < 1 or key not in ("address", "subject"):
+        raise RouteConfigError(f"route {route_id}: RequestRateLimiter needs a rate > 0, a burst >= 1, address|subject")
+    return RateLimit(rate, burst, key)
+
+
 def _name_and_argument(entry: str) -> tuple[str, str]:
     name, _, argument = str(entry).partition("=")
     return name.strip(), argument.strip()
@@ -132,6 +151,7 @@ def route_from_config(config: dict[str, Any]) -> Route:
     public = False
     subject_variable = None
     required_role = None
+    rate_limit = None
     for entry in config.get("filters", []):
         name, argument = _name_and_argument(entry)
         if name == "RewritePath":
@@ -148,12 +168,16 @@ def route_from_config(config: dict[str, Any]) -> Route:
             required_role = argument
         elif name == "Public":
             public = True
+        elif name == "RequestRateLimiter":
+            rate_limit = rate_limit_rule(route_id, argument)
         else:
             raise RouteConfigError(f"route {route_id}: unknown filter {name}")
     if not paths:
         raise RouteConfigError(f"route {route_id}: needs a Path predicate")
     if requires_token == public:
         raise RouteConfigError(f"route {route_id}: give it a token filter or mark it Public (exactly one)")
+    if rate_limit is not None and rate_limit.key == "subject" and not requires_token:
+        raise RouteConfigError(f"route {route_id}: a rate limit by subject needs a token filter")
     return Route(
         id=route_id,
         app=uri.removeprefix("lb://").upper(),
@@ -164,6 +188,7 @@ def route_from_config(config: dict[str, Any]) -> Route:
         requires_token=requires_token,
         subject_path_variable=subject_variable,
         required_role=required_role,
+        rate_limit=rate_limit,
         first_segment=_literal_first_segment(spring_paths),
     )
 

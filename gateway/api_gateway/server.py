@@ -51,7 +51,11 @@ async def serve_worker(settings: Settings, routes: list[Route], ready: multiproc
         settings.discovery_service_url, registry_refresh_interval=settings.gateway_registry_refresh_seconds
     )
     await discovery.start()
-    pool = UpstreamPool(settings.gateway_connect_timeout_seconds, settings.gateway_upstream_idle_seconds)
+    pool = UpstreamPool(
+        settings.gateway_connect_timeout_seconds,
+        settings.gateway_upstream_idle_seconds,
+        max_response_bytes=settings.gateway_max_response_bytes,
+    )
     balancer = LoadBalancer(
         discovery,
         settings.gateway_eject_after_failures,
@@ -67,11 +71,12 @@ async def serve_worker(settings: Settings, routes: list[Route], ready: multiproc
     ready.send("listening")
     ready.close()
     idle_seconds = settings.gateway_client_idle_seconds
-    sweep_every = max(0.1, min(idle_seconds / 4, settings.gateway_upstream_idle_seconds))
+    # At least once a second: request heads and bodies past their deadline are answered 408 by the sweep.
+    sweep_every = max(0.1, min(idle_seconds / 4, settings.gateway_upstream_idle_seconds, 1.0))
     while not stopping.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), timeout=sweep_every)
-        gateway.close_idle_clients(idle_seconds)
+        gateway.sweep_clients(idle_seconds)
         pool.prune()
     server.close()
     for client in list(gateway.clients):

@@ -20,6 +20,10 @@ class UpstreamBroken(Exception):
         self.received_anything = received_anything
 
 
+class UpstreamTooLarge(Exception):
+    """The answer grew past the gateway's cap; the connection was dropped instead of buffering more."""
+
+
 @dataclass(slots=True)
 class UpstreamResponse:
     status: int
@@ -39,8 +43,9 @@ class ResponseListener(Protocol):
 class UpstreamConnection(asyncio.Protocol):
     """One TCP connection to one instance, carrying one request at a time."""
 
-    def __init__(self, address: tuple[str, int]) -> None:
+    def __init__(self, address: tuple[str, int], max_body_bytes: int) -> None:
         self.address = address
+        self.max_body_bytes = max_body_bytes
         self.transport: asyncio.Transport | None = None
         self.idle_since = 0.0
         self.closed = False
@@ -57,6 +62,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._reason = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
+        self._body_size = 0
         self._headers_done = False
         self._has_length = False
         self._received_anything = False
@@ -115,6 +121,12 @@ class UpstreamConnection(asyncio.Protocol):
                 self._complete(keep_alive=False)
 
     def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > self.max_body_bytes:
+            if self._outcome is None:
+                self._outcome = UpstreamTooLarge(f"answer larger than {self.max_body_bytes} bytes")
+                self.close()
+            return
         self._body.append(body)
 
     def on_message_complete(self) -> None:
@@ -171,8 +183,15 @@ class UpstreamConnection(asyncio.Protocol):
 class UpstreamPool:
     """Idle keep-alive connections per instance address, most recently used first."""
 
-    def __init__(self, connect_timeout: float, idle_seconds: float, max_idle_per_instance: int = 256) -> None:
+    def __init__(
+        self,
+        connect_timeout: float,
+        idle_seconds: float,
+        max_response_bytes: int = 8 * 1024 * 1024,
+        max_idle_per_instance: int = 256,
+    ) -> None:
         self.connect_timeout = connect_timeout
+        self.max_response_bytes = max_response_bytes
         # Dropped before the instance's own keep-alive timeout (uvicorn: 5 s) can race with our reuse.
         self.idle_seconds = idle_seconds
         self.max_idle_per_instance = max_idle_per_instance
@@ -191,10 +210,12 @@ class UpstreamPool:
         return None
 
     async def connect(self, host: str, port: int) -> UpstreamConnection:
-        """A new connection to host:port. Raises OSError or TimeoutError."""
+        """A new connection to host:port within the connect timeout (name lookup included). Raises OSError or
+        TimeoutError, and ValueError/UnicodeError/OverflowError for an address no socket can take."""
         loop = asyncio.get_running_loop()
+        limit = self.max_response_bytes
         async with asyncio.timeout(self.connect_timeout):
-            _, connection = await loop.create_connection(lambda: UpstreamConnection((host, port)), host, port)
+            _, connection = await loop.create_connection(lambda: UpstreamConnection((host, port), limit), host, port)
         return connection
 
     def release(self, connection: UpstreamConnection) -> None:

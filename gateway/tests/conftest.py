@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,20 @@ ECHO_INSTANCE = Path(__file__).with_name("echo_instance.py")
 JWT_SECRET = "gateway-test-secret-of-at-least-32-bytes"
 DISCOVERY_USER, DISCOVERY_PASSWORD = "eureka-test", "gateway-test-registry-password-32b"
 # Apps that only the tests route to: `/<app in lower case>/**` → lb://<APP>.
-TEST_APPS = ["RR-TWO", "RR-THREE", "KILLED", "SLOW-POST", "SLOW-RETRY", "NOBODY-HOME", "HEADERS", "ELSEWHERE"]
+TEST_APPS = [
+    "RR-TWO",
+    "RR-THREE",
+    "KILLED",
+    "SLOW-POST",
+    "SLOW-RETRY",
+    "NOBODY-HOME",
+    "HEADERS",
+    "ELSEWHERE",
+    "LIMITED",
+    "EDGE",
+]
+# The LIMITED app's route: a burst of 3, then one request every 5 s per client address.
+LIMITED_FILTER = "RequestRateLimiter=0.2, 3, address"
 MAX_BODY_BYTES = 64 * 1024
 
 
@@ -85,6 +99,7 @@ def routes_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     "Public",
                     "RemoveRequestHeader=Cookie",
                     f"RewritePath=/{prefix}/(?<segment>.*), /${{segment}}",
+                    *([LIMITED_FILTER] if app == "LIMITED" else []),
                 ],
             }
         )
@@ -227,3 +242,46 @@ def eventually_fixture() -> Callable[..., None]:
 @pytest.fixture
 def max_body_bytes() -> int:
     return MAX_BODY_BYTES
+
+
+@pytest.fixture(scope="module")
+def edge(discovery_url: str, routes_file: Path) -> Iterator[tuple[str, int, subprocess.Popen[bytes]]]:
+    """A one-worker gateway with small limits (test_edge_limits.py): (url, port, supervisor process)."""
+    port = free_port()
+    env = {
+        **gateway_env(discovery_url, routes_file, port, workers=1),
+        "GATEWAY_HEAD_TIMEOUT_SECONDS": "1",
+        "GATEWAY_BODY_TIMEOUT_SECONDS": "1",
+        "GATEWAY_MAX_CLIENTS": "20",
+        "GATEWAY_MAX_RESPONSE_BYTES": "4096",
+        "GATEWAY_MAX_PIPELINED": "16",
+    }
+    url = f"http://127.0.0.1:{port}"
+    process = start_and_wait([sys.executable, "-m", "api_gateway"], env, f"{url}/gateway/health_check")
+    yield url, port, process
+    stop_process(process)
+
+
+@pytest.fixture
+def register_at() -> Callable[[str, str, str, int], str]:
+    """`register_at(discovery_url, app, host, port)`: an UP instance at any address (no process behind it);
+    returns its instance id (the test deletes it)."""
+    return _register_at
+
+
+def _register_at(discovery_url: str, app: str, host: str, port: int) -> str:
+    instance_id = f"outsider-{uuid.uuid4().hex[:8]}"
+    body = {
+        "instance": {
+            "instanceId": instance_id,
+            "app": app,
+            "hostName": host,
+            "ipAddr": host,
+            "status": "UP",
+            "port": {"$": port, "@enabled": "true"},
+            "dataCenterInfo": {"@class": "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo", "name": "MyOwn"},
+            "leaseInfo": {"renewalIntervalInSecs": 30, "durationInSecs": 90},
+        }
+    }
+    assert httpx.post(f"{discovery_url}/apps/{app}", json=body).status_code == 204
+    return instance_id

@@ -1,33 +1,15 @@
 """Instances registered at an address outside the upstream allow-list get no traffic."""
 
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 
-def register_at(discovery_url: str, app: str, host: str, port: int) -> str:
-    instance_id = f"outsider-{uuid.uuid4().hex[:8]}"
-    body = {
-        "instance": {
-            "instanceId": instance_id,
-            "app": app,
-            "hostName": host,
-            "ipAddr": host,
-            "status": "UP",
-            "port": {"$": port, "@enabled": "true"},
-            "dataCenterInfo": {"@class": "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo", "name": "MyOwn"},
-            "leaseInfo": {"renewalIntervalInSecs": 30, "durationInSecs": 90},
-        }
-    }
-    assert httpx.post(f"{discovery_url}/apps/{app}", json=body).status_code == 204
-    return instance_id
-
-
 def test_an_instance_outside_the_allow_list_gets_no_traffic(
     gateway_url: str,
     discovery_url: str,
+    register_at: Callable[..., str],
     start_instances: Callable[..., list[Any]],
     eventually: Callable[..., None],
 ) -> None:

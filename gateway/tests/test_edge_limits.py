@@ -1,0 +1,217 @@
+"""The gateway as an edge: one client cannot take its memory, its connections or its time, and one bad answer or
+registry entry cannot hang it. Raw sockets where an HTTP client would be too polite."""
+
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from api_gateway.balancer import is_valid_address
+
+# The `edge` gateway's limits (conftest.py).
+HEAD_TIMEOUT_SECONDS = 1.0
+MAX_CLIENTS = 20
+MAX_RESPONSE_BYTES = 4096
+
+
+def raw_exchange(port: int, payload: bytes, timeout: float = 5.0) -> bytes:
+    """Send `payload` and read until the gateway closes or `timeout`."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(payload)
+        return read_until_closed(sock, timeout)
+
+
+def read_until_closed(sock: socket.socket, timeout: float) -> bytes:
+    sock.settimeout(timeout)
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except (TimeoutError, ConnectionResetError):
+        pass
+    return received
+
+
+def status_of(answer: bytes) -> int:
+    assert answer.startswith(b"HTTP/1.1 "), answer[:200]
+    return int(answer.split(b" ", 2)[1])
+
+
+def worker_rss_bytes(supervisor: subprocess.Popen[bytes]) -> int:
+    children = Path(f"/proc/{supervisor.pid}/task/{supervisor.pid}/children").read_text().split()
+    total = 0
+    for pid in children:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+def test_a_url_past_8_kib_is_414(edge: tuple[str, int, Any]) -> None:
+    _, port, _ = edge
+    answer = raw_exchange(port, b"GET /edge/" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status_of(answer) == 414
+
+
+def test_a_header_block_past_32_kib_or_past_100_headers_is_431(edge: tuple[str, int, Any]) -> None:
+    _, port, _ = edge
+    huge = raw_exchange(port, b"GET /edge/x HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 40_000 + b"\r\n\r\n")
+    many = b"".join(b"X-H%d: v\r\n" % n for n in range(150))
+    numerous = raw_exchange(port, b"GET /edge/x HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n")
+    assert status_of(huge) == 431
+    assert status_of(numerous) == 431
+
+
+def test_an_endless_header_is_refused_before_it_ends(edge: tuple[str, int, Any]) -> None:
+    """An 8 MiB header is not read to its end: the gateway answers and stops reading long before."""
+    _, port, _ = edge
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /edge/x HTTP/1.1\r\nHost: x\r\nX-Endless: ")
+        sent = 0
+        try:
+            while sent < 8 * 1024 * 1024:
+                sock.sendall(b"e" * 65536)
+                sent += 65536
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            pass
+        answer = read_until_closed(sock, 5)
+    assert status_of(answer) == 431
+
+
+def test_a_slow_head_gets_408_within_its_deadline(edge: tuple[str, int, Any]) -> None:
+    _, port, _ = edge
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        started = time.monotonic()
+        sock.sendall(b"GET /edge/x HTTP/1.1\r\nHo")
+        answer = read_until_closed(sock, 10)
+        took = time.monotonic() - started
+    assert status_of(answer) == 408
+    # The deadline, plus one sweep interval (1 s), plus slack for a loaded machine.
+    assert took < HEAD_TIMEOUT_SECONDS + 2.5
+
+
+def test_connections_past_the_cap_are_refused_and_others_still_served(edge: tuple[str, int, Any]) -> None:
+    url, port, _ = edge
+    held = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(MAX_CLIENTS)]
+    try:
+        # Each held connection has sent nothing yet; the next one is over the cap.
+        extra = raw_exchange(port, b"GET /gateway/health_check HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status_of(extra) == 503
+    finally:
+        for sock in held:
+            sock.close()
+
+    def served() -> bool:
+        return httpx.get(f"{url}/gateway/health_check", timeout=2).status_code == 200
+
+    deadline = time.monotonic() + 10
+    while not served():
+        assert time.monotonic() < deadline, "not served again after the held connections closed"
+        time.sleep(0.1)
+
+
+def test_an_upstream_answer_past_the_cap_is_502(
+    edge: tuple[str, int, Any], start_instances: Callable[..., list[Any]]
+) -> None:
+    url, _, _ = edge
+    start_instances("EDGE", 1)
+    small = httpx.post(f"{url}/edge/echo", content=b"s" * 100, timeout=10)
+    large = httpx.post(f"{url}/edge/echo", content=b"l" * (MAX_RESPONSE_BYTES * 2), timeout=10)
+    assert small.status_code == 200
+    assert large.status_code == 502
+    assert "answered more" in large.json()["detail"]
+
+
+def test_a_client_that_pipelines_and_never_reads_is_paused_and_others_are_served(
+    edge: tuple[str, int, subprocess.Popen[bytes]], start_instances: Callable[..., list[Any]]
+) -> None:
+    url, port, supervisor = edge
+    start_instances("EDGE", 1)
+    before = worker_rss_bytes(supervisor)
+    request = b"GET /edge/pipelined HTTP/1.1\r\nHost: x\r\n\r\n"
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as greedy:
+        greedy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        try:
+            while sent < 64 * 1024 * 1024:
+                greedy.sendall(request * 256)
+                sent += len(request) * 256
+        except TimeoutError:
+            pass  # the gateway stopped reading: what the test wants
+        grown = worker_rss_bytes(supervisor) - before
+        other = httpx.get(f"{url}/gateway/health_check", timeout=5)
+    assert sent < 64 * 1024 * 1024, "the gateway kept reading from a client that reads nothing"
+    assert grown < 32 * 1024 * 1024, f"the worker grew by {grown / 2**20:.1f} MiB for {sent / 2**20:.1f} MiB sent"
+    assert other.status_code == 200
+
+
+def test_a_post_whose_header_value_says_idempotency_key_is_not_retried(
+    gateway_url: str, start_instances: Callable[..., list[Any]]
+) -> None:
+    """Only a header NAMED Idempotency-Key makes a POST retryable; a value that reads so does not."""
+    start_instances("SLOW-POST", 1, SLEEP_SECONDS="5")
+    start_instances("SLOW-POST", 1)
+    with httpx.Client(timeout=10) as client:
+        answers = [
+            client.post(f"{gateway_url}/slow-post/orders", json={}, headers={"X-Note": "idempotency-key"})
+            for _ in range(2)
+        ]
+    # Round robin sends one of the two to the slow instance: that one times out and is not sent again.
+    assert sorted(a.status_code for a in answers) == [200, 504]
+
+
+def test_a_rate_limited_route_answers_429_with_retry_after_past_its_burst(
+    gateway_url: str, start_instances: Callable[..., list[Any]]
+) -> None:
+    start_instances("LIMITED", 1)
+    with httpx.Client(timeout=5) as client:
+        answers = [client.get(f"{gateway_url}/limited/x") for _ in range(5)]
+    assert [a.status_code for a in answers[:3]] == [200, 200, 200]
+    assert answers[3].status_code == 429
+    assert 1 <= int(answers[3].headers["Retry-After"]) <= 5
+    assert "too many requests" in answers[3].json()["detail"]
+
+
+def test_malformed_registry_addresses_are_never_routed_to() -> None:
+    assert is_valid_address("127.0.0.1", 8080)
+    assert is_valid_address("order-service-1", 8080)
+    assert not is_valid_address("a" * 64 + ".example", 8080)
+    assert not is_valid_address("127.0.0.1", 70000)
+    assert not is_valid_address("127.0.0.1", 0)
+    assert not is_valid_address("bad host", 80)
+    assert not is_valid_address("x" * 254, 80)
+
+
+def test_unusable_instances_cost_at_most_their_deadlines(
+    discovery_url: str,
+    register_at: Callable[..., str],
+    start_gateway: Callable[..., tuple[str, Any]],
+    start_instances: Callable[..., list[Any]],
+) -> None:
+    """A name that does not resolve and an address that accepts but never answers, both allowed: every request is
+    answered by the good instance, each within the connect and read deadlines (1 s each here)."""
+    url, _ = start_gateway(1, GATEWAY_UPSTREAM_ALLOW='["127.0.0.0/8", "no-such-host.invalid"]')
+    (good,) = start_instances("ELSEWHERE", 1)
+    with socket.create_server(("127.0.0.1", 0), backlog=64) as silent:
+        unresolvable = register_at(discovery_url, "ELSEWHERE", "no-such-host.invalid", 8080)
+        mute = register_at(discovery_url, "ELSEWHERE", "127.0.0.1", silent.getsockname()[1])
+        try:
+            deadline = time.monotonic() + 20
+            while httpx.get(f"{url}/gateway/health_check").json()["instances"].get("ELSEWHERE") != 3:
+                assert time.monotonic() < deadline, "the gateway did not see all three instances"
+                time.sleep(0.1)
+            timings = []
+            for _ in range(6):
+                started = time.monotonic()
+                answer = httpx.get(f"{url}/elsewhere/x", timeout=10)
+                timings.append(time.monotonic() - started)
+                assert answer.status_code == 200
+                assert answer.json()["instance"] == good.instance_id
+        finally:
+            httpx.delete(f"{discovery_url}/apps/ELSEWHERE/{unresolvable}")
+            httpx.delete(f"{discovery_url}/apps/ELSEWHERE/{mute}")
+    assert max(timings) < 1.0 + 1.0 + 1.0, timings
