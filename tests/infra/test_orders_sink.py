@@ -2,6 +2,7 @@
 
 import asyncio
 import random
+import time
 import uuid
 
 import orjson
@@ -240,3 +241,72 @@ async def test_a_sink_task_failed_by_the_database_is_restarted_by_the_watchdog_a
     eventually(lambda: rows_of_run(db, run) == expected, 60, "the restarted task wrote every order")
     eventually(lambda: connect.connector_running(stack_config, connect.SINK_CONNECTOR), 30, "all tasks RUNNING")
     db.close()
+
+
+def poisoned(order: Order, kind: str) -> bytes:
+    """A record of `order` broken the way `kind` says (what OrderRecordGuard must send to orders-dlq)."""
+    if kind == "not-json":
+        return b"{not json"
+    record = orjson.loads(order_record_value(order))
+    fields, payload = record["schema"]["fields"], record["payload"]
+    if kind == "extra-id":
+        fields.append({"field": "id", "type": "int64", "optional": False})
+        payload["id"] = 1
+    elif kind == "extra-field":
+        fields.append({"field": "coupon", "type": "string", "optional": True})
+        payload["coupon"] = "FREE"
+    elif kind == "year-10000":
+        payload["created_at"] = 253_402_300_800_000  # 10000-01-01T00:00:00Z in epoch ms
+    elif kind == "year-minus-1":
+        payload["created_at"] = -62_198_755_200_000  # -0001-01-01T00:00:00Z
+    elif kind == "wrong-total":
+        payload["total_price"] = payload["total_price"] + 1
+    elif kind == "wrong-status":
+        payload["status"] = "SHIPPED"
+    return orjson.dumps(record)
+
+
+# Each kind, and what the reason on the dead letter names.
+POISON_KINDS = {
+    "extra-id": "fields must be exactly",
+    "extra-field": "fields must be exactly",
+    "year-10000": "created_at must be within",
+    "year-minus-1": "created_at must be within",
+    "wrong-total": "total_price must be qty x unit_price",
+    "wrong-status": "status must be one of",
+    "not-json": "Converting byte[] to Kafka Connect data failed",  # the converter, before the guard
+}
+
+
+async def test_each_poison_record_kind_goes_to_the_dlq_with_a_reason_and_the_next_record_lands(
+    stack_config: StackConfig, orders_db: pymysql.Connection
+) -> None:
+    run = uuid.uuid4().hex[:10]
+    kafka = stack_config.kafka_access
+    goods = {kind: make_order(run, number) for number, kind in enumerate(POISON_KINDS)}
+    poison_keys = {kind: f"sink-{run}-poison-{kind}".encode() for kind in POISON_KINDS}
+    producer = transactional_producer(kafka, f"sink-test-{run}")
+    await producer.start()
+    try:
+        for kind, good in goods.items():
+            await publish(producer, [(poison_keys[kind], poisoned(make_order(run, 900 + len(kind)), kind))])
+            await publish(producer, [(order_record_key(good), order_record_value(good))])
+    finally:
+        await producer.stop()
+
+    stopped: list[float] = []
+
+    def all_good_rows_while_tasks_run() -> bool:
+        if not connect.connector_running(stack_config, connect.SINK_CONNECTOR):
+            stopped.append(time.monotonic())
+        return rows_of_run(orders_db, run) == {o.order_id: row_of(o) for o in goods.values()}
+
+    eventually(all_good_rows_while_tasks_run, 90, "every good record behind a poison one is in mydb.orders")
+    assert not stopped, "a sink task was not RUNNING while the poison records passed"
+    dead = await dead_letters_with_keys(kafka, set(poison_keys.values()), within=60)
+    for kind, reason in POISON_KINDS.items():
+        headers = dead.get(poison_keys[kind])
+        assert headers is not None, f"{kind} is not on {DEAD_LETTER_TOPIC}"
+        message = headers.get("__connect.errors.exception.message", b"").decode()
+        assert reason in message, f"{kind}: the reason says {message!r}"
+    assert connect.connector_running(stack_config, connect.SINK_CONNECTOR)

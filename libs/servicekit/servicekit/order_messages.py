@@ -126,7 +126,7 @@ def order_from_record_value(value: bytes | None) -> Order:
                 created_at=from_epoch_ms(_int(payload["created_at"])),
             )
         )
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError, OSError) as exc:
         raise InvalidMessage(f"not an orders record: {exc}") from exc
 
 
@@ -172,7 +172,7 @@ def order_from_stock_request(value: bytes | None) -> Order:
                 created_at=created_at,
             )
         )
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError) as exc:
         raise InvalidMessage(f"not a stock request: {exc}") from exc
 
 
@@ -195,9 +195,17 @@ def _int32(value: object) -> int:
     return number
 
 
+# MariaDB DATETIME's range: an order outside it could be taken from stock but never written to mydb.orders.
+EARLIEST_CREATED_AT = dt.datetime(1000, 1, 1, tzinfo=dt.UTC)
+LATEST_CREATED_AT = dt.datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=dt.UTC)
+
+
 def _validated(order: Order) -> Order:
     if order.qty <= 0:
         raise ValueError(f"qty must be positive, got {order.qty}")
     if order.total_price != order.qty * order.unit_price:
         raise ValueError("totalPrice is not qty * unitPrice")
+    created_at = as_utc(order.created_at)  # OverflowError near year 1 or 9999 with an offset
+    if not EARLIEST_CREATED_AT <= created_at <= LATEST_CREATED_AT:
+        raise ValueError(f"createdAt must be within 1000-01-01..9999-12-31, got {iso_ms(created_at)}")
     return order

@@ -84,6 +84,10 @@ def test_the_stock_request_is_camel_case_json_keyed_by_product_and_reads_back() 
         stock_request_value(ORDER).replace(b'"qty":2', b'"qty":"2"'),
         stock_request_value(ORDER).replace(b'"totalPrice":3000', b'"totalPrice":1'),
         stock_request_value(ORDER).replace(b'"createdAt":"2026-11-23T19:12:39.123Z"', b'"createdAt":"yesterday"'),
+        # Outside DATETIME's range, or past what a datetime can hold once made UTC:
+        stock_request_value(ORDER).replace(b"2026-11-23T19:12:39.123Z", b"0001-01-01T00:00:00+05:00"),
+        stock_request_value(ORDER).replace(b"2026-11-23T19:12:39.123Z", b"9999-12-31T23:59:59-05:00"),
+        stock_request_value(ORDER).replace(b"2026-11-23T19:12:39.123Z", b"0999-12-31T23:59:59Z"),
     ],
 )
 def test_a_malformed_stock_request_is_an_invalid_message(value: bytes | None) -> None:

@@ -159,6 +159,40 @@ async def test_an_unparseable_message_goes_to_the_dead_letter_topic_and_the_cons
     assert outcomes_of(records)[order.order_id] == [OrderStatus.CONFIRMED]
 
 
+async def test_stock_requests_dated_out_of_range_go_to_the_dead_letter_topic_and_the_next_is_answered(
+    topics: CatalogSettings,
+    producer: AIOKafkaProducer,
+    start_consumer: StartConsumer,
+    new_product: NewProduct,
+    pending_order: PendingOrder,
+) -> None:
+    """Near year 1 or 9999 a date parses but cannot be made UTC or stored: poison, not a reason to retry forever."""
+    product_id = await new_product(stock=5)
+    order = pending_order(product_id, qty=1)
+    template = stock_request_value(pending_order(product_id, qty=1))
+    moment = template.split(b'"createdAt":"')[1].split(b'"')[0]
+    poison = [template.replace(moment, date) for date in (b"0001-01-01T00:00:00+05:00", b"9999-12-31T23:59:59-05:00")]
+    await start_consumer()
+    async with (
+        TopicReader(topics.kafka_access, topics.dead_letter_topic) as dead_letters,
+        TopicReader(topics.kafka_access, topics.outcome_topic) as outcomes,
+    ):
+        for value in poison:
+            await producer.send_and_wait(topics.stock_topic, value, key=product_id.encode())
+        await send_stock_request(producer, topics.stock_topic, order)
+        dead = await dead_letters.read_until(
+            lambda rs: all(any(r.value == value for r in rs) for value in poison), within=30, what="both dead letters"
+        )
+        records = await outcomes.read_until(
+            lambda rs: order.order_id in outcomes_of(rs), within=30, what="the next order's outcome"
+        )
+
+    for value in poison:
+        headers = dict(next(r for r in dead if r.value == value).headers)
+        assert b"not a stock request" in headers["error.message"]
+    assert outcomes_of(records)[order.order_id] == [OrderStatus.CONFIRMED]
+
+
 async def test_an_order_applied_before_a_crash_is_republished_with_its_recorded_outcome(
     topics: CatalogSettings,
     sessions: async_sessionmaker[AsyncSession],

@@ -1,9 +1,12 @@
 package example.kafkasync.connect;
 
+import java.time.Instant;
 import java.util.Date;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.TreeSet;
+import java.util.stream.Collectors;
 
 import org.apache.kafka.common.config.ConfigDef;
 import org.apache.kafka.connect.connector.ConnectRecord;
@@ -27,11 +30,26 @@ public class OrderRecordGuard<R extends ConnectRecord<R>> implements Transformat
     private static final Set<String> STATUSES = Set.of("PENDING", "CONFIRMED", "REJECTED");
     private static final List<String> TEXT_FIELDS = List.of("order_id", "user_id", "product_id", "status");
     private static final List<String> INT_FIELDS = List.of("qty", "unit_price", "total_price");
+    /** The contract's fields, exactly: an extra one (even the table's own {@code id}) would change the upsert. */
+    private static final Set<String> FIELDS = Set.of("order_id", "user_id", "product_id", "qty", "unit_price",
+            "total_price", "status", "created_at");
+    /** MariaDB DATETIME's range; a value outside it fails the whole batch in the database. */
+    private static final Instant EARLIEST = Instant.parse("1000-01-01T00:00:00Z");
+    private static final Instant LATEST = Instant.parse("9999-12-31T23:59:59Z");
 
     @Override
     public R apply(R record) {
         if (!(record.value() instanceof Struct value)) {
             throw new DataException("orders record without a struct value (schemas disabled or a tombstone)");
+        }
+        Set<String> names = value.schema().fields().stream().map(Field::name).collect(Collectors.toSet());
+        if (!names.equals(FIELDS)) {
+            Set<String> extra = new TreeSet<>(names);
+            extra.removeAll(FIELDS);
+            Set<String> missing = new TreeSet<>(FIELDS);
+            missing.removeAll(names);
+            throw new DataException("fields must be exactly " + new TreeSet<>(FIELDS) + "; extra " + extra
+                    + ", missing " + missing);
         }
         for (String name : TEXT_FIELDS) {
             String text = (String) valueOf(value, name, Schema.Type.STRING, null);
@@ -45,9 +63,18 @@ public class OrderRecordGuard<R extends ConnectRecord<R>> implements Transformat
                 throw new DataException(name + " must not be negative, got " + number);
             }
         }
-        valueOf(value, "created_at", Schema.Type.INT64, Timestamp.LOGICAL_NAME);
-        if ((Integer) value.get("qty") == 0) {
+        Instant createdAt = ((Date) valueOf(value, "created_at", Schema.Type.INT64, Timestamp.LOGICAL_NAME)).toInstant();
+        if (createdAt.isBefore(EARLIEST) || createdAt.isAfter(LATEST)) {
+            throw new DataException("created_at must be within 1000-01-01..9999-12-31, got " + createdAt);
+        }
+        int qty = (Integer) value.get("qty");
+        if (qty == 0) {
             throw new DataException("qty must be positive");
+        }
+        long total = (long) qty * (Integer) value.get("unit_price");
+        if (total != (Integer) value.get("total_price")) {
+            throw new DataException("total_price must be qty x unit_price = " + total + ", got "
+                    + value.get("total_price"));
         }
         if (!STATUSES.contains(value.getString("status"))) {
             throw new DataException("status must be one of " + STATUSES + ", got " + value.getString("status"));
