@@ -128,50 +128,27 @@ async def _both_assigned(consumers: list[StockRequestConsumer]) -> bool:
     return all(consumer.assignment() for consumer in consumers)
 
 
-async def test_an_unparseable_message_goes_to_the_dead_letter_topic_and_the_consumer_keeps_going(
-    topics: CatalogSettings,
-    producer: AIOKafkaProducer,
-    start_consumer: StartConsumer,
-    new_product: NewProduct,
-    pending_order: PendingOrder,
-) -> None:
-    product_id = await new_product(stock=5)
-    order = pending_order(product_id, qty=1)
-    await start_consumer()
-    async with (
-        TopicReader(topics.kafka_access, topics.dead_letter_topic) as dead_letters,
-        TopicReader(topics.kafka_access, topics.outcome_topic) as outcomes,
-    ):
-        garbage = b'{"orderId": "x", "qty": "lots"' + uuid.uuid4().hex.encode()
-        await producer.send_and_wait(topics.stock_topic, garbage, key=product_id.encode())
-        await send_stock_request(producer, topics.stock_topic, order)
-
-        dead = await dead_letters.read_until(
-            lambda rs: any(r.value == garbage for r in rs), within=30, what="the dead letter"
-        )
-        records = await outcomes.read_until(
-            lambda rs: order.order_id in outcomes_of(rs), within=30, what="the next order's outcome"
-        )
-
-    headers = dict(next(r for r in dead if r.value == garbage).headers)
-    assert b"not a stock request" in headers["error.message"]
-    assert headers["source.topic"] == topics.stock_topic.encode()
-    assert outcomes_of(records)[order.order_id] == [OrderStatus.CONFIRMED]
-
-
-async def test_stock_requests_dated_out_of_range_go_to_the_dead_letter_topic_and_the_next_is_answered(
-    topics: CatalogSettings,
-    producer: AIOKafkaProducer,
-    start_consumer: StartConsumer,
-    new_product: NewProduct,
-    pending_order: PendingOrder,
-) -> None:
-    """Near year 1 or 9999 a date parses but cannot be made UTC or stored: poison, not a reason to retry forever."""
-    product_id = await new_product(stock=5)
-    order = pending_order(product_id, qty=1)
-    template = stock_request_value(pending_order(product_id, qty=1))
+def poison_values(kind: str, template: bytes) -> list[bytes]:
+    """Stock requests catalog-service must dead-letter; `template` is a valid one to break."""
+    if kind == "unparseable":
+        return [b'{"orderId": "x", "qty": "lots"' + uuid.uuid4().hex.encode()]
+    # Near year 1 or 9999 a date parses but cannot be made UTC or stored: poison, not a reason to retry forever.
     moment = template.split(b'"createdAt":"')[1].split(b'"')[0]
-    poison = [template.replace(moment, date) for date in (b"0001-01-01T00:00:00+05:00", b"9999-12-31T23:59:59-05:00")]
+    return [template.replace(moment, date) for date in (b"0001-01-01T00:00:00+05:00", b"9999-12-31T23:59:59-05:00")]
+
+
+@pytest.mark.parametrize("kind", ["unparseable", "dated-out-of-range"])
+async def test_a_poison_stock_request_goes_to_the_dead_letter_topic_and_the_consumer_keeps_going(
+    kind: str,
+    topics: CatalogSettings,
+    producer: AIOKafkaProducer,
+    start_consumer: StartConsumer,
+    new_product: NewProduct,
+    pending_order: PendingOrder,
+) -> None:
+    product_id = await new_product(stock=5)
+    order = pending_order(product_id, qty=1)
+    poison = poison_values(kind, stock_request_value(pending_order(product_id, qty=1)))
     await start_consumer()
     async with (
         TopicReader(topics.kafka_access, topics.dead_letter_topic) as dead_letters,
@@ -180,8 +157,9 @@ async def test_stock_requests_dated_out_of_range_go_to_the_dead_letter_topic_and
         for value in poison:
             await producer.send_and_wait(topics.stock_topic, value, key=product_id.encode())
         await send_stock_request(producer, topics.stock_topic, order)
+
         dead = await dead_letters.read_until(
-            lambda rs: all(any(r.value == value for r in rs) for value in poison), within=30, what="both dead letters"
+            lambda rs: all(any(r.value == value for r in rs) for value in poison), within=30, what="the dead letters"
         )
         records = await outcomes.read_until(
             lambda rs: order.order_id in outcomes_of(rs), within=30, what="the next order's outcome"
@@ -190,6 +168,7 @@ async def test_stock_requests_dated_out_of_range_go_to_the_dead_letter_topic_and
     for value in poison:
         headers = dict(next(r for r in dead if r.value == value).headers)
         assert b"not a stock request" in headers["error.message"]
+        assert headers["source.topic"] == topics.stock_topic.encode()
     assert outcomes_of(records)[order.order_id] == [OrderStatus.CONFIRMED]
 
 
