@@ -506,6 +506,8 @@ class ClientConnection(asyncio.Protocol):
         self._draining = False
         self._reading = True
         self._write_paused = False
+        self._in_queue_loop = False
+        self._answered_inline = False
         self._url: list[bytes] = []
         self._url_size = 0
         self._headers: list[tuple[bytes, bytes]] = []
@@ -614,29 +616,45 @@ class ClientConnection(asyncio.Protocol):
         self.loop.call_later(REJECTED_CONNECTION_LINGER_SECONDS, self.transport.close)
 
     def _answer_queued(self) -> None:
-        while self._queue and not self._write_paused:
-            request = self._queue.popleft()
-            self._busy = True
-            try:
-                immediate = self.gateway.handle(request, self)
-            except Exception:
-                log.exception("unexpected error answering %s %r", request.method, request.url)
-                request.keep_alive = False
-                immediate = error_response(500, "gateway error", new_request_id(), keep_alive=False)
-            if immediate is None:
-                return  # an Exchange calls answer() later
-            if not self._write(request, immediate):
-                return
+        self._in_queue_loop = True
+        try:
+            while self._queue and not self._write_paused:
+                request = self._queue.popleft()
+                self._busy = True
+                self._answered_inline = False
+                try:
+                    immediate = self.gateway.handle(request, self)
+                except Exception:
+                    log.exception("unexpected error answering %s %r", request.method, request.url)
+                    request.keep_alive = False
+                    immediate = error_response(500, "gateway error", new_request_id(), keep_alive=False)
+                if immediate is None:
+                    if self._answered_inline and self._reading_on():
+                        continue  # an Exchange answered at once (no instance): next one, without recursing
+                    return  # an Exchange calls answer() later
+                if not self._write(request, immediate):
+                    return
+        finally:
+            self._in_queue_loop = False
         self._busy = False
         if self._rejection is not None:
             self._reject()
         elif not self._reading:
             self._resume_reading()
 
+    def _reading_on(self) -> bool:
+        """The connection still takes requests (an inline answer may have closed it)."""
+        return self.transport is not None and not self.transport.is_closing()
+
     def answer(self, request: IncomingRequest, response: bytes) -> None:
         """The answer to the request in flight; then the next queued request, if any."""
-        if self._write(request, response):
-            self._answer_queued()
+        if not self._write(request, response):
+            return
+        if self._in_queue_loop:
+            # Called from inside handle(): the loop above goes on; recursing would grow the stack per request.
+            self._answered_inline = True
+            return
+        self._answer_queued()
 
     def _write(self, request: IncomingRequest, response: bytes) -> bool:
         """Write the answer; whether the connection stays open for more."""

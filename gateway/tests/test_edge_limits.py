@@ -1,6 +1,7 @@
 """The gateway as an edge: one client cannot take its memory, its connections or its time, and one bad answer or
 registry entry cannot hang it. Raw sockets where an HTTP client would be too polite."""
 
+import re
 import socket
 import subprocess
 import time
@@ -49,6 +50,15 @@ def worker_rss_bytes(supervisor: subprocess.Popen[bytes]) -> int:
             if line.startswith("VmRSS:"):
                 total += int(line.split()[1]) * 1024
     return total
+
+
+def edge_instance(url: str, start_instances: Callable[..., list[Any]]) -> None:
+    """An EDGE instance, known to the `edge` gateway (start_instances waits for the shared gateway only)."""
+    start_instances("EDGE", 1)
+    deadline = time.monotonic() + 20
+    while httpx.get(f"{url}/gateway/health_check").json()["instances"].get("EDGE") != 1:
+        assert time.monotonic() < deadline, "the edge gateway did not see the EDGE instance"
+        time.sleep(0.05)
 
 
 def test_a_url_past_8_kib_is_414(edge: tuple[str, int, Any]) -> None:
@@ -118,7 +128,7 @@ def test_an_upstream_answer_past_the_cap_is_502(
     edge: tuple[str, int, Any], start_instances: Callable[..., list[Any]]
 ) -> None:
     url, _, _ = edge
-    start_instances("EDGE", 1)
+    edge_instance(url, start_instances)
     small = httpx.post(f"{url}/edge/echo", content=b"s" * 100, timeout=10)
     large = httpx.post(f"{url}/edge/echo", content=b"l" * (MAX_RESPONSE_BYTES * 2), timeout=10)
     assert small.status_code == 200
@@ -130,7 +140,7 @@ def test_a_client_that_pipelines_and_never_reads_is_paused_and_others_are_served
     edge: tuple[str, int, subprocess.Popen[bytes]], start_instances: Callable[..., list[Any]]
 ) -> None:
     url, port, supervisor = edge
-    start_instances("EDGE", 1)
+    edge_instance(url, start_instances)
     before = worker_rss_bytes(supervisor)
     request = b"GET /edge/pipelined HTTP/1.1\r\nHost: x\r\n\r\n"
     sent = 0
@@ -215,3 +225,21 @@ def test_unusable_instances_cost_at_most_their_deadlines(
             httpx.delete(f"{discovery_url}/apps/ELSEWHERE/{unresolvable}")
             httpx.delete(f"{discovery_url}/apps/ELSEWHERE/{mute}")
     assert max(timings) < 1.0 + 1.0 + 1.0, timings
+
+
+def test_pipelined_requests_answered_at_once_are_all_answered(gateway_url: str) -> None:
+    """2,000 pipelined requests to an app without instances: each gets its 503 in order, on one connection
+    (answers given inline once grew the stack per queued request until it overflowed)."""
+    port = int(gateway_url.rsplit(":", 1)[1])
+    count = 2000
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /nobody-home/x HTTP/1.1\r\nHost: x\r\n\r\n" * count)
+        received = b""
+        deadline = time.monotonic() + 30
+        while received.count(b"HTTP/1.1 ") < count and time.monotonic() < deadline:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            received += chunk
+    statuses = [int(status) for status in re.findall(rb"HTTP/1\.1 (\d{3}) ", received)]
+    assert statuses == [503] * count
