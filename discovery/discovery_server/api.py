@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
 from discovery_server import wire_format
 from discovery_server.config import Settings
-from discovery_server.registry import InstanceTaken, Registry, UnknownInstance
+from discovery_server.registry import InstanceTaken, Registry, RegistryFull, UnknownInstance
 
 # What a registration may be sent as (Eureka's ApplicationResource consumes JSON and XML only): a cross-site
 # `text/plain` POST from a web page, which needs no CORS preflight, is refused.
@@ -133,7 +133,7 @@ async def register(app: str, request: Request, registry: RegistryDep) -> Respons
         raise HTTPException(status_code=400, detail=f"instance app {instance.app} does not match path {app}")
     try:
         registry.register(instance)
-    except InstanceTaken as exc:
+    except (InstanceTaken, RegistryFull) as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from exc
     return Response(status_code=204)
 

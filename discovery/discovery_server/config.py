@@ -19,3 +19,6 @@ class Settings(BaseSettings):
     discovery_password: str
     # A registration larger than this is refused (413); Eureka instances are a few KiB.
     discovery_max_registration_bytes: int = 64 * 1024
+    # New instances past these are refused (409): the registry's memory and every client's copy stay bounded.
+    discovery_max_instances_per_app: int = 256
+    discovery_max_apps: int = 256

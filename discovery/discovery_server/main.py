@@ -51,7 +51,11 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="discovery-server", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
-    app.state.registry = Registry(delta_retention_secs=settings.discovery_delta_retention_seconds)
+    app.state.registry = Registry(
+        delta_retention_secs=settings.discovery_delta_retention_seconds,
+        max_instances_per_app=settings.discovery_max_instances_per_app,
+        max_apps=settings.discovery_max_apps,
+    )
     app.include_router(api.router)
     app.include_router(dashboard.router)
     app.add_middleware(TrailingSlashIgnored)

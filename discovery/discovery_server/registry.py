@@ -76,6 +76,10 @@ class InstanceTaken(Exception):
     """An instance id whose lease is alive, registered again from another address."""
 
 
+class RegistryFull(Exception):
+    """A new instance past the most one app may have, or a new app past the most apps."""
+
+
 class UnknownInstance(Exception):
     """No instance with that app name and id is registered."""
 
@@ -85,7 +89,11 @@ def _address(instance: Instance) -> tuple[str, str, int]:
 
 
 class Registry:
-    def __init__(self, delta_retention_secs: float = 180.0) -> None:
+    def __init__(
+        self, delta_retention_secs: float = 180.0, max_instances_per_app: int = 256, max_apps: int = 256
+    ) -> None:
+        self.max_instances_per_app = max_instances_per_app
+        self.max_apps = max_apps
         self._apps: dict[str, dict[str, Instance]] = {}
         self._recent_changes: deque[Change] = deque()
         self._delta_retention_millis = int(delta_retention_secs * 1000)
@@ -93,8 +101,12 @@ class Registry:
 
     def register(self, instance: Instance) -> None:
         now = now_millis()
+        if instance.app not in self._apps and len(self._apps) >= self.max_apps:
+            raise RegistryFull(f"the registry holds {self.max_apps} apps, the most it takes")
         instances = self._apps.setdefault(instance.app, {})
         previous = instances.get(instance.instance_id)
+        if previous is None and len(instances) >= self.max_instances_per_app:
+            raise RegistryFull(f"{instance.app} has {self.max_instances_per_app} instances, the most one app may have")
         if previous is not None and not previous.is_expired(now) and _address(previous) != _address(instance):
             # Else anyone could point a live instance's traffic elsewhere; the owner's heartbeats would renew it.
             raise InstanceTaken(

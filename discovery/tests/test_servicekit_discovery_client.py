@@ -65,3 +65,67 @@ async def test_client_starts_while_discovery_is_down() -> None:
     await client.start()
     await client.stop()
     assert client.instances("KIT-LONELY") == []
+
+
+async def test_refreshes_apply_deltas_and_agree_with_the_full_registry(discovery_url: str) -> None:
+    """After the first full fetch the client reads /apps/delta (registrations, cancels, status changes) and its
+    copy equals the server's; a copy that does not reconcile with the server's hashcode is fetched whole."""
+    reader = DiscoveryClient(discovery_url)
+    await reader.start()
+    first = DiscoveryClient(discovery_url, app_name="kit-delta", port=9721, renewal_interval=1)
+    second = DiscoveryClient(discovery_url, app_name="kit-delta", port=9722, renewal_interval=1)
+    await first.start()
+    await second.start()
+    try:
+        async with httpx.AsyncClient() as http:
+            override = f"{discovery_url}/apps/KIT-DELTA/{second.instance_id}/status"
+            assert (await http.put(override, params={"value": "OUT_OF_SERVICE"})).status_code == 200
+        await first.stop()
+        full_before = reader.full_fetches
+        await reader.refresh_changes()
+        assert [i.port for i in reader.instances("KIT-DELTA")] == [], "the cancelled one gone, the other not UP"
+        assert reader.delta_fetches >= 1 and reader.full_fetches == full_before, "applied as a delta"
+
+        server_view = DiscoveryClient(discovery_url)
+        await server_view.start()
+        await server_view.stop()
+        assert reader._registry == server_view._registry
+
+        # A change the client missed (here: an instance it believes in that the server never had) is noticed
+        # by the hashcode and repaired by a full fetch.
+        reader._registry = {**reader._registry, "KIT-GHOST": server_view._registry.get("KIT-DELTA", [])}
+        await reader.refresh_changes()
+        assert reader.full_fetches == full_before + 1
+        assert "KIT-GHOST" not in reader._registry
+    finally:
+        await second.stop()
+        await reader.stop()
+
+
+async def test_an_app_past_its_instance_cap_is_refused_and_its_instances_keep_renewing(discovery_url: str) -> None:
+    def body(port: int) -> dict[str, object]:
+        return {
+            "instance": {
+                "instanceId": f"cap-{port}",
+                "app": "KIT-CAP",
+                "hostName": "127.0.0.1",
+                "ipAddr": "127.0.0.1",
+                "status": "UP",
+                "port": {"$": port, "@enabled": "true"},
+                "dataCenterInfo": {"@class": "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo", "name": "MyOwn"},
+            }
+        }
+
+    ports = range(20_000, 20_256)
+    async with httpx.AsyncClient(base_url=discovery_url) as http:
+        try:
+            for port in ports:
+                assert (await http.post("/apps/KIT-CAP", json=body(port))).status_code == 204
+            refused = await http.post("/apps/KIT-CAP", json=body(20_256))
+            assert refused.status_code == 409
+            assert "the most one app may have" in refused.json()["detail"]
+            assert (await http.put("/apps/KIT-CAP/cap-20000")).status_code == 200
+            assert (await http.post("/apps/KIT-CAP", json=body(20_000))).status_code == 204, "re-registering is fine"
+        finally:
+            for port in ports:
+                await http.delete(f"/apps/KIT-CAP/cap-{port}")

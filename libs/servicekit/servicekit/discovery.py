@@ -9,6 +9,7 @@ import contextlib
 import itertools
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -37,31 +38,63 @@ class NoInstanceAvailable(Exception):
     """The registry (as last fetched) has no UP instance of that app."""
 
 
-def instances_from_registry(document: dict[str, Any]) -> dict[str, list[ServiceInstance]]:
-    """Parse Eureka's JSON `/apps` answer into instances per (upper-case) app name."""
+def _entries(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(upper-case app name, instance entry) pairs of Eureka's JSON `/apps` or `/apps/delta` answer."""
     applications = document.get("applications", {}).get("application", [])
     if isinstance(applications, dict):  # Eureka collapses one-element lists in some versions
         applications = [applications]
-    found: dict[str, list[ServiceInstance]] = {}
+    pairs = []
     for application in applications:
         entries = application.get("instance", [])
         if isinstance(entries, dict):
             entries = [entries]
         name = str(application.get("name", "")).upper()
-        parsed = []
-        for entry in entries:
-            port = entry.get("port", {})
-            parsed.append(
-                ServiceInstance(
-                    app=name,
-                    instance_id=str(entry.get("instanceId", "")),
-                    host=str(entry.get("ipAddr") or entry.get("hostName")),
-                    port=int(port.get("$", 0) if isinstance(port, dict) else port),
-                    status=str(entry.get("status", "UNKNOWN")),
-                )
-            )
-        found[name] = sorted(parsed, key=lambda instance: instance.instance_id)
-    return found
+        pairs.extend((name, entry) for entry in entries)
+    return pairs
+
+
+def _instance(app: str, entry: dict[str, Any]) -> ServiceInstance:
+    port = entry.get("port", {})
+    return ServiceInstance(
+        app=app,
+        instance_id=str(entry.get("instanceId", "")),
+        host=str(entry.get("ipAddr") or entry.get("hostName")),
+        port=int(port.get("$", 0) if isinstance(port, dict) else port),
+        status=str(entry.get("status", "UNKNOWN")),
+    )
+
+
+def instances_from_registry(document: dict[str, Any]) -> dict[str, list[ServiceInstance]]:
+    """Parse Eureka's JSON `/apps` answer into instances per (upper-case) app name."""
+    found: dict[str, list[ServiceInstance]] = {}
+    for app, entry in _entries(document):
+        found.setdefault(app, []).append(_instance(app, entry))
+    return {app: sorted(parsed, key=lambda instance: instance.instance_id) for app, parsed in found.items()}
+
+
+def apply_delta(
+    registry: dict[str, list[ServiceInstance]], document: dict[str, Any]
+) -> dict[str, list[ServiceInstance]]:
+    """The registry after Eureka's JSON `/apps/delta` answer: ADDED/MODIFIED replace, DELETED remove."""
+    by_app = {app: {i.instance_id: i for i in instances} for app, instances in registry.items()}
+    for app, entry in _entries(document):
+        instance = _instance(app, entry)
+        instances = by_app.setdefault(app, {})
+        if entry.get("actionType") == "DELETED":
+            instances.pop(instance.instance_id, None)
+        else:
+            instances[instance.instance_id] = instance
+    return {
+        app: sorted(instances.values(), key=lambda instance: instance.instance_id)
+        for app, instances in by_app.items()
+        if instances
+    }
+
+
+def apps_hashcode(registry: dict[str, list[ServiceInstance]]) -> str:
+    """Eureka's reconcile hashcode (`STATUS_count_` per status, sorted): a delta applied right gives the server's."""
+    counts = Counter(instance.status for instances in registry.values() for instance in instances)
+    return "".join(f"{status}_{count}_" for status, count in sorted(counts.items()))
 
 
 def with_credentials(url: str, user: str, password: str | None) -> str:
@@ -108,6 +141,8 @@ class DiscoveryClient:
         self._tasks: list[asyncio.Task[None]] = []
         self._registered = False
         self._last_dirty_timestamp = int(time.time() * 1000)
+        self.full_fetches = 0
+        self.delta_fetches = 0
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -151,7 +186,28 @@ class DiscoveryClient:
         assert self._http is not None, "start() first"
         response = await self._http.get(f"{self.server_url}/apps")
         response.raise_for_status()
-        registry = instances_from_registry(response.json())
+        self._replace(instances_from_registry(response.json()))
+        self.full_fetches += 1
+
+    async def refresh_changes(self) -> None:
+        """Fetch what changed lately (`/apps/delta`) and apply it, as Eureka clients do between full fetches;
+        when the result disagrees with the server's hashcode (a change aged out of its window), fetch it all."""
+        assert self._http is not None, "start() first"
+        if not self.full_fetches:
+            await self.refresh()
+            return
+        response = await self._http.get(f"{self.server_url}/apps/delta")
+        response.raise_for_status()
+        document = response.json()
+        registry = apply_delta(self._registry, document)
+        if apps_hashcode(registry) != document.get("applications", {}).get("apps__hashcode"):
+            log.info("registry delta does not reconcile with the server's hashcode; fetching it all")
+            await self.refresh()
+            return
+        self._replace(registry)
+        self.delta_fetches += 1
+
+    def _replace(self, registry: dict[str, list[ServiceInstance]]) -> None:
         self._up = {app: tuple(i for i in found if i.status == "UP") for app, found in registry.items()}
         self._registry = registry
 
@@ -245,6 +301,6 @@ class DiscoveryClient:
         while True:
             await asyncio.sleep(self.registry_refresh_interval)
             try:
-                await self.refresh()
+                await self.refresh_changes()
             except (httpx.HTTPError, ValueError) as exc:
                 log.warning("registry refresh failed (keeping the last copy): %s", exc)
