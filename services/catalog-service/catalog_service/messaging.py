@@ -4,6 +4,10 @@ Per poll: the stock requests are applied in one DB transaction (StockLedger); th
 carries the outcomes to `orders`, unparseable records to the dead-letter topic, and the consumer offsets.
 Offsets are thus committed only after the database commit; a crash in between redelivers the records and the
 ledger answers them with the recorded outcome.
+
+Errors are sorted: the database or the broker away (infrastructure) is retried without end, since every record
+would fail the same; anything else failing the same poll MAX_POLL_ATTEMPTS times in a row is narrowed down record
+by record, and the record that still fails goes to the dead-letter topic with the reason, so the partition moves on.
 """
 
 import asyncio
@@ -11,7 +15,8 @@ import contextlib
 import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import IllegalStateError
+from aiokafka.errors import IllegalStateError, KafkaError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from catalog_service.service import StockLedger
 from servicekit.kafka import KafkaAccess, committed_consumer, ensure_topics, fresh_producer
@@ -25,6 +30,15 @@ from servicekit.order_messages import (
 log = logging.getLogger(__name__)
 
 Record = ConsumerRecord[bytes, bytes]
+
+# Failures that say nothing about the records: wait for the database or the broker to come back.
+INFRASTRUCTURE_ERRORS = (OperationalError, InterfaceError, KafkaError, OSError, TimeoutError)
+# Consecutive failures of a poll for another reason before its records are tried one by one.
+MAX_POLL_ATTEMPTS = 3
+
+
+def is_infrastructure_error(exc: BaseException) -> bool:
+    return isinstance(exc, INFRASTRUCTURE_ERRORS)
 
 
 class StockRequestConsumer:
@@ -53,6 +67,7 @@ class StockRequestConsumer:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._failed_polls = 0
 
     async def start(self) -> None:
         await ensure_topics(self.kafka, [self.stock_topic, self.dead_letter_topic], self.topic_partitions)
@@ -81,16 +96,46 @@ class StockRequestConsumer:
             polled: dict[TopicPartition, list[Record]] = {}
             try:
                 polled = await self._consumer.getmany(timeout_ms=1000, max_records=self.max_records)
-                if polled:
+                if polled and self._failed_polls >= MAX_POLL_ATTEMPTS:
+                    await self._handle_one_by_one(polled)
+                elif polled:
                     await self._handle(polled)
+                self._failed_polls = 0
                 backoff = 0.2
-            except Exception:
+            except Exception as exc:
                 # Nothing is lost: offsets are committed only with the outcomes, so the records come again.
-                log.exception("stock requests not handled; they will be read again")
+                if not is_infrastructure_error(exc) and polled:
+                    self._failed_polls += 1
+                log.exception(
+                    "stock requests not handled; they will be read again",
+                    extra={"failed_polls": self._failed_polls, "infrastructure": is_infrastructure_error(exc)},
+                )
                 self._rewind(polled)
                 self._producer = await fresh_producer(self.kafka, self.transactional_id, self._producer)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    async def _handle_one_by_one(self, polled: dict[TopicPartition, list[Record]]) -> None:
+        """After repeated failures: each record on its own; one that still fails (not for infrastructure)
+        is dead-lettered with the reason, in a transaction that also moves its partition past it."""
+        for tp, records in polled.items():
+            for record in records:
+                try:
+                    await self._handle({tp: [record]})
+                except Exception as exc:
+                    if is_infrastructure_error(exc):
+                        raise
+                    log.exception("stock request failed on its own; dead-lettered", extra=_where(record))
+                    self._producer = await fresh_producer(self.kafka, self.transactional_id, self._producer)
+                    await self._dead_letter(tp, record, exc)
+
+    async def _dead_letter(self, tp: TopicPartition, record: Record, error: Exception) -> None:
+        assert self._producer is not None
+        async with self._producer.transaction():
+            await self._producer.send(
+                self.dead_letter_topic, record.value, key=record.key, headers=_error_headers(record, error)
+            )
+            await self._producer.send_offsets_to_transaction({tp: record.offset + 1}, self.group_id)
 
     async def _handle(self, polled: dict[TopicPartition, list[Record]]) -> None:
         assert self._producer is not None

@@ -126,12 +126,14 @@ StartConsumer = Callable[..., Awaitable[StockRequestConsumer]]
 async def start_consumer(
     topics: CatalogSettings, sessions: async_sessionmaker[AsyncSession]
 ) -> AsyncIterator[StartConsumer]:
-    """`await start_consumer(group=..., instance=...)`: a StockRequestConsumer on this test's topics."""
+    """`await start_consumer(group=..., instance=..., ledger=...)`: a StockRequestConsumer on this test's topics."""
     started: list[StockRequestConsumer] = []
 
-    async def start(group: str | None = None, instance: str = "1") -> StockRequestConsumer:
+    async def start(
+        group: str | None = None, instance: str = "1", ledger: StockLedger | None = None
+    ) -> StockRequestConsumer:
         consumer = StockRequestConsumer(
-            StockLedger(sessions),
+            ledger or StockLedger(sessions),
             kafka=topics.kafka_access,
             transactional_id=f"{topics.transactional_id()}-{instance}",
             group_id=group or f"{topics.consumer_group}-{uuid.uuid4().hex[:6]}",
