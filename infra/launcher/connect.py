@@ -45,12 +45,13 @@ def up(config: StackConfig) -> None:
     connect = component(config)
     if needs_start(connect, config.connect_port):
         start_worker(config)
-    register_connector(config, SINK_CONNECTOR, CONNECTOR_DIR / f"{SINK_CONNECTOR}.json")
+    # The watchdog first: a task left FAILED by an earlier run is restarted while the launcher waits for it.
     watchdog = watchdog_component()
     if needs_start(watchdog):
         step("starting connect-watchdog (restarts FAILED connectors and tasks)")
         start(watchdog, [str(VENV_PYTHON), "-m", "launcher.connect_watchdog"], config.process_env())
         done()
+    register_connector(config, SINK_CONNECTOR, CONNECTOR_DIR / f"{SINK_CONNECTOR}.json")
 
 
 def rest_auth(config: StackConfig) -> httpx.BasicAuth:

@@ -3,7 +3,8 @@
 Connect never restarts a FAILED task by itself, and the Debezium JDBC sink fails its task when the database
 disappears in the middle of a write (a dead connection at `begin` is not among the errors it retries). A restarted
 task resumes from its committed offsets and upserts, so restarting is always safe: the Strimzi operator's
-auto-restart, for a stack without an operator.
+auto-restart, for a stack without an operator. A task that keeps failing because the database refuses one of
+its records is not restarted forever: launcher.sink_recovery moves that record to orders-dlq.
 """
 
 import logging
@@ -11,6 +12,10 @@ import os
 import time
 
 import httpx
+
+from launcher.connect import SINK_CONNECTOR, rest_auth
+from launcher.environment import StackConfig
+from launcher.sink_recovery import SinkRecovery
 
 log = logging.getLogger("connect-watchdog")
 
@@ -23,34 +28,44 @@ def failed_parts(status: dict) -> list[str]:
     return parts
 
 
+def traces(status: dict) -> list[str]:
+    found = [status.get("connector", {}).get("trace", "")] + [t.get("trace", "") for t in status.get("tasks", [])]
+    return [trace for trace in found if trace]
+
+
 def first_line(status: dict) -> str:
-    traces = [status.get("connector", {}).get("trace", "")] + [t.get("trace", "") for t in status.get("tasks", [])]
-    return next((trace.splitlines()[0] for trace in traces if trace), "")
+    return next((trace.splitlines()[0] for trace in traces(status)), "")
 
 
-def check_once(http: httpx.Client) -> None:
+def check_once(http: httpx.Client, recoveries: dict[str, SinkRecovery]) -> None:
     statuses = http.get("/connectors", params={"expand": "status"}).json()
     for name, described in statuses.items():
         status = described["status"]
         failed = failed_parts(status)
-        if failed:
-            log.warning("restarting %s of %s: %s", ", ".join(failed), name, first_line(status))
-            http.post(f"/connectors/{name}/restart", params={"includeTasks": "true", "onlyFailed": "true"})
+        if not failed:
+            continue
+        recovery = recoveries.get(name)
+        if recovery is not None and recovery.task_failed("\n".join(traces(status))):
+            continue  # resumed, with the refused record moved aside
+        log.warning("restarting %s of %s: %s", ", ".join(failed), name, first_line(status))
+        http.post(f"/connectors/{name}/restart", params={"includeTasks": "true", "onlyFailed": "true"})
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll would drown the restarts
-    url = os.environ.get("CONNECT_URL", "http://127.0.0.1:8083").rstrip("/")
+    config = StackConfig.load()
     interval = float(os.environ.get("CONNECT_WATCHDOG_INTERVAL_SECONDS", "3"))
-    log.info("watching %s every %.0f s", url, interval)
-    auth = httpx.BasicAuth(os.environ.get("CONNECT_USER", "connect-admin"), os.environ.get("CONNECT_PASSWORD", ""))
-    with httpx.Client(base_url=url, timeout=5, auth=auth) as http:
+    log.info("watching %s every %.0f s", config.connect_url, interval)
+    with httpx.Client(base_url=config.connect_url, timeout=30, auth=rest_auth(config)) as http:
+        recoveries = {SINK_CONNECTOR: SinkRecovery(config, http, SINK_CONNECTOR)}
         while True:
             try:
-                check_once(http)
-            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                check_once(http, recoveries)
+            except (httpx.HTTPError, ValueError, KeyError, TimeoutError) as exc:
                 log.info("Connect not answering (%s); trying again", exc)
+            except Exception:  # a watchdog that dies watches nothing: log it and look again
+                log.exception("checking the connectors failed; trying again")
             time.sleep(interval)
 
 

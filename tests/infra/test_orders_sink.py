@@ -310,3 +310,38 @@ async def test_each_poison_record_kind_goes_to_the_dlq_with_a_reason_and_the_nex
         message = headers.get("__connect.errors.exception.message", b"").decode()
         assert reason in message, f"{kind}: the reason says {message!r}"
     assert connect.connector_running(stack_config, connect.SINK_CONNECTOR)
+
+
+async def test_a_record_the_database_refuses_goes_to_the_dlq_and_its_partition_moves_on(
+    stack_config: StackConfig, settings: ServiceSettings
+) -> None:
+    """The guard cannot know every rule of the table: here a CHECK constraint added for the test refuses one
+    product. The sink fails on that record after each restart; the watchdog moves it to orders-dlq and the
+    records behind it in the same partition land, once."""
+    run = uuid.uuid4().hex[:10]
+    refused_product = f"REFUSED-{run}"
+    before, after = make_order(run, 1), make_order(run, 2)
+    refused = Order(**{**make_order(run, 3).__dict__, "product_id": refused_product[:64]})
+    db = database(settings, stack_config.get("ORDERS_DB", "mydb"))
+    constraint = f"refuse_{run}"
+    with db.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE orders ADD CONSTRAINT {constraint} CHECK (product_id <> %s)", (refused_product,))
+    producer = transactional_producer(stack_config.kafka_access, f"sink-test-{run}")
+    await producer.start()
+    try:
+        async with producer.transaction():
+            for order in (before, refused, after):  # one partition, in this order
+                await producer.send(ORDERS_TOPIC, order_record_value(order), key=order_record_key(order), partition=0)
+        expected = {o.order_id: row_of(o) for o in (before, after)}
+        eventually(lambda: rows_of_run(db, run) == expected, 120, "the records around the refused one are written")
+        dead = await dead_letters_with_keys(stack_config.kafka_access, {order_record_key(refused)}, within=30)
+    finally:
+        await producer.stop()
+        with db.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE orders DROP CONSTRAINT {constraint}")
+    headers = dead[order_record_key(refused)]
+    assert constraint.encode() in headers["__connect.errors.exception.message"]
+    assert headers["__connect.errors.topic"] == b"orders"
+    assert duplicate_count(db, run) == 0
+    eventually(lambda: connect.connector_running(stack_config, connect.SINK_CONNECTOR), 30, "all tasks RUNNING")
+    db.close()
