@@ -1,11 +1,11 @@
-# The commands of CONTRACT.md. Everything runs natively on this machine; see README.md.
+# make up | down | status | demo | check | test | lint | lock | bench | clean. Everything runs natively here; see README.md.
 PY := .venv/bin/python
 .DEFAULT_GOAL := help
 
-.PHONY: help install up down status demo test lint bench clean
+.PHONY: help install up down status demo check test lint lock bench clean
 
 help:
-	@echo "make up | down | status | demo | test | bench | clean"
+	@echo "make up | down | status | demo | check | test | lint | lock | bench | clean"
 
 install:
 	@bash infra/install.sh
@@ -22,11 +22,20 @@ status:
 demo: up
 	@$(PY) -m demo
 
-test: install
-	@bash infra/run-tests.sh
+# No stack needed: lint, types, the lock, and the unit tests of pure logic (under a minute).
+check: install
+	@bash infra/check.sh
 
-lint:
-	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
+# make check first, then every suite against the real stack.
+test: install
+	@bash infra/check.sh && bash infra/run-tests.sh
+
+lint: install
+	@bash infra/check.sh lint
+
+# After changing constraints.txt or a pyproject.toml's dependencies.
+lock:
+	@bash infra/lock.sh
 
 bench: install
 	@bash infra/install.sh wrk nginx-light

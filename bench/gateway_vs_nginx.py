@@ -1,13 +1,13 @@
 """Gateway vs nginx in front of the same two upstream instances, measured with wrk in the same run.
 
-    .venv/bin/python bench/gateway_vs_nginx.py [--rounds 3] [--seconds 8] [--connections 32]
+    .venv/bin/python bench/gateway_vs_nginx.py [--rounds 5] [--seconds 6] [--connections 32]
 
 Starts (on free ports, 127.0.0.1 only) a discovery server, two FastAPI order-service stand-ins that register
 as ORDER-SERVICE, the gateway with the real routes (JWT checked on every request; the order route also gets a
 RequestRateLimiter by token subject set too high to trigger, so its cost is in the figure), and nginx (round robin,
 keep-alive upstream pool). Each round runs wrk against both, alternating who goes first; the table shows
 medians. wrk and nginx are Debian packages, installed with apt-get when missing and running as root.
-Target (issue 4): gateway throughput >= 0.8x nginx, added p50 latency <= 1 ms. Both proxies share the
+Target: gateway throughput >= 0.8x nginx, added p50 latency <= 1 ms. Both proxies share the
 cores with wrk and the upstreams, so other load on the machine moves the figures: compare the paired
 per-round ratio and the CPU microseconds each proxy spends per request, which move least.
 """
@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -182,7 +183,7 @@ def wait_for(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0, 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
         try:
             if httpx.get(url, headers={"Accept": "application/json"}, timeout=1).status_code == expect:
                 return
@@ -220,13 +221,13 @@ def run_wrk(
         capture_output=True,
         text=True,
     ).stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    rate = float(_wrk_field(r"Requests/sec:\s+([\d.]+)", output)[0])
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
     socket_errors = re.search(r"Socket errors:(.*)", output)
     errors = (int(non_2xx.group(1)) if non_2xx else 0) + (
         sum(int(n) for n in re.findall(r"\d+", socket_errors.group(1))) if socket_errors else 0
     )
-    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    requests = int(_wrk_field(r"(\d+) requests in", output)[0])
     proxy_cpu, upstream_cpu = cpu_seconds(proxy) - proxy_before, cpu_seconds(upstreams) - upstreams_before
     return WrkResult(
         rate,
@@ -239,8 +240,15 @@ def run_wrk(
     )
 
 
+def _wrk_field(pattern: str, output: str) -> tuple[str, ...]:
+    found = re.search(pattern, output, re.M)
+    if found is None:
+        raise RuntimeError(f"wrk's report has no {pattern!r}:\n{output}")
+    return found.groups()
+
+
 def _percentile_ms(output: str, label: str) -> float:
-    value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()  # type: ignore[union-attr]
+    value, unit = _wrk_field(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", output)
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
@@ -269,7 +277,7 @@ def main() -> None:
         upstream_ports = [free_port(), free_port()]
         registry_password = secrets.token_urlsafe(32)
         discovery_url = f"http://bench:{registry_password}@127.0.0.1:{discovery_port}/eureka"
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
 
         env = {
             **os.environ,
@@ -362,7 +370,7 @@ def wait_for_both_instances(gateway_port: int, gateway: subprocess.Popen[bytes])
 
 def report(throughput: dict[str, list[WrkResult]], single: dict[str, list[WrkResult]], connections: int) -> None:
     def median(results: list[WrkResult], field: str) -> float:
-        return statistics.median(getattr(result, field) for result in results)
+        return float(statistics.median(getattr(result, field) for result in results))
 
     print()
     print(

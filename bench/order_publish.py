@@ -1,8 +1,9 @@
 """Order publishing: one order-service instance under 64 concurrent clients, orders/s and p50/p99 latency when
-every order is published (PENDING order + stock request in a group-committed Kafka transaction), next to the
-same endpoint with publishing switched off (PUBLISH_ORDERS=false), in the same run. A third instance publishes to
-a private broker without logins or ACLs (plaintext, started and removed by this script): the cost of the stack's
-SASL/SCRAM logins and ACL checks.
+every order is published (PENDING order + stock request in a group-committed Kafka transaction), next to its
+anchor: the same endpoint with ORDER_STORE=local, the course's "before" (one insert per order into the
+instance's own database), in the same run. Also the same endpoint with publishing switched off
+(PUBLISH_ORDERS=false, the ceiling), and two instances publishing to private brokers with and without SASL/SCRAM
+logins and ACLs (started and removed by this script): the cost of the stack's security.
 
     .venv/bin/python bench/order_publish.py [--rounds 3] [--seconds 8] [--connections 64]
 
@@ -31,16 +32,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from catalog_service import service as catalog
 from catalog_service.config import CatalogSettings
 from launcher import kafka as stack_kafka
 from launcher.environment import KAFKA_LOGINS, ORDER_SERVICE_KAFKA, STACK_DIR, StackConfig, render_template
 from launcher.processes import port_open
+from order_contract.topics import ORDERS_TOPIC, STOCK_TOPIC
+from order_service.config import OrderSettings
 from servicekit.config import ServiceSettings
 from servicekit.database import make_engine, make_sessions
 from servicekit.kafka import KafkaAccess, ensure_topics
-from servicekit.order_messages import ORDERS_TOPIC, STOCK_TOPIC
 from servicekit.testing import free_port
 from servicekit.tokens import issue_token
 
@@ -75,11 +79,11 @@ class Instance:
     log_path: Path
 
 
-def start_instance(name: str, publish: bool, kafka_env: dict[str, str]) -> Instance:
+def start_instance(name: str, publish: bool, kafka_env: dict[str, str], store: str = "kafka") -> Instance:
     port = free_port()
     env = os.environ | {
         "INSTANCE_ID": name,
-        "ORDER_STORE": "kafka",
+        "ORDER_STORE": store,
         "PUBLISH_ORDERS": "true" if publish else "false",
         "DISCOVERY_REGISTER": "false",
         "PORT": str(port),
@@ -242,8 +246,8 @@ def group_commit_line(log_path: Path) -> str:
     """The publisher logs its transaction and order counts when it stops."""
     for line in reversed(log_path.read_text(errors="replace").splitlines()):
         if '"publisher stopped"' in line:
-            transactions = int(re.search(r'"transactions":(\d+)', line).group(1))  # type: ignore[union-attr]
-            orders = int(re.search(r'"orders":(\d+)', line).group(1))  # type: ignore[union-attr]
+            counts = dict(re.findall(r'"(transactions|orders)":(\d+)', line))
+            transactions, orders = int(counts.get("transactions", 0)), int(counts.get("orders", 0))
             return f"{orders} orders in {transactions} transactions ({orders / max(transactions, 1):.1f} per commit)"
     return "(publisher counts not found in the log)"
 
@@ -269,9 +273,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=64)
-    # Right after `make up` publishing runs slower for a while (measured: three back-to-back runs with a 2 s warm-up
-    # gave 0.41, 0.48, 0.53; with 20 s: 0.48, 0.54; 45 s did no better). The baseline touches neither Kafka nor
-    # Connect, so a few seconds warm it.
+    # Right after `make up` publishing runs slower for a while (bench/perf-notes.md). The baseline touches neither
+    # Kafka nor Connect, so a few seconds warm it.
     parser.add_argument("--warm-up", type=int, default=20, help="seconds of publishing load before measuring")
     args = parser.parse_args()
 
@@ -284,21 +287,35 @@ def main() -> None:
         stack_env = ORDER_SERVICE_KAFKA.env(config)
         instances = {
             "publish": start_instance(f"order-bench-{run}-publish", True, stack_env),
+            "local": start_instance(f"order-bench-{run}-local", False, stack_env, store="local"),
             "baseline": start_instance(f"order-bench-{run}-nopublish", False, stack_env),
             "sasl": start_instance(f"order-bench-{run}-sasl", True, secured_env),
             "plaintext": start_instance(f"order-bench-{run}-plaintext", True, plain_env),
         }
         try:
-            results = measure(instances, product_id, run, args)
+            results, cold = measure(instances, product_id, run, args)
         finally:
             for instance in instances.values():
                 stop_instance(instance)
             asyncio.run(remove_bench_product(product_id))
-    report(results, instances["publish"].log_path, args)
+            asyncio.run(drop_local_database(f"order-bench-{run}-local"))
+    report(results, cold, instances["publish"].log_path, args)
 
 
-def measure(instances: dict[str, Instance], product_id: str, run: str, args: argparse.Namespace) -> dict[str, Figures]:
-    """Warm every side up, then rounds that rotate which side goes first; the median of each side."""
+async def drop_local_database(instance_id: str) -> None:
+    settings = OrderSettings(instance_id=instance_id)
+    engine = create_async_engine(settings.database_url(None))
+    async with engine.begin() as connection:
+        await connection.execute(text(f"DROP DATABASE IF EXISTS `{settings.local_database()}`"))
+    await engine.dispose()
+
+
+def measure(
+    instances: dict[str, Instance], product_id: str, run: str, args: argparse.Namespace
+) -> tuple[dict[str, Figures], dict[str, Figures]]:
+    """Warm every side up (what each did then is its cold figure), then rounds that rotate which side goes first;
+    the median of each side."""
+    cold: dict[str, Figures] = {}
     results: dict[str, list[Figures]] = {side: [] for side in instances}
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script_file:
         script_file.write(WRK_SCRIPT % (bearer(f"bench-{run}"), product_id))
@@ -306,7 +323,7 @@ def measure(instances: dict[str, Instance], product_id: str, run: str, args: arg
     for side, instance in instances.items():
         wait_ready(instance, product_id, f"bench-{run}")
         warm_up = BASELINE_WARM_UP_SECONDS if side == "baseline" else args.warm_up
-        run_wrk(f"{instance.url}/bench-{run}/orders", script, args.connections, warm_up)
+        cold[side] = run_wrk(f"{instance.url}/bench-{run}/orders", script, args.connections, warm_up)
     sides = list(instances)
     for number in range(args.rounds):
         for side in sides[number % len(sides) :] + sides[: number % len(sides)]:
@@ -318,19 +335,26 @@ def measure(instances: dict[str, Instance], product_id: str, run: str, args: arg
                 flush=True,
             )
     script.unlink()
-    return {side: median_of(runs) for side, runs in results.items()}
+    return {side: median_of(runs) for side, runs in results.items()}, cold
 
 
-def report(results: dict[str, Figures], publisher_log: Path, args: argparse.Namespace) -> None:
-    published, plain = results["publish"], results["baseline"]
+def report(
+    results: dict[str, Figures], cold: dict[str, Figures], publisher_log: Path, args: argparse.Namespace
+) -> None:
+    published, plain, local = results["publish"], results["baseline"], results["local"]
     ratio = published.orders_per_second / plain.orders_per_second
+    versus_local = published.orders_per_second / local.orders_per_second
+    cold_versus_local = cold["publish"].orders_per_second / cold["local"].orders_per_second
     security_cost = 1 - results["sasl"].orders_per_second / results["plaintext"].orders_per_second
     print()
     print(f"POST /{{userId}}/orders, one instance, {args.connections} clients, {args.seconds} s x {args.rounds} rounds")
     print(f"{'':<46}{'orders/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'failed':>8}")
     for label, figures in (
         ("published to the stack (Kafka transaction)", published),
-        ("publishing off (baseline)", plain),
+        ("ORDER_STORE=local, own database (anchor)", local),
+        (f"published, first {args.warm_up} s after start (cold)", cold["publish"]),
+        (f"ORDER_STORE=local, first {args.warm_up} s (cold)", cold["local"]),
+        ("publishing off (ceiling)", plain),
         ("published to a private broker, SASL + ACLs", results["sasl"]),
         ("published to a private broker, plaintext", results["plaintext"]),
     ):
@@ -338,7 +362,8 @@ def report(results: dict[str, Figures], publisher_log: Path, args: argparse.Name
             f"{label:<46}{figures.orders_per_second:>10.0f}{figures.p50_ms:>10.2f}"
             f"{figures.p99_ms:>10.2f}{figures.failed:>8}"
         )
-    print(f"ratio published/baseline: {ratio:.2f} (target >= {TARGET_RATIO})")
+    print(f"published / local store: {versus_local:.2f}x warm, {cold_versus_local:.2f}x cold")
+    print(f"ratio published/ceiling: {ratio:.2f} (target >= {TARGET_RATIO})")
     print(f"SASL + ACL cost (private brokers): {security_cost:+.1%} (target < {TARGET_SECURITY_COST:.0%})")
     print(f"group commit: {group_commit_line(publisher_log)}")
     if ratio < TARGET_RATIO or published.failed:

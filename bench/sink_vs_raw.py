@@ -15,15 +15,11 @@ import uuid
 import pymysql
 
 from launcher.environment import StackConfig
+from order_contract.connect_record import order_record_key, order_record_value
+from order_contract.order import Order, OrderStatus
+from order_contract.timestamps import now_ms
+from order_contract.topics import ORDERS_TOPIC
 from servicekit.kafka import transactional_producer
-from servicekit.order_messages import (
-    ORDERS_TOPIC,
-    Order,
-    OrderStatus,
-    now_ms,
-    order_record_key,
-    order_record_value,
-)
 
 RAW_BATCH = 1000
 WARM_UP_RECORDS = 50_000
@@ -67,7 +63,9 @@ def connect_db(config: StackConfig) -> pymysql.Connection:
 def count_rows(db: pymysql.Connection, prefix: str) -> int:
     with db.cursor() as cursor:
         cursor.execute("SELECT COUNT(*) FROM orders WHERE order_id LIKE %s", (f"{prefix}-%",))
-        return cursor.fetchone()[0]
+        row = cursor.fetchone()
+        assert row is not None  # COUNT(*) always answers one row
+        return int(row[0])
 
 
 def delete_rows(db: pymysql.Connection, prefix: str) -> None:

@@ -6,6 +6,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 from demo.gateway_client import GatewayClient, User
 from launcher import services
@@ -52,8 +53,8 @@ async def place(gateway: GatewayClient, user: User) -> list[tuple[str, str, int,
     return placed
 
 
-async def answers_per_instance(gateway: GatewayClient, user: User, asks: int = 4) -> dict[str, list[dict]]:
-    answers: dict[str, list[dict]] = {}
+async def answers_per_instance(gateway: GatewayClient, user: User, asks: int = 4) -> dict[str, list[dict[str, Any]]]:
+    answers: dict[str, list[dict[str, Any]]] = {}
     for _ in range(asks):
         orders, instance = await gateway.orders_of(user)
         answers.setdefault(instance, orders)
@@ -117,7 +118,7 @@ async def the_fix(gateway: GatewayClient) -> bool:
     print("Every instance gives the same answer." if same else "Instances disagree!")
 
     stock_after = await gateway.stock()
-    confirmed = Counter()
+    confirmed: Counter[str] = Counter()
     for order_id, product_id, qty, _ in placed:
         if statuses[order_id] == "CONFIRMED":
             confirmed[product_id] += qty

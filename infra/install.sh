@@ -47,11 +47,14 @@ projects=()
 for dir in libs/* services/* discovery gateway infra; do
   [ -f "$dir/pyproject.toml" ] && projects+=(-e "$dir")
 done
-python_inputs=$(cat requirements-dev.txt libs/*/pyproject.toml services/*/pyproject.toml \
+python_inputs=$(cat requirements.lock libs/*/pyproject.toml services/*/pyproject.toml \
   discovery/pyproject.toml gateway/pyproject.toml infra/pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 if [ "$(cat "$STAMPS/python" 2>/dev/null)" != "$python_inputs" ]; then
   say "installing Python dependencies into .venv (log: $LOGS/install-python.log)"
-  $UV pip install --python .venv/bin/python "${projects[@]}" -r requirements-dev.txt \
+  # Every third-party package from the lock, each checked against its hashes; then the repo's own projects,
+  # editable and without resolving anything again.
+  { $UV pip install --python .venv/bin/python --require-hashes -r requirements.lock \
+      && $UV pip install --python .venv/bin/python --no-deps "${projects[@]}"; } \
     >"$LOGS/install-python.log" 2>&1 || die "Python dependencies failed to install; see $LOGS/install-python.log"
   echo "$python_inputs" >"$STAMPS/python"
 fi

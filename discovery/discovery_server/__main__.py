@@ -4,15 +4,17 @@ import uvicorn
 
 from discovery_server.config import Settings
 from discovery_server.main import create_app
+from servicekit.log_setup import configure_logging
 
 
 def main() -> None:
     settings = Settings()
+    configure_logging("discovery", f"{settings.discovery_host}:{settings.discovery_port}", settings.discovery_log_level)
     uvicorn.run(
         create_app(settings),
         host=settings.discovery_host,
         port=settings.discovery_port,
-        log_level=settings.discovery_log_level,
+        log_config=None,  # uvicorn's loggers go through the JSON handler above
         access_log=False,
         loop="uvloop",
         http="httptools",

@@ -23,7 +23,8 @@ router = APIRouter(prefix="/eureka")
 
 
 async def get_registry(request: Request) -> Registry:
-    return request.app.state.registry
+    registry: Registry = request.app.state.registry
+    return registry
 
 
 RegistryDep = Annotated[Registry, Depends(get_registry)]

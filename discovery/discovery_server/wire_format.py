@@ -257,4 +257,4 @@ def applications_xml(apps: dict[str, list[Instance]], version: int, hashcode: st
 
 
 def xml_bytes(element: ElementTree.Element) -> bytes:
-    return ElementTree.tostring(element, encoding="utf-8", xml_declaration=False)
+    return bytes(ElementTree.tostring(element, encoding="utf-8", xml_declaration=False))

@@ -8,7 +8,7 @@ import re
 import time
 from collections.abc import Iterable
 
-from servicekit.discovery import DiscoveryClient, ServiceInstance
+from servicekit.discovery import DiscoveryClient, RoundRobin, ServiceInstance
 
 log = logging.getLogger("api_gateway")
 
@@ -67,7 +67,7 @@ class LoadBalancer:
         self._allowed: dict[str, tuple[tuple[ServiceInstance, ...], tuple[ServiceInstance, ...]]] = {}
         self._eject_after = eject_after_failures
         self._ejection_seconds = ejection_seconds
-        self._turns: dict[str, int] = {}
+        self._round_robin = RoundRobin()
         self._failures: dict[str, int] = {}
         self._ejected_until: dict[str, float] = {}
 
@@ -107,9 +107,7 @@ class LoadBalancer:
             now = time.monotonic()
             healthy = tuple(i for i in instances if self._ejected_until.get(i.instance_id, 0.0) <= now)
             instances = healthy or instances
-        turn = self._turns.get(app, 0)
-        self._turns[app] = turn + 1
-        return instances[turn % len(instances)]
+        return self._round_robin.pick(app, instances)
 
     def succeeded(self, instance: ServiceInstance) -> None:
         if self._failures:

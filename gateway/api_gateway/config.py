@@ -19,8 +19,8 @@ class Settings(DiscoverySettings):
     gateway_port: int = 8000
     jwt_secret: str
     # Worker processes sharing the port through SO_REUSEPORT. 0 = half the cores (at least one): the
-    # gateway shares the machine with the services behind it, and on 2 cores one worker measured
-    # 1.03x nginx where two measured 0.5-0.75x (more context switches, less batching per wakeup).
+    # gateway shares the machine with the services behind it, and on 2 cores one worker beats two (more
+    # context switches, less batching per wakeup; bench/perf-notes.md).
     gateway_workers: int = 0
     gateway_routes: Path = Path("gateway/routes.yaml")
     gateway_max_body_bytes: int = 1024 * 1024

@@ -7,6 +7,7 @@ import ctypes
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
 import signal
 import socket
 import sys
@@ -18,6 +19,7 @@ from api_gateway.config import Settings
 from api_gateway.proxy import ClientConnection, Gateway
 from api_gateway.routes import Route, load_routes
 from api_gateway.upstream import UpstreamPool
+from servicekit import log_setup
 from servicekit.discovery import DiscoveryClient
 
 log = logging.getLogger("api_gateway")
@@ -85,15 +87,16 @@ async def serve_worker(settings: Settings, routes: list[Route], ready: multiproc
     await discovery.stop()
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+def configure_logging(level: str, role: str) -> None:
+    """JSON lines like the services'; `instance` says which process wrote the line."""
+    log_setup.configure_logging("api-gateway", f"{role}-{os.getpid()}", level)
     # One line per registry refresh is noise.
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def run_worker(settings: Settings, routes: list[Route], ready: multiprocessing.connection.Connection) -> None:
     _die_with_parent()
-    configure_logging(settings.gateway_log_level)
+    configure_logging(settings.gateway_log_level, "worker")
     try:
         uvloop.run(serve_worker(settings, routes, ready))
     except OSError as exc:
@@ -171,8 +174,8 @@ class Supervisor:
 
 
 def main() -> None:
-    settings = Settings()  # type: ignore[call-arg]  # JWT_SECRET comes from the environment
-    configure_logging(settings.gateway_log_level)
+    settings = Settings()  # JWT_SECRET comes from the environment
+    configure_logging(settings.gateway_log_level, "supervisor")
     supervisor = Supervisor(settings)
     try:
         for _ in range(settings.worker_count):

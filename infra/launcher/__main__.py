@@ -1,9 +1,11 @@
 """python -m launcher up|down|status|clean: the native stack, behind make up / down / status / clean."""
 
 import argparse
+import logging
 import shutil
 import sys
 import time
+from typing import Any
 
 from launcher import connect, kafka, mariadb, services
 from launcher.environment import REPO_ROOT, STACK_DIR, StackConfig, env_file_path, weak_secrets, weak_secrets_message
@@ -49,9 +51,10 @@ def print_urls(config: StackConfig, infra_only: bool) -> None:
     print(f"  {'Logs':<{width}}  {STACK_DIR / 'logs'}/")
 
 
-def _port_of(instance: dict) -> int | str:
+def _port_of(instance: dict[str, Any]) -> int | str:
     port = instance.get("port", "?")
-    return port.get("$", "?") if isinstance(port, dict) else port
+    found: int | str = port.get("$", "?") if isinstance(port, dict) else port
+    return found
 
 
 def down(config: StackConfig) -> None:
@@ -91,6 +94,9 @@ def main() -> int:
     commands.add_parser("status", help="one line per component")
     commands.add_parser("clean", help="down, then delete .stack/ (all data and logs)")
     args = parser.parse_args()
+    # aiokafka logs every refused connection while the broker is still starting; the launcher reports progress
+    # itself. Set here, not at import, so tests that import the launcher keep aiokafka's logs.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
     config = StackConfig.load()
     try:

@@ -27,9 +27,8 @@ CONNECTOR_ENV = ("DB_HOST", "DB_PORT", "ORDERS_DB")
 CONNECTOR_DIR = INFRA_DIR / "connect"
 SINK_CONNECTOR = "orders-sink"
 SINK_CLASS = "io.debezium.connector.jdbc.JdbcSinkConnector"
-# The worker converts and writes records in batches: a throughput collector with a fixed heap. Measured with
-# bench/sink_vs_raw.py: about 1.15x the sink's rows/s of G1 with Kafka's 20 ms pause target, which, sized for the
-# broker's latency, ran a young collection every ~150 ms here.
+# The worker converts and writes records in batches: a throughput collector with a fixed heap writes more rows/s
+# than G1 with Kafka's 20 ms pause target, which is sized for the broker's latency (bench/perf-notes.md).
 WORKER_JVM_OPTIONS = ("-Xms1g", "-Xmx1g", "-XX:+UseParallelGC")
 
 

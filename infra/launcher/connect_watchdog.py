@@ -10,17 +10,19 @@ its records is not restarted forever: launcher.sink_recovery moves that record t
 import logging
 import os
 import time
+from typing import Any
 
 import httpx
 
 from launcher.connect import SINK_CONNECTOR, rest_auth
 from launcher.environment import StackConfig
 from launcher.sink_recovery import SinkRecovery
+from servicekit.log_setup import configure_logging
 
 log = logging.getLogger("connect-watchdog")
 
 
-def failed_parts(status: dict) -> list[str]:
+def failed_parts(status: dict[str, Any]) -> list[str]:
     parts = []
     if status.get("connector", {}).get("state") == "FAILED":
         parts.append("connector")
@@ -28,12 +30,12 @@ def failed_parts(status: dict) -> list[str]:
     return parts
 
 
-def traces(status: dict) -> list[str]:
+def traces(status: dict[str, Any]) -> list[str]:
     found = [status.get("connector", {}).get("trace", "")] + [t.get("trace", "") for t in status.get("tasks", [])]
     return [trace for trace in found if trace]
 
 
-def first_line(status: dict) -> str:
+def first_line(status: dict[str, Any]) -> str:
     return next((trace.splitlines()[0] for trace in traces(status)), "")
 
 
@@ -52,7 +54,7 @@ def check_once(http: httpx.Client, recoveries: dict[str, SinkRecovery]) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging("connect-watchdog", None)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll would drown the restarts
     config = StackConfig.load()
     interval = float(os.environ.get("CONNECT_WATCHDOG_INTERVAL_SECONDS", "3"))

@@ -134,12 +134,12 @@ class StackConfig:
     def get(self, key: str, default: str = "") -> str:
         return self.values.get(key, default)
 
-    def int(self, key: str, default: int) -> int:
+    def number(self, key: str, default: int) -> int:
         return int(self.values.get(key) or default)
 
     @property
     def db_port(self) -> int:
-        return self.int("DB_PORT", 3306)
+        return self.number("DB_PORT", 3306)
 
     @property
     def kafka_port(self) -> int:

@@ -3,7 +3,6 @@
 import asyncio
 import base64
 import hashlib
-import logging
 import os
 import subprocess
 import uuid
@@ -12,6 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from launcher.environment import INFRA_DIR, KAFKA_LIB, KAFKA_LOGINS, STACK_DIR, StackConfig, render_template
 from launcher.processes import Component, StartupFailed, done, needs_start, port_open, start, step, wait_until
+from order_contract.topics import DATA_TOPICS, DEAD_LETTER_TOPICS
 from servicekit.kafka import ensure_topics
 
 KAFKA_DIR = STACK_DIR / "kafka"
@@ -20,14 +20,6 @@ LOG4J_CONFIG = INFRA_DIR / "kafka" / "log4j2.properties"
 ACL_FILE = INFRA_DIR / "kafka" / "acls.txt"
 # Written next to the data when the storage is formatted: a digest of the admin password its login was made with.
 ADMIN_LOGIN_STAMP = KAFKA_DIR / "admin-login.sha256"
-
-# Topics of the data path; the dead-letter topics exist up front so they can be watched before anything fails.
-DATA_TOPICS = ("orders", "example-catalog-topic")
-DEAD_LETTER_TOPICS = ("orders-dlq", "example-catalog-topic-dlq")
-
-
-# aiokafka logs every refused connection while the broker is still starting; the launcher reports progress itself.
-logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 def component(config: StackConfig) -> Component:
@@ -58,7 +50,7 @@ def java_command(main_class: str, *args: str, jvm_options: tuple[str, ...] = BRO
 
 def up(config: StackConfig) -> None:
     kafka = component(config)
-    controller_port = config.int("KAFKA_CONTROLLER_PORT", 9093)
+    controller_port = config.number("KAFKA_CONTROLLER_PORT", 9093)
     if needs_start(kafka, config.kafka_port, controller_port):
         render_template(
             INFRA_DIR / "kafka" / "server.properties",
@@ -148,13 +140,15 @@ async def _list_topics(config: StackConfig) -> list[str]:
     admin = admin_client(config)
     await admin.start()
     try:
-        return await admin.list_topics()
+        topics: list[str] = await admin.list_topics()
+        return topics
     finally:
         await admin.close()
 
 
 async def _create_topics(config: StackConfig) -> list[str]:
     existing = set(await _list_topics(config))
+    # The dead-letter topics exist up front so they can be watched before anything fails.
     wanted = [name for name in (*DATA_TOPICS, *DEAD_LETTER_TOPICS) if name not in existing]
-    await ensure_topics(config.kafka_access, wanted, config.int("TOPIC_PARTITIONS", 3))
+    await ensure_topics(config.kafka_access, wanted, config.number("TOPIC_PARTITIONS", 3))
     return wanted

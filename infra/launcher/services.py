@@ -2,6 +2,7 @@
 
 import subprocess
 import time
+from typing import Any
 
 import httpx
 
@@ -20,11 +21,11 @@ from launcher.processes import Component, StartupFailed, done, needs_start, star
 
 
 def discovery_port(config: StackConfig) -> int:
-    return config.int("DISCOVERY_PORT", 8761)
+    return config.number("DISCOVERY_PORT", 8761)
 
 
 def gateway_port(config: StackConfig) -> int:
-    return config.int("GATEWAY_PORT", 8000)
+    return config.number("GATEWAY_PORT", 8000)
 
 
 def eureka_url(config: StackConfig) -> str:
@@ -54,7 +55,7 @@ def service_instances(config: StackConfig) -> list[tuple[Component, str, str, di
         **ORDERS_MIGRATOR_DB.env(config, prefix="MIGRATION_DB"),
         **ORDER_SERVICE_KAFKA.env(config),
     }
-    for number in range(1, config.int("ORDER_INSTANCES", 2) + 1):
+    for number in range(1, config.number("ORDER_INSTANCES", 2) + 1):
         name = f"order-service-{number}"
         instances.append((Component(name), "order_service", "ORDER-SERVICE", {"INSTANCE_ID": name, **order_env}))
     return instances
@@ -130,7 +131,8 @@ def restart_service(config: StackConfig, name: str, **env: str) -> None:
 def _gateway_routes_to(config: StackConfig, app: str, instance_id: str) -> bool:
     """One round-robin answer from the gateway came from `instance_id` (callers poll until it does)."""
     url = f"http://127.0.0.1:{gateway_port(config)}/{app.lower()}/health_check"
-    return httpx.get(url, timeout=2).headers.get("X-Instance-Id") == instance_id
+    answered_by: str | None = httpx.get(url, timeout=2).headers.get("X-Instance-Id")
+    return answered_by == instance_id
 
 
 def _start_instance(config: StackConfig, component: Component, module: str, app: str, extra: dict[str, str]) -> None:
@@ -161,7 +163,7 @@ def _gateway_ready(config: StackConfig) -> bool:
     return response.status_code == 200
 
 
-def registered_instances(config: StackConfig, app: str) -> list[dict]:
+def registered_instances(config: StackConfig, app: str) -> list[dict[str, Any]]:
     response = httpx.get(f"{eureka_url(config)}/apps/{app}", headers={"Accept": "application/json"}, timeout=2)
     if response.status_code != 200:
         return []

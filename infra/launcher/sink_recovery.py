@@ -30,12 +30,13 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from launcher.environment import ORDERS_SINK_DB, StackConfig
-from servicekit.order_messages import InvalidMessage, order_from_record_value
-from servicekit.order_rows import OrderColumns
+from order_contract.connect_record import order_from_record_value
+from order_contract.order import InvalidMessage
+from order_contract.table import ORDERS_TABLE, OrderColumns
+from order_contract.topics import ORDERS_DEAD_LETTER_TOPIC, ORDERS_TOPIC
 
 log = logging.getLogger("connect-watchdog")
 
-DEAD_LETTER_TOPIC = "orders-dlq"
 # A task trace naming an error of the data (JDBC's classes for SQLSTATE 22xxx and 23xxx).
 REFUSED_BY_DATABASE = re.compile(r"SQLIntegrityConstraintViolationException|SQLDataException")
 # Failures of the same kind in a row before the watchdog looks for the record (a restart may fix a transient one).
@@ -50,7 +51,7 @@ class Base(DeclarativeBase):
 class SinkRow(OrderColumns, Base):
     """mydb.orders as the sink writes it (order-service's Alembic history owns the table)."""
 
-    __tablename__ = "orders"
+    __tablename__ = ORDERS_TABLE
     order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
@@ -110,7 +111,7 @@ class SinkRecovery:
                     "orders-%d offset %d refused by the database, sent to %s: %s",
                     record.partition,
                     record.offset,
-                    DEAD_LETTER_TOPIC,
+                    ORDERS_DEAD_LETTER_TOPIC,
                     record.reason,
                 )
                 self.dead_lettered.append(time.monotonic())
@@ -140,12 +141,12 @@ class SinkRecovery:
         return {
             entry["partition"]["kafka_partition"]: entry["offset"]["kafka_offset"]
             for entry in answer.get("offsets", [])
-            if entry["partition"].get("kafka_topic") == "orders"
+            if entry["partition"].get("kafka_topic") == ORDERS_TOPIC
         }
 
     @staticmethod
     def _offset_entry(partition: int, offset: int) -> dict[str, object]:
-        partition_id = {"kafka_topic": "orders", "kafka_partition": partition}
+        partition_id = {"kafka_topic": ORDERS_TOPIC, "kafka_partition": partition}
         return {"partition": partition_id, "offset": {"kafka_offset": offset}}
 
     # ---- replaying what the sink has not written ---------------------------------------------------
@@ -161,7 +162,9 @@ class SinkRecovery:
         refused: list[Refused] = []
         try:
             await consumer._client.force_metadata_update()  # it knows only subscribed topics otherwise
-            partitions = [TopicPartition("orders", p) for p in sorted(consumer.partitions_for_topic("orders") or [])]
+            partitions = [
+                TopicPartition(ORDERS_TOPIC, p) for p in sorted(consumer.partitions_for_topic(ORDERS_TOPIC) or [])
+            ]
             if not partitions:
                 raise TimeoutError("no partitions of orders in the brokers' metadata")
             consumer.assign(partitions)
@@ -230,7 +233,7 @@ class SinkRecovery:
         try:
             for record in refused:
                 headers = [
-                    ("__connect.errors.topic", b"orders"),
+                    ("__connect.errors.topic", ORDERS_TOPIC.encode()),
                     ("__connect.errors.partition", str(record.partition).encode()),
                     ("__connect.errors.offset", str(record.offset).encode()),
                     ("__connect.errors.connector.name", self.connector.encode()),
@@ -238,6 +241,6 @@ class SinkRecovery:
                     ("__connect.errors.exception.class.name", b"java.sql.SQLException"),
                     ("__connect.errors.exception.message", record.reason.encode()[:2000]),
                 ]
-                await producer.send_and_wait(DEAD_LETTER_TOPIC, record.value, key=record.key, headers=headers)
+                await producer.send_and_wait(ORDERS_DEAD_LETTER_TOPIC, record.value, key=record.key, headers=headers)
         finally:
             await producer.stop()

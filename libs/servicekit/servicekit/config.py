@@ -1,12 +1,20 @@
-"""Settings every service shares, read from the environment and the repo-root `.env` (cwd = repo root)."""
+"""Settings every service shares, read from the environment and the repo-root `.env` (cwd = repo root).
+
+Only pydantic at import time: the gateway reads DiscoverySettings without installing the db or kafka extras.
+"""
+
+from typing import TYPE_CHECKING
 
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import URL
 
 from servicekit.discovery import with_credentials
-from servicekit.kafka import KafkaAccess
 from servicekit.tokens import MIN_SECRET_BYTES
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
+    from servicekit.kafka import KafkaAccess
 
 PLACEHOLDER_SECRET = "change-me"
 
@@ -73,7 +81,9 @@ class ServiceSettings(DiscoverySettings):
     max_body_bytes: int = 16 * 1024
 
     @property
-    def kafka_access(self) -> KafkaAccess:
+    def kafka_access(self) -> "KafkaAccess":
+        from servicekit.kafka import KafkaAccess  # the kafka extra
+
         if self.kafka_username:
             return KafkaAccess(self.kafka_bootstrap_servers, self.kafka_username, self.kafka_password)
         password = self.kafka_admin_password
@@ -84,8 +94,10 @@ class ServiceSettings(DiscoverySettings):
     def _jwt_secret_is_strong(cls, value: str | None) -> str | None:
         return strong_secret(value)
 
-    def database_url(self, database: str | None, *, driver: str = "mysql+aiomysql") -> URL:
+    def database_url(self, database: str | None, *, driver: str = "mysql+aiomysql") -> "URL":
         """A SQLAlchemy URL for one database on the shared server (None = server level, no database)."""
+        from sqlalchemy.engine import URL  # the db extra
+
         return URL.create(
             driver,
             username=self.db_user,

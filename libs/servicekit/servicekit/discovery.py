@@ -6,17 +6,19 @@ background), so no request ever waits on the discovery server.
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 import httpx
 
 log = logging.getLogger("servicekit.discovery")
+
+T = TypeVar("T")
 
 DATA_CENTER_CLASS = "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo"
 
@@ -34,6 +36,36 @@ class ServiceInstance:
         return f"http://{self.host}:{self.port}"
 
 
+class InstanceSource(Protocol):
+    """What callers of other services need from a registry: the UP instances of an app (DiscoveryClient; a
+    test's fixed list)."""
+
+    def instances(self, app_name: str) -> Sequence[ServiceInstance]: ...
+
+
+class RoundRobin:
+    """Turns per app: each call starts one further along the app's candidates. The one round robin of the repo
+    (DiscoveryClient.next_instance, the gateway's balancer, order-service's catalog client)."""
+
+    def __init__(self) -> None:
+        self._turns: dict[str, int] = {}
+
+    def pick(self, app: str, candidates: Sequence[T]) -> T:
+        """The candidate whose turn it is; `candidates` must not be empty."""
+        turn = self._turns.get(app, 0)
+        self._turns[app] = turn + 1
+        return candidates[turn % len(candidates)]
+
+    def in_turn(self, app: str, candidates: Sequence[T]) -> list[T]:
+        """Every candidate, starting with the one whose turn it is (to try the next when one fails)."""
+        if not candidates:
+            return []
+        turn = self._turns.get(app, 0)
+        self._turns[app] = turn + 1
+        start = turn % len(candidates)
+        return [*candidates[start:], *candidates[:start]]
+
+
 class NoInstanceAvailable(Exception):
     """The registry (as last fetched) has no UP instance of that app."""
 
@@ -43,7 +75,7 @@ def _entries(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     applications = document.get("applications", {}).get("application", [])
     if isinstance(applications, dict):  # Eureka collapses one-element lists in some versions
         applications = [applications]
-    pairs = []
+    pairs: list[tuple[str, dict[str, Any]]] = []
     for application in applications:
         entries = application.get("instance", [])
         if isinstance(entries, dict):
@@ -136,7 +168,7 @@ class DiscoveryClient:
         self.metadata = dict(metadata or {})
         self._registry: dict[str, list[ServiceInstance]] = {}
         self._up: dict[str, tuple[ServiceInstance, ...]] = {}
-        self._counters: dict[str, itertools.count[int]] = {}
+        self._round_robin = RoundRobin()
         self._http: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._registered = False
@@ -224,8 +256,7 @@ class DiscoveryClient:
         candidates = self.instances(app_name)
         if not candidates:
             raise NoInstanceAvailable(f"no UP instance of {app_name.upper()}")
-        counter = self._counters.setdefault(app_name.upper(), itertools.count())
-        return candidates[next(counter) % len(candidates)]
+        return self._round_robin.pick(app_name.upper(), candidates)
 
     # ---- registering ----------------------------------------------------------------------------
 

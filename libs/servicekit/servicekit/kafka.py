@@ -40,7 +40,7 @@ TRANSACTION_TIMEOUT_MS = 10_000
 
 # A transaction begun right after a commit meets CONCURRENT_TRANSACTIONS until the coordinator has written the
 # markers (KAFKA-5477); aiokafka then waits a fixed 20 ms. Here markers take a few ms: retrying after 5 ms
-# doubled one producer's transactions per second (bench: 3.4k -> 7.8k orders/s in back-to-back transactions).
+# doubles one producer's transactions per second (bench/perf-notes.md).
 CONCURRENT_TRANSACTIONS_BACKOFF_SECONDS = 0.005
 
 

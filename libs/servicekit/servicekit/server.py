@@ -15,8 +15,8 @@ log = logging.getLogger(__name__)
 
 # CPython's cyclic collector runs a young collection every 700 container allocations by default. A service that
 # keeps dozens of requests in flight (order-service waiting for Kafka commits) then spends a large share of its CPU
-# re-scanning them. Measured with bench/order_publish.py on 2 cores: about 1.3x the publishing throughput, +2% on
-# the no-publish baseline. Memory stays bounded: cycles are still collected, just in larger steps.
+# re-scanning them; fewer collections raise the publishing throughput (bench/perf-notes.md). Memory stays bounded:
+# cycles are still collected, just in larger steps.
 GC_THRESHOLDS = (10_000, 50, 100)
 
 

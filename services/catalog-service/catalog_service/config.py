@@ -1,7 +1,7 @@
 """catalog-service settings: the shared ones plus its database and consumer group."""
 
+from order_contract.topics import ORDERS_TOPIC, STOCK_DEAD_LETTER_TOPIC, STOCK_TOPIC
 from servicekit.config import ServiceSettings
-from servicekit.order_messages import ORDERS_TOPIC, STOCK_DEAD_LETTER_TOPIC, STOCK_TOPIC
 
 
 class CatalogSettings(ServiceSettings):

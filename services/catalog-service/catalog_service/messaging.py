@@ -13,23 +13,21 @@ by record, and the record that still fails goes to the dead-letter topic with th
 import asyncio
 import contextlib
 import logging
+from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from catalog_service.service import StockLedger
+from order_contract.connect_record import order_record_key, order_record_value
+from order_contract.order import InvalidMessage
+from order_contract.stock_request import order_from_stock_request
 from servicekit.kafka import KafkaAccess, committed_consumer, ensure_topics, fresh_producer
-from servicekit.order_messages import (
-    InvalidMessage,
-    order_from_stock_request,
-    order_record_key,
-    order_record_value,
-)
 
 log = logging.getLogger(__name__)
 
-Record = ConsumerRecord[bytes, bytes]
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 # Failures that say nothing about the records: wait for the database or the broker to come back.
 INFRASTRUCTURE_ERRORS = (OperationalError, InterfaceError, KafkaError, OSError, TimeoutError)

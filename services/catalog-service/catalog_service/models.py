@@ -6,7 +6,7 @@ from sqlalchemy import Integer, String
 from sqlalchemy.dialects.mysql import DATETIME
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from servicekit.order_rows import OrderColumns
+from order_contract.table import OrderColumns
 
 
 class Base(DeclarativeBase):

@@ -4,7 +4,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from catalog_service.models import CatalogRow
-from servicekit.order_messages import iso_ms
+from order_contract.timestamps import iso_ms
 
 
 class CatalogOut(BaseModel):

@@ -8,8 +8,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from catalog_service.models import CatalogRow, ProcessedOrder
+from order_contract.order import Order, OrderStatus
+from order_contract.timestamps import now_ms
 from servicekit.errors import NotFound
-from servicekit.order_messages import Order, OrderStatus, now_ms
 
 log = logging.getLogger(__name__)
 

@@ -5,33 +5,33 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Path, Request, Response
 
 from order_service.schemas import OrderOut, OrderRequest
-from order_service.service import OrderDesk
+from order_service.service import OrderIntake
 from servicekit.auth import Caller, require_self
 
 router = APIRouter()
 
 
-async def get_desk(request: Request) -> OrderDesk:
-    desk: OrderDesk = request.app.state.desk
-    return desk
+async def get_intake(request: Request) -> OrderIntake:
+    intake: OrderIntake = request.app.state.intake
+    return intake
 
 
-DeskDep = Annotated[OrderDesk, Depends(get_desk)]
+IntakeDep = Annotated[OrderIntake, Depends(get_intake)]
 UserId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
 
 
 @router.post("/{user_id}/orders", status_code=201, response_model=OrderOut)
 async def create_order(
-    user_id: UserId, body: OrderRequest, desk: DeskDep, caller: Caller, idempotency_key: IdempotencyKey = None
+    user_id: UserId, body: OrderRequest, intake: IntakeDep, caller: Caller, idempotency_key: IdempotencyKey = None
 ) -> OrderOut:
     require_self(caller, user_id)
-    order = await desk.place(user_id, body, idempotency_key)
+    order = await intake.place(user_id, body, idempotency_key)
     return OrderOut.of(order)
 
 
 @router.get("/{user_id}/orders", response_model=list[OrderOut])
-async def list_orders(user_id: UserId, desk: DeskDep, caller: Caller, response: Response) -> list[OrderOut]:
+async def list_orders(user_id: UserId, intake: IntakeDep, caller: Caller, response: Response) -> list[OrderOut]:
     require_self(caller, user_id)
     response.headers["Cache-Control"] = "no-store"
-    return [OrderOut.of(order) for order in await desk.orders_of(user_id)]
+    return [OrderOut.of(order) for order in await intake.orders_of(user_id)]

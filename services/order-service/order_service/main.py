@@ -1,4 +1,4 @@
-"""The order-service app: routes, and what lives as long as the process (DB engine, publisher, catalog client)."""
+"""The order-service app: routes, and what lives as long as the process (DB engine, order sink, catalog client)."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -7,11 +7,13 @@ from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from order_service import api
 from order_service.config import OrderSettings
-from order_service.messaging import DiscardingPublisher, OrderPublisher, Publisher
-from order_service.service import OrderDesk, ProductCatalog
+from order_service.messaging import OrderPublisher
+from order_service.service import CatalogClient, OrderIntake
+from order_service.sinks import DiscardingSink, LocalOrderStore, OrderSink
 from servicekit.auth import install_token_check
 from servicekit.database import make_engine, make_sessions, run_migrations
 from servicekit.web import install_edge
@@ -23,9 +25,6 @@ ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
 def create_app(settings: OrderSettings) -> FastAPI:
     """`app.state.discovery` is set by servicekit.server.serve (or by a test) before the app starts."""
 
-    def catalog_urls() -> list[str]:
-        return [instance.base_url for instance in app.state.discovery.instances("CATALOG-SERVICE")]
-
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         local = settings.order_store == "local"
@@ -35,26 +34,16 @@ def create_app(settings: OrderSettings) -> FastAPI:
         await asyncio.to_thread(run_migrations, ALEMBIC_INI, database, migrating_as)
         engine = make_engine(settings, database)
         http = httpx.AsyncClient(timeout=settings.catalog_timeout_seconds)
-        publisher: Publisher | None = None
-        if not local and not settings.publish_orders:
-            publisher = DiscardingPublisher()
-        elif not local:
-            publisher = OrderPublisher(
-                settings.kafka_access,
-                settings.transactional_id(),
-                lanes=settings.publish_lanes,
-                max_batch=settings.max_orders_per_transaction,
-                commit_timeout=settings.publish_timeout_seconds,
-            )
-            await publisher.start()
-        app.state.publisher = publisher
-        catalog = ProductCatalog(catalog_urls, http, known_ttl=settings.catalog_cache_seconds)
-        app.state.desk = OrderDesk(make_sessions(engine), catalog, publisher)
+        sessions = make_sessions(engine)
+        sink = order_sink(settings, sessions)
+        await sink.start()
+        app.state.sink = sink
+        catalog = CatalogClient(app.state.discovery, http, known_ttl=settings.catalog_cache_seconds)
+        app.state.intake = OrderIntake(sessions, catalog, sink)
         try:
             yield
         finally:
-            if publisher is not None:
-                await publisher.stop()
+            await sink.stop()
             await http.aclose()
             await engine.dispose()
 
@@ -63,3 +52,18 @@ def create_app(settings: OrderSettings) -> FastAPI:
     install_token_check(app, settings.jwt_secret)
     app.include_router(api.router)
     return app
+
+
+def order_sink(settings: OrderSettings, sessions: async_sessionmaker[AsyncSession]) -> OrderSink:
+    """ORDER_STORE and PUBLISH_ORDERS pick where accepted orders go (sinks.py)."""
+    if settings.order_store == "local":
+        return LocalOrderStore(sessions)
+    if not settings.publish_orders:
+        return DiscardingSink()
+    return OrderPublisher(
+        settings.kafka_access,
+        settings.transactional_id(),
+        lanes=settings.publish_lanes,
+        max_batch=settings.max_orders_per_transaction,
+        commit_timeout=settings.publish_timeout_seconds,
+    )

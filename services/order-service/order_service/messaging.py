@@ -1,62 +1,36 @@
 """Publishing orders: the PENDING order and its stock request in one Kafka transaction, commits shared.
 
-One publisher task per instance drains every queued order into the next transaction (group commit): while a
-transaction commits, new orders queue up and ride the next one, so a commit is paid per batch, not per request.
+Each of the instance's lanes (one transactional producer each) drains every queued order into its next
+transaction (group commit): while one lane commits, new orders queue up and the next free lane sends them, so a
+commit is paid per batch, not per request.
 """
 
 import asyncio
 import contextlib
 import logging
 from collections import deque
-from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 
+from order_contract.connect_record import order_record_key, order_record_value
+from order_contract.order import Order
+from order_contract.stock_request import stock_request_key, stock_request_value
+from order_contract.topics import ORDERS_TOPIC, STOCK_TOPIC
 from servicekit.kafka import KafkaAccess, fresh_producer
-from servicekit.order_messages import (
-    ORDERS_TOPIC,
-    STOCK_TOPIC,
-    Order,
-    order_record_key,
-    order_record_value,
-    stock_request_key,
-    stock_request_value,
-)
 
 log = logging.getLogger(__name__)
 
 
 class PublishFailed(Exception):
-    """The transaction carrying the order was aborted or did not commit in time."""
+    """The order did not reach its sink: the transaction carrying it was aborted or did not commit in time."""
 
 
 _Pending = tuple[Order, asyncio.Future[None]]
 
 
-class Publisher(Protocol):
-    async def start(self) -> None: ...
-    async def stop(self) -> None: ...
-    async def publish(self, order: Order) -> None: ...
-
-
-class DiscardingPublisher:
-    """PUBLISH_ORDERS=false, for the benchmark's baseline: the same endpoint, nothing sent anywhere."""
-
-    committed_transactions = 0
-    committed_orders = 0
-
-    async def start(self) -> None:
-        log.warning("PUBLISH_ORDERS=false: orders are answered but not published (benchmark baseline)")
-
-    async def stop(self) -> None:
-        pass
-
-    async def publish(self, order: Order) -> None:
-        pass
-
-
 class OrderPublisher:
-    """Group commit over `lanes` transactional producers: while one lane commits, the next collects and sends.
+    """The OrderSink of ORDER_STORE=kafka (sinks.py). Group commit over `lanes` transactional producers: while one
+    lane commits, the next collects and sends.
 
     Each lane has a stable transactional id (`<transactional_id>:<lane>`), so a restarted instance fences every
     transaction its predecessor left open.

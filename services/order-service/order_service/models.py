@@ -1,10 +1,11 @@
-"""The shared `orders` table (mydb.orders): written by the Kafka Connect sink, read here."""
+"""The `orders` table: mydb.orders, written by the Kafka Connect sink (ORDER_STORE=kafka), or the instance's own
+database, written by LocalOrderStore (ORDER_STORE=local). Read here either way."""
 
 from sqlalchemy import BigInteger, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from servicekit.order_messages import Order
-from servicekit.order_rows import OrderColumns
+from order_contract.order import Order
+from order_contract.table import OrderColumns
 
 
 class Base(DeclarativeBase):

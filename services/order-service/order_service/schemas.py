@@ -5,7 +5,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from servicekit.order_messages import Order, iso_ms
+from order_contract.order import Order, plain_values
 
 # Bounds keep total_price inside the int32 the orders schema declares.
 MAX_QTY = 1_000
@@ -37,13 +37,4 @@ class OrderOut(BaseModel):
 
     @classmethod
     def of(cls, order: Order) -> "OrderOut":
-        return cls(
-            order_id=order.order_id,
-            user_id=order.user_id,
-            product_id=order.product_id,
-            qty=order.qty,
-            unit_price=order.unit_price,
-            total_price=order.total_price,
-            status=order.status.value,
-            created_at=iso_ms(order.created_at),
-        )
+        return cls(**plain_values(order))

@@ -1,25 +1,29 @@
-"""Placing and listing orders. Raises domain errors; api.py is the only place that knows HTTP."""
+"""Placing and listing orders, and the catalog-service client they check products with. Raises domain errors;
+api.py turns them into HTTP answers."""
 
 import asyncio
-import itertools
 import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
 from urllib.parse import quote
 
 import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from order_service.messaging import Publisher, PublishFailed
+from order_contract.order import Order, OrderStatus
+from order_contract.timestamps import now_ms
+from order_service.messaging import PublishFailed
 from order_service.models import OrderRow
 from order_service.schemas import OrderRequest
+from order_service.sinks import OrderSink
+from servicekit.discovery import InstanceSource, RoundRobin
 from servicekit.errors import Conflict, InvalidInput, Unavailable
-from servicekit.order_messages import Order, OrderStatus, now_ms
 
 log = logging.getLogger(__name__)
+
+CATALOG_APP = "CATALOG-SERVICE"
 
 
 class UnknownProduct(InvalidInput):
@@ -47,7 +51,7 @@ def idempotent_order_id(user_id: str, idempotency_key: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"order:{user_id}:{idempotency_key}"))
 
 
-class ProductCatalog:
+class CatalogClient:
     """Does a product exist? Asks catalog-service (round robin, short timeout) and caches the answer briefly."""
 
     MAX_CACHED = 10_000
@@ -55,19 +59,19 @@ class ProductCatalog:
 
     def __init__(
         self,
-        catalog_urls: Callable[[], list[str]],
+        registry: InstanceSource,
         http: httpx.AsyncClient,
         *,
         known_ttl: float = 10.0,
         unknown_ttl: float = 1.0,
     ) -> None:
-        self._catalog_urls = catalog_urls
+        self._registry = registry
+        self._round_robin = RoundRobin()
         self._http = http
         self._known_ttl = known_ttl
         self._unknown_ttl = unknown_ttl
         self._answers: dict[str, tuple[bool, float]] = {}
         self._lookups: dict[str, asyncio.Future[bool]] = {}
-        self._turn = itertools.count()
 
     async def require(self, product_id: str) -> None:
         cached = self._answers.get(product_id)
@@ -102,14 +106,13 @@ class ProductCatalog:
         return exists
 
     async def _ask(self, product_id: str) -> bool:
-        urls = self._catalog_urls()
-        if not urls:
+        instances = self._round_robin.in_turn(CATALOG_APP, self._registry.instances(CATALOG_APP))
+        if not instances:
             raise CatalogUnavailable("no instance registered")
-        start = next(self._turn)
         failure = "no answer"
         # Try up to three instances, starting at the next in turn, before giving up.
-        for attempt in range(min(3, len(urls))):
-            base_url = urls[(start + attempt) % len(urls)]
+        for instance in instances[:3]:
+            base_url = instance.base_url
             try:
                 response = await self._http.get(f"{base_url}/catalogs/{quote(product_id, safe='')}")
             except httpx.HTTPError as exc:
@@ -123,21 +126,22 @@ class ProductCatalog:
         raise CatalogUnavailable(failure)
 
 
-class OrderDesk:
-    """Takes orders. With a publisher (ORDER_STORE=kafka) orders go to Kafka and are read back from the shared
-    table the sink fills; without one (ORDER_STORE=local) they are written to this instance's own database."""
+class OrderIntake:
+    """Takes orders: checks the product, hands the PENDING order to the sink (sinks.py), answers retries with the
+    same order. Orders are read back from `sessions`: the shared table the JDBC sink fills (ORDER_STORE=kafka),
+    or this instance's own database (ORDER_STORE=local)."""
 
     RECENT_KEYED_ORDERS = 10_000
 
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        catalog: ProductCatalog,
-        publisher: Publisher | None,
+        catalog: CatalogClient,
+        sink: OrderSink,
     ) -> None:
         self._sessions = sessions
         self._catalog = catalog
-        self._publisher = publisher
+        self._sink = sink
         # Keyed orders this instance answered lately: retries get the same answer before the sink has run.
         self._recent: OrderedDict[str, Order] = OrderedDict()
         self._in_flight: dict[str, asyncio.Future[Order]] = {}
@@ -186,13 +190,8 @@ class OrderDesk:
             status=OrderStatus.PENDING,
             created_at=now_ms(),
         )
-        if self._publisher is None:
-            async with self._sessions.begin() as session:
-                session.add(OrderRow.from_order(order))
-            log.info("order stored locally", extra={"order_id": order_id})
-            return order
         try:
-            await self._publisher.publish(order)
+            await self._sink.publish(order)
         except PublishFailed as exc:
             log.warning("order not published", extra={"order_id": order_id, "reason": str(exc)})
             raise OrderNotAccepted(str(exc)) from exc

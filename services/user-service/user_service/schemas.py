@@ -1,4 +1,4 @@
-"""Request and response bodies of the user-service API (camelCase on the wire, as in the contract)."""
+"""Request and response bodies of the user-service API (camelCase on the wire, like the order and catalog APIs)."""
 
 from datetime import datetime
 

@@ -27,7 +27,8 @@ class ThrottlePolicy:
     longest_lock: timedelta
 
     def lock_for(self, lockouts: int) -> timedelta:
-        return min(self.first_lock * 2 ** (lockouts - 1), self.longest_lock)
+        longer: timedelta = self.first_lock * 2 ** (lockouts - 1)
+        return min(longer, self.longest_lock)
 
 
 def account_key(email: str) -> str:

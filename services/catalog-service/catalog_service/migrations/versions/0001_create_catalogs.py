@@ -1,4 +1,4 @@
-"""Create the catalog (seeded with the contract's three products) and the processed-orders ledger.
+"""Create the catalog (seeded with the course's three products, CATALOG-001..003) and the processed-orders ledger.
 
 Revision ID: 0001
 Revises:

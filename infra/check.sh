@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# make check (and the first step of make test): what needs no stack. `check.sh lint` stops after the types.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+VENV=.venv/bin
+
+echo "==> ruff"
+$VENV/ruff check . && $VENV/ruff format --check . || exit 1
+
+echo "==> mypy (strict, pydantic plugin)"
+# The packages in one run; each tests folder on its own (several are a package named `tests`).
+packages=(-p servicekit -p order_contract -p order_service -p catalog_service -p user_service -p discovery_server
+  -p api_gateway -p launcher -p demo)
+$VENV/mypy "${packages[@]}" && $VENV/mypy bench || { echo "ERROR: mypy found errors (above)"; exit 1; }
+for tests in libs/*/tests services/*/tests discovery/tests gateway/tests tests; do
+  $VENV/mypy "$tests" || { echo "ERROR: mypy found errors in $tests (above)"; exit 1; }
+done
+[ "${1:-}" = lint ] && exit 0
+
+echo "==> requirements.lock matches constraints.txt and the pyproject files"
+fresh=$(mktemp)
+trap 'rm -f "$fresh"' EXIT
+if bash infra/lock.sh "$fresh" 2>/dev/null; then
+  cmp -s "$fresh" requirements.lock || { echo "ERROR: requirements.lock is behind: run make lock"; exit 1; }
+else
+  echo "    (skipped: the package index cannot be reached)"
+fi
+
+echo "==> unit tests (pure logic, no stack)"
+$VENV/python -m pytest -q -m unit

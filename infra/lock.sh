@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# make lock: compile requirements.in (every project of the repo and the dev tools) with constraints.txt into
+# requirements.lock: every package .venv holds, transitive ones included, each with its hashes. The repo's own
+# projects are left out (make up installs them editable). Run it after changing constraints.txt or a
+# pyproject.toml's dependencies; `make check` fails while the lock is behind.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-requirements.lock}
+own=()
+for project in libs/*/pyproject.toml services/*/pyproject.toml discovery/pyproject.toml gateway/pyproject.toml \
+  infra/pyproject.toml; do
+  own+=(--no-emit-package "$(sed -n 's/^name = "\(.*\)"$/\1/p' "$project")")
+done
+uv pip compile -q --python-version 3.11 --generate-hashes --no-header "${own[@]}" \
+  requirements.in -c constraints.txt -o "$out"

@@ -1,0 +1,13 @@
+"""The topics of the order flow (the launcher, compose and the connector config create and name these)."""
+
+# order-service -> JDBC sink -> mydb.orders (Kafka Connect JSON; key = order id)
+ORDERS_TOPIC = "orders"
+# records the sink cannot write, with Connect's __connect.errors.* headers
+ORDERS_DEAD_LETTER_TOPIC = "orders-dlq"
+# order-service -> catalog-service: take stock for a PENDING order (plain JSON; key = product id)
+STOCK_TOPIC = "example-catalog-topic"
+# stock requests catalog-service cannot read, with an error.message header
+STOCK_DEAD_LETTER_TOPIC = "example-catalog-topic-dlq"
+
+DATA_TOPICS = (ORDERS_TOPIC, STOCK_TOPIC)
+DEAD_LETTER_TOPICS = (ORDERS_DEAD_LETTER_TOPIC, STOCK_DEAD_LETTER_TOPIC)
