@@ -1,4 +1,5 @@
-"""A client of the services' HTTP API (README, "A curl walkthrough"), through the gateway only: what a user's curl calls do, in Python."""
+"""A client of the services' HTTP API (README, "A curl walkthrough"), through the gateway only:
+what a user's curl calls do, in Python."""
 
 import uuid
 from dataclasses import dataclass

@@ -1,14 +1,20 @@
 """Eureka's REST API as real clients use it: register, renew, cancel, overrides, full and delta fetch."""
 
 import uuid
+from typing import Any
 from xml.etree import ElementTree
 
 import httpx
 
+from servicekit.testing import eventually_blocking
+
 JSON = {"Accept": "application/json"}
 
+# {"instance": {...}}: what a Eureka client posts to register.
+Registration = dict[str, dict[str, Any]]
 
-def registration(app: str, instance_id: str, port: int, duration: int = 90) -> dict[str, object]:
+
+def registration(app: str, instance_id: str, port: int, duration: int = 90) -> Registration:
     return {
         "instance": {
             "instanceId": instance_id,
@@ -59,7 +65,8 @@ def test_full_registry_is_xml_by_default_with_hashcode_and_version(discovery_url
     app = next(a for a in root.findall("application") if a.findtext("name") == "XML-APP")
     port = app.find("instance/port")
     assert port is not None and port.text == "9124" and port.get("enabled") == "true"
-    assert app.find("instance/dataCenterInfo").get("class")  # type: ignore[union-attr]
+    data_center = app.find("instance/dataCenterInfo")
+    assert data_center is not None and data_center.get("class")
 
 
 def test_heartbeat_of_unknown_instance_is_404_and_known_is_200(discovery_url: str) -> None:
@@ -96,12 +103,14 @@ def test_status_override_hides_instance_from_up_and_delete_restores_it(discovery
     assert httpx.get(url, headers=JSON).json()["instance"]["status"] == "UP"
 
 
-def test_silent_instance_expires_after_its_lease(discovery_url: str, eventually) -> None:
+def test_silent_instance_expires_after_its_lease(discovery_url: str) -> None:
     instance_id = register(discovery_url, "SILENT-APP", duration=1)
     url = f"{discovery_url}/apps/SILENT-APP/{instance_id}"
     assert httpx.get(url, headers=JSON).status_code == 200
 
-    eventually("silent instance evicted", lambda: httpx.get(url, headers=JSON).status_code == 404)
+    eventually_blocking(
+        lambda: httpx.get(url, headers=JSON).status_code == 404, within=15, what="silent instance evicted"
+    )
 
 
 def test_dashboard_lists_registered_instances(discovery_url: str) -> None:

@@ -8,20 +8,22 @@ from pathlib import Path
 
 import httpx
 
+from servicekit.testing import eventually_blocking
+
 JSON = {"Accept": "application/json"}
 PROBE = Path(__file__).with_name("py_eureka_probe.py")
 
 
-def test_py_eureka_client_registers_and_discovers_through_delta(
-    discovery_url: str,
-    port: int,
-    eventually,
-) -> None:
+def test_py_eureka_client_registers_and_discovers_through_delta(discovery_url: str, port: int) -> None:
     env = {**os.environ, "EUREKA_URL": discovery_url, "PROBE_PORT": str(port), "TARGET_APP": "PROBE-TARGET"}
     probe = subprocess.Popen([sys.executable, str(PROBE)], env=env, stdout=subprocess.PIPE, text=True)
     try:
         probe_url = f"{discovery_url}/apps/PY-EUREKA-PROBE"
-        eventually("py-eureka-client registered", lambda: httpx.get(probe_url, headers=JSON).status_code == 200)
+        eventually_blocking(
+            lambda: httpx.get(probe_url, headers=JSON).status_code == 200,
+            within=15,
+            what="py-eureka-client registered",
+        )
         registered = httpx.get(probe_url, headers=JSON).json()["application"]["instance"][0]
         assert registered["port"]["$"] == port and registered["status"] == "UP"
 

@@ -2,11 +2,12 @@
 
 import json
 import uuid
+from typing import Any
 
 import httpx
 import pytest
 
-from .test_eureka_api import registration
+from .test_eureka_api import Registration, registration
 
 JSON = {"Accept": "application/json"}
 
@@ -16,11 +17,11 @@ def anonymous(discovery_url: str) -> str:
     return str(httpx.URL(discovery_url).copy_with(username=None, password=None))
 
 
-def listed(discovery_url: str, app: str) -> list[dict[str, object]]:
+def listed(discovery_url: str, app: str) -> list[dict[str, Any]]:
     response = httpx.get(f"{discovery_url}/apps/{app}", headers=JSON)
     if response.status_code == 404:
         return []
-    instances = response.json()["application"]["instance"]
+    instances: list[dict[str, Any]] | dict[str, Any] = response.json()["application"]["instance"]
     return instances if isinstance(instances, list) else [instances]
 
 
@@ -79,7 +80,7 @@ def test_a_live_instance_id_cannot_be_taken_over_from_another_address(
 ) -> None:
     app, instance_id = registered
     hijack = registration(app, instance_id, 9300)
-    hijack["instance"]["ipAddr"] = hijack["instance"]["hostName"] = "198.51.100.66"  # type: ignore[index]
+    hijack["instance"]["ipAddr"] = hijack["instance"]["hostName"] = "198.51.100.66"
 
     taken = httpx.post(f"{discovery_url}/apps/{app}", json=hijack)
     owner_again = httpx.post(f"{discovery_url}/apps/{app}", json=registration(app, instance_id, 9300))
@@ -88,9 +89,9 @@ def test_a_live_instance_id_cannot_be_taken_over_from_another_address(
     assert [i["ipAddr"] for i in listed(discovery_url, app)] == ["127.0.0.1"]
 
 
-def _with(change: dict[str, object]) -> dict[str, object]:
+def _with(change: dict[str, object]) -> Registration:
     body = registration("SHAPE-GUARD", f"shape-{uuid.uuid4().hex[:8]}", 9400)
-    body["instance"].update(change)  # type: ignore[attr-defined]
+    body["instance"].update(change)
     return body
 
 
@@ -105,13 +106,11 @@ def _with(change: dict[str, object]) -> dict[str, object]:
         pytest.param(_with({"metadata": {"blob": "x" * (70 * 1024)}}), 413, id="body-too-large"),
     ],
 )
-def test_malformed_or_oversized_registrations_are_refused(
-    discovery_url: str, body: dict[str, object], status: int
-) -> None:
+def test_malformed_or_oversized_registrations_are_refused(discovery_url: str, body: Registration, status: int) -> None:
     response = httpx.post(f"{discovery_url}/apps/SHAPE-GUARD", json=body)
 
     assert response.status_code == status, response.text
-    assert body["instance"]["instanceId"] not in {i["instanceId"] for i in listed(discovery_url, "SHAPE-GUARD")}  # type: ignore[index]
+    assert body["instance"]["instanceId"] not in {i["instanceId"] for i in listed(discovery_url, "SHAPE-GUARD")}
 
 
 def test_deeply_nested_json_is_400_not_500(discovery_url: str) -> None:
@@ -127,9 +126,9 @@ def test_leases_are_capped_at_five_minutes(discovery_url: str) -> None:
 
     assert httpx.post(f"{discovery_url}/apps/SHAPE-GUARD", json=body).status_code == 204
 
-    instance_id = body["instance"]["instanceId"]  # type: ignore[index]
+    instance_id = body["instance"]["instanceId"]
     found = next(i for i in listed(discovery_url, "SHAPE-GUARD") if i["instanceId"] == instance_id)
-    assert found["leaseInfo"]["durationInSecs"] == 300  # type: ignore[index]
+    assert found["leaseInfo"]["durationInSecs"] == 300
 
 
 def test_the_dashboard_links_only_web_urls(discovery_url: str) -> None:
@@ -139,4 +138,4 @@ def test_the_dashboard_links_only_web_urls(discovery_url: str) -> None:
     page = httpx.get(str(httpx.URL(discovery_url).copy_with(path="/"))).text
 
     assert "javascript:" not in page
-    assert body["instance"]["instanceId"] in page  # type: ignore[index]
+    assert body["instance"]["instanceId"] in page

@@ -1,11 +1,10 @@
 """servicekit's DiscoveryClient, the one our services use, against the real server."""
 
-import asyncio
-
 import httpx
 import pytest
 
 from servicekit.discovery import DiscoveryClient, NoInstanceAvailable
+from servicekit.testing import eventually
 
 JSON = {"Accept": "application/json"}
 
@@ -30,10 +29,11 @@ async def test_heartbeat_registers_again_after_the_server_forgot(discovery_url: 
         async with httpx.AsyncClient() as http:
             url = f"{discovery_url}/apps/KIT-FORGOTTEN/{client.instance_id}"
             assert (await http.delete(url)).status_code == 200
-            for _ in range(200):  # up to ~10 s, checked every 50 ms
-                if (await http.get(url, headers=JSON)).status_code == 200:
-                    break
-                await asyncio.sleep(0.05)
+
+            async def registered() -> bool:
+                return (await http.get(url, headers=JSON)).status_code == 200
+
+            await eventually(registered, within=10, what="the instance registered again by its heartbeat")
             assert (await http.get(url, headers=JSON)).status_code == 200
     finally:
         await client.stop()
@@ -60,6 +60,7 @@ async def test_next_instance_goes_round_robin_over_up_instances(discovery_url: s
             await server.stop()
 
 
+@pytest.mark.unit
 async def test_client_starts_while_discovery_is_down() -> None:
     client = DiscoveryClient("http://127.0.0.1:9/eureka", app_name="kit-lonely", port=9721)
     await client.start()

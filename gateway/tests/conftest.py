@@ -1,10 +1,10 @@
 """Gateway tests run real processes on free ports: discovery, the gateway, and echo instances that
 register themselves. Each scenario gets its own app name, so scenarios never share instances."""
 
+import functools
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,8 +14,10 @@ import httpx
 import pytest
 import yaml
 
-from servicekit.testing import free_port, stop_process
+from servicekit.testing import eventually_blocking, free_port, start_server, stop_process
 from servicekit.tokens import issue_token
+
+from .health_check import known_instances
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ECHO_INSTANCE = Path(__file__).with_name("echo_instance.py")
@@ -39,33 +41,8 @@ LIMITED_FILTER = "RequestRateLimiter=0.2, 3, address"
 MAX_BODY_BYTES = 64 * 1024
 
 
-def eventually(description: str, check: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Poll with a deadline instead of sleeping a guess."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"not true within {timeout} s: {description}")
-
-
 def start_and_wait(args: list[str], env: dict[str, str], ready_url: str) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(args, cwd=REPO_ROOT, env={**os.environ, **env})
-
-    def answers() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError(f"{args} exited with {process.returncode}")
-        return httpx.get(ready_url, headers={"Accept": "application/json"}, timeout=1).status_code == 200
-
-    try:
-        eventually(f"{ready_url} answers", answers)
-    except BaseException:
-        stop_process(process)
-        raise
-    return process
+    return start_server(args, ready_url=ready_url, env=env, cwd=REPO_ROOT)
 
 
 @pytest.fixture(scope="session")
@@ -170,10 +147,6 @@ class EchoInstance:
         return f"127.0.0.1:{self.app.lower()}:{self.port}"
 
 
-def known_to_gateway(gateway_url: str, app: str) -> int:
-    return httpx.get(f"{gateway_url}/gateway/health_check").json()["instances"].get(app, 0)
-
-
 StartInstances = Callable[..., list[EchoInstance]]
 
 
@@ -187,7 +160,7 @@ class Fleet:
 
     def start(self, app: str, count: int, **env: str) -> list[EchoInstance]:
         """`count` instances of `app`, up and known to the gateway when this returns."""
-        expected = known_to_gateway(self.gateway_url, app) + count
+        expected = known_instances(self.gateway_url, app) + count
         batch = []
         for _ in range(count):
             port = free_port()
@@ -198,7 +171,11 @@ class Fleet:
             )
             batch.append(EchoInstance(app, port, process))
         self.started.extend(batch)
-        eventually(f"gateway sees {expected} {app}", lambda: known_to_gateway(self.gateway_url, app) == expected)
+        eventually_blocking(
+            lambda: known_instances(self.gateway_url, app) == expected,
+            within=20,
+            what=f"gateway sees {expected} {app}",
+        )
         return batch
 
     def stop_all(self) -> None:
@@ -208,7 +185,10 @@ class Fleet:
         for instance in self.started:
             stop_process(instance.process)
         for app in {instance.app for instance in self.started}:
-            eventually(f"{app} gone from the gateway", lambda app=app: known_to_gateway(self.gateway_url, app) == 0)
+            eventually_blocking(functools.partial(self.gone, app), within=20, what=f"{app} gone from the gateway")
+
+    def gone(self, app: str) -> bool:
+        return known_instances(self.gateway_url, app) == 0
 
 
 @pytest.fixture
@@ -231,12 +211,6 @@ def start_module_instances(discovery_url: str, gateway_url: str) -> Iterator[Sta
 def token_for() -> Callable[..., str]:
     """`token_for(user_id, *roles)`: the header value of a valid token for that user."""
     return lambda user_id, *roles: f"Bearer {issue_token(user_id, JWT_SECRET, 600, roles)}"
-
-
-@pytest.fixture(name="eventually")
-def eventually_fixture() -> Callable[..., None]:
-    """`eventually("what", lambda: check())` for tests: poll with a deadline."""
-    return eventually
 
 
 @pytest.fixture

@@ -10,8 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from api_gateway.balancer import is_valid_address
+from servicekit.testing import eventually_blocking
+
+from .health_check import known_instances
 
 # The `edge` gateway's limits (conftest.py).
 HEAD_TIMEOUT_SECONDS = 1.0
@@ -55,10 +59,9 @@ def worker_rss_bytes(supervisor: subprocess.Popen[bytes]) -> int:
 def edge_instance(url: str, start_instances: Callable[..., list[Any]]) -> None:
     """An EDGE instance, known to the `edge` gateway (start_instances waits for the shared gateway only)."""
     start_instances("EDGE", 1)
-    deadline = time.monotonic() + 20
-    while httpx.get(f"{url}/gateway/health_check").json()["instances"].get("EDGE") != 1:
-        assert time.monotonic() < deadline, "the edge gateway did not see the EDGE instance"
-        time.sleep(0.05)
+    eventually_blocking(
+        lambda: known_instances(url, "EDGE") == 1, within=20, what="the edge gateway sees the EDGE instance"
+    )
 
 
 def test_a_url_past_8_kib_is_414(edge: tuple[str, int, Any]) -> None:
@@ -118,10 +121,7 @@ def test_connections_past_the_cap_are_refused_and_others_still_served(edge: tupl
     def served() -> bool:
         return httpx.get(f"{url}/gateway/health_check", timeout=2).status_code == 200
 
-    deadline = time.monotonic() + 10
-    while not served():
-        assert time.monotonic() < deadline, "not served again after the held connections closed"
-        time.sleep(0.1)
+    eventually_blocking(served, within=10, what="served again after the held connections closed")
 
 
 def test_an_upstream_answer_past_the_cap_is_502(
@@ -186,6 +186,7 @@ def test_a_rate_limited_route_answers_429_with_retry_after_past_its_burst(
     assert "too many requests" in answers[3].json()["detail"]
 
 
+@pytest.mark.unit
 def test_malformed_registry_addresses_are_never_routed_to() -> None:
     assert is_valid_address("127.0.0.1", 8080)
     assert is_valid_address("order-service-1", 8080)
@@ -210,10 +211,9 @@ def test_unusable_instances_cost_at_most_their_deadlines(
         unresolvable = register_at(discovery_url, "ELSEWHERE", "no-such-host.invalid", 8080)
         mute = register_at(discovery_url, "ELSEWHERE", "127.0.0.1", silent.getsockname()[1])
         try:
-            deadline = time.monotonic() + 20
-            while httpx.get(f"{url}/gateway/health_check").json()["instances"].get("ELSEWHERE") != 3:
-                assert time.monotonic() < deadline, "the gateway did not see all three instances"
-                time.sleep(0.1)
+            eventually_blocking(
+                lambda: known_instances(url, "ELSEWHERE") == 3, within=20, what="the gateway sees all three instances"
+            )
             timings = []
             for _ in range(6):
                 started = time.monotonic()

@@ -2,13 +2,14 @@
 
 import itertools
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from servicekit.discovery import DiscoveryClient
+from servicekit.discovery import DiscoveryClient, ServiceInstance
+from servicekit.testing import eventually
 
 
 def test_round_robin_spreads_evenly_over_two_instances(
@@ -70,7 +71,7 @@ def test_incoming_request_id_is_passed_on_and_returned(gateway_url: str) -> None
 @pytest.mark.usefixtures("echo")
 def test_chunked_request_body_is_forwarded_whole(gateway_url: str) -> None:
 
-    def chunks():
+    def chunks() -> Iterator[bytes]:
         yield b'{"part": 1, '
         yield b'"more": "yes"}'
 
@@ -128,8 +129,14 @@ def test_health_check_names_the_gateway(gateway_url: str) -> None:
 async def test_gateway_registers_itself_in_discovery(gateway_url: str, discovery_url: str) -> None:
     reader = DiscoveryClient(discovery_url)
     await reader.start()
+
+    async def registered() -> list[ServiceInstance]:
+        await reader.refresh()
+        return reader.instances("GATEWAY")
+
     try:
-        [gateway] = reader.instances("GATEWAY")
+        # It registers once it serves: a gateway started just before this test may not have yet.
+        [gateway] = await eventually(registered, within=20, what="the gateway registered in discovery")
     finally:
         await reader.stop()
     assert gateway.base_url == gateway_url

@@ -5,13 +5,14 @@ from typing import Any
 
 import httpx
 
+from servicekit.testing import eventually_blocking
+
 
 def test_an_instance_outside_the_allow_list_gets_no_traffic(
     gateway_url: str,
     discovery_url: str,
     register_at: Callable[..., str],
     start_instances: Callable[..., list[Any]],
-    eventually: Callable[..., None],
 ) -> None:
     (local,) = start_instances("ELSEWHERE", 1)
     (decoy,) = start_instances("HEADERS", 1)
@@ -21,10 +22,10 @@ def test_an_instance_outside_the_allow_list_gets_no_traffic(
     try:
 
         def refused() -> bool:
-            health = httpx.get(f"{gateway_url}/gateway/health_check").json()
+            health: dict[str, dict[str, int]] = httpx.get(f"{gateway_url}/gateway/health_check").json()
             return health["notAllowed"].get("ELSEWHERE") == 1
 
-        eventually("the gateway sees the outsider and refuses it", refused)
+        eventually_blocking(refused, within=20, what="the gateway sees the outsider and refuses it")
         answers = [httpx.get(f"{gateway_url}/elsewhere/orders", timeout=10) for _ in range(10)]
     finally:
         httpx.delete(f"{discovery_url}/apps/ELSEWHERE/{outsider}")

@@ -6,13 +6,14 @@ from collections.abc import Callable
 
 import httpx
 
+from servicekit.testing import eventually_blocking
+
 JSON = {"Accept": "application/json"}
 
 
 def test_workers_share_the_port_and_the_gateway_leaves_discovery_on_sigterm(
     discovery_url: str,
     start_gateway: Callable[..., tuple[str, subprocess.Popen[bytes]]],
-    eventually: Callable[..., None],
 ) -> None:
     url, process = start_gateway(workers=2)
     instance_id = f"127.0.0.1:gateway:{url.rsplit(':', 1)[1]}"
@@ -23,7 +24,9 @@ def test_workers_share_the_port_and_the_gateway_leaves_discovery_on_sigterm(
         if len(pids) == 2:
             break
     assert len(pids) == 2
-    eventually("gateway registered", lambda: httpx.get(registered, headers=JSON).status_code == 200)
+    eventually_blocking(
+        lambda: httpx.get(registered, headers=JSON).status_code == 200, within=20, what="gateway registered"
+    )
 
     process.terminate()
     assert process.wait(timeout=15) == 0
@@ -39,7 +42,6 @@ def test_workers_share_the_port_and_the_gateway_leaves_discovery_on_sigterm(
 
 def test_idle_client_connections_are_closed(
     start_gateway: Callable[..., tuple[str, subprocess.Popen[bytes]]],
-    eventually: Callable[..., None],
 ) -> None:
     url, _ = start_gateway(workers=1, GATEWAY_CLIENT_IDLE_SECONDS="0.5")
     host, port = url.removeprefix("http://").split(":")
@@ -54,4 +56,4 @@ def test_idle_client_connections_are_closed(
             except TimeoutError:
                 return False
 
-        eventually("idle connection closed", closed_by_gateway)
+        eventually_blocking(closed_by_gateway, within=20, what="idle connection closed")

@@ -21,13 +21,17 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
+from order_contract.order import ORDER_FIELDS
+from order_contract.table import ORDERS_TABLE
+from order_contract.topics import DATA_TOPICS, DEAD_LETTER_TOPICS, ORDERS_DEAD_LETTER_TOPIC, ORDERS_TOPIC
+
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"
 
 # CONTRACT.md, "Ports (native defaults)": the same ports on the host, loopback only.
 CONTRACT_PORTS = {"gateway": 8000, "discovery": 8761, "kafka": 9092, "connect": 8083, "mariadb": 3306}
-TOPICS = ("orders", "example-catalog-topic", "orders-dlq", "example-catalog-topic-dlq")
+TOPICS = (*DATA_TOPICS, *DEAD_LETTER_TOPICS)
 LOOPBACK = re.compile(r"\b(127\.0\.0\.1|localhost)\b")
 PYTHON_MODULE_CMD = re.compile(r'^CMD \["python", "-m", "(?P<package>\w+)"\]$', re.MULTILINE)
 
@@ -96,7 +100,9 @@ def dockerfile_of(service: dict[str, Any]) -> Path | None:
         return None
     if isinstance(build, str):
         return REPO / build / "Dockerfile"
-    return REPO / build.get("context", ".") / build.get("dockerfile", "Dockerfile")
+    context: str = build.get("context", ".")
+    dockerfile: str = build.get("dockerfile", "Dockerfile")
+    return REPO / context / dockerfile
 
 
 def dockerfile_instructions(dockerfile: Path) -> list[tuple[str, str]]:
@@ -185,6 +191,7 @@ def service_ids(services: dict[str, dict[str, Any]]) -> list[str]:
 # ---------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_every_service_has_an_image_or_a_build_whose_context_and_dockerfile_exist(
     services: dict[str, dict[str, Any]],
 ) -> None:
@@ -195,6 +202,7 @@ def test_every_service_has_an_image_or_a_build_whose_context_and_dockerfile_exis
             assert dockerfile.is_file(), f"{name}: {dockerfile} is missing"
 
 
+@pytest.mark.unit
 def test_every_file_a_dockerfile_copies_from_the_context_exists(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
         dockerfile = dockerfile_of(service)
@@ -211,6 +219,7 @@ def test_every_file_a_dockerfile_copies_from_the_context_exists(services: dict[s
                 assert (context / source).exists(), f"{name}: {dockerfile.name} copies missing {source}"
 
 
+@pytest.mark.unit
 def test_every_python_image_runs_a_package_of_its_project(services: dict[str, dict[str, Any]]) -> None:
     found = {service.name: service for service in python_services(services)}
     assert {"gateway", "discovery", "user-service", "catalog-service", "order-service-1"} <= found.keys()
@@ -218,6 +227,7 @@ def test_every_python_image_runs_a_package_of_its_project(services: dict[str, di
         assert (service.project / service.package / "__main__.py").is_file(), service
 
 
+@pytest.mark.unit
 def test_published_ports_are_the_contract_ports_on_loopback(services: dict[str, dict[str, Any]]) -> None:
     published = {}
     for name, service in services.items():
@@ -228,6 +238,7 @@ def test_published_ports_are_the_contract_ports_on_loopback(services: dict[str, 
     assert {name: ports[0] for name, ports in published.items()} == CONTRACT_PORTS
 
 
+@pytest.mark.unit
 def test_depends_on_targets_exist_and_have_what_their_condition_waits_for(
     services: dict[str, dict[str, Any]],
 ) -> None:
@@ -243,6 +254,7 @@ def test_depends_on_targets_exist_and_have_what_their_condition_waits_for(
                 assert services[target].get("restart", "no") == "no", f"{target} must be one-shot"
 
 
+@pytest.mark.unit
 def test_long_running_services_have_healthchecks(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
         if service.get("restart", "no") != "no" or name in ("mariadb", "kafka"):
@@ -252,10 +264,12 @@ def test_long_running_services_have_healthchecks(services: dict[str, dict[str, A
 PYTHON_SERVICES = ["user-service", "catalog-service", "order-service-1", "order-service-2", "gateway", "discovery"]
 
 
+@pytest.mark.unit
 def test_every_python_service_has_its_settings_checked(services: dict[str, dict[str, Any]]) -> None:
     assert sorted(service_ids(services)) == sorted(PYTHON_SERVICES)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("service_name", PYTHON_SERVICES)
 def test_settings_load_from_the_container_environment_alone_without_loopback_addresses(
     services: dict[str, dict[str, Any]], service_name: str, monkeypatch: pytest.MonkeyPatch
@@ -271,13 +285,14 @@ def test_settings_load_from_the_container_environment_alone_without_loopback_add
         monkeypatch.setenv(name, value)
     for settings_class in classes:
         try:
-            settings = settings_class(_env_file=None)  # type: ignore[call-arg]
+            settings = settings_class(_env_file=None)
         except Exception as exc:
             pytest.fail(f"{service_name}: {settings_class.__name__} does not load from its environment: {exc}")
         for field, value in settings.model_dump().items():
             assert not LOOPBACK.search(str(value)), f"{service_name}: {field}={value} is loopback in a container"
 
 
+@pytest.mark.unit
 def test_services_bind_and_register_their_own_hostname(services: dict[str, dict[str, Any]]) -> None:
     """What a service registers in discovery (HOST) must resolve, from the other containers, to that service."""
     for service in python_services(services):
@@ -286,6 +301,7 @@ def test_services_bind_and_register_their_own_hostname(services: dict[str, dict[
             assert services[service.name].get("hostname") == environment["HOST"], service.name
 
 
+@pytest.mark.unit
 def test_order_service_runs_two_replicas_with_distinct_instance_ids(services: dict[str, dict[str, Any]]) -> None:
     replicas = [
         service_environment(service)["INSTANCE_ID"]
@@ -296,6 +312,7 @@ def test_order_service_runs_two_replicas_with_distinct_instance_ids(services: di
     assert len(set(replicas)) == 2
 
 
+@pytest.mark.unit
 def test_one_shot_services_create_the_contract_topics_and_register_the_sink(
     services: dict[str, dict[str, Any]],
 ) -> None:
@@ -307,6 +324,7 @@ def test_one_shot_services_create_the_contract_topics_and_register_the_sink(
     assert "@/opt/connect/orders-sink.json" in scripts
 
 
+@pytest.mark.unit
 def test_the_connector_config_the_connect_image_ships_exists_and_names_the_sink() -> None:
     dockerfile = REPO / "infra/connect/Dockerfile"
     copied = [
@@ -317,9 +335,19 @@ def test_the_connector_config_the_connect_image_ships_exists_and_names_the_sink(
     assert copied == [["infra/connect/orders-sink.json", "/opt/connect/orders-sink.json"]]
     connector = json.loads((REPO / "infra/connect/orders-sink.json").read_text())
     assert connector["connector.class"] == "io.debezium.connector.jdbc.JdbcSinkConnector"
-    assert connector["topics"] == "orders"
 
 
+@pytest.mark.unit
+def test_the_connector_config_follows_the_order_contract() -> None:
+    """The JSON file cannot import the contract's constants; this keeps them equal."""
+    connector = json.loads((REPO / "infra/connect/orders-sink.json").read_text())
+    assert connector["topics"] == ORDERS_TOPIC
+    assert connector["errors.deadletterqueue.topic.name"] == ORDERS_DEAD_LETTER_TOPIC
+    assert connector["collection.name.format"] == ORDERS_TABLE
+    assert connector["primary.key.fields"] == "order_id" and "order_id" in ORDER_FIELDS
+
+
+@pytest.mark.unit
 def test_the_connect_worker_resolves_every_env_reference_of_the_connector(
     services: dict[str, dict[str, Any]],
 ) -> None:

@@ -5,14 +5,13 @@ import subprocess
 import sys
 
 import httpx
-import pymysql
 import pytest
 
 from demo.gateway_client import GatewayClient, User
 from launcher import services
 from launcher.environment import REPO_ROOT, StackConfig
-from tests.conftest import eventually
-from tests.e2e.conftest import SEED_PRICE, settled
+from servicekit.testing import DictConnection, eventually
+from tests.e2e.orders_table import SEED_PRICE, settled
 
 pytestmark = pytest.mark.stack
 
@@ -73,11 +72,11 @@ async def test_service_ports_answer_401_without_a_token(gateway: GatewayClient, 
 
 
 async def test_a_users_page_shows_their_orders_read_with_their_own_token(
-    gateway: GatewayClient, orders_db: pymysql.Connection
+    gateway: GatewayClient, orders_db: DictConnection
 ) -> None:
     user = await gateway.sign_up("Shopper")
     placed = await gateway.place_order(user, "CATALOG-002", 1, SEED_PRICE["CATALOG-002"])
-    eventually(lambda: settled(orders_db, [placed.order_id]), timeout=30, what="the order settled in mydb.orders")
+    await eventually(lambda: settled(orders_db, [placed.order_id]), within=30, what="the order settled in mydb.orders")
 
     page = await gateway.http.get(f"/user-service/users/{user.user_id}", headers=user.auth)
 

@@ -3,12 +3,11 @@
 import asyncio
 import uuid
 
-import pymysql
 import pytest
 
 from demo.gateway_client import GatewayClient
-from tests.conftest import eventually
-from tests.e2e.conftest import SEED_PRICE, SEED_STOCK, settled, stock_drift
+from servicekit.testing import DictConnection, eventually
+from tests.e2e.orders_table import SEED_PRICE, SEED_STOCK, settled, stock_drift
 
 pytestmark = pytest.mark.stack
 
@@ -16,7 +15,7 @@ PRODUCTS = list(SEED_STOCK)
 
 
 async def test_concurrent_orders_reach_one_table_through_several_instances_and_every_instance_agrees(
-    gateway: GatewayClient, orders_db: pymysql.Connection
+    gateway: GatewayClient, orders_db: DictConnection
 ) -> None:
     users = await asyncio.gather(*(gateway.sign_up(f"Buyer {n}") for n in range(4)))
     stock_before = await gateway.stock()
@@ -32,7 +31,7 @@ async def test_concurrent_orders_reach_one_table_through_several_instances_and_e
     assert {p.order["status"] for p in placed} == {"PENDING"}
     assert len({p.instance_id for p in placed}) >= 2, "round robin spreads orders over the instances"
     order_ids = [p.order_id for p in placed]
-    rows = eventually(lambda: settled(orders_db, order_ids), 60, "one settled row per accepted order")
+    rows = await eventually(lambda: settled(orders_db, order_ids), within=60, what="one settled row per accepted order")
     assert {r["status"] for r in rows.values()} <= {"CONFIRMED", "REJECTED"}
 
     for user in users:
@@ -51,7 +50,7 @@ async def test_concurrent_orders_reach_one_table_through_several_instances_and_e
 
 
 async def test_order_larger_than_the_stock_is_rejected_and_leaves_the_stock_alone(
-    gateway: GatewayClient, orders_db: pymysql.Connection
+    gateway: GatewayClient, orders_db: DictConnection
 ) -> None:
     user = await gateway.sign_up("Big Spender")
     product = "CATALOG-003"
@@ -59,13 +58,13 @@ async def test_order_larger_than_the_stock_is_rejected_and_leaves_the_stock_alon
 
     placed = await gateway.place_order(user, product, before + 1, SEED_PRICE[product])
 
-    rows = eventually(lambda: settled(orders_db, [placed.order_id]), 60, "the order settles")
+    rows = await eventually(lambda: settled(orders_db, [placed.order_id]), within=60, what="the order settles")
     assert rows[placed.order_id]["status"] == "REJECTED"
     assert (await gateway.stock())[product] == before
 
 
 async def test_client_retrying_with_one_idempotency_key_gets_one_order_and_one_decrement(
-    gateway: GatewayClient, orders_db: pymysql.Connection
+    gateway: GatewayClient, orders_db: DictConnection
 ) -> None:
     user = await gateway.sign_up("Retrying Client")
     key = uuid.uuid4().hex
@@ -73,7 +72,7 @@ async def test_client_retrying_with_one_idempotency_key_gets_one_order_and_one_d
     before = (await gateway.stock())[product]
 
     first = await gateway.place_order(user, product, 1, SEED_PRICE[product], idempotency_key=key)
-    rows = eventually(lambda: settled(orders_db, [first.order_id]), 60, "the order settles")
+    rows = await eventually(lambda: settled(orders_db, [first.order_id]), within=60, what="the order settles")
     retries = [await gateway.place_order(user, product, 1, SEED_PRICE[product], idempotency_key=key) for _ in range(4)]
 
     assert {r.order_id for r in retries} == {first.order_id}

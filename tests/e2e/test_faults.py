@@ -2,18 +2,17 @@
 
 import asyncio
 import uuid
+from typing import Any
 
 import httpx
-import pymysql
 import pytest
 
 from demo.gateway_client import GatewayClient, User
 from launcher import connect, services
 from launcher.environment import StackConfig
 from launcher.processes import Component, kill, stop
-from servicekit.testing import wait_until
-from tests.conftest import eventually
-from tests.e2e.conftest import settled, stock_drift
+from servicekit.testing import DictConnection, eventually
+from tests.e2e.orders_table import settled, stock_drift
 
 pytestmark = pytest.mark.stack
 
@@ -29,12 +28,11 @@ class Progress:
         self.accepted.append(order_id)
         self._changed.set()
 
-    async def reached(self, count: int, flow: asyncio.Future) -> None:
+    async def reached(self, count: int, flow: asyncio.Future[list[None]]) -> None:
         while len(self.accepted) < count and not flow.done():
             self._changed.clear()
-            await asyncio.wait(
-                [asyncio.ensure_future(self._changed.wait()), flow], timeout=60, return_when=asyncio.FIRST_COMPLETED
-            )
+            either: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._changed.wait()), flow]
+            await asyncio.wait(either, timeout=60, return_when=asyncio.FIRST_COMPLETED)
 
 
 async def place_until(
@@ -63,7 +61,7 @@ async def place_until(
 
 
 async def test_kill_order_instance_restart_connect_and_catalog_while_orders_flow_loses_and_duplicates_nothing(
-    gateway: GatewayClient, orders_db: pymysql.Connection, stack_config: StackConfig, fresh_products: dict[str, int]
+    gateway: GatewayClient, orders_db: DictConnection, stack_config: StackConfig, fresh_products: dict[str, int]
 ) -> None:
     users = await asyncio.gather(*(gateway.sign_up(f"Steady Buyer {n}") for n in range(3)))
     progress, faults_done = Progress(), asyncio.Event()
@@ -96,7 +94,9 @@ async def test_kill_order_instance_restart_connect_and_catalog_while_orders_flow
 
     accepted = progress.accepted
     assert len(accepted) == len(set(accepted)) >= 60
-    rows = eventually(lambda: settled(orders_db, accepted), 120, "every accepted order has one settled row")
+    rows = await eventually(
+        lambda: settled(orders_db, accepted), within=120, what="every accepted order has one settled row"
+    )
     assert {row["status"] for row in rows.values()} == {"CONFIRMED"}, "5,000 in stock: every order fits"
 
     async def stock_once_catalog_answers() -> dict[str, int] | None:
@@ -105,6 +105,6 @@ async def test_kill_order_instance_restart_connect_and_catalog_while_orders_flow
         except httpx.HTTPStatusError:  # 503 until the gateway's registry copy has the restarted instance
             return None
 
-    stock = await wait_until(stock_once_catalog_answers, within=30, what="catalog-service answering again")
+    stock = await eventually(stock_once_catalog_answers, within=30, what="catalog-service answering again")
     drift = stock_drift(orders_db, fresh_products, stock)
     assert set(drift.values()) == {0}, f"stock moved by exactly the confirmed quantities: {drift}"

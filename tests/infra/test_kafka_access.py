@@ -15,8 +15,8 @@ from aiokafka.errors import (
 )
 
 from launcher.environment import CATALOG_SERVICE_KAFKA, CONNECT_KAFKA, ORDER_SERVICE_KAFKA, KafkaLogin, StackConfig
+from order_contract.topics import ORDERS_TOPIC, STOCK_TOPIC
 from servicekit.kafka import KafkaAccess, transactional_producer
-from servicekit.order_messages import ORDERS_TOPIC, STOCK_TOPIC
 
 pytestmark = pytest.mark.stack
 

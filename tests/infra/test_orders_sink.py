@@ -4,27 +4,22 @@ import asyncio
 import random
 import time
 import uuid
+from typing import Any
 
 import orjson
-import pymysql
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from launcher import connect, mariadb
 from launcher.environment import StackConfig
 from launcher.processes import kill, stop
+from order_contract.connect_record import order_record_key, order_record_value
+from order_contract.order import Order, OrderStatus
+from order_contract.timestamps import as_utc, now_ms
+from order_contract.topics import ORDERS_TOPIC
 from servicekit.config import ServiceSettings
 from servicekit.kafka import KafkaAccess, transactional_producer
-from servicekit.order_messages import (
-    ORDERS_TOPIC,
-    Order,
-    OrderStatus,
-    as_utc,
-    now_ms,
-    order_record_key,
-    order_record_value,
-)
-from tests.conftest import database, eventually
+from servicekit.testing import DictConnection, database, eventually
 
 pytestmark = pytest.mark.stack
 
@@ -52,7 +47,7 @@ async def publish(producer: AIOKafkaProducer, records: list[tuple[bytes, bytes]]
             await producer.send(ORDERS_TOPIC, key=key, value=value)
 
 
-def rows_of_run(db: pymysql.Connection, run: str) -> dict[str, dict]:
+def rows_of_run(db: DictConnection, run: str) -> dict[str, dict[str, Any]]:
     with db.cursor() as cursor:
         cursor.execute(
             "SELECT order_id, user_id, product_id, qty, unit_price, total_price, status, created_at FROM orders"
@@ -62,21 +57,24 @@ def rows_of_run(db: pymysql.Connection, run: str) -> dict[str, dict]:
         return {row["order_id"]: row for row in cursor.fetchall()}
 
 
-def row_of(order: Order) -> dict:
+def row_of(order: Order) -> dict[str, Any]:
     """The row the sink should write: the record's payload, created_at as a UTC DATETIME(3)."""
-    payload = orjson.loads(order_record_value(order))["payload"]
+    payload: dict[str, Any] = orjson.loads(order_record_value(order))["payload"]
     payload["created_at"] = as_utc(order.created_at).replace(tzinfo=None)
     return payload
 
 
-def duplicate_count(db: pymysql.Connection, run: str) -> int:
+def duplicate_count(db: DictConnection, run: str) -> int:
     with db.cursor() as cursor:
         cursor.execute(
             "SELECT COUNT(*) AS n FROM (SELECT order_id FROM orders WHERE order_id LIKE %s"
             " GROUP BY order_id HAVING COUNT(*) > 1) AS twice",
             (f"sink-{run}-%",),
         )
-        return cursor.fetchone()["n"]
+        counted = cursor.fetchone()
+    assert counted is not None
+    n: int = counted["n"]
+    return n
 
 
 async def dead_letters_with_keys(kafka: KafkaAccess, keys: set[bytes], within: float) -> dict[bytes, dict[str, bytes]]:
@@ -120,7 +118,7 @@ MALFORMED = {
 
 
 async def test_stream_with_resends_and_poison_records_leaves_one_row_per_order_with_last_values(
-    stack_config: StackConfig, orders_db: pymysql.Connection
+    stack_config: StackConfig, orders_db: DictConnection
 ) -> None:
     run = uuid.uuid4().hex[:10]
     kafka = stack_config.kafka_access
@@ -145,7 +143,11 @@ async def test_stream_with_resends_and_poison_records_leaves_one_row_per_order_w
 
     expected = {o.order_id: row_of(o) for o in orders}
     expected.update({o.order_id: row_of(o) for o in resent})
-    eventually(lambda: rows_of_run(orders_db, run) == expected, 120, "mydb.orders holds the last value of each order")
+    await eventually(
+        lambda: rows_of_run(orders_db, run) == expected,
+        within=120,
+        what="mydb.orders holds the last value of each order",
+    )
     assert duplicate_count(orders_db, run) == 0
 
     dead = await dead_letters_with_keys(kafka, set(poison_keys), within=60)
@@ -156,7 +158,7 @@ async def test_stream_with_resends_and_poison_records_leaves_one_row_per_order_w
 
 
 async def test_connect_worker_killed_mid_stream_still_leaves_exactly_one_row_per_order(
-    stack_config: StackConfig, orders_db: pymysql.Connection
+    stack_config: StackConfig, orders_db: DictConnection
 ) -> None:
     run = uuid.uuid4().hex[:10]
     kafka = stack_config.kafka_access
@@ -170,7 +172,7 @@ async def test_connect_worker_killed_mid_stream_still_leaves_exactly_one_row_per
         third = len(stream) // 3
         await publish(producer, stream[:third])
         # The sink is mid-stream: some rows are written, the rest are not.
-        eventually(lambda: rows_of_run(orders_db, run), 60, "the sink started writing this run")
+        await eventually(lambda: rows_of_run(orders_db, run), within=60, what="the sink started writing this run")
         await asyncio.to_thread(kill, connect.component(stack_config))
         for start in range(third, 2 * third, 200):
             await publish(producer, stream[start : start + 200])
@@ -182,7 +184,9 @@ async def test_connect_worker_killed_mid_stream_still_leaves_exactly_one_row_per
 
     expected = {o.order_id: row_of(o) for o in orders}
     expected.update({o.order_id: row_of(o) for o in confirmed})
-    eventually(lambda: rows_of_run(orders_db, run) == expected, 180, "every order written once, last values")
+    await eventually(
+        lambda: rows_of_run(orders_db, run) == expected, within=180, what="every order written once, last values"
+    )
     assert duplicate_count(orders_db, run) == 0
     assert connect.connector_running(stack_config, connect.SINK_CONNECTOR)
 
@@ -198,7 +202,9 @@ async def test_database_down_mid_stream_loses_nothing_and_the_sink_runs_again(
     try:
         await publish(producer, records[:300])
         with database(settings, stack_config.get("ORDERS_DB", "mydb")) as before_outage:
-            eventually(lambda: rows_of_run(before_outage, run), 60, "the sink started writing this run")
+            await eventually(
+                lambda: rows_of_run(before_outage, run), within=60, what="the sink started writing this run"
+            )
         await asyncio.to_thread(stop, mariadb.component(stack_config))
         await publish(producer, records[300:600])
         # An outage longer than Debezium's default retries (5 x 1 s), which would have failed the task.
@@ -210,10 +216,16 @@ async def test_database_down_mid_stream_loses_nothing_and_the_sink_runs_again(
 
     expected = {o.order_id: row_of(o) for o in orders}
     with database(settings, stack_config.get("ORDERS_DB", "mydb")) as after_outage:
-        eventually(lambda: rows_of_run(after_outage, run) == expected, 120, "all 900 orders written after the outage")
+        await eventually(
+            lambda: rows_of_run(after_outage, run) == expected,
+            within=120,
+            what="all 900 orders written after the outage",
+        )
     # A write cut off by the outage fails its task (Debezium does not retry that); the watchdog restarts it.
-    eventually(
-        lambda: connect.connector_running(stack_config, connect.SINK_CONNECTOR), 30, "connector and tasks RUNNING"
+    await eventually(
+        lambda: connect.connector_running(stack_config, connect.SINK_CONNECTOR),
+        within=30,
+        what="connector and tasks RUNNING",
     )
 
 
@@ -230,7 +242,11 @@ async def test_a_sink_task_failed_by_the_database_is_restarted_by_the_watchdog_a
             cursor.execute("RENAME TABLE orders TO orders_hidden_by_test")
         try:
             await publish(producer, [(order_record_key(o), order_record_value(o)) for o in orders])
-            eventually(lambda: not connect.connector_running(stack_config, connect.SINK_CONNECTOR), 60, "a FAILED task")
+            await eventually(
+                lambda: not connect.connector_running(stack_config, connect.SINK_CONNECTOR),
+                within=60,
+                what="a FAILED task",
+            )
         finally:
             with db.cursor() as cursor:
                 cursor.execute("RENAME TABLE orders_hidden_by_test TO orders")
@@ -238,8 +254,10 @@ async def test_a_sink_task_failed_by_the_database_is_restarted_by_the_watchdog_a
         await producer.stop()
 
     expected = {o.order_id: row_of(o) for o in orders}
-    eventually(lambda: rows_of_run(db, run) == expected, 60, "the restarted task wrote every order")
-    eventually(lambda: connect.connector_running(stack_config, connect.SINK_CONNECTOR), 30, "all tasks RUNNING")
+    await eventually(lambda: rows_of_run(db, run) == expected, within=60, what="the restarted task wrote every order")
+    await eventually(
+        lambda: connect.connector_running(stack_config, connect.SINK_CONNECTOR), within=30, what="all tasks RUNNING"
+    )
     db.close()
 
 
@@ -279,7 +297,7 @@ POISON_KINDS = {
 
 
 async def test_each_poison_record_kind_goes_to_the_dlq_with_a_reason_and_the_next_record_lands(
-    stack_config: StackConfig, orders_db: pymysql.Connection
+    stack_config: StackConfig, orders_db: DictConnection
 ) -> None:
     run = uuid.uuid4().hex[:10]
     kafka = stack_config.kafka_access
@@ -301,7 +319,9 @@ async def test_each_poison_record_kind_goes_to_the_dlq_with_a_reason_and_the_nex
             stopped.append(time.monotonic())
         return rows_of_run(orders_db, run) == {o.order_id: row_of(o) for o in goods.values()}
 
-    eventually(all_good_rows_while_tasks_run, 90, "every good record behind a poison one is in mydb.orders")
+    await eventually(
+        all_good_rows_while_tasks_run, within=90, what="every good record behind a poison one is in mydb.orders"
+    )
     assert not stopped, "a sink task was not RUNNING while the poison records passed"
     dead = await dead_letters_with_keys(kafka, set(poison_keys.values()), within=60)
     for kind, reason in POISON_KINDS.items():
@@ -333,7 +353,9 @@ async def test_a_record_the_database_refuses_goes_to_the_dlq_and_its_partition_m
             for order in (before, refused, after):  # one partition, in this order
                 await producer.send(ORDERS_TOPIC, order_record_value(order), key=order_record_key(order), partition=0)
         expected = {o.order_id: row_of(o) for o in (before, after)}
-        eventually(lambda: rows_of_run(db, run) == expected, 120, "the records around the refused one are written")
+        await eventually(
+            lambda: rows_of_run(db, run) == expected, within=120, what="the records around the refused one are written"
+        )
         dead = await dead_letters_with_keys(stack_config.kafka_access, {order_record_key(refused)}, within=30)
     finally:
         await producer.stop()
@@ -343,5 +365,7 @@ async def test_a_record_the_database_refuses_goes_to_the_dlq_and_its_partition_m
     assert constraint.encode() in headers["__connect.errors.exception.message"]
     assert headers["__connect.errors.topic"] == b"orders"
     assert duplicate_count(db, run) == 0
-    eventually(lambda: connect.connector_running(stack_config, connect.SINK_CONNECTOR), 30, "all tasks RUNNING")
+    await eventually(
+        lambda: connect.connector_running(stack_config, connect.SINK_CONNECTOR), within=30, what="all tasks RUNNING"
+    )
     db.close()

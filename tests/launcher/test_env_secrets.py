@@ -25,6 +25,7 @@ def launcher_with(env_file: Path, *args: str) -> subprocess.CompletedProcess[str
     )
 
 
+@pytest.mark.unit
 def test_placeholders_and_short_secrets_are_named_and_long_ones_pass() -> None:
     values = {"JWT_SECRET": PLACEHOLDER, "DB_PASSWORD": "short", "KAFKA_X_PASSWORD": "y" * 32, "DB_USER": "app"}
 
@@ -53,6 +54,7 @@ def test_make_up_with_a_copied_env_of_placeholders_starts_nothing_and_says_which
     assert copied.stat().st_mode & 0o777 == 0o600
 
 
+@pytest.mark.unit
 def test_a_new_env_gets_random_secrets_and_mode_0600(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STACK_ENV_FILE", str(tmp_path / ".env"))
 
@@ -68,6 +70,7 @@ def test_a_new_env_gets_random_secrets_and_mode_0600(tmp_path: Path, monkeypatch
     assert created.read_text().startswith(GENERATED_MARKER)
 
 
+@pytest.mark.unit
 def test_an_older_env_gains_new_keys_and_a_generated_one_loses_its_placeholders(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

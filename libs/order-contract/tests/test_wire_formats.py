@@ -5,17 +5,11 @@ import datetime as dt
 import orjson
 import pytest
 
-from servicekit.order_messages import (
-    InvalidMessage,
-    Order,
-    OrderStatus,
-    order_from_record_value,
-    order_from_stock_request,
-    order_record_key,
-    order_record_value,
-    stock_request_key,
-    stock_request_value,
-)
+from order_contract.connect_record import order_from_record_value, order_record_key, order_record_value
+from order_contract.order import InvalidMessage, Order, OrderStatus
+from order_contract.stock_request import order_from_stock_request, stock_request_key, stock_request_value
+
+pytestmark = pytest.mark.unit
 
 ORDER = Order(
     order_id="0b7f3f8e-3a47-4c1e-9a77-0a1f4c1b2d3e",

@@ -1,31 +1,97 @@
-"""What the services' tests share: polling with a deadline, serving an app on a real port, reading topics."""
+"""What the tests share: polling with a deadline, processes and apps on real ports, the database, reading topics."""
 
 import asyncio
 import contextlib
+import inspect
+import os
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeAlias, TypeVar, overload
 
 import httpx
+import pymysql
 import uvicorn
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from fastapi import FastAPI
+from pymysql.cursors import DictCursor
 
+from servicekit.config import ServiceSettings
 from servicekit.discovery import ServiceInstance
 from servicekit.kafka import KafkaAccess
 from servicekit.tokens import issue_token
 
 T = TypeVar("T")
 
+# How much of the last value a timeout shows: a few records or rows, not thousands.
+SHOWN_CHARS = 600
+
+
+def _timed_out(what: str, within: float, last: object) -> AssertionError:
+    shown = repr(last)
+    if len(shown) > SHOWN_CHARS:
+        shown = shown[:SHOWN_CHARS] + f"... ({len(shown)} chars)"
+    return AssertionError(f"not within {within:g} s: {what} (last: {shown})")
+
+
+@overload
+async def eventually(
+    check: Callable[[], Awaitable[T | None]], *, within: float, what: str, interval: float = 0.1
+) -> T: ...
+@overload
+async def eventually(check: Callable[[], T | None], *, within: float, what: str, interval: float = 0.1) -> T: ...
+async def eventually(check: Callable[[], Any], *, within: float, what: str, interval: float = 0.1) -> Any:
+    """Call `check` (sync or async) until it returns something truthy, and return that. An AssertionError from
+    `check` means "not yet". After `within` seconds: AssertionError naming `what` and the last value."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            last = check()
+            if inspect.isawaitable(last):
+                last = await last
+            if last:
+                return last
+        except AssertionError as failed:
+            last = failed
+        if time.monotonic() >= deadline:
+            raise _timed_out(what, within, last)
+        await asyncio.sleep(interval)
+
+
+def eventually_blocking(check: Callable[[], T | None], *, within: float, what: str, interval: float = 0.1) -> T:
+    """`eventually` for sync tests and fixtures; it sleeps the thread, so an async test awaits `eventually`."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass  # no event loop in this thread to block
+    else:
+        raise RuntimeError(f"eventually_blocking would block the running event loop ({what}): await eventually()")
+    deadline = time.monotonic() + within
+    while True:
+        last: object
+        try:
+            result = check()
+            if inspect.isawaitable(result):
+                raise TypeError(f"{what}: an async check needs `await eventually(...)`")
+            if result:
+                return result
+            last = result
+        except AssertionError as failed:
+            last = failed
+        if time.monotonic() >= deadline:
+            raise _timed_out(what, within, last)
+        time.sleep(interval)
+
 
 def free_port() -> int:
     """A port nothing listens on right now, on 127.0.0.1 (for servers a test or benchmark starts itself)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def stop_process(process: subprocess.Popen[bytes]) -> None:
@@ -39,16 +105,45 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-async def wait_until(check: Callable[[], Awaitable[T | None]], *, within: float, what: str) -> T:
-    """Poll `check` until it returns something truthy; fail naming `what` after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {within} s waiting for {what}")
-        await asyncio.sleep(0.05)
+def start_server(
+    args: list[str], *, ready_url: str, env: Mapping[str, str], cwd: Path, within: float = 20.0
+) -> subprocess.Popen[bytes]:
+    """Start a server process (this environment plus `env`); return once `ready_url` answers 200.
+    A process that exits first, or never answers, fails the caller and is stopped."""
+    process = subprocess.Popen(args, cwd=cwd, env={**os.environ, **env})
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"{args} exited with {process.returncode} before {ready_url} answered")
+        try:
+            return httpx.get(ready_url, headers={"Accept": "application/json"}, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False  # not listening yet
+
+    try:
+        eventually_blocking(answers, within=within, what=f"{ready_url} answers 200", interval=0.05)
+    except BaseException:
+        stop_process(process)
+        raise
+    return process
+
+
+# A string: pymysql's Connection is generic only in its type stubs.
+DictConnection: TypeAlias = "pymysql.Connection[DictCursor]"
+
+
+def database(settings: ServiceSettings, name: str) -> DictConnection:
+    """A connection to database `name` as the services' user, autocommit so every read sees the latest rows;
+    rows come back as dicts."""
+    return pymysql.connect(
+        host=settings.db_host,
+        port=settings.db_port,
+        user=settings.db_user,
+        password=settings.db_password,
+        database=name,
+        autocommit=True,
+        cursorclass=DictCursor,
+    )
 
 
 class _QuietServer(uvicorn.Server):
@@ -86,7 +181,7 @@ class SignedAsPathUser(httpx.Auth):
         self._ttl_seconds = ttl_seconds
         self._tokens: dict[str, str] = {}
 
-    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         user_id = request.url.path.split("/")[1]
         if user_id and "authorization" not in request.headers:
             if user_id not in self._tokens:
@@ -110,7 +205,7 @@ class FixedRegistry:
         return list(self.apps.get(app_name.upper(), []))
 
 
-Record = ConsumerRecord[bytes, bytes]
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 
 class TopicReader:
@@ -154,11 +249,13 @@ class TopicReader:
                 self.records.extend(records)
             return self.records if done(self.records) else None
 
-        return await wait_until(check, within=within, what=what)
+        # getmany already waits up to 100 ms for records: no pause between polls.
+        return await eventually(check, within=within, what=what, interval=0)
 
     async def end_offsets(self) -> dict[TopicPartition, int]:
         """High watermarks; for read_committed, the last stable offsets (held back by open transactions)."""
-        return await self._consumer.end_offsets(list(self._start))
+        offsets: dict[TopicPartition, int] = await self._consumer.end_offsets(list(self._start))
+        return offsets
 
     async def read_to_end(self, *, within: float = 15.0) -> list[Record]:
         """Everything up to the end offsets as of now (for read_committed: the last stable offsets)."""
@@ -172,5 +269,5 @@ class TopicReader:
             positions = [await self._consumer.position(tp) for tp in tps]
             return all(position >= ends[tp] for position, tp in zip(positions, tps, strict=True))
 
-        await wait_until(caught_up, within=within, what=f"reading {self.topic} to its end")
+        await eventually(caught_up, within=within, what=f"reading {self.topic} to its end", interval=0)
         return self.records

@@ -46,8 +46,3 @@ def verify_token(token: str, secret: str) -> TokenClaims:
     if not isinstance(claims["sub"], str) or not isinstance(roles, list):
         raise InvalidToken("malformed claims")
     return TokenClaims(claims["sub"], frozenset(str(role) for role in roles), float(claims["exp"]))
-
-
-def token_subject(token: str, secret: str) -> str:
-    """The user id the token was issued to, or InvalidToken."""
-    return verify_token(token, secret).subject

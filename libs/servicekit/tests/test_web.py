@@ -11,6 +11,8 @@ from servicekit.config import ServiceSettings
 from servicekit.errors import NotFound
 from servicekit.web import install_edge
 
+pytestmark = pytest.mark.unit
+
 
 class Body(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")

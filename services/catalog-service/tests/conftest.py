@@ -18,9 +18,10 @@ from catalog_service.config import CatalogSettings
 from catalog_service.main import ALEMBIC_INI
 from catalog_service.messaging import StockRequestConsumer
 from catalog_service.service import StockLedger
+from order_contract.order import Order, OrderStatus
+from order_contract.timestamps import now_ms
 from servicekit.database import make_engine, make_sessions, run_migrations
 from servicekit.kafka import ensure_topics
-from servicekit.order_messages import Order, OrderStatus, now_ms
 
 RUN = uuid.uuid4().hex[:8]
 

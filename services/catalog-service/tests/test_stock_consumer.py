@@ -11,14 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from catalog_service.config import CatalogSettings
 from catalog_service.messaging import StockRequestConsumer
 from catalog_service.service import StockLedger
-from servicekit.order_messages import (
-    Order,
-    OrderStatus,
-    order_from_record_value,
-    stock_request_key,
-    stock_request_value,
-)
-from servicekit.testing import Record, TopicReader, wait_until
+from order_contract.connect_record import order_from_record_value
+from order_contract.order import Order, OrderStatus
+from order_contract.stock_request import stock_request_key, stock_request_value
+from servicekit.testing import Record, TopicReader, eventually
 
 pytestmark = pytest.mark.stack
 
@@ -99,7 +95,7 @@ async def test_two_consumers_racing_on_one_product_never_oversell(
     orders = [pending_order(product_id, qty=1) for _ in range(45)]
     group = f"{topics.consumer_group}-race-{uuid.uuid4().hex[:6]}"
     consumers = [await start_consumer(group=group, instance="a"), await start_consumer(group=group, instance="b")]
-    await wait_until(
+    await eventually(
         lambda: _both_assigned(consumers), within=30, what="both consumers to own partitions of the stock topic"
     )
 

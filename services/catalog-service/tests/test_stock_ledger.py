@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from catalog_service.config import CatalogSettings
 from catalog_service.service import StockLedger, remove_product
+from order_contract.order import Order, OrderStatus
 from servicekit.database import make_engine, make_sessions
-from servicekit.order_messages import Order, OrderStatus
 
 pytestmark = pytest.mark.stack
 

@@ -24,6 +24,9 @@ class OrderRequest(BaseModel):
 
 
 class OrderOut(BaseModel):
+    """An order as the API answers it. The fields are listed (not derived) so OpenAPI documents them;
+    tests/test_schemas.py keeps them equal to the contract's Order."""
+
     model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True, serialize_by_alias=True)
 
     order_id: str

@@ -5,17 +5,12 @@ import asyncio
 import dataclasses
 import sys
 
+from order_contract.connect_record import order_record_key, order_record_value
+from order_contract.order import Order, OrderStatus
+from order_contract.stock_request import stock_request_key, stock_request_value
+from order_contract.timestamps import now_ms
 from servicekit.config import ServiceSettings
 from servicekit.kafka import transactional_producer
-from servicekit.order_messages import (
-    Order,
-    OrderStatus,
-    now_ms,
-    order_record_key,
-    order_record_value,
-    stock_request_key,
-    stock_request_value,
-)
 
 
 async def main(

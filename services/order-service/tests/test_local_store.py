@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from order_contract.topics import STOCK_TOPIC
 from order_service.config import OrderSettings
 from order_service.main import create_app
-from servicekit.order_messages import STOCK_TOPIC
 from servicekit.testing import FixedRegistry, SignedAsPathUser, TopicReader, serving
 
 pytestmark = pytest.mark.stack

@@ -1,6 +1,7 @@
 """POST and GET /{userId}/orders on one order-service instance with the real Kafka and the shared mydb."""
 
 import asyncio
+import functools
 import socket
 from collections.abc import Awaitable, Callable
 
@@ -11,16 +12,14 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from order_contract.connect_record import order_from_record_value
+from order_contract.order import OrderStatus
+from order_contract.stock_request import order_from_stock_request
+from order_contract.topics import ORDERS_TOPIC, STOCK_TOPIC
 from order_service.config import OrderSettings
+from order_service.messaging import OrderPublisher
 from order_service.models import OrderRow
-from servicekit.order_messages import (
-    ORDERS_TOPIC,
-    STOCK_TOPIC,
-    OrderStatus,
-    order_from_record_value,
-    order_from_stock_request,
-)
-from servicekit.testing import FixedRegistry, Record, TopicReader, wait_until
+from servicekit.testing import FixedRegistry, Record, TopicReader, eventually
 
 pytestmark = pytest.mark.stack
 
@@ -189,7 +188,7 @@ async def test_the_idempotency_key_retried_five_times_gives_one_order_and_one_ro
             count = await session.scalar(select(func.count()).where(OrderRow.order_id == order_id))
             return count or None
 
-    assert await wait_until(rows, within=30, what="the sink to write the order to mydb.orders") == 1
+    assert await eventually(rows, within=30, what="the sink to write the order to mydb.orders") == 1
 
 
 async def test_a_retry_reaching_another_instance_answers_the_stored_order_without_publishing(
@@ -202,11 +201,11 @@ async def test_a_retry_reaching_another_instance_answers_the_stored_order_withou
     product_id = await new_product()
     request = {"productId": product_id, "qty": 1, "unitPrice": 100}
     first = await client.post(f"/{user_id}/orders", json=request, headers={"Idempotency-Key": "k-1"})
-    await wait_until(
+    await eventually(
         lambda: _listed(client, user_id, first.json()["orderId"]), within=30, what="the order in mydb.orders"
     )
     app = order_service[0]
-    app.state.desk._recent.clear()  # as if this were another instance, which never saw the first answer
+    app.state.intake._recent.clear()  # as if this were another instance, which never saw the first answer
 
     async with TopicReader(settings.kafka_access, STOCK_TOPIC) as stock_requests:
         retry = await client.post(f"/{user_id}/orders", json=request, headers={"Idempotency-Key": "k-1"})
@@ -245,8 +244,8 @@ async def test_orders_are_listed_from_the_shared_table_with_their_current_status
     ]
 
     for order in placed:
-        listed = await wait_until(
-            lambda o=order: _listed(client, user_id, o["orderId"]), within=30, what="the sink to write the order"
+        listed = await eventually(
+            functools.partial(_listed, client, user_id, order["orderId"]), within=30, what="the sink to write the order"
         )
         assert {k: listed[k] for k in ("productId", "qty", "totalPrice", "createdAt")} == {
             k: order[k] for k in ("productId", "qty", "totalPrice", "createdAt")
@@ -257,7 +256,8 @@ async def test_orders_are_listed_from_the_shared_table_with_their_current_status
 async def test_concurrent_orders_share_transactions(
     order_service: OrderService, client: httpx.AsyncClient, new_product: NewProduct, user_id: str
 ) -> None:
-    publisher = order_service[0].state.publisher
+    publisher = order_service[0].state.sink
+    assert isinstance(publisher, OrderPublisher)
     product_id = await new_product()
     transactions_before = publisher.committed_transactions
 

@@ -6,9 +6,12 @@ from dataclasses import replace
 
 import pytest
 
+from order_contract.connect_record import order_from_record_value
+from order_contract.order import Order, OrderStatus
+from order_contract.timestamps import now_ms
+from order_contract.topics import ORDERS_TOPIC
 from order_service.config import OrderSettings
 from order_service.messaging import OrderPublisher, PublishFailed
-from servicekit.order_messages import ORDERS_TOPIC, Order, OrderStatus, now_ms, order_from_record_value
 from servicekit.testing import TopicReader
 
 pytestmark = pytest.mark.stack

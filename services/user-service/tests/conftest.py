@@ -1,42 +1,22 @@
 """user-service against the real MariaDB, a real in-process discovery server and a small real order-service."""
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request
 
+from discovery_server.config import Settings as RegistrySettings
+from discovery_server.main import create_app as create_registry_app
 from servicekit.discovery import DiscoveryClient, with_credentials
-from servicekit.testing import serving, wait_until
+from servicekit.testing import eventually, serving
 from servicekit.tokens import ADMIN_ROLE, issue_token
 from user_service.config import ORDER_SERVICE_APP, UserServiceSettings
 from user_service.main import create_app
 
-discovery_server = pytest.importorskip("discovery_server.main", reason="the discovery server package is not installed")
-discovery_config = pytest.importorskip("discovery_server.config")
+from .order_service_stand_in import ORDERS_TIMEOUT_SECONDS, Bearer, FakeOrderService
 
 POLL_DEADLINE_SECONDS = 15.0
-ORDERS_TIMEOUT_SECONDS = 0.5
-
-
-class FakeOrderService:
-    """Answers GET /{userId}/orders like order-service: the orders it was given, after `delay_seconds`."""
-
-    def __init__(self) -> None:
-        self.orders: dict[str, list[dict[str, Any]]] = {}
-        self.delay_seconds = 0.0
-        # The Authorization header of each request, to check that user-service passes the caller's token on.
-        self.authorizations: list[str | None] = []
-        self.app = FastAPI()
-
-        @self.app.get("/{user_id}/orders")
-        async def orders_of(user_id: str, request: Request) -> list[dict[str, Any]]:
-            self.authorizations.append(request.headers.get("authorization"))
-            await asyncio.sleep(self.delay_seconds)
-            return self.orders.get(user_id, [])
 
 
 @pytest.fixture(scope="session")
@@ -47,8 +27,8 @@ def settings() -> UserServiceSettings:
 @pytest.fixture(scope="session")
 async def discovery_url() -> AsyncIterator[str]:
     """A discovery server of our own, so the stack's real order-service instances stay out of these tests."""
-    registry_settings = discovery_config.Settings()
-    async with serving(discovery_server.create_app(registry_settings)) as base_url:
+    registry_settings = RegistrySettings()
+    async with serving(create_registry_app(registry_settings)) as base_url:
         yield with_credentials(
             f"{base_url}/eureka", registry_settings.discovery_user, registry_settings.discovery_password
         )
@@ -94,10 +74,10 @@ async def order_service(discovery_url: str, discovery: DiscoveryClient) -> Async
             port=int(base_url.rsplit(":", 1)[1]),
         )
         await instance.start()
-        await wait_until(visible, within=POLL_DEADLINE_SECONDS, what="ORDER-SERVICE in user-service's registry copy")
+        await eventually(visible, within=POLL_DEADLINE_SECONDS, what="ORDER-SERVICE in user-service's registry copy")
         yield fake
         await instance.stop()
-        await wait_until(gone, within=POLL_DEADLINE_SECONDS, what="ORDER-SERVICE gone from the registry copy")
+        await eventually(gone, within=POLL_DEADLINE_SECONDS, what="ORDER-SERVICE gone from the registry copy")
 
 
 @pytest.fixture
@@ -105,9 +85,6 @@ def new_user() -> dict[str, str]:
     """A registration body with an email no earlier run has used."""
     tag = uuid.uuid4().hex[:12]
     return {"email": f"user-{tag}@example.com", "name": f"Test {tag}", "pwd": f"secret-{tag}"}
-
-
-Bearer = Callable[..., dict[str, str]]
 
 
 @pytest.fixture(scope="session")

@@ -13,12 +13,12 @@ import httpx
 import pytest
 
 from servicekit.discovery import DiscoveryClient
-from servicekit.testing import wait_until
+from servicekit.testing import eventually
 from servicekit.tokens import verify_token
 from user_service.config import UserServiceSettings
 from user_service.main import create_app
 
-from .conftest import Bearer
+from .order_service_stand_in import Bearer
 
 pytestmark = pytest.mark.stack
 
@@ -174,7 +174,7 @@ async def test_an_account_lock_ends_after_its_time(app_with: App, new_user: dict
             answer = await api.post("/login", json=login_body(new_user), headers=address)
             return answer if answer.status_code == 200 else None
 
-        after = await wait_until(unlocked, within=5, what="the account lock to end")
+        after = await eventually(unlocked, within=5, what="the account lock to end")
     assert locked.status_code == 429
     assert after.json()["userId"]
 

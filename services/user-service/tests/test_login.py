@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from servicekit.tokens import token_subject
+from servicekit.tokens import verify_token
 from user_service.config import UserServiceSettings
 
 pytestmark = pytest.mark.stack
@@ -20,7 +20,7 @@ async def test_login_answers_the_token_and_user_id_in_headers_and_body(
     body = response.json()
     assert body == {"token": response.headers["token"], "userId": created["userId"]}
     assert response.headers["userId"] == created["userId"]
-    assert token_subject(body["token"], settings.jwt_secret) == created["userId"]
+    assert verify_token(body["token"], settings.jwt_secret).subject == created["userId"]
 
 
 async def test_login_with_a_wrong_password_is_401(api: httpx.AsyncClient, new_user: dict[str, str]) -> None:

@@ -10,7 +10,7 @@ from servicekit.database import make_engine, make_sessions
 from user_service.config import UserServiceSettings
 from user_service.models import User
 
-from .conftest import ORDERS_TIMEOUT_SECONDS, Bearer, FakeOrderService
+from .order_service_stand_in import ORDERS_TIMEOUT_SECONDS, Bearer, FakeOrderService
 
 pytestmark = pytest.mark.stack
 
