@@ -1,12 +1,9 @@
 #!/usr/bin/env bash
-# make test: lint, start the stack if it isn't running, run every test suite, and stop what we started.
+# make test, after infra/check.sh: start the stack if it isn't running, run every test suite, and stop what we
+# started.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
-
-echo "==> ruff"
-.venv/bin/ruff check . || exit 1
-.venv/bin/ruff format --check . || exit 1
 
 started_here=0
 if ! $PY -m launcher status >/dev/null 2>&1; then

@@ -161,6 +161,8 @@ class Gateway:
         for client in list(self.clients):
             if not client.busy and client.last_active < oldest_allowed:
                 client.close()
+            elif not client.reading:
+                continue  # the gateway paused it (its answers wait): its deadlines run again once it reads
             elif client.receiving_head_since is not None:
                 if now - client.receiving_head_since > settings.gateway_head_timeout_seconds:
                     client.time_out(f"request head not complete within {settings.gateway_head_timeout_seconds:g} s")
@@ -513,6 +515,7 @@ class ClientConnection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
         self._head_bytes_seen = 0
+        self._message_began = False
         self._body: list[bytes] = []
         self._body_size = 0
         # Set while a request's head (or body) is arriving: the sweep answers 408 past the deadline.
@@ -525,6 +528,10 @@ class ClientConnection(asyncio.Protocol):
     @property
     def busy(self) -> bool:
         return self._busy
+
+    @property
+    def reading(self) -> bool:
+        return self._reading
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -564,6 +571,12 @@ class ClientConnection(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
             self._reading = True
+            # A head or body that was arriving when the gateway paused gets its full deadline from now.
+            now = self.loop.time()
+            if self.receiving_head_since is not None:
+                self.receiving_head_since = now
+            if self.receiving_body_since is not None:
+                self.receiving_body_since = now
 
     def close(self) -> None:
         if self.transport is not None:
@@ -581,14 +594,17 @@ class ClientConnection(asyncio.Protocol):
         self.last_active = self.loop.time()
         if self._draining or self._rejection is not None:
             return
-        whole_chunk_is_head = self.receiving_head_since is not None
+        head_before = self.receiving_head_since is not None
+        self._message_began = False
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._rejection = self._rejection or (400, "protocol upgrades are not supported")
         except httptools.HttpParserError as exc:
             self._rejection = self._rejection or (400, f"malformed request: {exc}")
-        if whole_chunk_is_head and self.receiving_head_since is not None:
+        # The whole chunk belongs to one unfinished head only when that head began before it and no request began
+        # in it (a pipelining client's chunk holds the end of one head, whole requests, the start of another).
+        if head_before and not self._message_began and self.receiving_head_since is not None:
             # httptools buffers a header until it ends: count what arrives before the head is complete.
             self._head_bytes_seen += len(data)
             if self._head_bytes_seen > self._max_header_bytes + self._max_url and self._rejection is None:
@@ -677,6 +693,7 @@ class ClientConnection(asyncio.Protocol):
         self._headers = []
         self._header_bytes = 0
         self._head_bytes_seen = 0
+        self._message_began = True
         self._body = []
         self._body_size = 0
         self.receiving_head_since = self.last_active

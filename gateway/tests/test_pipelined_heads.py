@@ -1,0 +1,73 @@
+"""ClientConnection fed chunks by hand: where a chunk boundary falls must not change what a request is."""
+
+import asyncio
+from typing import Any, cast
+
+import pytest
+
+from api_gateway.config import Settings
+from api_gateway.proxy import ClientConnection, Gateway, IncomingRequest
+
+pytestmark = pytest.mark.unit
+
+NO_CONTENT = b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n"
+
+
+class RecordingTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.closing = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 40000) if name == "peername" else default
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        pass
+
+
+class AnswersAtOnce:
+    """The part of Gateway a connection uses, answering every request with 204 at once."""
+
+    def __init__(self) -> None:
+        self.settings = Settings(jwt_secret="s" * 48, _env_file=None)
+        self.max_body_bytes = 1024
+        self.clients: set[ClientConnection] = set()
+
+    def handle(self, request: IncomingRequest, connection: ClientConnection) -> bytes:
+        return NO_CONTENT
+
+
+async def test_pipelined_chunks_that_end_inside_a_head_are_not_one_huge_head() -> None:
+    """A pipelining client's chunk holds the end of one head, whole requests and the start of the next head:
+    only bytes of one unfinished head count toward the head limit (the gateway used to answer 431 here)."""
+    connection = ClientConnection(cast(Gateway, AnswersAtOnce()))
+    transport = RecordingTransport()
+    connection.connection_made(transport)
+    stream = b"GET /edge/pipelined HTTP/1.1\r\nHost: x\r\n\r\n" * 5_000
+    chunk = 64 * 1024 + 7  # never a multiple of a request's length: every boundary falls inside a head
+    for start in range(0, len(stream), chunk):
+        connection.data_received(stream[start : start + chunk])
+    assert bytes(transport.written) == NO_CONTENT * 5_000
+    assert not transport.closing
