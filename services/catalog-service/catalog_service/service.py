@@ -49,22 +49,21 @@ async def remove_product(sessions: async_sessionmaker[AsyncSession], product_id:
         await session.execute(delete(CatalogRow).where(CatalogRow.product_id == product_id))
 
 
+# Tries of one poll's transaction when it meets another consumer's row, a deadlock or a lock wait timeout.
+MAX_ATTEMPTS = 5
+
+
 class StockLedger:
     """Applies stock requests: each order at most once, stock never below zero, the outcome remembered."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def apply(self, order: Order) -> Order:
-        """The order as CONFIRMED (stock taken) or REJECTED (not enough stock, unknown product).
-
-        A redelivered order gets the outcome recorded the first time, without touching stock again.
-        """
-        return (await self.apply_all([order]))[0]
-
     async def apply_all(self, orders: list[Order]) -> list[Order]:
-        """`apply` for each order, in order, in ONE database transaction (one commit for a whole poll)."""
-        for attempt in range(5):
+        """Each order as CONFIRMED (stock taken) or REJECTED (not enough stock, unknown product), in order, in ONE
+        database transaction (one commit for a whole poll). A redelivered order gets the outcome recorded the
+        first time, without touching stock again."""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 return await self._apply_together(orders)
             except DBAPIError as exc:
@@ -72,10 +71,10 @@ class StockLedger:
                 # reads its outcome. Deadlocks and lock wait timeouts: the retry usually goes through.
                 code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
                 retryable = isinstance(exc, IntegrityError) or code in _RETRYABLE_MYSQL_ERRORS
-                if not retryable or attempt == 4:
+                if not retryable or attempt == MAX_ATTEMPTS:
                     raise
                 log.warning("stock transaction retried", extra={"orders": len(orders), "mysql_error": code})
-                await asyncio.sleep(0.01 * 2**attempt)
+                await asyncio.sleep(0.01 * 2 ** (attempt - 1))
         raise AssertionError("unreachable")
 
     async def _apply_together(self, orders: list[Order]) -> list[Order]:

@@ -229,7 +229,7 @@ async def test_an_order_applied_before_a_crash_is_republished_with_its_recorded_
     product_id = await new_product(stock=6)
     order = pending_order(product_id, qty=2)
     # The database commit happened, then the process died before publishing the outcome and the offset.
-    await StockLedger(sessions).apply(order)
+    await StockLedger(sessions).apply_all([order])
     await start_consumer()
     async with TopicReader(topics.kafka_access, topics.outcome_topic) as outcomes:
         await send_stock_request(producer, topics.stock_topic, order)

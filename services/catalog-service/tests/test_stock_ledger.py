@@ -14,6 +14,13 @@ from servicekit.database import make_engine, make_sessions
 
 pytestmark = pytest.mark.stack
 
+
+async def applied(ledger: StockLedger, order: Order) -> Order:
+    """One order's outcome (the consumer hands the ledger a whole poll)."""
+    (outcome,) = await ledger.apply_all([order])
+    return outcome
+
+
 NewProduct = Callable[..., Awaitable[str]]
 StockOf = Callable[[str], Awaitable[int]]
 PendingOrder = Callable[..., Order]
@@ -27,7 +34,7 @@ async def test_order_within_stock_is_confirmed_and_takes_the_stock(
 ) -> None:
     product_id = await new_product(stock=10)
 
-    outcome = await StockLedger(sessions).apply(pending_order(product_id, qty=3))
+    outcome = await applied(StockLedger(sessions), pending_order(product_id, qty=3))
 
     assert outcome.status is OrderStatus.CONFIRMED
     assert await stock_of(product_id) == 7
@@ -41,7 +48,7 @@ async def test_order_larger_than_the_stock_is_rejected_and_stock_unchanged(
 ) -> None:
     product_id = await new_product(stock=2)
 
-    outcome = await StockLedger(sessions).apply(pending_order(product_id, qty=3))
+    outcome = await applied(StockLedger(sessions), pending_order(product_id, qty=3))
 
     assert outcome.status is OrderStatus.REJECTED
     assert await stock_of(product_id) == 2
@@ -52,7 +59,7 @@ async def test_order_for_an_unknown_product_is_rejected(
 ) -> None:
     missing_product = f"TEST-MISSING-{uuid.uuid4().hex[:8]}"
     try:
-        outcome = await StockLedger(sessions).apply(pending_order(missing_product, qty=1))
+        outcome = await applied(StockLedger(sessions), pending_order(missing_product, qty=1))
     finally:
         await remove_product(sessions, missing_product)
 
@@ -69,8 +76,8 @@ async def test_a_repeated_order_gets_its_recorded_outcome_without_taking_stock_a
     order = pending_order(product_id, qty=4)
     ledger = StockLedger(sessions)
 
-    first = await ledger.apply(order)
-    again = await ledger.apply(order)
+    first = await applied(ledger, order)
+    again = await applied(ledger, order)
 
     assert first.status is again.status is OrderStatus.CONFIRMED
     assert again.created_at == first.created_at
@@ -90,7 +97,7 @@ async def test_two_ledgers_racing_on_one_product_never_oversell(
     orders = [pending_order(product_id, qty=1) for _ in range(60)]
     try:
         # Every order is offered to both ledgers at once: racing on the stock row and on the ledger row.
-        outcomes = await asyncio.gather(*(ledger.apply(order) for order in orders for ledger in ledgers))
+        outcomes = await asyncio.gather(*(applied(ledger, order) for order in orders for ledger in ledgers))
     finally:
         await other_engine.dispose()
 
