@@ -16,6 +16,8 @@ from urllib.parse import quote
 
 import httpx
 
+from servicekit.tasks import cancel_and_wait
+
 log = logging.getLogger("servicekit.discovery")
 
 T = TypeVar("T")
@@ -194,11 +196,7 @@ class DiscoveryClient:
         self._tasks.append(asyncio.create_task(self._refresh_forever(), name="discovery-refresh"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
         if self._http is None:
             return

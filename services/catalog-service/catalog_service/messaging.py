@@ -24,6 +24,7 @@ from order_contract.connect_record import order_record_key, order_record_value
 from order_contract.order import InvalidMessage
 from order_contract.stock_request import order_from_stock_request
 from servicekit.kafka import KafkaAccess, committed_consumer, ensure_topics, fresh_producer
+from servicekit.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +77,7 @@ class StockRequestConsumer:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
         if self._consumer is not None:
             await self._consumer.stop()
         if self._producer is not None:

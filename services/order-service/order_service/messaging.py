@@ -6,7 +6,6 @@ commit is paid per batch, not per request.
 """
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 
@@ -17,6 +16,7 @@ from order_contract.order import Order
 from order_contract.stock_request import stock_request_key, stock_request_value
 from order_contract.topics import ORDERS_TOPIC, STOCK_TOPIC
 from servicekit.kafka import KafkaAccess, fresh_producer
+from servicekit.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +72,7 @@ class OrderPublisher:
         self._tasks.append(asyncio.create_task(self._expire_forever(), name="order-publisher-expiry"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         # Every waiter, queued or in a transaction the cancelled lanes left, is in _deadlines.
         while self._deadlines:
             _, waiter = self._deadlines.popleft()
