@@ -195,7 +195,12 @@ async def remove_status_override(app: str, instance_id: str, registry: RegistryD
 @router.put("/apps/{app}/{instance_id}/metadata", dependencies=Writer)
 async def update_metadata(app: str, instance_id: str, request: Request, registry: RegistryDep) -> Response:
     try:
-        registry.update_metadata(app, instance_id, dict(request.query_params))
+        current = registry.instance(app, instance_id).metadata
+        # The merged metadata obeys the registration's bounds, so repeated updates cannot grow it without end.
+        merged = wire_format.bounded_metadata({**current, **request.query_params})
+        registry.update_metadata(app, instance_id, merged)
     except UnknownInstance as exc:
         raise _not_found(exc) from exc
+    except ValueError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from exc
     return Response(status_code=200)

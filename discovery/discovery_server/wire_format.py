@@ -92,6 +92,14 @@ def _bounded(value: Any, field: str) -> str:
     return text
 
 
+def bounded_metadata(entries: dict[Any, Any]) -> dict[str, str]:
+    """Metadata as the registry keeps it: at most MAX_METADATA_ENTRIES entries of bounded keys and values."""
+    metadata = {_bounded(key, "metadata key"): _bounded(value, "metadata value") for key, value in entries.items()}
+    if len(metadata) > MAX_METADATA_ENTRIES:
+        raise ValueError(f"more than {MAX_METADATA_ENTRIES} metadata entries")
+    return metadata
+
+
 def _instance_from_fields(fields: dict[str, Any]) -> Instance:
     app = _bounded(fields["app"], "app").upper()
     host_name = _host(_bounded(fields.get("hostName") or fields.get("ipAddr") or "localhost", "hostName"), "hostName")
@@ -101,13 +109,9 @@ def _instance_from_fields(fields: dict[str, Any]) -> Instance:
     instance_id = _bounded(fields.get("instanceId") or f"{host_name}:{app.lower()}:{port}", "instanceId")
     lease = fields.get("leaseInfo") or {}
     data_center = fields.get("dataCenterInfo") or {}
-    metadata = {
-        _bounded(key, "metadata key"): _bounded(value, "metadata value")
-        for key, value in (fields.get("metadata") or {}).items()
-        if not str(key).startswith("@")
-    }
-    if len(metadata) > MAX_METADATA_ENTRIES:
-        raise ValueError(f"more than {MAX_METADATA_ENTRIES} metadata entries")
+    metadata = bounded_metadata(
+        {key: value for key, value in (fields.get("metadata") or {}).items() if not str(key).startswith("@")}
+    )
     overridden = fields.get("overriddenStatus") or fields.get("overriddenstatus") or "UNKNOWN"
     return Instance(
         instance_id=instance_id,

@@ -139,3 +139,17 @@ def test_the_dashboard_links_only_web_urls(discovery_url: str) -> None:
 
     assert "javascript:" not in page
     assert body["instance"]["instanceId"] in page
+
+
+def test_metadata_updates_are_bounded_like_registrations(discovery_url: str, registered: tuple[str, str]) -> None:
+    """PUT .../metadata merges into what the instance has: the merge obeys the registration's bounds."""
+    app, instance_id = registered
+    url = f"{discovery_url}/apps/{app}/{instance_id}/metadata"
+    too_long = httpx.put(url, params={"zone": "x" * 300})
+    too_many = [httpx.put(url, params={f"k{batch}-{n}": "v" for n in range(10)}) for batch in range(4)]
+
+    assert too_long.status_code == 400 and "longer than" in too_long.json()["detail"]
+    assert [answer.status_code for answer in too_many] == [200, 200, 200, 400]
+    assert "metadata entries" in too_many[-1].json()["detail"]
+    (instance,) = [i for i in listed(discovery_url, app) if i["instanceId"] == instance_id]
+    assert len(instance["metadata"]) <= 32 and instance["metadata"]["zone"] == "local"  # the refused update left it
