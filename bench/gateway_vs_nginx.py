@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import yaml
 
-from servicekit.testing import free_port
+from servicekit.testing import free_port, wait_answering
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NGINX = "/usr/sbin/nginx"
@@ -179,20 +179,6 @@ def ensure_debian_packages() -> None:
     subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *missing], check=True, env=env)
 
 
-def wait_for(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0, expect: int = 200) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
-        try:
-            if httpx.get(url, headers={"Accept": "application/json"}, timeout=1).status_code == expect:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer {expect} within {timeout} s")
-
-
 @contextmanager
 def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
@@ -287,7 +273,7 @@ def main() -> None:
             "DISCOVERY_PASSWORD": registry_password,
         }
         started.append(subprocess.Popen([python, "-m", "discovery_server"], cwd=REPO_ROOT, env=env, **quiet))
-        wait_for(f"{discovery_url}/apps", started[-1])
+        wait_answering(started[-1], f"{discovery_url}/apps", within=30)
         for port in upstream_ports:
             started.append(subprocess.Popen([python, __file__, "--upstream", str(port), discovery_url], **quiet))
         env = {
@@ -321,9 +307,9 @@ def main() -> None:
             "gateway": f"http://127.0.0.1:{gateway_port}{path}",
             "nginx": f"http://127.0.0.1:{nginx_port}{path}",
         }
-        wait_for(f"http://127.0.0.1:{gateway_port}/gateway/health_check", gateway)
+        wait_answering(gateway, f"http://127.0.0.1:{gateway_port}/gateway/health_check", within=30)
         wait_for_both_instances(gateway_port, gateway)
-        wait_for(f"http://127.0.0.1:{nginx_port}/order-service/openapi.json", nginx)
+        wait_answering(nginx, f"http://127.0.0.1:{nginx_port}/order-service/openapi.json", within=30)
 
         upstream_pids = [pid for process in started[1:3] for pid in process_tree(process.pid)]
         proxies = {"gateway": process_tree(gateway.pid), "nginx": process_tree(nginx.pid)}

@@ -6,11 +6,21 @@ fields and types; OrderRecordGuard (infra/src) checks the same rules inside Conn
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Any, get_type_hints
+from typing import Any
 
 import orjson
 
-from order_contract.order import ORDER_FIELDS, InvalidMessage, Order, OrderStatus, int32, integer, text, validated
+from order_contract.order import (
+    ORDER_FIELD_TYPES,
+    InvalidMessage,
+    Order,
+    OrderStatus,
+    field_values,
+    int32,
+    integer,
+    text,
+    validated,
+)
 from order_contract.timestamps import epoch_ms, from_epoch_ms
 
 # The Connect schema type of each Python type an Order field has.
@@ -27,14 +37,13 @@ _READERS: dict[type, Callable[[object], object]] = {
     int: int32,
     dt.datetime: lambda value: from_epoch_ms(integer(value)),
 }
-_FIELD_TYPES: dict[str, type] = {name: get_type_hints(Order)[name] for name in ORDER_FIELDS}
 
 # Named: an unnamed struct with a top-level `op` field would be taken for a Debezium envelope by the sink.
 ORDER_SCHEMA: dict[str, Any] = {
     "type": "struct",
     "name": "orders",
     "optional": False,
-    "fields": [{"field": name, **_CONNECT_TYPES[kind], "optional": False} for name, kind in _FIELD_TYPES.items()],
+    "fields": [{"field": name, **_CONNECT_TYPES[kind], "optional": False} for name, kind in ORDER_FIELD_TYPES.items()],
 }
 
 
@@ -43,8 +52,7 @@ def order_record_key(order: Order) -> bytes:
 
 
 def order_record_value(order: Order) -> bytes:
-    payload: dict[str, object] = {name: getattr(order, name) for name in ORDER_FIELDS}
-    payload["status"] = order.status.value
+    payload = field_values(order)
     payload["created_at"] = epoch_ms(order.created_at)
     return orjson.dumps({"schema": ORDER_SCHEMA, "payload": payload})
 
@@ -53,7 +61,7 @@ def order_from_record_value(value: bytes | None) -> Order:
     """The order an `orders` record holds, or InvalidMessage naming what is wrong with it."""
     try:
         payload = orjson.loads(value or b"")["payload"]
-        read: dict[str, Any] = {name: _READERS[kind](payload[name]) for name, kind in _FIELD_TYPES.items()}
+        read: dict[str, Any] = {name: _READERS[kind](payload[name]) for name, kind in ORDER_FIELD_TYPES.items()}
         return validated(Order(**read))
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError, OSError) as exc:
         raise InvalidMessage(f"not an orders record: {exc}") from exc

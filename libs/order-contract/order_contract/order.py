@@ -3,7 +3,7 @@
 import datetime as dt
 from dataclasses import dataclass, fields, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, get_type_hints
 
 from order_contract.timestamps import as_utc, iso_ms
 
@@ -41,12 +41,21 @@ class Order:
 
 
 ORDER_FIELDS: tuple[str, ...] = tuple(field.name for field in fields(Order))
+# Each field's Python type: the wire formats choose their encoding and their checks by it.
+ORDER_FIELD_TYPES: dict[str, type] = {name: get_type_hints(Order)[name] for name in ORDER_FIELDS}
+
+
+def field_values(order: Order) -> dict[str, Any]:
+    """The order's values by field name, the status as its name; `created_at` stays a datetime for each format
+    to write its own way."""
+    values: dict[str, Any] = {name: getattr(order, name) for name in ORDER_FIELDS}
+    values["status"] = order.status.value
+    return values
 
 
 def plain_values(order: Order) -> dict[str, Any]:
     """The order as JSON-ready values by field name: the status as its name, the time as ISO-8601 with `Z`."""
-    values: dict[str, Any] = {name: getattr(order, name) for name in ORDER_FIELDS}
-    values["status"] = order.status.value
+    values = field_values(order)
     values["created_at"] = iso_ms(order.created_at)
     return values
 

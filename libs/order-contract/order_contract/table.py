@@ -8,7 +8,7 @@ from sqlalchemy import Integer, String
 from sqlalchemy.dialects.mysql import DATETIME
 from sqlalchemy.orm import Mapped, mapped_column
 
-from order_contract.order import MAX_TEXT_LENGTH, ORDER_FIELDS, Order, OrderStatus
+from order_contract.order import MAX_TEXT_LENGTH, ORDER_FIELDS, Order, OrderStatus, field_values
 from order_contract.timestamps import as_utc
 
 ORDERS_TABLE = "orders"  # mydb.orders: the connector's collection.name.format
@@ -36,7 +36,6 @@ class OrderColumns:
     @staticmethod
     def values_of(order: Order) -> dict[str, Any]:
         """The row for `order`, keyed by attribute name (also what an ORM bulk insert takes)."""
-        values: dict[str, Any] = {name: getattr(order, name) for name in ORDER_FIELDS}
-        values["status"] = order.status.value
+        values = field_values(order)
         values["created_at"] = as_utc(order.created_at).replace(tzinfo=None)
         return values

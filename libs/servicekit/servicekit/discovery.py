@@ -54,18 +54,19 @@ class RoundRobin:
 
     def pick(self, app: str, candidates: Sequence[T]) -> T:
         """The candidate whose turn it is; `candidates` must not be empty."""
-        turn = self._turns.get(app, 0)
-        self._turns[app] = turn + 1
-        return candidates[turn % len(candidates)]
+        return candidates[self._next_turn(app) % len(candidates)]
 
     def in_turn(self, app: str, candidates: Sequence[T]) -> list[T]:
         """Every candidate, starting with the one whose turn it is (to try the next when one fails)."""
         if not candidates:
             return []
+        start = self._next_turn(app) % len(candidates)
+        return [*candidates[start:], *candidates[:start]]
+
+    def _next_turn(self, app: str) -> int:
         turn = self._turns.get(app, 0)
         self._turns[app] = turn + 1
-        start = turn % len(candidates)
-        return [*candidates[start:], *candidates[:start]]
+        return turn
 
 
 class NoInstanceAvailable(Exception):

@@ -111,21 +111,26 @@ def start_server(
     """Start a server process (this environment plus `env`); return once `ready_url` answers 200.
     A process that exits first, or never answers, fails the caller and is stopped."""
     process = subprocess.Popen(args, cwd=cwd, env={**os.environ, **env})
-
-    def answers() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError(f"{args} exited with {process.returncode} before {ready_url} answered")
-        try:
-            return httpx.get(ready_url, headers={"Accept": "application/json"}, timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False  # not listening yet
-
     try:
-        eventually_blocking(answers, within=within, what=f"{ready_url} answers 200", interval=0.05)
+        wait_answering(process, ready_url, within=within)
     except BaseException:
         stop_process(process)
         raise
     return process
+
+
+def wait_answering(process: subprocess.Popen[bytes], url: str, *, within: float = 20.0) -> None:
+    """Return once `url` answers 200; fail at once if `process` (the server behind it) exits first."""
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode} before {url} answered")
+        try:
+            return httpx.get(url, headers={"Accept": "application/json"}, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False  # not listening yet
+
+    eventually_blocking(answers, within=within, what=f"{url} answers 200", interval=0.05)
 
 
 # A string: pymysql's Connection is generic only in its type stubs.
