@@ -59,10 +59,11 @@ if [ "$(cat "$STAMPS/python" 2>/dev/null)" != "$python_inputs" ]; then
   echo "$python_inputs" >"$STAMPS/python"
 fi
 
-# --- Kafka, Kafka Connect and the Debezium JDBC sink, from Maven Central ------------------------------
+# --- Kafka, Kafka Connect and the Debezium JDBC sink and MariaDB source, from Maven Central ------------------------------
 maven_inputs=$(find infra/pom.xml infra/src -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
 if [ "$(cat "$STAMPS/maven" 2>/dev/null)" != "$maven_inputs" ] || [ ! -d infra/target/kafka/lib ] \
-   || [ ! -d infra/target/connect-plugins/debezium-connector-jdbc ]; then
+   || [ ! -d infra/target/connect-plugins/debezium-connector-jdbc ] \
+   || [ ! -d infra/target/connect-plugins/debezium-connector-mariadb ]; then
   say "fetching Kafka and Connect jars with Maven (first time: a few minutes; log: $LOGS/install-maven.log)"
   rm -rf infra/target
   mvn -B -f infra/pom.xml package >"$LOGS/install-maven.log" 2>&1 \

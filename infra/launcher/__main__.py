@@ -33,7 +33,7 @@ def print_urls(config: StackConfig, infra_only: bool) -> None:
     rows = [
         ("MariaDB", f"127.0.0.1:{config.db_port} (databases {', '.join(config.databases)})"),
         ("Kafka", config.get("KAFKA_BOOTSTRAP_SERVERS")),
-        ("Kafka Connect REST", f"{config.connect_url}/connectors/{connect.SINK_CONNECTOR}/status"),
+        *((f"Connector {name}", f"{config.connect_url}/connectors/{name}/status") for name in connect.CONNECTORS),
     ]
     if not infra_only:
         gateway = f"http://127.0.0.1:{services.gateway_port(config)}"

@@ -1,13 +1,15 @@
-"""Kafka Connect in distributed mode, and the orders-sink connector registered through its REST API."""
+"""Kafka Connect in distributed mode, and its connectors (orders-sink, catalog-source) registered through REST."""
 
 import json
 import os
+from functools import partial
 from pathlib import Path
 
 import httpx
 
 from launcher import kafka
 from launcher.environment import (
+    CDC_DB,
     CONNECT_KAFKA,
     CONNECT_PLUGINS,
     INFRA_DIR,
@@ -23,10 +25,14 @@ WORKER_PROPERTIES = STACK_DIR / "connect" / "worker.properties"
 REST_JAAS = STACK_DIR / "connect" / "rest-jaas.conf"
 REST_USERS = STACK_DIR / "connect" / "rest-users.properties"
 # What the connector configs may read through ${env:...} (and the worker.properties allow-list says the same).
-CONNECTOR_ENV = ("DB_HOST", "DB_PORT", "ORDERS_DB")
+CONNECTOR_ENV = ("DB_HOST", "DB_PORT", "ORDERS_DB", "CATALOG_DB", "KAFKA_BOOTSTRAP_SERVERS")
 CONNECTOR_DIR = INFRA_DIR / "connect"
 SINK_CONNECTOR = "orders-sink"
 SINK_CLASS = "io.debezium.connector.jdbc.JdbcSinkConnector"
+SOURCE_CONNECTOR = "catalog-source"
+SOURCE_CLASS = "io.debezium.connector.mariadb.MariaDbConnector"
+# Each connector's config is infra/connect/<name>.json.
+CONNECTORS = (SINK_CONNECTOR, SOURCE_CONNECTOR)
 # The worker converts and writes records in batches: a throughput collector with a fixed heap writes more rows/s
 # than G1 with Kafka's 20 ms pause target, which is sized for the broker's latency (bench/perf-notes.md).
 WORKER_JVM_OPTIONS = ("-Xms1g", "-Xmx1g", "-XX:+UseParallelGC")
@@ -50,7 +56,8 @@ def up(config: StackConfig) -> None:
         step("starting connect-watchdog (restarts FAILED connectors and tasks)")
         start(watchdog, [str(VENV_PYTHON), "-m", "launcher.connect_watchdog"], config.process_env())
         done()
-    register_connector(config, SINK_CONNECTOR, CONNECTOR_DIR / f"{SINK_CONNECTOR}.json")
+    for name in CONNECTORS:
+        register_connector(config, name, CONNECTOR_DIR / f"{name}.json")
 
 
 def rest_auth(config: StackConfig) -> httpx.BasicAuth:
@@ -74,7 +81,17 @@ def worker_env(config: StackConfig) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if key not in config.values}
     env.update({key: config.get(key) for key in CONNECTOR_ENV})
     env.update(ORDERS_SINK_DB.env(config, prefix="SINK_DB"))
+    env.update(CDC_DB.env(config, prefix="CDC_DB"))
+    # Debezium's schema history makes its own Kafka clients; they log in as `connect`, like the worker.
+    env["CONNECT_KAFKA_JAAS"] = kafka_jaas(config)
     return env
+
+
+def kafka_jaas(config: StackConfig) -> str:
+    """The SASL/SCRAM login of the `connect` principal, as a Kafka client's sasl.jaas.config."""
+    password = config.get(CONNECT_KAFKA.password_key)
+    module = "org.apache.kafka.common.security.scram.ScramLoginModule"
+    return f'{module} required username="{CONNECT_KAFKA.user}" password="{password}";'
 
 
 def start_worker(config: StackConfig) -> None:
@@ -85,7 +102,7 @@ def start_worker(config: StackConfig) -> None:
         WORKER_PROPERTIES,
         private=True,
         kafka_bootstrap_servers=config.get("KAFKA_BOOTSTRAP_SERVERS"),
-        kafka_password=config.get(CONNECT_KAFKA.password_key),
+        kafka_jaas=kafka_jaas(config),
         connect_host="127.0.0.1",
         connect_port=config.connect_port,
         plugin_path=CONNECT_PLUGINS,
@@ -96,12 +113,12 @@ def start_worker(config: StackConfig) -> None:
         "org.apache.kafka.connect.cli.ConnectDistributed", str(WORKER_PROPERTIES), jvm_options=jvm_options
     )
     start(connect, argv, worker_env(config))
-    wait_until(connect, lambda: _has_plugin(config, SINK_CLASS), 180, "serving REST with the JDBC sink plugin")
+    wait_until(connect, lambda: _has_plugins(config), 180, "serving REST with the Debezium plugins")
 
 
-def _has_plugin(config: StackConfig, connector_class: str) -> bool:
+def _has_plugins(config: StackConfig) -> bool:
     plugins = httpx.get(f"{config.connect_url}/connector-plugins", auth=rest_auth(config), timeout=2).json()
-    return any(plugin["class"] == connector_class for plugin in plugins)
+    return {SINK_CLASS, SOURCE_CLASS} <= {plugin["class"] for plugin in plugins}
 
 
 def register_connector(config: StackConfig, name: str, config_file: Path) -> None:
@@ -138,5 +155,6 @@ def ensure_running(config: StackConfig) -> None:
     """Used by tests that restart the worker."""
     if not component(config).running():
         start_worker(config)
-    wait_until(component(config), lambda: connector_running(config, SINK_CONNECTOR), 90, "RUNNING", quiet=True)
+    for name in CONNECTORS:
+        wait_until(component(config), partial(connector_running, config, name), 90, f"{name} RUNNING", quiet=True)
     done()

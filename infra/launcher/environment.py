@@ -200,6 +200,8 @@ ORDERS_MIGRATOR_DB = DbAccount("orders_migrator", "ORDERS_MIGRATOR_DB_PASSWORD")
 CATALOG_SERVICE_DB = DbAccount("catalog_service", "CATALOG_SERVICE_DB_PASSWORD")
 USER_SERVICE_DB = DbAccount("user_service", "USER_SERVICE_DB_PASSWORD")
 ORDERS_SINK_DB = DbAccount("orders_sink", "ORDERS_SINK_DB_PASSWORD")
+# The catalog-source connector (Debezium MariaDB): reads catalogdb and the binlog, writes nothing.
+CDC_DB = DbAccount("cdc", "CDC_DB_PASSWORD")
 
 
 @dataclass(frozen=True)

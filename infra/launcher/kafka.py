@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from launcher.environment import INFRA_DIR, KAFKA_LIB, KAFKA_LOGINS, STACK_DIR, StackConfig, render_template
 from launcher.processes import Component, StartupFailed, done, needs_start, port_open, start, step, wait_until
-from order_contract.topics import DATA_TOPICS, DEAD_LETTER_TOPICS
+from order_contract.topics import CATALOG_CHANGES_TOPIC, DATA_TOPICS, DEAD_LETTER_TOPICS
 from servicekit.kafka import ensure_topics
 
 KAFKA_DIR = STACK_DIR / "kafka"
@@ -20,6 +20,12 @@ LOG4J_CONFIG = INFRA_DIR / "kafka" / "log4j2.properties"
 ACL_FILE = INFRA_DIR / "kafka" / "acls.txt"
 # Written next to the data when the storage is formatted: a digest of the admin password its login was made with.
 ADMIN_LOGIN_STAMP = KAFKA_DIR / "admin-login.sha256"
+
+
+# The catalog-source connector's schema history: the DDL it has seen, read back in full when its task starts.
+# Debezium wants one partition, never compacted nor expired.
+CATALOG_HISTORY_TOPIC = "catalog-source-schema-history"
+SCHEMA_HISTORY_CONFIGS = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
 
 
 def component(config: StackConfig) -> Component:
@@ -151,4 +157,12 @@ async def _create_topics(config: StackConfig) -> list[str]:
     # The dead-letter topics exist up front so they can be watched before anything fails.
     wanted = [name for name in (*DATA_TOPICS, *DEAD_LETTER_TOPICS) if name not in existing]
     await ensure_topics(config.kafka_access, wanted, config.number("TOPIC_PARTITIONS", 3))
+    # catalog-changes holds the catalog's current state: compaction keeps the last record per product for ever
+    # (a tombstone for a while, so readers see the delete). One partition: the catalog is small, and a reader
+    # catches up to one end offset.
+    compacted = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "delete.retention.ms": "86400000"}
+    for name, configs in ((CATALOG_CHANGES_TOPIC, compacted), (CATALOG_HISTORY_TOPIC, SCHEMA_HISTORY_CONFIGS)):
+        if name not in existing:
+            await ensure_topics(config.kafka_access, [name], 1, configs)
+            wanted.append(name)
     return wanted

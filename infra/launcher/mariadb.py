@@ -8,6 +8,7 @@ import pymysql
 
 from launcher.environment import (
     CATALOG_SERVICE_DB,
+    CDC_DB,
     INFRA_DIR,
     ORDER_SERVICE_DB,
     ORDERS_MIGRATOR_DB,
@@ -18,7 +19,7 @@ from launcher.environment import (
     StackConfig,
     render_template,
 )
-from launcher.processes import Component, StartupFailed, done, needs_start, start, step, wait_until
+from launcher.processes import Component, StartupFailed, done, needs_start, start, step, stop, wait_until
 
 MARIADB_DIR = STACK_DIR / "mariadb"
 SOCKET = MARIADB_DIR / "mysqld.sock"
@@ -32,18 +33,33 @@ def component(config: StackConfig) -> Component:
 def up(config: StackConfig) -> None:
     mariadb = component(config)
     if needs_start(mariadb, config.db_port):
-        render_template(INFRA_DIR / "mariadb" / "my.cnf", CONFIG, stack_dir=STACK_DIR, db_port=config.db_port)
-        _initialise_datadir(mariadb)
-        step(f"starting mariadb on 127.0.0.1:{config.db_port}")
-        argv = ["/usr/sbin/mariadbd", f"--defaults-file={CONFIG}"]
-        if os.geteuid() == 0:
-            argv.append("--user=root")
-        start(mariadb, argv, dict(os.environ))
-        wait_until(mariadb, lambda: SOCKET.exists() and _admin_sql("SELECT 1") is not None, 60, "accepting connections")
+        _start_server(mariadb, config)
+    elif not _binlog_on():
+        # Started by an older checkout, before the catalog-source connector needed a row-based binlog.
+        step("restarting mariadb with the binlog on (CDC needs it)")
+        stop(mariadb)
+        done()
+        _start_server(mariadb, config)
     step("creating databases and the application user")
     _create_databases_and_user(config)
     wait_until(mariadb, lambda: _app_user_can_connect(config), 20, "app user can connect", quiet=True)
     done("ok")
+
+
+def _start_server(mariadb: Component, config: StackConfig) -> None:
+    render_template(INFRA_DIR / "mariadb" / "my.cnf", CONFIG, stack_dir=STACK_DIR, db_port=config.db_port)
+    (MARIADB_DIR / "binlog").mkdir(parents=True, exist_ok=True)
+    _initialise_datadir(mariadb)
+    step(f"starting mariadb on 127.0.0.1:{config.db_port}")
+    argv = ["/usr/sbin/mariadbd", f"--defaults-file={CONFIG}"]
+    if os.geteuid() == 0:
+        argv.append("--user=root")
+    start(mariadb, argv, dict(os.environ))
+    wait_until(mariadb, lambda: SOCKET.exists() and _admin_sql("SELECT 1") is not None, 60, "accepting connections")
+
+
+def _binlog_on() -> bool:
+    return (_admin_sql("SELECT @@log_bin") or "").strip() == "1"
 
 
 def _initialise_datadir(mariadb: Component) -> None:
@@ -110,6 +126,9 @@ def database_grants(config: StackConfig) -> dict[DbAccount, list[str]]:
         ORDERS_MIGRATOR_DB: [f"ALL PRIVILEGES ON {orders_db}.*"],
         ORDER_SERVICE_DB: [f"SELECT ON {orders_db}.`orders`", f"ALL PRIVILEGES ON {local_dbs}.*"],
         ORDERS_SINK_DB: [f"SELECT, INSERT, UPDATE ON {orders_db}.`orders`"],
+        # What the Debezium MariaDB source needs: read the captured database (snapshot), take the brief global
+        # read lock of its snapshot (RELOAD), list databases, and read the binlog as a replica would.
+        CDC_DB: [f"SELECT ON {catalog_db}.*", "RELOAD, SHOW DATABASES, REPLICATION SLAVE, REPLICATION CLIENT ON *.*"],
         CATALOG_SERVICE_DB: [f"ALL PRIVILEGES ON {catalog_db}.*"],
         USER_SERVICE_DB: [f"ALL PRIVILEGES ON {users_db}.*"],
     }

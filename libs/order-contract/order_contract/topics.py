@@ -8,6 +8,9 @@ ORDERS_DEAD_LETTER_TOPIC = "orders-dlq"
 STOCK_TOPIC = "example-catalog-topic"
 # stock requests catalog-service cannot read, with an error.message header
 STOCK_DEAD_LETTER_TOPIC = "example-catalog-topic-dlq"
+# catalog-source (Debezium, binlog CDC) -> every order-service instance's catalog read model: one compacted
+# record per product (key = product id; value = the row as Connect JSON, without stock; null when deleted)
+CATALOG_CHANGES_TOPIC = "catalog-changes"
 
 DATA_TOPICS = (ORDERS_TOPIC, STOCK_TOPIC)
 DEAD_LETTER_TOPICS = (ORDERS_DEAD_LETTER_TOPIC, STOCK_DEAD_LETTER_TOPIC)

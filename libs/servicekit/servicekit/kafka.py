@@ -92,13 +92,15 @@ def committed_consumer(kafka: KafkaAccess, *topics: str, group_id: str | None) -
     )
 
 
-async def ensure_topics(kafka: KafkaAccess, names: list[str], partitions: int) -> None:
-    """Create the topics that do not exist yet (replication factor 1: one broker)."""
+async def ensure_topics(
+    kafka: KafkaAccess, names: list[str], partitions: int, configs: dict[str, str] | None = None
+) -> None:
+    """Create the topics that do not exist yet (replication factor 1: one broker), with topic `configs`."""
     admin = AIOKafkaAdminClient(**kafka.client_options())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(name, partitions, 1) for name in names if name not in existing]
+        missing = [NewTopic(name, partitions, 1, topic_configs=configs or {}) for name in names if name not in existing]
         if missing:
             try:
                 await admin.create_topics(missing)
