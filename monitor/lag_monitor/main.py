@@ -1,0 +1,37 @@
+"""The monitor app: Burrow's API over a `LagHistory` that an `OffsetPoller` fills in the background."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from lag_monitor import api
+from lag_monitor.config import MonitorSettings
+from lag_monitor.history import LagHistory
+from lag_monitor.offsets import OffsetPoller, OffsetReader
+from servicekit.web import install_edge
+
+APP_NAME = "MONITOR"
+
+
+def create_app(settings: MonitorSettings, *, history: LagHistory | None = None, poll: bool = True) -> FastAPI:
+    """`poll=False` serves `history` as it is (tests fill it themselves)."""
+    state = history or LagHistory(settings.monitor_cluster, settings.monitor_window, settings.monitor_allowed_lag)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.history = state
+        poller = None
+        if poll:
+            poller = OffsetPoller(OffsetReader(settings.kafka_access), state, settings.monitor_poll_seconds)
+            await poller.start()
+        try:
+            yield
+        finally:
+            if poller is not None:
+                await poller.stop()
+
+    app = FastAPI(title="monitor", lifespan=lifespan)
+    install_edge(app, settings, APP_NAME)
+    app.include_router(api.router)
+    return app
