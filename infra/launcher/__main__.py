@@ -40,6 +40,11 @@ def print_urls(config: StackConfig, infra_only: bool) -> None:
         rows += [
             ("Gateway", gateway),
             ("Discovery dashboard", f"http://127.0.0.1:{services.discovery_port(config)}/"),
+            (
+                "Consumer lag (Burrow API)",
+                f"http://127.0.0.1:{services.monitor_port(config)}/v3/kafka/"
+                f"{config.get('MONITOR_CLUSTER', 'local')}/consumer",
+            ),
         ]
         for app in ("USER-SERVICE", "CATALOG-SERVICE", "ORDER-SERVICE"):
             for instance in services.registered_instances(config, app):

@@ -222,7 +222,8 @@ class KafkaLogin:
 ORDER_SERVICE_KAFKA = KafkaLogin("order-service")
 CATALOG_SERVICE_KAFKA = KafkaLogin("catalog-service")
 CONNECT_KAFKA = KafkaLogin("connect")
-KAFKA_LOGINS = (ORDER_SERVICE_KAFKA, CATALOG_SERVICE_KAFKA, CONNECT_KAFKA)
+MONITOR_KAFKA = KafkaLogin("monitor")
+KAFKA_LOGINS = (ORDER_SERVICE_KAFKA, CATALOG_SERVICE_KAFKA, CONNECT_KAFKA, MONITOR_KAFKA)
 
 
 def render_template(template: Path, target: Path, *, private: bool = False, **values: object) -> Path:

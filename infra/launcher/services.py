@@ -9,6 +9,7 @@ import httpx
 from launcher.environment import (
     CATALOG_SERVICE_DB,
     CATALOG_SERVICE_KAFKA,
+    MONITOR_KAFKA,
     ORDER_SERVICE_DB,
     ORDER_SERVICE_KAFKA,
     ORDERS_MIGRATOR_DB,
@@ -69,8 +70,21 @@ def gateway_component(config: StackConfig) -> Component:
     return Component("gateway", gateway_port(config))
 
 
+def monitor_port(config: StackConfig) -> int:
+    return config.number("MONITOR_PORT", 8090)
+
+
+def monitor_component(config: StackConfig) -> Component:
+    return Component("monitor", monitor_port(config))
+
+
 def all_components(config: StackConfig) -> list[Component]:
-    return [discovery_component(config), *(c for c, *_ in service_instances(config)), gateway_component(config)]
+    return [
+        discovery_component(config),
+        *(c for c, *_ in service_instances(config)),
+        gateway_component(config),
+        monitor_component(config),
+    ]
 
 
 def migrate_orders_table(config: StackConfig) -> None:
@@ -106,6 +120,20 @@ def up(config: StackConfig) -> None:
     gateway = gateway_component(config)
     if _start_python(config, gateway, "api_gateway", {}) is not None:
         wait_until(gateway, lambda: _gateway_ready(config), 60, "ready")
+    start_monitor(config)
+
+
+def start_monitor(config: StackConfig) -> None:
+    """The monitor, on its fixed MONITOR_PORT, with its own Kafka login and the registry's password only."""
+    monitor = monitor_component(config)
+    if not needs_start(monitor, monitor.port):
+        return
+    step("starting monitor (consumer lag)")
+    started_ms = int(time.time() * 1000)
+    instance_id = "monitor-1"
+    env = config.component_env(REGISTRY_SECRETS, INSTANCE_ID=instance_id, **MONITOR_KAFKA.env(config))
+    start(monitor, [str(VENV_PYTHON), "-m", "lag_monitor"], env)
+    wait_until(monitor, lambda: _registered(config, "MONITOR", instance_id, started_ms), 60, "registered as MONITOR")
 
 
 def restart_service(config: StackConfig, name: str, **env: str) -> None:
