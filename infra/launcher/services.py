@@ -176,7 +176,7 @@ def _start_python(config: StackConfig, component: Component, module: str, extra:
         return None
     step(f"starting {component.name}")
     started_ms = int(time.time() * 1000)
-    shared = REGISTRY_SECRETS if module in ("discovery_server", "catalog_service") else TOKEN_SECRETS
+    shared = REGISTRY_SECRETS if module == "discovery_server" else TOKEN_SECRETS
     start(component, [str(VENV_PYTHON), "-m", module], config.component_env(shared, **extra))
     return started_ms
 

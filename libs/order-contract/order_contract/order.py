@@ -9,6 +9,10 @@ from order_contract.timestamps import as_utc, iso_ms
 
 INT32_MAX = 2**31 - 1
 MAX_TEXT_LENGTH = 64  # every text field is a VARCHAR(64) in the tables
+# What an order may ask for and a product may cost: the largest total (1e9) stays inside the int32 the orders
+# schema declares.
+MAX_QTY = 1_000
+MAX_UNIT_PRICE = 1_000_000
 
 # MariaDB DATETIME's range: an order outside it could be taken from stock but never written to mydb.orders.
 EARLIEST_CREATED_AT = dt.datetime(1000, 1, 1, tzinfo=dt.UTC)

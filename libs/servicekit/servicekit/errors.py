@@ -8,15 +8,24 @@ from fastapi.responses import JSONResponse
 
 
 class DomainError(Exception):
-    """Raised in service code; `install_error_handlers` maps it to `status_code` with `{"detail": ...}`."""
+    """Raised in service code; `install_error_handlers` maps it to `status_code` with `{"detail": ...}`, plus
+    `"fields": [field]` and whatever `extra` holds (what a client needs to act on it, e.g. the current price)."""
 
     status_code = 400
 
-    def __init__(self, detail: str, *, field: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.field = field
         self.headers = headers
+        self.extra = extra or {}
 
 
 class InvalidInput(DomainError):
@@ -73,6 +82,7 @@ async def _on_domain_error(_: Request, exc: Exception) -> JSONResponse:
     body: dict[str, Any] = {"detail": exc.detail}
     if exc.field is not None:
         body["fields"] = [exc.field]
+    body.update(exc.extra)
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 

@@ -11,6 +11,7 @@ from catalog_service import api
 from catalog_service.config import CatalogSettings
 from catalog_service.messaging import StockRequestConsumer
 from catalog_service.service import StockLedger
+from servicekit.auth import install_token_check
 from servicekit.database import make_engine, make_sessions, run_migrations
 from servicekit.web import install_edge
 
@@ -48,5 +49,6 @@ def create_app(settings: CatalogSettings, *, consume: bool = True) -> FastAPI:
 
     app = FastAPI(title="catalog-service", lifespan=lifespan)
     install_edge(app, settings, APP_NAME)
+    install_token_check(app, settings.jwt_secret)
     app.include_router(api.router)
     return app

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from catalog_service.models import CatalogRow, ProcessedOrder
 from order_contract.order import Order, OrderStatus
 from order_contract.timestamps import now_ms
-from servicekit.errors import NotFound
+from servicekit.errors import Conflict, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,37 @@ async def get_catalog(session: AsyncSession, product_id: str) -> CatalogRow:
     row = await session.get(CatalogRow, product_id)
     if row is None:
         raise ProductNotFound(product_id)
+    return row
+
+
+class ProductExists(Conflict):
+    def __init__(self, product_id: str) -> None:
+        super().__init__(f"product {product_id!r} exists already", field="productId")
+
+
+async def create_product(session: AsyncSession, product_id: str, name: str, stock: int, unit_price: int) -> CatalogRow:
+    """Insert a product (409 when the id is taken). The catalog-source connector sees the commit in the binlog."""
+    row = CatalogRow(product_id=product_id, product_name=name, stock=stock, unit_price=unit_price)
+    row.created_at = now_ms().replace(tzinfo=None)
+    session.add(row)
+    try:
+        await session.commit()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise ProductExists(product_id) from exc
+    return row
+
+
+async def change_product(
+    session: AsyncSession, product_id: str, *, name: str | None = None, unit_price: int | None = None
+) -> CatalogRow:
+    """Rename and/or reprice a product; its stock stays as orders left it (only the named columns are written)."""
+    row = await get_catalog(session, product_id)
+    if name is not None:
+        row.product_name = name
+    if unit_price is not None:
+        row.unit_price = unit_price
+    await session.commit()
     return row
 
 

@@ -1,9 +1,10 @@
 """HTTP routes (served without the /order-service prefix; the gateway strips it)."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Request, Response
 
+from order_service.catalog import CatalogReadModel
 from order_service.schemas import OrderOut, OrderRequest
 from order_service.service import OrderIntake
 from servicekit.auth import Caller, require_self
@@ -28,6 +29,14 @@ async def create_order(
     require_self(caller, user_id)
     order = await intake.place(user_id, body, idempotency_key)
     return OrderOut.of(order)
+
+
+@router.get("/catalog-view")
+async def catalog_view(request: Request) -> dict[str, Any]:
+    """This instance's catalog read model: its products and prices (public, like the catalog itself), and the
+    last changes it applied with the time it applied each (the change-lag benchmark reads them)."""
+    catalog: CatalogReadModel = request.app.state.catalog
+    return catalog.view()
 
 
 @router.get("/{user_id}/orders", response_model=list[OrderOut])

@@ -20,8 +20,6 @@ class OrderSettings(ServiceSettings):
     # false: the benchmark's baseline only, the same endpoint answering without publishing anything.
     publish_orders: bool = True
 
-    catalog_timeout_seconds: float = 1.0
-    catalog_cache_seconds: float = 10.0
     # How long a request waits for its transaction to commit before answering 503.
     publish_timeout_seconds: float = 10.0
     max_orders_per_transaction: int = 500

@@ -1,22 +1,26 @@
-"""The order-service app: routes, and what lives as long as the process (DB engine, order sink, catalog client)."""
+"""The order-service app: routes, and what lives as long as the process (DB engine, order sink, catalog read
+model)."""
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import httpx
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from order_service import api
+from order_service.catalog import CatalogReadModel
 from order_service.config import OrderSettings
 from order_service.messaging import OrderPublisher
-from order_service.service import CatalogClient, OrderIntake
+from order_service.service import OrderIntake
 from order_service.sinks import DiscardingSink, LocalOrderStore, OrderSink
 from servicekit.auth import install_token_check
 from servicekit.database import make_engine, make_sessions, run_migrations
 from servicekit.web import install_edge
+
+log = logging.getLogger(__name__)
 
 APP_NAME = "ORDER-SERVICE"
 ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
@@ -33,18 +37,21 @@ def create_app(settings: OrderSettings) -> FastAPI:
         migrating_as = settings if local else settings.migrator()
         await asyncio.to_thread(run_migrations, ALEMBIC_INI, database, migrating_as)
         engine = make_engine(settings, database)
-        http = httpx.AsyncClient(timeout=settings.catalog_timeout_seconds)
         sessions = make_sessions(engine)
+        catalog = CatalogReadModel(settings.kafka_access)
+        await catalog.start()
         sink = order_sink(settings, sessions)
         await sink.start()
+        app.state.catalog = catalog
         app.state.sink = sink
-        catalog = CatalogClient(app.state.discovery, http, known_ttl=settings.catalog_cache_seconds)
         app.state.intake = OrderIntake(sessions, catalog, sink)
         try:
+            # Start-up ends (and the instance registers with discovery) once the catalog is read to its end.
+            await wait_for_catalog(catalog)
             yield
         finally:
             await sink.stop()
-            await http.aclose()
+            await catalog.stop()
             await engine.dispose()
 
     app = FastAPI(title="order-service", lifespan=lifespan)
@@ -52,6 +59,16 @@ def create_app(settings: OrderSettings) -> FastAPI:
     install_token_check(app, settings.jwt_secret)
     app.include_router(api.router)
     return app
+
+
+async def wait_for_catalog(catalog: CatalogReadModel, report_every: float = 10.0) -> None:
+    waited = 0.0
+    while not catalog.caught_up.is_set():
+        try:
+            await asyncio.wait_for(catalog.caught_up.wait(), report_every)
+        except TimeoutError:
+            waited += report_every
+            log.warning("still reading the catalog (catalog-changes) after %.0f s; not registering yet", waited)
 
 
 def order_sink(settings: OrderSettings, sessions: async_sessionmaker[AsyncSession]) -> OrderSink:

@@ -5,11 +5,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from order_contract.order import Order, plain_values
-
-# Bounds keep total_price inside the int32 the orders schema declares.
-MAX_QTY = 1_000
-MAX_UNIT_PRICE = 1_000_000
+from order_contract.order import MAX_QTY, MAX_UNIT_PRICE, Order, plain_values
 
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 
@@ -20,7 +16,8 @@ class OrderRequest(BaseModel):
 
     product_id: Identifier
     qty: int = Field(gt=0, le=MAX_QTY)
-    unit_price: int = Field(gt=0, le=MAX_UNIT_PRICE)
+    # Optional: the catalog sets the price. A client that states one is told (409) when it is not the current one.
+    unit_price: int | None = Field(default=None, gt=0, le=MAX_UNIT_PRICE)
 
 
 class OrderOut(BaseModel):

@@ -1,29 +1,25 @@
-"""Placing and listing orders, and the catalog-service client they check products with. Raises domain errors;
-api.py turns them into HTTP answers."""
+"""Placing and listing orders, priced from the catalog read model (catalog.py). Raises domain errors; api.py
+turns them into HTTP answers."""
 
 import asyncio
 import logging
-import time
 import uuid
 from collections import OrderedDict
-from urllib.parse import quote
+from typing import Protocol
 
-import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from order_contract.catalog_change import CatalogProduct
 from order_contract.order import Order, OrderStatus
 from order_contract.timestamps import now_ms
 from order_service.messaging import PublishFailed
 from order_service.models import OrderRow
 from order_service.schemas import OrderRequest
 from order_service.sinks import OrderSink
-from servicekit.discovery import InstanceSource, RoundRobin
 from servicekit.errors import Conflict, InvalidInput, Unavailable
 
 log = logging.getLogger(__name__)
-
-CATALOG_APP = "CATALOG-SERVICE"
 
 
 class UnknownProduct(InvalidInput):
@@ -31,9 +27,16 @@ class UnknownProduct(InvalidInput):
         super().__init__(f"productId: unknown product {product_id!r}", field="productId")
 
 
-class CatalogUnavailable(Unavailable):
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"catalog-service unavailable: {reason}")
+class PriceChanged(Conflict):
+    """The client stated a unit price that is not the catalog's: nothing is published, the answer names the
+    current price so the client can confirm it."""
+
+    def __init__(self, product: CatalogProduct, stated: int) -> None:
+        super().__init__(
+            f"unitPrice: {product.product_id} costs {product.unit_price} now, not {stated}",
+            field="unitPrice",
+            extra={"unitPrice": product.unit_price},
+        )
 
 
 class OrderNotAccepted(Unavailable):
@@ -51,84 +54,15 @@ def idempotent_order_id(user_id: str, idempotency_key: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"order:{user_id}:{idempotency_key}"))
 
 
-class CatalogClient:
-    """Does a product exist? Asks catalog-service (round robin, short timeout) and caches the answer briefly."""
+class Catalog(Protocol):
+    """Where products and their prices are looked up (CatalogReadModel; a test may pass a dict-like stand-in)."""
 
-    MAX_CACHED = 10_000
-    STALE_GRACE_SECONDS = 300.0
-
-    def __init__(
-        self,
-        registry: InstanceSource,
-        http: httpx.AsyncClient,
-        *,
-        known_ttl: float = 10.0,
-        unknown_ttl: float = 1.0,
-    ) -> None:
-        self._registry = registry
-        self._round_robin = RoundRobin()
-        self._http = http
-        self._known_ttl = known_ttl
-        self._unknown_ttl = unknown_ttl
-        self._answers: dict[str, tuple[bool, float]] = {}
-        self._lookups: dict[str, asyncio.Future[bool]] = {}
-
-    async def require(self, product_id: str) -> None:
-        cached = self._answers.get(product_id)
-        if cached is not None and cached[1] > time.monotonic():
-            exists = cached[0]
-        else:
-            # One question per product at a time: a burst of orders for it waits for the same answer.
-            lookup = self._lookups.get(product_id)
-            if lookup is None:
-                lookup = asyncio.ensure_future(self._ask_and_remember(product_id))
-                self._lookups[product_id] = lookup
-                lookup.add_done_callback(lambda _: self._lookups.pop(product_id, None))
-            exists = await asyncio.shield(lookup)
-        if not exists:
-            raise UnknownProduct(product_id)
-
-    async def _ask_and_remember(self, product_id: str) -> bool:
-        try:
-            exists = await self._ask(product_id)
-        except CatalogUnavailable:
-            # A product catalog-service confirmed before stays orderable while it is away (a restart):
-            # the stock check downstream still decides. A product never seen gets the 503.
-            known = self._answers.get(product_id)
-            if known is not None and known[0] and known[1] + self.STALE_GRACE_SECONDS > time.monotonic():
-                log.warning("catalog-service unreachable; product known from before", extra={"product_id": product_id})
-                return True
-            raise
-        if len(self._answers) >= self.MAX_CACHED:
-            self._answers.clear()
-        ttl = self._known_ttl if exists else self._unknown_ttl
-        self._answers[product_id] = (exists, time.monotonic() + ttl)
-        return exists
-
-    async def _ask(self, product_id: str) -> bool:
-        instances = self._round_robin.in_turn(CATALOG_APP, self._registry.instances(CATALOG_APP))
-        if not instances:
-            raise CatalogUnavailable("no instance registered")
-        failure = "no answer"
-        # Try up to three instances, starting at the next in turn, before giving up.
-        for instance in instances[:3]:
-            base_url = instance.base_url
-            try:
-                response = await self._http.get(f"{base_url}/catalogs/{quote(product_id, safe='')}")
-            except httpx.HTTPError as exc:
-                failure = f"{base_url}: {type(exc).__name__}"
-                continue
-            if response.status_code == 200:
-                return True
-            if response.status_code == 404:
-                return False
-            failure = f"{base_url}: HTTP {response.status_code}"
-        raise CatalogUnavailable(failure)
+    def get(self, product_id: str) -> CatalogProduct | None: ...
 
 
 class OrderIntake:
-    """Takes orders: checks the product, hands the PENDING order to the sink (sinks.py), answers retries with the
-    same order. Orders are read back from `sessions`: the shared table the JDBC sink fills (ORDER_STORE=kafka),
+    """Takes orders: prices them from the catalog, hands the PENDING order to the sink (sinks.py), answers retries
+    with the same order. Orders are read back from `sessions`: the shared table the JDBC sink fills (ORDER_STORE=kafka),
     or this instance's own database (ORDER_STORE=local)."""
 
     RECENT_KEYED_ORDERS = 10_000
@@ -136,7 +70,7 @@ class OrderIntake:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        catalog: CatalogClient,
+        catalog: Catalog,
         sink: OrderSink,
     ) -> None:
         self._sessions = sessions
@@ -179,14 +113,18 @@ class OrderIntake:
         return order
 
     async def _place_new(self, order_id: str, user_id: str, request: OrderRequest) -> Order:
-        await self._catalog.require(request.product_id)
+        product = self._catalog.get(request.product_id)
+        if product is None:
+            raise UnknownProduct(request.product_id)
+        if request.unit_price is not None and request.unit_price != product.unit_price:
+            raise PriceChanged(product, request.unit_price)
         order = Order(
             order_id=order_id,
             user_id=user_id,
             product_id=request.product_id,
             qty=request.qty,
-            unit_price=request.unit_price,
-            total_price=request.qty * request.unit_price,
+            unit_price=product.unit_price,
+            total_price=request.qty * product.unit_price,
             status=OrderStatus.PENDING,
             created_at=now_ms(),
         )
@@ -212,6 +150,10 @@ class OrderIntake:
 
 
 def _same_request(order: Order, request: OrderRequest) -> Order:
-    if (order.product_id, order.qty, order.unit_price) != (request.product_id, request.qty, request.unit_price):
+    """A retry names the same product and quantity; a price, when it states one, is the one the order got."""
+    if (order.product_id, order.qty) != (request.product_id, request.qty) or request.unit_price not in (
+        None,
+        order.unit_price,
+    ):
         raise IdempotencyKeyReused
     return order
