@@ -1,0 +1,34 @@
+"""CDC fixtures: the running stack (real binlog, real Connect, every order-service instance), products of each test's
+own written to catalogdb by plain SQL and removed afterwards. tests/conftest.py gives stack_config, settings and
+orders_db."""
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from demo.gateway_client import GatewayClient
+from launcher import services
+from launcher.environment import StackConfig
+from servicekit.config import ServiceSettings
+from servicekit.testing import database
+from tests.cdc.catalog_stack import TestProducts
+
+
+@pytest.fixture
+async def gateway(stack_config: StackConfig) -> AsyncIterator[GatewayClient]:
+    async with GatewayClient(f"http://127.0.0.1:{services.gateway_port(stack_config)}") as client:
+        yield client
+
+
+@pytest.fixture
+def products(settings: ServiceSettings, stack_config: StackConfig) -> Iterator[TestProducts]:
+    """Test products in catalogdb (never the seed ones); every one made is deleted afterwards."""
+    made = TestProducts(lambda: database(settings, stack_config.get("CATALOG_DB", "catalogdb")))
+    yield made
+    made.remove_all()
+
+
+@pytest.fixture
+def jwt_secret(settings: ServiceSettings) -> str:
+    assert settings.jwt_secret, "the stack's .env sets JWT_SECRET"
+    return settings.jwt_secret
