@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -40,7 +41,8 @@ from catalog_service.config import CatalogSettings
 from launcher import kafka as stack_kafka
 from launcher.environment import KAFKA_LOGINS, ORDER_SERVICE_KAFKA, STACK_DIR, StackConfig, render_template
 from launcher.processes import port_open
-from order_contract.topics import ORDERS_TOPIC, STOCK_TOPIC
+from order_contract.catalog_change import CatalogProduct, catalog_change_record
+from order_contract.topics import CATALOG_CHANGES_TOPIC, ORDERS_TOPIC, STOCK_TOPIC
 from order_service.config import OrderSettings
 from servicekit.config import ServiceSettings
 from servicekit.database import make_engine, make_sessions
@@ -110,10 +112,11 @@ authorizer.class.name=
 
 
 @contextlib.contextmanager
-def private_broker(name: str, secured: bool) -> Iterator[dict[str, str]]:
+def private_broker(name: str, secured: bool, product_id: str) -> Iterator[dict[str, str]]:
     """A private single-node broker with the stack's server.properties: `secured` keeps its SASL/SCRAM logins and
     ACLs (infra/kafka/acls.txt, fresh passwords), otherwise plaintext without an authorizer. Nothing else uses it,
-    so the two differ in their security only. Yields the environment that points order-service at it."""
+    so the two differ in their security only. Its catalog-changes holds the bench product (order-service prices from
+    it). Yields the environment that points order-service at it."""
     port, controller_port = free_port(), free_port()
     home = STACK_DIR / name
     passwords = {"KAFKA_ADMIN_PASSWORD": secrets.token_urlsafe(32)}
@@ -153,6 +156,7 @@ def private_broker(name: str, secured: bool) -> Iterator[dict[str, str]]:
                 raise SystemExit(f"the bench broker {name} did not start; see {log_path}")
             time.sleep(0.5)
         asyncio.run(ensure_topics(admin, [ORDERS_TOPIC, STOCK_TOPIC], 3))
+        asyncio.run(publish_catalog(admin, CatalogProduct(product_id, "Benchmark product", 100)))
         if not secured:
             yield {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_ADMIN_PASSWORD": ""}
             return
@@ -172,6 +176,18 @@ def private_broker(name: str, secured: bool) -> Iterator[dict[str, str]]:
         shutil.rmtree(home, ignore_errors=True)
 
 
+async def publish_catalog(kafka: KafkaAccess, product: CatalogProduct) -> None:
+    """The bench product on a private broker's catalog-changes, as the catalog-source connector would write it."""
+    await ensure_topics(kafka, [CATALOG_CHANGES_TOPIC], 1, {"cleanup.policy": "compact"})
+    producer = AIOKafkaProducer(**kafka.client_options())
+    await producer.start()
+    try:
+        key, value = catalog_change_record(product)
+        await producer.send_and_wait(CATALOG_CHANGES_TOPIC, value, key=key)
+    finally:
+        await producer.stop()
+
+
 def bearer(user_id: str) -> str:
     """order-service checks the caller's token itself: the bench calls as the user in its path."""
     secret = ServiceSettings().jwt_secret
@@ -181,7 +197,7 @@ def bearer(user_id: str) -> str:
 
 
 def wait_ready(instance: Instance, product_id: str, user_id: str) -> None:
-    """Up, and catalog-service found (the registry copy is fetched in the background)."""
+    """Up (it serves once its catalog read model has caught up) and pricing the bench product."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if instance.process.poll() is not None:
@@ -281,8 +297,8 @@ def main() -> None:
     run = uuid.uuid4().hex[:6]
     config = StackConfig.load()
     product_id = asyncio.run(with_bench_product(stock=1_000_000_000))
-    secured_broker = private_broker(f"bench-kafka-{run}-sasl", secured=True)
-    plain_broker = private_broker(f"bench-kafka-{run}-plain", secured=False)
+    secured_broker = private_broker(f"bench-kafka-{run}-sasl", secured=True, product_id=product_id)
+    plain_broker = private_broker(f"bench-kafka-{run}-plain", secured=False, product_id=product_id)
     with secured_broker as secured_env, plain_broker as plain_env:
         stack_env = ORDER_SERVICE_KAFKA.env(config)
         instances = {

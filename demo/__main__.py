@@ -1,5 +1,6 @@
 """make demo: the seed story through the gateway. First the problem (each order-service instance with its own
-database), then the fix (every instance publishes to Kafka; the JDBC sink writes one shared table)."""
+database), then the fix (every instance publishes to Kafka; the JDBC sink writes one shared table), then the same
+sync the other way (a price changed by plain SQL in catalogdb reaches every order-service instance by CDC)."""
 
 import asyncio
 import sys
@@ -8,8 +9,11 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+import pymysql
+
 from demo.gateway_client import GatewayClient, User
 from launcher import services
+from launcher.catalog_views import catalog_views
 from launcher.environment import StackConfig
 from launcher.processes import Component, stop
 
@@ -136,7 +140,7 @@ async def the_fix(gateway: GatewayClient) -> bool:
 
     product = "CATALOG-003"
     too_many = stock_after[product] + 1
-    big = await gateway.place_order(user, product, too_many, (await gateway.catalog())[product]["unitPrice"])
+    big = await gateway.place_order(user, product, too_many)
     deadline = time.monotonic() + 60
     status = "PENDING"
     while status == "PENDING" and time.monotonic() < deadline:
@@ -152,6 +156,76 @@ async def the_fix(gateway: GatewayClient) -> bool:
     return same and exact and status == "REJECTED" and left == stock_after[product]
 
 
+def set_price_by_sql(config: StackConfig, product_id: str, unit_price: int) -> float:
+    """UPDATE the price in catalogdb with plain SQL (no service involved); returns when it committed."""
+    connection = pymysql.connect(
+        host=config.get("DB_HOST", "127.0.0.1"),
+        port=config.db_port,
+        user=config.get("DB_USER"),
+        password=config.get("DB_PASSWORD"),
+        database=config.get("CATALOG_DB", "catalogdb"),
+        autocommit=True,
+    )
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("UPDATE catalogs SET unit_price = %s WHERE product_id = %s", (unit_price, product_id))
+        return time.monotonic()
+    finally:
+        connection.close()
+
+
+async def until_priced(config: StackConfig, product_id: str, unit_price: int, since: float) -> dict[str, float]:
+    """Seconds from `since` until each order-service instance's read model priced the product at `unit_price`."""
+    seen: dict[str, float] = {}
+    deadline = since + 30
+    while time.monotonic() < deadline:
+        views = await asyncio.to_thread(catalog_views, config)
+        for view in views:
+            if view.instance_id not in seen and view.prices.get(product_id) == unit_price:
+                seen[view.instance_id] = time.monotonic() - since
+        if views and len(seen) >= len(views):
+            break
+        await asyncio.sleep(0.02)
+    return seen
+
+
+async def the_price_change(config: StackConfig, gateway: GatewayClient) -> bool:
+    print("\n=== 3. The other way: a price changed in catalogdb reaches every order-service instance (CDC)")
+    product = "CATALOG-002"
+    old_price = (await gateway.catalog())[product]["unitPrice"]
+    new_price = old_price + 250
+    changed_at = await asyncio.to_thread(set_price_by_sql, config, product, new_price)
+    print(f"UPDATE catalogs SET unit_price = {new_price} WHERE product_id = '{product}'   (plain SQL, was {old_price})")
+    try:
+        seen = await until_priced(config, product, new_price, changed_at)
+        table(
+            "binlog -> catalog-source connector -> catalog-changes -> each instance's read model",
+            ["order-service instance", "prices it at", "after the COMMIT"],
+            [(instance, new_price, f"{seconds * 1000:.0f} ms") for instance, seconds in sorted(seen.items())],
+        )
+        user = await gateway.sign_up("After a price change")
+        placed = await gateway.place_order(user, product, 2)
+        stale = await gateway.order(user, product, 1, old_price)
+        table(
+            "The next orders",
+            ["request", "answer", "unitPrice", "totalPrice"],
+            [
+                ("2 x, no unitPrice", 201, placed.order["unitPrice"], placed.order["totalPrice"]),
+                (f"1 x at the old {old_price}", stale.status_code, stale.json().get("unitPrice"), "-"),
+            ],
+        )
+        return (
+            len(seen) >= config.number("ORDER_INSTANCES", 2)
+            and placed.order["unitPrice"] == new_price
+            and stale.status_code == 409
+        )
+    finally:
+        # Back to the price it had, so the demo can run again from the same catalog.
+        restored_at = await asyncio.to_thread(set_price_by_sql, config, product, old_price)
+        await until_priced(config, product, old_price, restored_at)
+        print(f"(price of {product} set back to {old_price})")
+
+
 async def tell(config: StackConfig) -> bool:
     async with GatewayClient(f"http://127.0.0.1:{services.gateway_port(config)}") as gateway:
         await asyncio.to_thread(switch_order_store, config, "local")
@@ -159,7 +233,9 @@ async def tell(config: StackConfig) -> bool:
             await the_problem(gateway)
         finally:
             await asyncio.to_thread(switch_order_store, config, config.get("ORDER_STORE", "kafka") or "kafka")
-        return await the_fix(gateway)
+        fixed = await the_fix(gateway)
+        synced = await the_price_change(config, gateway)
+        return fixed and synced
 
 
 def main() -> int:

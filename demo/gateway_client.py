@@ -52,16 +52,29 @@ class GatewayClient:
         return User(user_id=login.headers["userId"], email=email, token=login.headers["token"], password=password)
 
     async def order(
-        self, user: User, product_id: str, qty: int, unit_price: int, idempotency_key: str | None = None
+        self,
+        user: User,
+        product_id: str,
+        qty: int,
+        unit_price: int | None = None,
+        idempotency_key: str | None = None,
     ) -> httpx.Response:
         headers = dict(user.auth)
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
-        body = {"productId": product_id, "qty": qty, "unitPrice": unit_price}
+        # Without a unitPrice the catalog's applies; with one, a different catalog price is a 409.
+        body: dict[str, Any] = {"productId": product_id, "qty": qty}
+        if unit_price is not None:
+            body["unitPrice"] = unit_price
         return await self.http.post(f"/order-service/{user.user_id}/orders", json=body, headers=headers)
 
     async def place_order(
-        self, user: User, product_id: str, qty: int, unit_price: int, idempotency_key: str | None = None
+        self,
+        user: User,
+        product_id: str,
+        qty: int,
+        unit_price: int | None = None,
+        idempotency_key: str | None = None,
     ) -> PlacedOrder:
         response = await self.order(user, product_id, qty, unit_price, idempotency_key)
         if response.status_code != 201:

@@ -1,5 +1,6 @@
 """End-to-end fixtures: the running stack, reached through the gateway; test products of their own in catalogdb."""
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -7,21 +8,46 @@ import pytest
 
 from demo.gateway_client import GatewayClient
 from launcher import services
+from launcher.catalog_views import priced_everywhere
 from launcher.environment import StackConfig
 from servicekit.config import ServiceSettings
-from servicekit.testing import database
+from servicekit.testing import database, eventually_blocking
+
+# The suite finds the stack through .env, or the environment where it differs: make compose-test runs it in a
+# container on the compose network with DB_HOST, DISCOVERY_URL, ... naming containers, GATEWAY_URL the compose
+# gateway and STACK_UNDER_TEST=compose. These tests stop native processes; tests/compose/test_compose_stack.py
+# covers the same ground by killing and restarting containers.
+NATIVE_ONLY = {
+    "test_kill_order_instance_restart_connect_and_catalog_while_orders_flow_loses_and_duplicates_nothing": (
+        "stops and restarts native processes; compose: test_compose_stack.py kills and restarts containers"
+    ),
+    "test_catalog_group_leaves_ok_when_catalog_service_stops_and_returns_to_ok_after_restart": (
+        "stops and restarts the native catalog-service process"
+    ),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if os.environ.get("STACK_UNDER_TEST") != "compose":
+        return
+    for item in items:
+        reason = NATIVE_ONLY.get(getattr(item, "originalname", item.name))
+        if reason is not None:
+            item.add_marker(pytest.mark.skip(reason=f"native stack only: {reason}"))
 
 
 @pytest.fixture
 async def gateway(stack_config: StackConfig) -> AsyncIterator[GatewayClient]:
-    async with GatewayClient(f"http://127.0.0.1:{services.gateway_port(stack_config)}") as client:
+    url = os.environ.get("GATEWAY_URL") or f"http://127.0.0.1:{services.gateway_port(stack_config)}"
+    async with GatewayClient(url) as client:
         yield client
 
 
 @pytest.fixture
 def fresh_products(settings: ServiceSettings, stack_config: StackConfig) -> Iterator[dict[str, int]]:
     """Three products of this test alone, each with 5,000 in stock, so a long flow of orders neither empties
-    the seed catalog (the demo's) nor depends on what earlier runs left. Removed afterwards."""
+    the seed catalog (the demo's) nor depends on what earlier runs left. Yielded once every order-service instance
+    prices them (the catalog-source connector brought them); removed afterwards."""
     products = {f"E2E-{uuid.uuid4().hex[:10]}": 5000 for _ in range(3)}
     connection = database(settings, stack_config.get("CATALOG_DB", "catalogdb"))
     with connection.cursor() as cursor:
@@ -30,6 +56,12 @@ def fresh_products(settings: ServiceSettings, stack_config: StackConfig) -> Iter
             " VALUES (%s, 'End-to-end test product', %s, 100, UTC_TIMESTAMP(3))",
             list(products.items()),
         )
+    instances = stack_config.number("ORDER_INSTANCES", 2)
+    eventually_blocking(
+        lambda: priced_everywhere(stack_config, dict.fromkeys(products, 100), instances),
+        within=15,
+        what="every order-service instance to price the new products (CDC)",
+    )
     yield products
     with connection.cursor() as cursor:
         cursor.executemany("DELETE FROM catalogs WHERE product_id = %s", [(p,) for p in products])

@@ -108,11 +108,18 @@ def test_a_validate_request_cannot_read_secrets_through_the_env_provider(stack_c
         assert stack_config.get(key) not in response.text, f"{key} came back"
 
 
-def test_the_connect_worker_holds_only_the_sinks_secret(stack_config: StackConfig) -> None:
+def test_the_connect_worker_holds_only_its_connectors_secrets(stack_config: StackConfig) -> None:
     pid = connect.component(stack_config).pid()
     assert pid is not None
     with open(f"/proc/{pid}/environ", "rb") as environ:
-        names = {entry.split(b"=", 1)[0].decode() for entry in environ.read().split(b"\0") if entry}
+        variables = dict(entry.split(b"=", 1) for entry in environ.read().split(b"\0") if b"=" in entry)
+    names = {name.decode() for name in variables}
 
+    # The sink's and the CDC source's database accounts, and Connect's own Kafka login (for the source's
+    # schema-history clients): nothing of another component.
     secrets = {name for name in names if name.endswith(("_PASSWORD", "_SECRET"))}
-    assert secrets == {"SINK_DB_PASSWORD"}
+    assert secrets == {"SINK_DB_PASSWORD", "CDC_DB_PASSWORD"}
+    its_own = ("ORDERS_SINK_DB_PASSWORD", "CDC_DB_PASSWORD", "KAFKA_CONNECT_PASSWORD")
+    foreign = [key for key in stack_config.values if key.endswith(("_PASSWORD", "_SECRET")) and key not in its_own]
+    environment = b"\0".join(variables.values())
+    assert [key for key in foreign if stack_config.get(key).encode() in environment] == []

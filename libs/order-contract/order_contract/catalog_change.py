@@ -26,6 +26,27 @@ class CatalogProduct:
     unit_price: int
 
 
+# The value schema the connector writes (Debezium names it after its topic prefix, database and table).
+_VALUE_SCHEMA = {
+    "type": "struct",
+    "name": "catalogdb-cdc.catalogdb.catalogs.Value",
+    "optional": False,
+    "fields": [
+        {"field": "product_id", "type": "string", "optional": False},
+        {"field": "product_name", "type": "string", "optional": False},
+        {"field": "unit_price", "type": "int32", "optional": False},
+    ],
+}
+
+
+def catalog_change_record(product: CatalogProduct) -> tuple[bytes, bytes]:
+    """(key, value) of the record the connector writes for this row: for a catalog of one's own, e.g. a benchmark's
+    private broker, or a test's."""
+    payload = {"product_id": product.product_id, "product_name": product.product_name, "unit_price": product.unit_price}
+    value = json.dumps({"schema": _VALUE_SCHEMA, "payload": payload}, separators=(",", ":")).encode()
+    return product.product_id.encode(), value
+
+
 def parse_catalog_change(key: bytes | None, value: bytes | None) -> tuple[str, CatalogProduct | None]:
     """(product id, its row), or (product id, None) for a tombstone: the product was deleted."""
     if not key:

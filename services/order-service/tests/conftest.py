@@ -1,7 +1,7 @@
-"""Fixtures for order-service tests: the real Kafka, the shared mydb, and a real catalog-service in process.
+"""Fixtures for order-service tests: the real Kafka, the shared mydb, and the stack's catalog-source connector.
 
-The catalog-service app runs in this event loop (HTTP only) and is found through a fixed registry instead of
-the discovery server. Test products have unique ids in catalogdb and are removed afterwards.
+Test products have unique ids in catalogdb and are removed afterwards. They reach the instance under test the way
+every product does: the binlog, the catalog-source connector, catalog-changes, the instance's read model.
 """
 
 import uuid
@@ -14,11 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from catalog_service import service as catalog
 from catalog_service.config import CatalogSettings
-from catalog_service.main import create_app as create_catalog_app
+from order_service.catalog import CatalogReadModel
 from order_service.config import OrderSettings
 from order_service.main import create_app
 from servicekit.database import make_engine, make_sessions
-from servicekit.testing import FixedRegistry, SignedAsPathUser, serving
+from servicekit.testing import FixedRegistry, SignedAsPathUser, eventually, serving
 
 RUN = uuid.uuid4().hex[:8]
 
@@ -29,17 +29,9 @@ def settings() -> OrderSettings:
 
 
 @pytest.fixture(scope="session")
-async def catalog_url() -> AsyncIterator[str]:
-    catalog_settings = CatalogSettings(instance_id=f"catalog-for-order-tests-{RUN}")
-    async with serving(create_catalog_app(catalog_settings, consume=False)) as url:
-        yield url
-
-
-@pytest.fixture(scope="session")
-def registry(catalog_url: str) -> FixedRegistry:
-    registry = FixedRegistry()
-    registry.add("CATALOG-SERVICE", catalog_url)
-    return registry
+def registry() -> FixedRegistry:
+    """The instance asks discovery for nothing (it prices from its read model): an empty registry."""
+    return FixedRegistry()
 
 
 OrderService = tuple[FastAPI, str]
@@ -85,17 +77,38 @@ async def catalog_db() -> AsyncIterator[async_sessionmaker[AsyncSession]]:
 
 
 NewProduct = Callable[..., Awaitable[str]]
+Priced = Callable[[CatalogReadModel, str, int | None], Awaitable[None]]
 
 
 @pytest.fixture
-async def new_product(catalog_db: async_sessionmaker[AsyncSession], catalog_url: str) -> AsyncIterator[NewProduct]:
-    """`await new_product(stock=5)` -> a product id of our own in catalogdb, removed after the test."""
+def priced() -> Priced:
+    """`await priced(app.state.catalog, product_id, price)`: wait until that read model prices it so."""
+    return wait_priced
+
+
+async def wait_priced(catalog: CatalogReadModel, product_id: str, unit_price: int | None) -> None:
+    """Wait until `catalog` prices the product at `unit_price` (None: does not know it)."""
+
+    def check() -> bool:
+        product = catalog.get(product_id)
+        return (product.unit_price if product else None) == unit_price
+
+    await eventually(check, within=15, what=f"{product_id} at {unit_price} in the catalog read model")
+
+
+@pytest.fixture
+async def new_product(
+    catalog_db: async_sessionmaker[AsyncSession], order_service: OrderService
+) -> AsyncIterator[NewProduct]:
+    """`await new_product(stock=5)` -> a product id of our own in catalogdb, removed after the test; returned once
+    the instance under test prices it (CDC brought it)."""
     created: list[str] = []
 
     async def make(stock: int = 1000, unit_price: int = 100) -> str:
         product_id = f"TEST-{uuid.uuid4().hex[:12]}"
         await catalog.add_product(catalog_db, product_id, "Test product", stock, unit_price)
         created.append(product_id)
+        await wait_priced(order_service[0].state.catalog, product_id, unit_price)
         return product_id
 
     yield make

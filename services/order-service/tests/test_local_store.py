@@ -6,10 +6,12 @@ from contextlib import AsyncExitStack
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from order_contract.topics import STOCK_TOPIC
+from order_service.catalog import CatalogReadModel
 from order_service.config import OrderSettings
 from order_service.main import create_app
 from servicekit.testing import FixedRegistry, SignedAsPathUser, TopicReader, serving
@@ -17,10 +19,12 @@ from servicekit.testing import FixedRegistry, SignedAsPathUser, TopicReader, ser
 pytestmark = pytest.mark.stack
 
 NewProduct = Callable[..., Awaitable[str]]
+Priced = Callable[[CatalogReadModel, str, int | None], Awaitable[None]]
+LocalInstance = tuple[FastAPI, httpx.AsyncClient]
 
 
 @pytest.fixture
-async def local_instances(settings: OrderSettings, registry: FixedRegistry) -> AsyncIterator[list[httpx.AsyncClient]]:
+async def local_instances(settings: OrderSettings, registry: FixedRegistry) -> AsyncIterator[list[LocalInstance]]:
     """Two order-service instances in local mode, each with its own database (dropped afterwards)."""
     run = uuid.uuid4().hex[:8]
     instances = [
@@ -34,7 +38,7 @@ async def local_instances(settings: OrderSettings, registry: FixedRegistry) -> A
             app.state.discovery = registry
             url = await stack.enter_async_context(serving(app))
             auth = SignedAsPathUser(instance.jwt_secret)
-            clients.append(await stack.enter_async_context(httpx.AsyncClient(base_url=url, auth=auth)))
+            clients.append((app, await stack.enter_async_context(httpx.AsyncClient(base_url=url, auth=auth))))
         yield clients
     server = create_async_engine(settings.database_url(None))
     async with server.begin() as connection:
@@ -45,12 +49,15 @@ async def local_instances(settings: OrderSettings, registry: FixedRegistry) -> A
 
 async def test_local_instances_keep_their_own_orders_and_publish_nothing(
     settings: OrderSettings,
-    local_instances: list[httpx.AsyncClient],
+    local_instances: list[LocalInstance],
     new_product: NewProduct,
+    priced: Priced,
     user_id: str,
 ) -> None:
-    first, second = local_instances
     product_id = await new_product()
+    for app, _ in local_instances:
+        await priced(app.state.catalog, product_id, 100)
+    first, second = (client for _, client in local_instances)
     async with TopicReader(settings.kafka_access, STOCK_TOPIC) as stock_requests:
         placed = await first.post(f"/{user_id}/orders", json={"productId": product_id, "qty": 1, "unitPrice": 100})
         assert user_id.encode() not in b"".join(r.value or b"" for r in await stock_requests.read_to_end())

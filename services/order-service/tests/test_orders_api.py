@@ -2,7 +2,6 @@
 
 import asyncio
 import functools
-import socket
 from collections.abc import Awaitable, Callable
 
 import httpx
@@ -19,7 +18,7 @@ from order_contract.topics import ORDERS_TOPIC, STOCK_TOPIC
 from order_service.config import OrderSettings
 from order_service.messaging import OrderPublisher
 from order_service.models import OrderRow
-from servicekit.testing import FixedRegistry, Record, TopicReader, eventually
+from servicekit.testing import Record, TopicReader, eventually
 
 pytestmark = pytest.mark.stack
 
@@ -41,12 +40,13 @@ def order_ids_in(records: list[Record], user_id: str) -> list[str]:
 async def test_an_order_is_answered_201_pending_after_both_messages_are_committed(
     settings: OrderSettings, client: httpx.AsyncClient, new_product: NewProduct, user_id: str
 ) -> None:
-    product_id = await new_product()
+    product_id = await new_product(unit_price=150)
     async with (
         TopicReader(settings.kafka_access, ORDERS_TOPIC) as orders,
         TopicReader(settings.kafka_access, STOCK_TOPIC) as stock_requests,
     ):
-        response = await client.post(f"/{user_id}/orders", json={"productId": product_id, "qty": 3, "unitPrice": 150})
+        # No unitPrice: the catalog's price is the order's.
+        response = await client.post(f"/{user_id}/orders", json={"productId": product_id, "qty": 3})
 
         assert response.status_code == 201
         body = response.json()
@@ -113,30 +113,28 @@ async def test_an_unknown_product_is_422_naming_product_id_and_publishes_nothing
         assert order_ids_in(await stock_requests.read_to_end(), user_id) == []
 
 
-async def test_catalog_service_unreachable_is_503_and_publishes_nothing(
-    settings: OrderSettings, client: httpx.AsyncClient, registry: FixedRegistry, user_id: str
+async def test_a_unit_price_other_than_the_catalogs_is_409_naming_the_current_price_and_publishes_nothing(
+    settings: OrderSettings, client: httpx.AsyncClient, new_product: NewProduct, user_id: str
 ) -> None:
-    catalog_instances = registry.apps["CATALOG-SERVICE"]
-    registry.apps["CATALOG-SERVICE"] = []
-    registry.add("CATALOG-SERVICE", f"http://127.0.0.1:{closed_port()}")
-    try:
-        async with TopicReader(settings.kafka_access, STOCK_TOPIC) as stock_requests:
-            response = await client.post(
-                f"/{user_id}/orders", json={"productId": "TEST-NEVER-SEEN", "qty": 1, "unitPrice": 100}
-            )
-            assert order_ids_in(await stock_requests.read_to_end(), user_id) == []
-    finally:
-        registry.apps["CATALOG-SERVICE"] = catalog_instances
+    product_id = await new_product(unit_price=1500)
+    async with TopicReader(settings.kafka_access, STOCK_TOPIC) as stock_requests:
+        response = await client.post(f"/{user_id}/orders", json={"productId": product_id, "qty": 1, "unitPrice": 1})
 
-    assert response.status_code == 503
-    assert "catalog-service" in response.json()["detail"]
+        assert response.status_code == 409
+        assert response.json()["unitPrice"] == 1500
+        assert response.json()["fields"] == ["unitPrice"]
+        assert order_ids_in(await stock_requests.read_to_end(), user_id) == []
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port  # closed again: nothing listens there
+async def test_the_catalogs_unit_price_stated_by_the_client_is_accepted(
+    client: httpx.AsyncClient, new_product: NewProduct, user_id: str
+) -> None:
+    product_id = await new_product(unit_price=1500)
+
+    response = await client.post(f"/{user_id}/orders", json={"productId": product_id, "qty": 2, "unitPrice": 1500})
+
+    assert response.status_code == 201
+    assert (response.json()["unitPrice"], response.json()["totalPrice"]) == (1500, 3000)
 
 
 async def test_an_oversized_body_is_413(client: httpx.AsyncClient, user_id: str) -> None:
@@ -239,8 +237,7 @@ async def test_orders_are_listed_from_the_shared_table_with_their_current_status
 ) -> None:
     product_id = await new_product(stock=50)
     placed = [
-        (await client.post(f"/{user_id}/orders", json={"productId": product_id, "qty": q, "unitPrice": 10})).json()
-        for q in (1, 2)
+        (await client.post(f"/{user_id}/orders", json={"productId": product_id, "qty": q})).json() for q in (1, 2)
     ]
 
     for order in placed:

@@ -1,0 +1,54 @@
+"""What every order-service instance prices products at: each registered instance's catalog read model, read from
+its GET /catalog-view (the demo, the tests and the change-lag benchmark look through this)."""
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from launcher import services
+from launcher.environment import StackConfig
+
+ORDER_APP = "ORDER-SERVICE"
+
+
+@dataclass(frozen=True)
+class CatalogView:
+    instance_id: str
+    base_url: str
+    caught_up: bool
+    prices: dict[str, int]
+    recent: list[dict[str, Any]]
+
+
+def instance_base_urls(config: StackConfig) -> dict[str, str]:
+    """instance id -> base URL of every UP order-service instance in discovery."""
+    urls = {}
+    for instance in services.registered_instances(config, ORDER_APP):
+        if instance.get("status") != "UP":
+            continue
+        port = instance.get("port", {})
+        number = port.get("$") if isinstance(port, dict) else port
+        urls[str(instance.get("instanceId"))] = f"http://{instance.get('ipAddr', '127.0.0.1')}:{number}"
+    return urls
+
+
+def catalog_views(config: StackConfig, timeout: float = 2.0) -> list[CatalogView]:
+    """One view per UP order-service instance (an instance that does not answer is left out)."""
+    views = []
+    for instance_id, base_url in instance_base_urls(config).items():
+        try:
+            answer = httpx.get(f"{base_url}/catalog-view", timeout=timeout).json()
+        except (httpx.HTTPError, ValueError):
+            continue
+        prices = {product["productId"]: product["unitPrice"] for product in answer["products"]}
+        views.append(CatalogView(instance_id, base_url, answer["caughtUp"], prices, answer["recent"]))
+    return views
+
+
+def priced_everywhere(config: StackConfig, expected: dict[str, int | None], instances: int) -> bool:
+    """Do `instances` (or more) order-service instances price each product as `expected` (None: unknown)?"""
+    views = catalog_views(config)
+    return len(views) >= instances and all(
+        view.prices.get(product_id) == price for view in views for product_id, price in expected.items()
+    )
