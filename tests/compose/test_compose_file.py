@@ -21,19 +21,22 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
+from launcher.environment import PLACEHOLDER, StackConfig
+from launcher.mariadb import database_grants
 from order_contract.order import ORDER_FIELDS
 from order_contract.table import ORDERS_TABLE
-from order_contract.topics import DATA_TOPICS, DEAD_LETTER_TOPICS, ORDERS_DEAD_LETTER_TOPIC, ORDERS_TOPIC
+from order_contract.topics import ORDERS_DEAD_LETTER_TOPIC, ORDERS_TOPIC
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"
 
+CONNECTOR_CONFIGS = sorted((REPO / "infra/connect").glob("*.json"))
+PYTHON_DOCKERFILE = REPO / "infra/containers/python.Dockerfile"
+PODMAN_COMPOSE = REPO / ".stack/tools/podman-compose/bin/podman-compose"
 # CONTRACT.md, "Ports (native defaults)": the same ports on the host, loopback only.
-CONTRACT_PORTS = {"gateway": 8000, "discovery": 8761, "kafka": 9092, "connect": 8083, "mariadb": 3306}
-TOPICS = (*DATA_TOPICS, *DEAD_LETTER_TOPICS)
+CONTRACT_PORTS = {"gateway": 8000, "discovery": 8761, "kafka": 9092, "connect": 8083, "mariadb": 3306, "monitor": 8090}
 LOOPBACK = re.compile(r"\b(127\.0\.0\.1|localhost)\b")
-PYTHON_MODULE_CMD = re.compile(r'^CMD \["python", "-m", "(?P<package>\w+)"\]$', re.MULTILINE)
 
 
 def env_example() -> dict[str, str]:
@@ -43,7 +46,7 @@ def env_example() -> dict[str, str]:
             key, value = line.split("=", 1)
             values[key.strip()] = value.strip()
     return {
-        key: f"{key.lower()}-filled-in-by-the-user-0123456789" if value == "change-me" else value
+        key: f"{key.lower()}-filled-in-by-the-user-0123456789" if value == PLACEHOLDER else value
         for key, value in values.items()
     }
 
@@ -150,15 +153,21 @@ class PythonService:
     dockerfile: Path
 
 
+def build_args(service: dict[str, Any]) -> dict[str, str]:
+    args = service.get("build", {}).get("args", {})
+    if isinstance(args, list):
+        args = dict(item.split("=", 1) for item in args)
+    return {key: str(value) for key, value in args.items()}
+
+
 def python_services(services: dict[str, dict[str, Any]]) -> list[PythonService]:
+    """The services built from the shared Python Dockerfile that run a service (not a one-shot)."""
     found = []
     for name, service in services.items():
-        dockerfile = dockerfile_of(service)
-        if dockerfile is None or not dockerfile.is_file():
+        if dockerfile_of(service) != PYTHON_DOCKERFILE or service.get("restart", "no") == "no":
             continue
-        command = PYTHON_MODULE_CMD.search(dockerfile.read_text())
-        if command:
-            found.append(PythonService(name, dockerfile.parent, command.group("package"), dockerfile))
+        args = build_args(service)
+        found.append(PythonService(name, REPO / args["PROJECT"], args["MODULE"], PYTHON_DOCKERFILE))
     return found
 
 
@@ -216,13 +225,14 @@ def test_every_file_a_dockerfile_copies_from_the_context_exists(services: dict[s
             if keyword != "COPY" or "--from" in arguments or any(part.startswith("<<") for part in parts):
                 continue
             for source in parts[:-1]:
-                assert (context / source).exists(), f"{name}: {dockerfile.name} copies missing {source}"
+                source = interpolate(source, build_args(service))
+                assert any(context.glob(source)), f"{name}: {dockerfile.name} copies missing {source}"
 
 
 @pytest.mark.unit
 def test_every_python_image_runs_a_package_of_its_project(services: dict[str, dict[str, Any]]) -> None:
     found = {service.name: service for service in python_services(services)}
-    assert {"gateway", "discovery", "user-service", "catalog-service", "order-service-1"} <= found.keys()
+    assert {"gateway", "discovery", "user-service", "catalog-service", "order-service-1", "monitor"} <= found.keys()
     for service in found.values():
         assert (service.project / service.package / "__main__.py").is_file(), service
 
@@ -261,7 +271,15 @@ def test_long_running_services_have_healthchecks(services: dict[str, dict[str, A
             assert "healthcheck" in service, name
 
 
-PYTHON_SERVICES = ["user-service", "catalog-service", "order-service-1", "order-service-2", "gateway", "discovery"]
+PYTHON_SERVICES = [
+    "user-service",
+    "catalog-service",
+    "order-service-1",
+    "order-service-2",
+    "gateway",
+    "discovery",
+    "monitor",
+]
 
 
 @pytest.mark.unit
@@ -306,35 +324,37 @@ def test_order_service_runs_two_replicas_with_distinct_instance_ids(services: di
     replicas = [
         service_environment(service)["INSTANCE_ID"]
         for service in services.values()
-        if str(service.get("build", {}).get("dockerfile", "")).startswith("services/order-service/")
+        if build_args(service).get("PROJECT") == "services/order-service"
     ]
     assert len(replicas) == 2
     assert len(set(replicas)) == 2
 
 
 @pytest.mark.unit
-def test_one_shot_services_create_the_contract_topics_and_register_the_sink(
-    services: dict[str, dict[str, Any]],
-) -> None:
-    one_shots = [service for service in services.values() if service.get("restart") == "no"]
-    scripts = " ".join(" ".join(map(str, service.get("command", []))) for service in one_shots)
-    for topic in TOPICS:
-        assert re.search(rf"(?<![\w-]){re.escape(topic)}(?![\w-])", scripts), f"topic {topic} is not created"
-    assert "-X PUT" in scripts and "/connectors/orders-sink/config" in scripts
-    assert "@/opt/connect/orders-sink.json" in scripts
+def test_topics_are_made_by_the_launchers_own_code(services: dict[str, dict[str, Any]]) -> None:
+    """The same topics and settings as natively (partitions, compaction), whatever the launcher adds."""
+    create_topics = services["create-topics"]
+    assert create_topics["restart"] == "no"
+    assert build_args(create_topics)["PROJECT"] == "infra"
+    assert "kafka._create_topics(" in " ".join(create_topics["command"])
+    for name, service in services.items():
+        environment = service_environment(service)
+        if "KAFKA_USERNAME" in environment or "CONNECT_KAFKA_JAAS" in environment:
+            for one_shot in ("create-topics", "kafka-access"):
+                assert one_shot in service.get("depends_on", {}), f"{name} may start before {one_shot} is done"
 
 
 @pytest.mark.unit
-def test_the_connector_config_the_connect_image_ships_exists_and_names_the_sink() -> None:
-    dockerfile = REPO / "infra/connect/Dockerfile"
+def test_every_connector_config_is_in_the_image_and_registered(services: dict[str, dict[str, Any]]) -> None:
     copied = [
         shlex.split(arguments)
-        for keyword, arguments in dockerfile_instructions(dockerfile)
-        if keyword == "COPY" and "orders-sink.json" in arguments
+        for keyword, arguments in dockerfile_instructions(REPO / "infra/containers/kafka.Dockerfile")
+        if keyword == "COPY"
     ]
-    assert copied == [["infra/connect/orders-sink.json", "/opt/connect/orders-sink.json"]]
-    connector = json.loads((REPO / "infra/connect/orders-sink.json").read_text())
-    assert connector["connector.class"] == "io.debezium.connector.jdbc.JdbcSinkConnector"
+    assert ["infra/connect/*.json", "/opt/connect/connectors/"] in copied
+    assert services["register-connectors"]["command"] == ["register-connectors"]
+    classes = {json.loads(path.read_text())["connector.class"] for path in CONNECTOR_CONFIGS}
+    assert "io.debezium.connector.jdbc.JdbcSinkConnector" in classes
 
 
 @pytest.mark.unit
@@ -348,12 +368,88 @@ def test_the_connector_config_follows_the_order_contract() -> None:
 
 
 @pytest.mark.unit
-def test_the_connect_worker_resolves_every_env_reference_of_the_connector(
-    services: dict[str, dict[str, Any]],
+@pytest.mark.parametrize("connector", CONNECTOR_CONFIGS, ids=lambda path: path.stem)
+def test_the_connect_worker_resolves_every_env_reference_of_each_connector(
+    services: dict[str, dict[str, Any]], connector: Path
 ) -> None:
-    connector_text = (REPO / "infra/connect/orders-sink.json").read_text()
-    referenced = set(re.findall(r"\$\{env:(\w+)\}", connector_text))
+    referenced = set(re.findall(r"\$\{env:(\w+)\}", connector.read_text()))
     assert referenced <= service_environment(services["connect"]).keys()
+
+
+@pytest.mark.unit
+def test_mariadb_makes_every_account_the_launcher_grants() -> None:
+    script = (REPO / "infra/containers/bin/start-mariadb").read_text()
+    made = set(re.findall(r"^\s*account (\S+) ", script, re.MULTILINE))
+    config = StackConfig({"ORDERS_DB": "mydb", "CATALOG_DB": "catalogdb", "USERS_DB": "userdb"})
+    assert {account.user for account in database_grants(config)} | {'"${DB_USER:-app}"'} == made
+
+
+def used_dockerfiles(services: dict[str, dict[str, Any]]) -> list[Path]:
+    return sorted({path for service in services.values() if (path := dockerfile_of(service)) is not None})
+
+
+@pytest.mark.unit
+def test_every_image_builds_from_the_base_image_argument(services: dict[str, dict[str, Any]]) -> None:
+    """One base for all (debian:bookworm-slim, or the one make compose-up builds with debootstrap)."""
+    for dockerfile in used_dockerfiles(services):
+        instructions = dockerfile_instructions(dockerfile)
+        assert instructions[0] == ("ARG", "BASE_IMAGE=debian:bookworm-slim"), dockerfile
+        stages: set[str] = set()
+        for keyword, arguments in instructions:
+            if keyword == "FROM":
+                image, *alias = arguments.split()
+                assert image == "${BASE_IMAGE}" or image in stages, f"{dockerfile.name}: FROM {image}"
+                stages.update(alias[1:] if alias and alias[0].upper() == "AS" else [])
+    for name, service in services.items():
+        if "build" in service:
+            assert build_args(service)["BASE_IMAGE"] == "debian:bookworm-slim", name
+
+
+@pytest.mark.unit
+def test_every_image_ends_as_a_user_other_than_root(services: dict[str, dict[str, Any]]) -> None:
+    for dockerfile in used_dockerfiles(services):
+        users = [arguments for keyword, arguments in dockerfile_instructions(dockerfile) if keyword == "USER"]
+        assert users and users[-1] not in ("root", "0"), dockerfile.name
+
+
+@pytest.mark.unit
+def test_no_image_keeps_a_ca_bundle_or_points_a_tool_at_one(services: dict[str, dict[str, Any]]) -> None:
+    """The host's CA is mounted into a build step only (podman build --volume); no layer or setting keeps it."""
+    for dockerfile in used_dockerfiles(services):
+        for keyword, arguments in dockerfile_instructions(dockerfile):
+            assert not (keyword in ("COPY", "ADD") and re.search(r"\.(crt|pem)\b", arguments)), dockerfile.name
+            assert not (keyword == "ENV" and re.search(r"PIP_CERT|SSL_CERT|REQUESTS_CA", arguments)), dockerfile.name
+
+
+@pytest.mark.unit
+def test_python_images_install_the_lock_with_its_hashes_then_the_projects_without_resolving() -> None:
+    runs = [arguments for keyword, arguments in dockerfile_instructions(PYTHON_DOCKERFILE) if keyword == "RUN"]
+    installs = [re.search(r"pip install (.*)", run) for run in runs]
+    flags = [match.group(1) for match in installs if match]
+    assert flags[0].startswith("--require-hashes -r /opt/requirements.lock")
+    assert all(flag.startswith("--no-deps") for flag in flags[1:])
+
+
+@pytest.mark.unit
+def test_restart_policies_keep_long_running_services_up(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        if "healthcheck" in service:
+            assert service.get("restart") == "unless-stopped", name
+
+
+def test_podman_compose_config_accepts_the_file() -> None:
+    if not PODMAN_COMPOSE.exists() or shutil.which("podman") is None:
+        pytest.skip("podman-compose is installed by make compose-up / compose-test (podman path)")
+    result = subprocess.run(
+        [str(PODMAN_COMPOSE), "--env-file", str(ENV_EXAMPLE), "-f", str(COMPOSE_FILE), "config"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+        env={**os.environ, "CONTAINERS_CONF": str(REPO / "infra/containers/containers.conf")},
+    )
+    assert result.returncode == 0, result.stderr
+    assert set(yaml.safe_load(result.stdout)["services"]) == set(yaml.safe_load(COMPOSE_FILE.read_text())["services"])
 
 
 def test_docker_compose_config_accepts_the_file() -> None:

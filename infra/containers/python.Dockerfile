@@ -1,0 +1,66 @@
+# Every Python deployable of the repo (gateway, discovery, the services): one image recipe, the project chosen by
+# build arguments. Build context is the repo root:
+#   docker build -f infra/containers/python.Dockerfile --build-arg PROJECT=services/order-service \
+#     --build-arg MODULE=order_service -t kafka-sync/order-service .
+# Debian's python3 with the third-party packages of requirements.lock (each checked against its hashes) and then
+# the repo's own projects without resolving anything again: what infra/install.sh puts into .venv natively.
+# Everything up to the project's own files is the same for every project, so the images share those layers.
+# The last stage is the service image; `--target test-runner` gives make compose-test's e2e runner instead.
+ARG BASE_IMAGE=debian:bookworm-slim
+FROM ${BASE_IMAGE} AS dependencies
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --no-create-home --uid 10001 app
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PATH=/opt/venv/bin:$PATH
+
+# A build behind a TLS-inspecting proxy mounts its CA bundle at /run/host-ca.crt for the build only
+# (make compose-up does: podman build -v "$SSL_CERT_FILE":/run/host-ca.crt:ro); it is never part of an image.
+COPY requirements.lock /opt/requirements.lock
+RUN if [ -f /run/host-ca.crt ]; then export PIP_CERT=/run/host-ca.crt; fi \
+    && python3 -m venv /opt/venv \
+    && pip install --require-hashes -r /opt/requirements.lock
+
+WORKDIR /app
+COPY libs libs
+RUN if [ -f /run/host-ca.crt ]; then export PIP_CERT=/run/host-ca.crt; fi \
+    && pip install --no-deps ./libs/*/
+
+# make compose-test runs the e2e suite in this image on the compose network, where the instances' registered
+# addresses (container names) resolve: every project and the tests, as in the native .venv.
+FROM dependencies AS test-runner
+COPY pyproject.toml .env.example ./
+COPY services services
+COPY discovery discovery
+COPY gateway gateway
+COPY monitor monitor
+COPY infra/pyproject.toml infra/
+COPY infra/launcher infra/launcher
+COPY demo demo
+COPY tests tests
+RUN if [ -f /run/host-ca.crt ]; then export PIP_CERT=/run/host-ca.crt; fi \
+    && for project in services/*/ discovery/ gateway/ monitor/ infra/; do \
+         [ ! -f "$project/pyproject.toml" ] || set -- "$@" -e "./$project"; \
+       done \
+    && pip install --no-deps "$@"
+USER app
+CMD ["python", "-m", "pytest", "-p", "no:cacheprovider", "tests/e2e"]
+
+FROM dependencies AS service
+# PROJECT is the folder (services/order-service, gateway, ...), MODULE the package `python -m` runs.
+ARG PROJECT
+ARG MODULE
+COPY ${PROJECT} ${PROJECT}
+# Editable, so files kept beside the package (alembic.ini, migrations, gateway/routes.yaml) are where the code
+# looks for them, relative to /app.
+RUN if [ -f /run/host-ca.crt ]; then export PIP_CERT=/run/host-ca.crt; fi \
+    && pip install --no-deps -e "./${PROJECT}"
+
+USER app
+ENV APP_MODULE=${MODULE}
+CMD ["/bin/sh", "-c", "exec python -m \"$APP_MODULE\""]
