@@ -31,6 +31,8 @@ class OffsetOut(BaseModel):
 class PartitionOut(BaseModel):
     topic: str
     partition: int
+    # Burrow fills these from the group's members; aiokafka 0.14 cannot decode Kafka 4's DescribeGroups answer
+    # (measured: "Buffer underrun decoding string"), so they stay empty.
     owner: str = ""
     client_id: str = ""
     status: str  # OK, WARN, STOP, STALL or REWIND
