@@ -89,10 +89,11 @@ def order_instances(config: StackConfig) -> int:
 
 
 async def priced_on_every_instance(
-    config: StackConfig, expected: dict[str, int | None], *, within: float, what: str
+    config: StackConfig, expected: dict[str, int | None], *, within: float, what: str, instances: int | None = None
 ) -> None:
-    """Wait until every order-service instance prices each product as `expected` (None: unknown there)."""
-    instances = order_instances(config)
+    """Wait until every UP order-service instance, and at least `instances` (default: all of them), prices each
+    product as `expected` (None: unknown there)."""
+    instances = order_instances(config) if instances is None else instances
     await eventually(
         lambda: asyncio.to_thread(priced_everywhere, config, expected, instances),
         within=within,
