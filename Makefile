@@ -43,3 +43,16 @@ bench: install
 
 clean:
 	@if [ -x $(PY) ]; then $(PY) -m launcher clean; fi
+
+# The stack in containers (README.md, "Containers"): Docker Compose with a Docker engine, else podman-compose and
+# podman (CONTAINERS_CONF=infra/containers/containers.conf, set by the script). compose-test runs its own project on
+# its own ports (gateway 18000), beside make up, and removes it afterwards.
+.PHONY: compose-up compose-down compose-test
+compose-up:
+	@bash infra/containers/compose.sh up
+
+compose-down:
+	@bash infra/containers/compose.sh down
+
+compose-test:
+	@bash infra/containers/compose.sh test

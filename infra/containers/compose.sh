@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# make compose-up | compose-down | compose-test (README.md, "Containers"): docker-compose.yml's stack with Docker
+# Compose where a Docker engine answers, else with podman-compose (pinned, in its own venv) and podman.
+# Usage: compose.sh up|down|test|config [pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+LOGS=$ROOT/.stack/logs
+TOOLS=$ROOT/.stack/tools
+mkdir -p "$LOGS" "$TOOLS"
+command=${1:?usage: compose.sh up|down|test|config}
+
+say() { echo "==> $*"; }
+die() { echo "ERROR: $*" >&2; exit 1; }
+
+# The Kafka image copies the jars Maven fetched, the create-topics one-shot runs the launcher's code, and the
+# secrets come from .env: make them as make up does, when missing.
+if [ "$command" != down ]; then
+  bash infra/install.sh
+  .venv/bin/python -c 'from launcher.environment import ensure_env_file; ensure_env_file()'
+fi
+
+if docker info >/dev/null 2>&1 && docker compose version >/dev/null 2>&1; then
+  export ENGINE=docker
+else
+  export ENGINE=podman
+  # Podman's settings for these containers (infra/containers/containers.conf says why each is there).
+  export CONTAINERS_CONF=$ROOT/infra/containers/containers.conf
+  missing=()
+  for tool in podman debootstrap runc iptables; do
+    command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    [ "$(id -u)" = 0 ] || die "no Docker engine, and ${missing[*]} missing: install Docker, or sudo apt-get install ${missing[*]}"
+    say "installing Debian packages: ${missing[*]} (log: $LOGS/install-containers.log)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" \
+      >"$LOGS/install-containers.log" 2>&1 || die "apt-get install failed; see $LOGS/install-containers.log"
+  fi
+  [ "$(id -u)" = 0 ] || die "the podman path runs rootful podman: run as root (or use a Docker engine)"
+
+  # podman-compose, pinned with its hashes, in a venv of its own (it needs none of the stack's packages).
+  venv=$TOOLS/podman-compose
+  lock=infra/containers/podman-compose.lock
+  if [ "$(cat "$venv/.lock.sha256" 2>/dev/null)" != "$(sha256sum <"$lock")" ]; then
+    say "installing podman-compose into $venv (log: $LOGS/install-podman-compose.log)"
+    { rm -rf "$venv" && python3 -m venv "$venv" \
+        && "$venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$lock"; } \
+      >"$LOGS/install-podman-compose.log" 2>&1 || die "podman-compose failed to install; see $LOGS/install-podman-compose.log"
+    sha256sum <"$lock" >"$venv/.lock.sha256"
+  fi
+  export COMPOSE_TOOL=$venv/bin/podman-compose
+
+  if [ "$command" != down ]; then
+    # No registry reachable is the case this path is for: the base image, made here from Debian's packages.
+    export BASE_IMAGE=${BASE_IMAGE:-localhost/kafka-sync-base:bookworm}
+    if [ "$BASE_IMAGE" = localhost/kafka-sync-base:bookworm ]; then
+      bash infra/containers/base-image.sh "$BASE_IMAGE"
+    elif ! podman image exists "$BASE_IMAGE"; then
+      podman pull "$BASE_IMAGE"
+    fi
+    # The CA bundle this machine's TLS goes through (SSL_CERT_FILE), mounted into builds only.
+    export HOST_CA_FILE=${HOST_CA_FILE:-${SSL_CERT_FILE:-}}
+  fi
+fi
+
+exec .venv/bin/python infra/containers/compose_stack.py "$@"

@@ -1,0 +1,302 @@
+"""make compose-up | compose-down | compose-test: the stack of docker-compose.yml in containers.
+
+With a Docker engine this is Docker Compose (`up --build --wait`). Without one, podman-compose and podman: images
+are built with `podman build` (the base image made locally, the host's CA mounted for the build only), and
+services are started in the order their `depends_on` conditions give, waiting for each healthcheck and one-shot
+ourselves, because podman-compose skips `service_healthy` conditions before podman 4.6 (Debian 12 has 4.3) and
+podman runs no healthcheck without systemd's timers.
+
+Run by infra/containers/compose.sh, which installs the tools and sets the environment (ENGINE, COMPOSE_TOOL, ...).
+"""
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+PROJECT = "kafka-sync"
+TEST_PROJECT = "kafka-sync-test"
+# make compose-test publishes on these, so it runs beside the native stack (8000, 8761, 9092, 8083, 3306).
+TEST_HOST_PORTS = {
+    "GATEWAY_HOST_PORT": 18000,
+    "DISCOVERY_HOST_PORT": 18761,
+    "KAFKA_HOST_PORT": 19192,
+    "CONNECT_HOST_PORT": 18083,
+    "MARIADB_HOST_PORT": 13306,
+    "MONITOR_HOST_PORT": 18090,
+}
+# Longest wait for one service to become healthy or for a one-shot to finish.
+SERVICE_DEADLINE_SECONDS = 300
+PYTHON_DOCKERFILE = "infra/containers/python.Dockerfile"
+# What podman says on every container with a healthcheck where there is no systemd to run it (we run them).
+HOST_WITHOUT_SYSTEMD_NOISE = ("unable to get systemd connection", "failed to connect to syslog")
+
+
+def say(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+class Compose:
+    """One compose project, run with Docker Compose or podman-compose."""
+
+    def __init__(self, project: str) -> None:
+        self.project = project
+        self.engine = os.environ.get("ENGINE", "podman")
+        tool = os.environ.get("COMPOSE_TOOL", "podman-compose")
+        if self.engine == "docker":
+            self.compose = ["docker", "compose", "-p", project]
+        else:
+            # Each container in its own network namespace, as Docker does (pods would share one).
+            self.compose = [tool, "--in-pod", "false", "-p", project]
+
+    def run(self, *args: str, quiet: bool = False) -> None:
+        output = subprocess.DEVNULL if quiet else None
+        result = subprocess.run(
+            [*self.compose, *args], cwd=REPO, check=False, stdout=output, stderr=subprocess.PIPE, text=True
+        )
+        for line in result.stderr.splitlines():
+            if not any(noise in line for noise in HOST_WITHOUT_SYSTEMD_NOISE):
+                print(line, file=sys.stderr)
+        if result.returncode != 0:
+            raise subprocess.CalledProcessError(result.returncode, [*self.compose, *args])
+
+    def config(self) -> dict[str, Any]:
+        text = subprocess.run([*self.compose, "config"], cwd=REPO, check=True, capture_output=True, text=True).stdout
+        loaded: dict[str, Any] = yaml.safe_load(text)
+        return loaded
+
+    def container(self, service: str) -> str:
+        """The name of the service's container (the labels both tools set)."""
+        names = subprocess.run(
+            [
+                self.engine,
+                "ps",
+                "-a",
+                "--filter",
+                f"label=com.docker.compose.project={self.project}",
+                "--filter",
+                f"label=com.docker.compose.service={service}",
+                "--format",
+                "{{.Names}}",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        if not names:
+            raise RuntimeError(f"{service}: no container in project {self.project}")
+        return names[0]
+
+    def up(self) -> None:
+        if self.engine == "docker":
+            self.run("up", "--detach", "--build", "--wait", "--wait-timeout", str(SERVICE_DEADLINE_SECONDS))
+            return
+        config = self.config()
+        build_images(config)
+        start_in_dependency_order(self, config["services"])
+
+    def down(self, volumes: bool) -> None:
+        self.run("down", *(["--volumes"] if volumes else []), quiet=True)
+
+
+def build_args(build: dict[str, Any]) -> list[str]:
+    args = build.get("args", {})
+    pairs = args.items() if isinstance(args, dict) else (item.split("=", 1) for item in args)
+    return [f"{key}={value}" for key, value in pairs]
+
+
+def build_images(config: dict[str, Any]) -> None:
+    """Each image once (several services share one), with podman's layer cache, so a second run builds nothing."""
+    built: set[str] = set()
+    ca_file = os.environ.get("HOST_CA_FILE", "")
+    for service in config["services"].values():
+        image, build = service.get("image"), service.get("build")
+        if not build or image in built:
+            continue
+        built.add(image)
+        say(f"building {image}")
+        command = ["podman", "build", "--layers", "--network", "host", "-t", image, "-f", build["dockerfile"]]
+        for arg in build_args(build):
+            command += ["--build-arg", arg]
+        if ca_file:
+            # The host's CA bundle, for pip behind a TLS-inspecting proxy: a build-time mount, in no layer.
+            command += ["--volume", f"{ca_file}:/run/host-ca.crt:ro"]
+        started = time.monotonic()
+        subprocess.run([*command, build.get("context", ".")], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+        say(f"built {image} in {time.monotonic() - started:.0f} s")
+
+
+def start_in_dependency_order(compose: Compose, services: dict[str, dict[str, Any]]) -> None:
+    """Start services in waves: each wave is every service whose dependencies are done; then wait for the wave."""
+    done: set[str] = set()
+    while len(done) < len(services):
+        wave = sorted(
+            name
+            for name, service in services.items()
+            if name not in done and set(service.get("depends_on") or {}) <= done
+        )
+        if not wave:
+            raise RuntimeError(f"depends_on has a cycle among {sorted(set(services) - done)}")
+        say(f"starting {', '.join(wave)}")
+        compose.run("up", "--detach", "--no-build", "--no-deps", *wave, quiet=True)
+        for name in wave:
+            wait_ready(compose, name, services[name])
+        done.update(wave)
+
+
+def wait_ready(compose: Compose, name: str, service: dict[str, Any]) -> None:
+    """A one-shot (restart "no") must exit 0; a service with a healthcheck must pass it; others must run."""
+    container = compose.container(name)
+    started = time.monotonic()
+    if service.get("restart", "no") == "no":
+        code = subprocess.run(["podman", "wait", container], check=True, capture_output=True, text=True).stdout
+        if code.strip() != "0":
+            subprocess.run(["podman", "logs", "--tail", "30", container], check=False)
+            raise RuntimeError(f"{name} exited {code.strip()} (its last log lines are above)")
+        say(f"{name} done in {time.monotonic() - started:.0f} s")
+        return
+    if "healthcheck" not in service:
+        return
+    while True:
+        # Runs the image's healthcheck once and records the result, as systemd's timer would.
+        check = subprocess.run(["podman", "healthcheck", "run", container], capture_output=True, check=False)
+        if check.returncode == 0:
+            say(f"{name} healthy after {time.monotonic() - started:.0f} s")
+            return
+        if time.monotonic() - started > SERVICE_DEADLINE_SECONDS:
+            subprocess.run(["podman", "logs", "--tail", "30", container], check=False)
+            raise RuntimeError(f"{name} not healthy after {SERVICE_DEADLINE_SECONDS} s (its last log lines are above)")
+        time.sleep(2)
+
+
+@contextmanager
+def timed(what: str, timings: dict[str, float]) -> Iterator[None]:
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        timings[what] = time.monotonic() - started
+
+
+TEST_RUNNER_IMAGE = "kafka-sync/test-runner"
+
+
+def build_test_runner(engine: str) -> None:
+    """The e2e runner image: the service images' layers plus every project and the tests."""
+    command = [engine, "build", "--target", "test-runner", "-t", TEST_RUNNER_IMAGE, "-f", PYTHON_DOCKERFILE]
+    command += ["--build-arg", f"BASE_IMAGE={os.environ.get('BASE_IMAGE', 'debian:bookworm-slim')}"]
+    if engine == "podman":
+        command += ["--layers", "--network", "host"]
+        if os.environ.get("HOST_CA_FILE"):
+            command += ["--volume", f"{os.environ['HOST_CA_FILE']}:/run/host-ca.crt:ro"]
+    subprocess.run([*command, "."], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+
+
+def run_e2e_in_container(engine: str, pytest_args: list[str]) -> int:
+    """tests/e2e on the compose network, through the compose gateway: the services register their container names,
+    which resolve there (and not on the host). Secrets from .env; addresses where they differ from it."""
+    inside = {
+        "GATEWAY_URL": "http://gateway:8000",
+        "DB_HOST": "mariadb",
+        "DB_PORT": "3306",
+        "DISCOVERY_URL": "http://discovery:8761/eureka",
+        "KAFKA_BOOTSTRAP_SERVERS": "kafka:19092",
+        "CONNECT_URL": "http://connect:8083",
+        "MONITOR_PORT": "8090",
+        "STACK_UNDER_TEST": "compose",
+        # The launcher's config reader completes its .env file in place: a copy of its own, not the host's.
+        "STACK_ENV_FILE": "/tmp/stack.env",
+    }
+    command = [engine, "run", "--rm", "--network", f"{TEST_PROJECT}_default", "--env-file", str(REPO / ".env")]
+    for key, value in inside.items():
+        command += ["--env", f"{key}={value}"]
+    command += [TEST_RUNNER_IMAGE, "python", "-m", "pytest", "-p", "no:cacheprovider", "tests/e2e", *pytest_args]
+    return subprocess.run(command, cwd=REPO, check=False).returncode
+
+
+def host_test_environment() -> dict[str, str]:
+    """For tests/compose on the host: where the compose stack is published (the environment beats .env)."""
+    ports = TEST_HOST_PORTS
+    return {
+        "GATEWAY_PORT": str(ports["GATEWAY_HOST_PORT"]),
+        "DB_HOST": "127.0.0.1",
+        "DB_PORT": str(ports["MARIADB_HOST_PORT"]),
+        "CONNECT_URL": f"http://127.0.0.1:{ports['CONNECT_HOST_PORT']}",
+        "STACK_UNDER_TEST": "compose",
+        "COMPOSE_TEST_PROJECT": TEST_PROJECT,
+        "COMPOSE_TEST_ENGINE": os.environ.get("ENGINE", "podman"),
+    }
+
+
+def compose_test(pytest_args: list[str]) -> int:
+    """The compose stack under its own project name and ports; the e2e suite through its gateway; then, from the
+    host, containers killed and restarted while orders flow (tests/compose); `down --volumes` whatever happened."""
+    os.environ.update({key: str(port) for key, port in TEST_HOST_PORTS.items()})
+    compose = Compose(TEST_PROJECT)
+    timings: dict[str, float] = {}
+    results: dict[str, int] = {}
+    try:
+        # A run killed halfway leaves its containers and volumes: start from nothing.
+        with timed("clean start", timings):
+            compose.down(volumes=True)
+        with timed("build and up", timings):
+            compose.up()
+            build_test_runner(compose.engine)
+        say("tests/e2e in a container on the compose network, through the compose gateway")
+        with timed("e2e", timings):
+            results["tests/e2e"] = run_e2e_in_container(compose.engine, pytest_args)
+        say("tests/compose from the host: the images, and containers killed and restarted while orders flow")
+        with timed("tests/compose", timings):
+            results["tests/compose"] = subprocess.run(
+                [str(REPO / ".venv/bin/python"), "-m", "pytest", "-p", "no:cacheprovider", "tests/compose"],
+                cwd=REPO,
+                env={**os.environ, **host_test_environment()},
+                check=False,
+            ).returncode
+    finally:
+        with timed("down", timings):
+            compose.down(volumes=True)
+        say("compose-test: " + ", ".join(f"{what} {seconds:.0f} s" for what, seconds in timings.items()))
+        say(
+            "compose-test: "
+            + ", ".join(f"{suite} {'passed' if code == 0 else 'FAILED'}" for suite, code in results.items())
+        )
+    return 0 if results and all(code == 0 for code in results.values()) and len(results) == 2 else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["up", "down", "test", "config"])
+    parser.add_argument("pytest_args", nargs="*", help="compose-test: passed on to pytest")
+    args = parser.parse_args()
+    # A CI runner's TERM unwinds like Ctrl-C, so compose-test still takes its stack down.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+    try:
+        if args.command == "test":
+            return compose_test(args.pytest_args)
+        compose = Compose(PROJECT)
+        if args.command == "up":
+            compose.up()
+            say("compose stack up: gateway http://127.0.0.1:" + os.environ.get("GATEWAY_HOST_PORT", "8000"))
+        elif args.command == "down":
+            compose.down(volumes=False)
+        else:
+            print(json.dumps(compose.config(), indent=2))
+    except (subprocess.CalledProcessError, RuntimeError) as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

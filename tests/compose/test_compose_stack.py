@@ -1,0 +1,199 @@
+"""The running compose stack, from the host (make compose-test runs this after the e2e suite): what its images hold,
+who its containers run as, and containers killed and restarted while orders flow.
+
+make compose-test sets STACK_UNDER_TEST=compose, COMPOSE_TEST_ENGINE (docker or podman), COMPOSE_TEST_PROJECT and
+the published ports (GATEWAY_PORT, DB_PORT, ...); without them these tests are skipped.
+"""
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from demo.gateway_client import GatewayClient, User
+from launcher import services
+from launcher.environment import StackConfig
+from servicekit.config import ServiceSettings
+from servicekit.testing import DictConnection, database, eventually
+from tests.e2e.orders_table import settled, stock_drift
+from tests.e2e.test_faults import Progress, place_until
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("STACK_UNDER_TEST") != "compose", reason="needs the compose stack: make compose-test"
+)
+
+REPO = Path(__file__).resolve().parents[2]
+ENGINE = os.environ.get("COMPOSE_TEST_ENGINE", "podman")
+PROJECT = os.environ.get("COMPOSE_TEST_PROJECT", "kafka-sync-test")
+PYTHON_IMAGES = [
+    "kafka-sync/gateway",
+    "kafka-sync/discovery",
+    "kafka-sync/user-service",
+    "kafka-sync/catalog-service",
+    "kafka-sync/order-service",
+    "kafka-sync/monitor",
+    "kafka-sync/launcher",
+]
+# The installer's own packages, which a venv brings and the lock does not name.
+INSTALLERS = {"pip", "setuptools"}
+
+
+def engine(*args: str) -> str:
+    return subprocess.run([ENGINE, *args], check=True, capture_output=True, text=True, timeout=120).stdout
+
+
+def container(service: str) -> str:
+    names = engine(
+        "ps",
+        "-a",
+        "--filter",
+        f"label=com.docker.compose.project={PROJECT}",
+        "--filter",
+        f"label=com.docker.compose.service={service}",
+        "--format",
+        "{{.Names}}",
+    ).split()
+    assert names, f"no container of {service} in {PROJECT}"
+    return names[0]
+
+
+def project_containers() -> list[str]:
+    return engine(
+        "ps", "-a", "--filter", f"label=com.docker.compose.project={PROJECT}", "--format", "{{.Names}}"
+    ).split()
+
+
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def lock_versions() -> dict[str, str]:
+    return {
+        normalized(name): version
+        for name, version in re.findall(
+            r"^([A-Za-z0-9][\w.-]*)==([^\s\\]+)", (REPO / "requirements.lock").read_text(), re.M
+        )
+    }
+
+
+@pytest.mark.parametrize("image", PYTHON_IMAGES)
+def test_an_images_python_packages_are_the_native_venvs_versions(image: str) -> None:
+    """Both read from what is installed: the image's venv (pip list) and this .venv (the native stack's)."""
+    listed = json.loads(engine("run", "--rm", image, "python", "-m", "pip", "list", "--format", "json"))
+    in_image = {normalized(entry["name"]): entry["version"] for entry in listed if entry["name"] not in INSTALLERS}
+    native = {normalized(dist.metadata["Name"]): dist.version for dist in metadata.distributions()}
+
+    assert {name: native.get(name) for name in in_image} == in_image
+    assert lock_versions().items() <= in_image.items(), "every locked package, at the lock's version"
+
+
+def test_every_container_of_the_stack_runs_as_a_user_other_than_root() -> None:
+    names = project_containers()
+    assert len(names) >= 12
+    for name in names:
+        user = engine("inspect", "--format", "{{.Config.User}}", name).strip()
+        assert user not in ("", "root", "0", "0:0"), f"{name} runs as {user or 'root (no USER)'}"
+        if engine("inspect", "--format", "{{.State.Status}}", name).strip() == "running":
+            assert engine("exec", name, "id", "-u").strip() != "0", name
+
+
+@pytest.fixture
+async def gateway(stack_config: StackConfig) -> AsyncIterator[GatewayClient]:
+    async with GatewayClient(f"http://127.0.0.1:{services.gateway_port(stack_config)}") as client:
+        yield client
+
+
+@pytest.fixture
+def own_products(settings: ServiceSettings, stack_config: StackConfig) -> Iterator[dict[str, int]]:
+    """Three products of this test, 5,000 in stock each (the catalog-source connector brings them to the order
+    services)."""
+    products = {f"COMPOSE-{uuid.uuid4().hex[:10]}": 5000 for _ in range(3)}
+    connection = database(settings, stack_config.get("CATALOG_DB", "catalogdb"))
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO catalogs (product_id, product_name, stock, unit_price, created_at)"
+            " VALUES (%s, 'Compose test product', %s, 100, UTC_TIMESTAMP(3))",
+            list(products.items()),
+        )
+    yield products
+    connection.close()
+
+
+async def priced_by_every_instance(gateway: GatewayClient, user: User, products: list[str]) -> list[str]:
+    """Orders of one unit until each product was accepted by both order-service replicas (they learn products from
+    catalog-changes); their ids, which count like any other accepted order."""
+    accepted: list[str] = []
+    for product in products:
+        answered_by: set[str] = set()
+        deadline = time.monotonic() + 60
+        while answered_by != {"order-service-1", "order-service-2"}:
+            assert time.monotonic() < deadline, f"{product} not priced by both replicas within 60 s: {answered_by}"
+            response = await gateway.order(user, product, 1, 100, idempotency_key=uuid.uuid4().hex)
+            if response.status_code == 201:
+                accepted.append(response.json()["orderId"])
+                answered_by.add(response.headers.get("X-Instance-Id", "?"))
+            else:
+                await asyncio.sleep(0.5)
+    return accepted
+
+
+def crash(service: str) -> None:
+    """SIGKILL to the container's main process, as a crash (an engine's `kill` counts as a stop by the user, and
+    the restart policy would then leave the container down)."""
+    name = container(service)
+    os.kill(int(engine("inspect", "--format", "{{.State.Pid}}", name)), signal.SIGKILL)
+
+
+def restarted_by_its_policy(service: str, within: float = 60) -> None:
+    name = container(service)
+    deadline = time.monotonic() + within
+    while engine("inspect", "--format", "{{.RestartCount}}", name).strip() in ("", "0"):
+        assert time.monotonic() < deadline, f"{service} was not restarted by its restart policy within {within:.0f} s"
+        time.sleep(1)
+
+
+async def test_a_replica_crashing_and_connect_restarting_while_orders_flow_lose_and_duplicate_nothing(
+    gateway: GatewayClient, orders_db: DictConnection, own_products: dict[str, int]
+) -> None:
+    products = list(own_products)
+    probe_user = await gateway.sign_up("Compose Probe")
+    probes = await priced_by_every_instance(gateway, probe_user, products)
+    users = await asyncio.gather(*(gateway.sign_up(f"Compose Buyer {n}") for n in range(3)))
+    progress, faults_done = Progress(), asyncio.Event()
+    flow = asyncio.ensure_future(
+        asyncio.gather(*(place_until(gateway, user, products, faults_done, progress) for user in users))
+    )
+    try:
+        await progress.reached(15, flow)
+        await asyncio.to_thread(crash, "order-service-2")
+        await asyncio.to_thread(restarted_by_its_policy, "order-service-2")
+
+        await progress.reached(len(progress.accepted) + 15, flow)
+        await asyncio.to_thread(engine, "restart", container("connect"))
+        restarted_at = len(progress.accepted)
+
+        await progress.reached(restarted_at + 15, flow)
+        assert not flow.done(), "orders flowed through every fault"
+    finally:
+        faults_done.set()
+        await flow
+
+    accepted = progress.accepted
+    assert len(accepted) == len(set(accepted)) >= 45
+    rows = await eventually(
+        lambda: settled(orders_db, probes + accepted),
+        within=120,
+        what="every accepted order, also those after Connect's restart, has one settled row in mydb.orders",
+    )
+    assert {row["status"] for row in rows.values()} == {"CONFIRMED"}, "5,000 in stock: every order fits"
+    stock = await eventually(gateway.stock, within=30, what="the catalog through the gateway")
+    assert set(stock_drift(orders_db, own_products, stock).values()) == {0}, "stock moved by the confirmed orders"
