@@ -54,7 +54,7 @@ class PriceUpdates:
             self.products.set_price(product_id, self.price(number))
             self.last[product_id] = self.price(number)
             self.applied = number + 1
-            time.sleep(self.pause)
+            time.sleep(self.pause)  # a pace, not a wait: the updates span a few seconds, so a kill lands among them
 
 
 def any_instance_saw_an_update(config: StackConfig, updates: PriceUpdates) -> bool:
