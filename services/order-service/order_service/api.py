@@ -1,8 +1,9 @@
 """HTTP routes (served without the /order-service prefix; the gateway strips it)."""
 
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Header, Path, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
 from order_service.catalog import CatalogReadModel
 from order_service.schemas import OrderOut, OrderRequest
@@ -10,6 +11,9 @@ from order_service.service import OrderIntake
 from servicekit.auth import Caller, require_self
 
 router = APIRouter()
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
 
 
 async def get_intake(request: Request) -> OrderIntake:
@@ -40,7 +44,20 @@ async def catalog_view(request: Request) -> dict[str, Any]:
 
 
 @router.get("/{user_id}/orders", response_model=list[OrderOut])
-async def list_orders(user_id: UserId, intake: IntakeDep, caller: Caller, response: Response) -> list[OrderOut]:
+async def list_orders(
+    user_id: UserId,
+    intake: IntakeDep,
+    caller: Caller,
+    response: Response,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+) -> list[OrderOut]:
+    """A page of the user's orders, newest first. When there are more, `X-Next-Cursor` holds the cursor of the
+    next page and `Link` (rel="next") the query that asks for it, relative to this path."""
     require_self(caller, user_id)
+    page = await intake.orders_of(user_id, limit=limit, cursor=cursor)
     response.headers["Cache-Control"] = "no-store"
-    return [OrderOut.of(order) for order in await intake.orders_of(user_id)]
+    if page.next_cursor is not None:
+        response.headers["X-Next-Cursor"] = page.next_cursor
+        response.headers["Link"] = f'<?{urlencode({"limit": limit, "cursor": page.next_cursor})}>; rel="next"'
+    return [OrderOut.of(order) for order in page.orders]

@@ -2,12 +2,15 @@
 turns them into HTTP answers."""
 
 import asyncio
+import base64
+import datetime as dt
 import logging
 import uuid
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from order_contract.catalog_change import CatalogProduct
@@ -52,6 +55,32 @@ class IdempotencyKeyReused(Conflict):
 def idempotent_order_id(user_id: str, idempotency_key: str) -> str:
     """The same key from the same user always names the same order."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"order:{user_id}:{idempotency_key}"))
+
+
+@dataclass(frozen=True)
+class OrderPage:
+    orders: list[Order]
+    next_cursor: str | None
+
+
+class InvalidCursor(InvalidInput):
+    def __init__(self) -> None:
+        super().__init__("cursor: not a cursor this service gave out", field="cursor")
+
+
+def _cursor(row: OrderRow) -> str:
+    """Where the next page starts: after this row in (created_at, id) order, opaque to clients."""
+    position = f"{row.created_at.strftime('%Y%m%d%H%M%S%f')}.{row.id}"
+    return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
+
+
+def _position(cursor: str) -> tuple[dt.datetime, int]:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        moment, row_id = text.split(".")
+        return dt.datetime.strptime(moment, "%Y%m%d%H%M%S%f"), int(row_id)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidCursor from exc
 
 
 class Catalog(Protocol):
@@ -141,12 +170,24 @@ class OrderIntake:
             row = await session.scalar(select(OrderRow).where(OrderRow.order_id == order_id))
             return row.to_order() if row is not None else None
 
-    async def orders_of(self, user_id: str) -> list[Order]:
-        async with self._sessions() as session:
-            rows = await session.scalars(
-                select(OrderRow).where(OrderRow.user_id == user_id).order_by(OrderRow.created_at, OrderRow.id)
+    async def orders_of(self, user_id: str, *, limit: int, cursor: str | None = None) -> OrderPage:
+        """A page of the user's orders, newest first, and the cursor of the next page (None: this is the last)."""
+        query = select(OrderRow).where(OrderRow.user_id == user_id)
+        if cursor is not None:
+            created_at, row_id = _position(cursor)
+            query = query.where(
+                or_(
+                    OrderRow.created_at < created_at,
+                    and_(OrderRow.created_at == created_at, OrderRow.id < row_id),
+                )
             )
-            return [row.to_order() for row in rows]
+        query = query.order_by(OrderRow.created_at.desc(), OrderRow.id.desc()).limit(limit + 1)
+        async with self._sessions() as session:
+            rows = list(await session.scalars(query))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = _cursor(rows[-1]) if more else None
+        return OrderPage([row.to_order() for row in rows], next_cursor)
 
 
 def _same_request(order: Order, request: OrderRequest) -> Order:

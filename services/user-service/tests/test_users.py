@@ -143,7 +143,7 @@ async def test_user_comes_with_the_orders_order_service_has_for_them(
     response = await api.get(f"/users/{created['userId']}", headers=own_token)
 
     assert response.status_code == 200
-    assert response.json() == {**created, "orders": [order], "ordersError": None}
+    assert response.json() == {**created, "orders": [order], "ordersError": None, "ordersNext": None}
     assert order_service.authorizations == [own_token["Authorization"]]
 
 

@@ -67,6 +67,9 @@ class OrderView(BaseModel):
 
 
 class UserWithOrders(UserView):
+    # The latest page of the user's orders, newest first.
     orders: list[OrderView]
+    # The next page's path through the gateway (same token), when the user has more orders than one page.
+    ordersNext: str | None = None
     # Set, and `orders` left empty, when order-service could not be asked or did not answer in time.
     ordersError: str | None = None

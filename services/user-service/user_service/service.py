@@ -4,6 +4,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote, urlencode
 
 import httpx
 from pydantic import TypeAdapter, ValidationError
@@ -23,6 +24,8 @@ from user_service.schemas import OrderView, UserRegistration, UserUpdate, UserVi
 log = logging.getLogger(__name__)
 
 _ORDER_LIST = TypeAdapter(list[OrderView])
+# A user page shows this many of the latest orders (order-service's default page).
+ORDERS_PAGE = 50
 
 
 class EmailAlreadyRegistered(Conflict):
@@ -145,7 +148,8 @@ class OrderServiceClient:
         self.discovery = discovery
         self.http = http
 
-    async def orders_of(self, user_id: str, *, authorization: str | None = None) -> list[OrderView]:
+    async def orders_of(self, user_id: str, *, authorization: str | None = None) -> tuple[list[OrderView], str | None]:
+        """The latest page of the user's orders (newest first) and the cursor of the next page, if any."""
         try:
             instance = self.discovery.next_instance(ORDER_SERVICE_APP)
         except NoInstanceAvailable as exc:
@@ -153,7 +157,7 @@ class OrderServiceClient:
         headers = {"Authorization": authorization} if authorization else {}
         url = f"{instance.base_url}/{user_id}/orders"
         try:
-            response = await self.http.get(url, headers=headers)
+            response = await self.http.get(url, headers=headers, params={"limit": ORDERS_PAGE})
         except httpx.TimeoutException as exc:
             raise OrdersUnavailable(f"order-service instance {instance.instance_id} timed out") from exc
         except httpx.HTTPError as exc:
@@ -161,7 +165,7 @@ class OrderServiceClient:
         if response.status_code != 200:
             raise OrdersUnavailable(f"order-service instance {instance.instance_id} answered {response.status_code}")
         try:
-            return _ORDER_LIST.validate_json(response.content)
+            return _ORDER_LIST.validate_json(response.content), response.headers.get("X-Next-Cursor")
         except ValidationError as exc:
             raise OrdersUnavailable(f"order-service instance {instance.instance_id} sent an unexpected answer") from exc
 
@@ -173,7 +177,12 @@ async def user_with_orders(
     user = await find_user(session, user_id)
     view = UserView.of(user)
     try:
-        return UserWithOrders(**view.model_dump(), orders=await orders.orders_of(user_id, authorization=authorization))
+        page, next_cursor = await orders.orders_of(user_id, authorization=authorization)
     except OrdersUnavailable as exc:
         log.warning("user shown without orders", extra={"user_id": user_id, "reason": str(exc)})
         return UserWithOrders(**view.model_dump(), orders=[], ordersError=str(exc))
+    more = None
+    if next_cursor is not None:
+        # Through the gateway, with the same token: the user's next page straight from order-service.
+        more = f"/order-service/{quote(user_id)}/orders?{urlencode({'limit': ORDERS_PAGE, 'cursor': next_cursor})}"
+    return UserWithOrders(**view.model_dump(), orders=page, ordersNext=more)
