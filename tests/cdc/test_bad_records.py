@@ -27,8 +27,8 @@ pytestmark = pytest.mark.stack
 SKIPPED_LOG_LINE = "skipped a record on catalog-changes that is not a catalog row"
 
 
-def junk_for(product_id: str) -> dict[str, bytes]:
-    """Values for `product_id`'s key that are not its row, by kind."""
+def junk_for(product_id: str, other_id: str) -> dict[str, bytes]:
+    """Values for `product_id`'s key that are not its row, by kind (one names `other_id`'s row instead)."""
     envelope = {"schema": {"type": "struct", "fields": [], "optional": False, "name": "junk"}}
     row = {"product_id": product_id, "product_name": "Junk", "created_at": 0}
     return {
@@ -37,7 +37,7 @@ def junk_for(product_id: str) -> dict[str, bytes]:
         "string-price": orjson.dumps({**envelope, "payload": {**row, "unit_price": "1"}}),
         "bool-price": orjson.dumps({**envelope, "payload": {**row, "unit_price": True}}),
         "zero-price": orjson.dumps({**envelope, "payload": {**row, "unit_price": 0}}),
-        "other-product": orjson.dumps({**envelope, "payload": {**row, "product_id": "CATALOG-001", "unit_price": 1}}),
+        "other-product": orjson.dumps({**envelope, "payload": {**row, "product_id": other_id, "unit_price": 1}}),
     }
 
 
@@ -54,10 +54,18 @@ def skipped_counts(config: StackConfig) -> dict[str, int]:
     return {instance_id: int(model["skipped"]) for instance_id, model in read_models(config).items()}
 
 
-def logged_skips(instance_id: str, offsets: set[int]) -> set[int]:
-    """Which of `offsets` the instance's log names in a skipped-record line (the native stack's log files)."""
+def log_ends(instance_ids: list[str]) -> dict[str, int]:
+    """Where each instance's log file (the native stack's) ends now."""
+    return {instance_id: Component(instance_id).log_file.stat().st_size for instance_id in instance_ids}
+
+
+def logged_skips(instance_id: str, since: int, offsets: set[int]) -> set[int]:
+    """Which of `offsets` the instance's log names in a skipped-record line written after byte `since`."""
     found = set()
-    for line in Component(instance_id).log_file.read_text(errors="replace").splitlines():
+    with Component(instance_id).log_file.open("rb") as log:
+        log.seek(since)
+        lines = log.read().decode(errors="replace").splitlines()
+    for line in lines:
         if SKIPPED_LOG_LINE not in line:
             continue
         try:
@@ -72,12 +80,13 @@ def logged_skips(instance_id: str, offsets: set[int]) -> set[int]:
 async def test_a_record_that_is_not_a_catalog_row_is_skipped_logged_and_counted_and_the_last_good_price_stays(
     stack_config: StackConfig, products: TestProducts, admin_producer: AIOKafkaProducer, jwt_secret: str
 ) -> None:
-    product = products.add(unit_price=555)
-    await priced_on_every_instance(stack_config, {product: 555}, within=30, what="the new product")
+    product, other = products.add(unit_price=555), products.add(unit_price=444)
+    await priced_on_every_instance(stack_config, {product: 555, other: 444}, within=30, what="the new products")
     counted_before = await asyncio.to_thread(skipped_counts, stack_config)
     assert len(counted_before) >= order_instances(stack_config)
 
-    junk = junk_for(product)
+    junk = junk_for(product, other)
+    logs_from = log_ends(list(counted_before))
     offsets = set()
     try:
         for value in junk.values():
@@ -91,13 +100,13 @@ async def test_a_record_that_is_not_a_catalog_row_is_skipped_logged_and_counted_
 
         await eventually(every_instance_skipped_them, within=10, what=f"every instance skipped {len(junk)} records")
         await priced_on_every_instance(
-            stack_config, {product: 555, "CATALOG-001": 1500}, within=1, what="the last good prices still"
+            stack_config, {product: 555, other: 444}, within=1, what="the last good prices still"
         )
         for instance_id, model in (await asyncio.to_thread(read_models, stack_config)).items():
             applied_offsets = {change["offset"] for change in model["recent"]}
             assert not applied_offsets & offsets, f"{instance_id} applied a junk record"
         await eventually(
-            lambda: {i: logged_skips(i, offsets) for i in counted_before} == dict.fromkeys(counted_before, offsets),
+            lambda: {i: logged_skips(i, logs_from[i], offsets) for i in logs_from} == dict.fromkeys(logs_from, offsets),
             within=5,
             what=f"every instance logs each skipped record with its offset {sorted(offsets)}",
         )
