@@ -67,6 +67,8 @@ class StockRequestConsumer:
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
         self._failed_polls = 0
+        # What this consumer last committed per partition (in a transaction or when idle), learnt lazily.
+        self._committed: dict[TopicPartition, int] = {}
 
     async def start(self) -> None:
         await ensure_topics(self.kafka, [self.stock_topic, self.dead_letter_topic], self.topic_partitions)
@@ -97,6 +99,8 @@ class StockRequestConsumer:
                     await self._handle_one_by_one(polled)
                 elif polled:
                     await self._handle(polled)
+                else:
+                    await self._commit_idle_positions()
                 self._failed_polls = 0
                 backoff = 0.2
             except Exception as exc:
@@ -111,6 +115,32 @@ class StockRequestConsumer:
                 self._producer = await fresh_producer(self.kafka, self.transactional_id, self._producer)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    async def _commit_idle_positions(self) -> None:
+        """With nothing to read, commit each partition's position where it is ahead of the last commit.
+
+        The offsets committed with the outcomes stop at the last record handled; the transaction markers after it
+        take offsets too but hold no record. A lag monitor reading committed offsets would see those markers as
+        lag that never shrinks (Burrow: STOP). The position has moved past them, and everything before it has
+        been handled (a failed poll seeks back), so committing it loses nothing."""
+        assert self._consumer is not None
+        ahead: dict[TopicPartition, int] = {}
+        for tp in self._consumer.assignment():
+            position = await self._consumer.position(tp)
+            if tp not in self._committed:
+                self._committed[tp] = await self._consumer.committed(tp) or 0
+            if position > self._committed[tp]:
+                ahead[tp] = position
+        if not ahead:
+            return
+        try:
+            await self._consumer.commit(ahead)
+        except (KafkaError, IllegalStateError) as exc:
+            # A rebalance took partitions meanwhile, or the coordinator moved: learn again at the next idle poll.
+            log.info("idle positions not committed (%s); trying again when idle", type(exc).__name__)
+            self._committed.clear()
+            return
+        self._committed.update(ahead)
 
     async def _handle_one_by_one(self, polled: dict[TopicPartition, list[Record]]) -> None:
         """After repeated failures: each record on its own; one that still fails (not for infrastructure)
@@ -133,6 +163,7 @@ class StockRequestConsumer:
                 self.dead_letter_topic, record.value, key=record.key, headers=_error_headers(record, error)
             )
             await self._producer.send_offsets_to_transaction({tp: record.offset + 1}, self.group_id)
+        self._committed[tp] = record.offset + 1
 
     async def _handle(self, polled: dict[TopicPartition, list[Record]]) -> None:
         assert self._producer is not None
@@ -157,6 +188,7 @@ class StockRequestConsumer:
                 )
             offsets = {tp: records[-1].offset + 1 for tp, records in polled.items()}
             await producer.send_offsets_to_transaction(offsets, self.group_id)
+        self._committed.update(offsets)
         # Each order was logged with its outcome when applied; here one line per transaction.
         log.info("outcomes published", extra={"outcomes": len(outcomes), "dead_letters": len(dead_letters)})
 

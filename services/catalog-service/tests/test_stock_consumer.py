@@ -5,7 +5,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from catalog_service.config import CatalogSettings
@@ -14,6 +15,7 @@ from catalog_service.service import StockLedger
 from order_contract.connect_record import order_from_record_value
 from order_contract.order import Order, OrderStatus
 from order_contract.stock_request import stock_request_key, stock_request_value
+from servicekit.kafka import transactional_producer
 from servicekit.testing import Record, TopicReader, eventually
 
 pytestmark = pytest.mark.stack
@@ -266,3 +268,38 @@ async def test_a_restarted_consumer_resumes_after_its_committed_offsets(
     assert outcomes_of(records)[first.order_id] == [OrderStatus.CONFIRMED]
     assert outcomes_of(records)[second.order_id] == [OrderStatus.CONFIRMED]
     assert await stock_of(product_id) == 7
+
+
+async def test_an_idle_consumer_commits_its_position_past_the_transaction_markers(
+    topics: CatalogSettings, start_consumer: StartConsumer, new_product: NewProduct, pending_order: PendingOrder
+) -> None:
+    """Stock requests come in transactions: the commit marker after the last one takes an offset but holds no
+    record. Once idle, the group's committed offset reaches the end, so a lag monitor sees no lag left."""
+    product_id = await new_product(stock=10)
+    consumer = await start_consumer()
+    sender = transactional_producer(topics.kafka_access, f"test-sender-{uuid.uuid4().hex[:8]}")
+    await sender.start()
+    try:
+        async with sender.transaction():
+            order = pending_order(product_id, qty=1)
+            await sender.send(topics.stock_topic, stock_request_value(order), key=stock_request_key(order), partition=0)
+    finally:
+        await sender.stop()
+    partition = TopicPartition(topics.stock_topic, 0)
+    reader = AIOKafkaConsumer(**topics.kafka_access.client_options(), isolation_level="read_committed")
+    admin = AIOKafkaAdminClient(**topics.kafka_access.client_options())
+    await reader.start()
+    await admin.start()
+    try:
+        end = (await reader.end_offsets([partition]))[partition]
+
+        async def committed() -> int | None:
+            offsets = await admin.list_consumer_group_offsets(consumer.group_id, partitions=[partition])
+            found = offsets.get(partition)
+            return found.offset if found is not None and found.offset == end else None
+
+        assert end == 2  # the record and its transaction's commit marker
+        assert await eventually(committed, within=20, what="the idle consumer's commit at the end offset") == end
+    finally:
+        await reader.stop()
+        await admin.close()
