@@ -16,10 +16,10 @@ import httpx
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from demo.catalog_views import priced_everywhere
 from demo.gateway_client import GatewayClient, User
 from lag_monitor.config import MonitorSettings
 from launcher import services
+from launcher.catalog_views import priced_everywhere
 from launcher.environment import StackConfig
 from launcher.processes import Component, stop
 from order_contract.topics import STOCK_TOPIC
