@@ -3,7 +3,8 @@ MariaDB source, flattened by its ExtractNewRecordState transform).
 
 Key: the product id as plain text. Value: Kafka Connect JSON, `{"schema": {...}, "payload": {"product_id",
 "product_name", "unit_price", "created_at"}}` (stock is not captured), or null (a tombstone) once the row is
-deleted. Anything else is not a catalog row: readers skip it and keep what they had.
+deleted (`{"schema": ..., "payload": null}` reads as a delete too: it is Connect JSON's null value). Anything else is
+not a catalog row: readers skip it and keep what they had.
 """
 
 import json
@@ -61,6 +62,10 @@ def parse_catalog_change(key: bytes | None, value: bytes | None) -> tuple[str, C
         document = json.loads(value)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidCatalogChange(f"the value is not JSON: {exc}") from exc
+    if isinstance(document, dict) and "schema" in document and "payload" in document and document["payload"] is None:
+        # Connect JSON's null value with a schema: a delete written by a converter with schemas on (what the
+        # connector wrote for deletes before it was set to `delete-to-tombstone`).
+        return product_id, None
     payload = document.get("payload") if isinstance(document, dict) and "schema" in document else None
     if not isinstance(payload, dict):
         raise InvalidCatalogChange("the value is not Kafka Connect JSON with a schema and a payload")
