@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
 from discovery_server import wire_format
 from discovery_server.config import Settings
+from discovery_server.metrics import REGISTRATIONS, RENEWALS
 from discovery_server.registry import InstanceTaken, Registry, RegistryFull, UnknownInstance
 
 # What a registration may be sent as (Eureka's ApplicationResource consumes JSON and XML only): a cross-site
@@ -136,6 +137,7 @@ async def register(app: str, request: Request, registry: RegistryDep) -> Respons
         registry.register(instance)
     except (InstanceTaken, RegistryFull) as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from exc
+    REGISTRATIONS.labels(instance.app).inc()
     return Response(status_code=204)
 
 
@@ -162,6 +164,7 @@ async def renew(app: str, instance_id: str, registry: RegistryDep, lastDirtyTime
         # The client knows something newer than we do: make it register again (Eureka does the same).
         raise HTTPException(status_code=404, detail="instance info is newer on the client; register again")
     registry.renew(app, instance_id)
+    RENEWALS.labels(instance.app).inc()
     return Response(status_code=200)
 
 

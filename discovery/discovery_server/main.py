@@ -10,7 +10,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from discovery_server import api, dashboard
 from discovery_server.config import Settings
+from discovery_server.metrics import EVICTIONS, INSTANCES
 from discovery_server.registry import Registry
+from servicekit.metrics import MetricsMiddleware, metrics_router
 
 log = logging.getLogger("discovery_server")
 
@@ -32,6 +34,7 @@ async def evict_expired_leases(registry: Registry, interval_seconds: float) -> N
     while True:
         await asyncio.sleep(interval_seconds)
         for instance in registry.evict_expired():
+            EVICTIONS.labels(instance.app).inc()
             log.info(
                 "evicted %s/%s: no heartbeat for %s s",
                 instance.app,
@@ -56,7 +59,10 @@ def create_app(settings: Settings) -> FastAPI:
         max_instances_per_app=settings.discovery_max_instances_per_app,
         max_apps=settings.discovery_max_apps,
     )
+    INSTANCES.registry = app.state.registry
     app.include_router(api.router)
     app.include_router(dashboard.router)
+    app.include_router(metrics_router())
+    app.add_middleware(MetricsMiddleware)
     app.add_middleware(TrailingSlashIgnored)
     return app

@@ -144,3 +144,25 @@ def test_instance_is_found_by_id_alone(discovery_url: str) -> None:
     assert response.status_code == 200
     assert response.json()["instance"]["app"] == "BY-ID-APP"
     assert httpx.get(f"{discovery_url}/instances/nobody", headers=JSON).status_code == 404
+
+
+def _metric(page: str, sample: str) -> float:
+    return next((float(line.rpartition(" ")[2]) for line in page.splitlines() if line.rpartition(" ")[0] == sample), 0)
+
+
+def test_metrics_count_instances_by_app_and_status_renewals_and_evictions(discovery_url: str) -> None:
+    app = f"METRICS-{uuid.uuid4().hex[:6].upper()}"
+    metrics_url = discovery_url.rsplit("/eureka", 1)[0].split("@", 1)[-1]
+    metrics_url = f"http://{metrics_url.removeprefix('http://')}/metrics"
+    kept = register(discovery_url, app, port=9101)
+    register(discovery_url, app, port=9102, duration=1)  # never renewed: evicted after its 1 s lease
+    assert httpx.put(f"{discovery_url}/apps/{app}/{kept}").status_code == 200
+
+    def page_when_evicted() -> str | None:
+        page = httpx.get(metrics_url).text
+        return page if _metric(page, f'discovery_evictions_total{{app="{app}"}}') == 1 else None
+
+    page = eventually_blocking(page_when_evicted, within=15, what="the silent instance evicted and counted")
+    assert _metric(page, f'discovery_instances{{app="{app}",status="UP"}}') == 1
+    assert _metric(page, f'discovery_registrations_total{{app="{app}"}}') == 2
+    assert _metric(page, f'discovery_renewals_total{{app="{app}"}}') == 1

@@ -1,4 +1,4 @@
-"""The HTTP edge every service shares: error answers, body size limit, X-Instance-Id, /health_check."""
+"""The HTTP edge every service shares: error answers, body size limit, X-Instance-Id, /health_check, /metrics."""
 
 from typing import Any
 
@@ -7,6 +7,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit.config import ServiceSettings
 from servicekit.errors import install_error_handlers
+from servicekit.metrics import MetricsMiddleware, metrics_router
 
 
 class _BodyTooLarge(Exception):
@@ -84,7 +85,10 @@ def health_router(app_name: str, settings: ServiceSettings) -> APIRouter:
 
 
 def install_edge(app: FastAPI, settings: ServiceSettings, app_name: str) -> None:
-    """Error handlers, the edge middleware and /health_check: one call per service."""
+    """Error handlers, the edge middleware, /health_check and /metrics: one call per service."""
     install_error_handlers(app)
     app.add_middleware(EdgeMiddleware, settings=settings)
+    # Outermost: it also counts what the edge answers itself (413).
+    app.add_middleware(MetricsMiddleware)
     app.include_router(health_router(app_name, settings))
+    app.include_router(metrics_router())

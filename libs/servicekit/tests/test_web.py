@@ -81,3 +81,34 @@ async def test_every_answer_carries_the_instance_id(client: httpx.AsyncClient) -
 
     assert [answer.headers["x-instance-id"] for answer in answers] == ["edge-test-1"] * 4
     assert answers[-1].json() == {"status": "UP", "app": "EDGE-TEST", "instanceId": "edge-test-1"}
+
+
+def _sample(page: str, name: str, **labels: str) -> float:
+    """The value of one sample on a Prometheus text page (0 when absent)."""
+    wanted = name + "{" + ",".join(f'{key}="{value}"' for key, value in sorted(labels.items())) + "}"
+    for line in page.splitlines():
+        sample, _, value = line.rpartition(" ")
+        if sample == wanted:
+            return float(value)
+    return 0.0
+
+
+async def test_metrics_count_answers_by_route_template_and_status(client: httpx.AsyncClient) -> None:
+    before = (await client.get("/metrics")).text
+    for body in (b'{"qty": 1}', b'{"qty": 2}', b'{"qty": 0}'):
+        await client.post("/things", content=body, headers={"content-type": "application/json"})
+    await client.get("/no/such/path")
+
+    response = await client.get("/metrics")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    page = response.text
+
+    def grew(status: str, route: str, method: str = "POST") -> float:
+        labels = {"method": method, "route": route, "status": status}
+        return _sample(page, "http_requests_total", **labels) - _sample(before, "http_requests_total", **labels)
+
+    assert (grew("200", "/things"), grew("422", "/things"), grew("404", "unmatched", "GET")) == (2, 1, 1)
+    assert 'http_request_duration_seconds_bucket{le="0.005",method="POST",route="/things"}' in page
+    assert "_created" not in page  # one series per metric, not a creation-time gauge beside each

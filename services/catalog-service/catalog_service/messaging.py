@@ -17,6 +17,7 @@ from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
+from prometheus_client import Counter
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from catalog_service.service import StockLedger
@@ -27,6 +28,9 @@ from servicekit.kafka import KafkaAccess, committed_consumer, ensure_topics, fre
 from servicekit.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
+
+SAGA_OUTCOMES = Counter("saga_outcomes_total", "Order outcomes published on orders, by status", ["status"])
+DEAD_LETTERS = Counter("dead_letters_total", "Records sent to a dead-letter topic, by topic", ["topic"])
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
@@ -164,6 +168,7 @@ class StockRequestConsumer:
             )
             await self._producer.send_offsets_to_transaction({tp: record.offset + 1}, self.group_id)
         self._committed[tp] = record.offset + 1
+        DEAD_LETTERS.labels(self.dead_letter_topic).inc()
 
     async def _handle(self, polled: dict[TopicPartition, list[Record]]) -> None:
         assert self._producer is not None
@@ -189,6 +194,10 @@ class StockRequestConsumer:
             offsets = {tp: records[-1].offset + 1 for tp, records in polled.items()}
             await producer.send_offsets_to_transaction(offsets, self.group_id)
         self._committed.update(offsets)
+        for outcome in outcomes:
+            SAGA_OUTCOMES.labels(outcome.status.value).inc()
+        if dead_letters:
+            DEAD_LETTERS.labels(self.dead_letter_topic).inc(len(dead_letters))
         # Each order was logged with its outcome when applied; here one line per transaction.
         log.info("outcomes published", extra={"outcomes": len(outcomes), "dead_letters": len(dead_letters)})
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
+from prometheus_client import Counter
 
 from order_contract.catalog_change import CatalogProduct, InvalidCatalogChange, parse_catalog_change
 from order_contract.topics import CATALOG_CHANGES_TOPIC
@@ -26,6 +27,9 @@ from servicekit.kafka import KafkaAccess, committed_consumer
 from servicekit.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
+
+CHANGES_APPLIED = Counter("catalog_changes_applied_total", "catalog-changes records applied to the read model")
+CHANGES_SKIPPED = Counter("catalog_changes_skipped_total", "catalog-changes records skipped: not a catalog row")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +101,7 @@ class CatalogReadModel:
                 product_id, product = parse_catalog_change(record.key, record.value)
             except InvalidCatalogChange as exc:
                 self.skipped += 1
+                CHANGES_SKIPPED.inc()
                 log.warning(
                     "skipped a record on %s that is not a catalog row: %s",
                     self._topic,
@@ -109,6 +114,7 @@ class CatalogReadModel:
             else:
                 products[product_id] = product
             self.applied += 1
+            CHANGES_APPLIED.inc()
             price = product.unit_price if product is not None else None
             self._recent.append(AppliedChange(record.offset, product_id, price, int(time.time() * 1000)))
 

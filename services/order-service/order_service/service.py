@@ -10,6 +10,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Protocol
 
+from prometheus_client import Counter
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,6 +24,9 @@ from order_service.sinks import OrderSink
 from servicekit.errors import Conflict, InvalidInput, Unavailable
 
 log = logging.getLogger(__name__)
+
+ORDERS_ACCEPTED = Counter("orders_accepted_total", "Orders answered 201 as new (retries answered again not counted)")
+ORDERS_REFUSED = Counter("orders_refused_total", "Orders refused before publishing, by reason", ["reason"])
 
 
 class UnknownProduct(InvalidInput):
@@ -144,8 +148,10 @@ class OrderIntake:
     async def _place_new(self, order_id: str, user_id: str, request: OrderRequest) -> Order:
         product = self._catalog.get(request.product_id)
         if product is None:
+            ORDERS_REFUSED.labels("unknown_product").inc()
             raise UnknownProduct(request.product_id)
         if request.unit_price is not None and request.unit_price != product.unit_price:
+            ORDERS_REFUSED.labels("price_changed").inc()
             raise PriceChanged(product, request.unit_price)
         order = Order(
             order_id=order_id,
@@ -160,8 +166,10 @@ class OrderIntake:
         try:
             await self._sink.publish(order)
         except PublishFailed as exc:
+            ORDERS_REFUSED.labels("not_published").inc()
             log.warning("order not published", extra={"order_id": order_id, "reason": str(exc)})
             raise OrderNotAccepted(str(exc)) from exc
+        ORDERS_ACCEPTED.inc()
         log.info("order published", extra={"order_id": order_id})
         return order
 
