@@ -26,5 +26,9 @@ else
   echo "    (skipped: the package index cannot be reached)"
 fi
 
+echo "==> Prometheus rules (promtool check rules, promtool test rules)"
+promtool check rules infra/prometheus/rules.yml >/dev/null || { echo "ERROR: infra/prometheus/rules.yml"; exit 1; }
+(cd infra/prometheus && promtool test rules rules_test.yml) || { echo "ERROR: infra/prometheus/rules_test.yml"; exit 1; }
+
 echo "==> unit tests (pure logic, no stack)"
 $VENV/python -m pytest -q -m unit

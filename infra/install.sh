@@ -17,6 +17,8 @@ missing=()
 [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
+# Collects the services' /metrics (found through discovery); promtool checks its rules in make check.
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 for pkg in "$@"; do  # extra packages a caller needs (make bench asks for wrk and nginx)
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done

@@ -7,13 +7,18 @@ import sys
 import time
 from typing import Any
 
-from launcher import connect, kafka, mariadb, services
+from launcher import connect, kafka, mariadb, prometheus, services
 from launcher.environment import REPO_ROOT, STACK_DIR, StackConfig, env_file_path, weak_secrets, weak_secrets_message
 from launcher.processes import Component, StartupFailed, fail, stop
 
 
 def infra_components(config: StackConfig) -> list[Component]:
     return [mariadb.component(config), kafka.component(config), connect.component(config), connect.watchdog_component()]
+
+
+def every_component(config: StackConfig) -> list[Component]:
+    """In start order: the infrastructure, discovery, the services, the gateway, the monitor, Prometheus."""
+    return [*infra_components(config), *services.all_components(config), prometheus.component(config)]
 
 
 def up(config: StackConfig, infra_only: bool) -> None:
@@ -25,6 +30,7 @@ def up(config: StackConfig, infra_only: bool) -> None:
     connect.up(config)
     if not infra_only:
         services.up(config)
+        prometheus.up(config)
     print(f"\nStack is up ({time.monotonic() - started:.0f}s).")
     print_urls(config, infra_only)
 
@@ -45,6 +51,7 @@ def print_urls(config: StackConfig, infra_only: bool) -> None:
                 f"http://127.0.0.1:{services.monitor_port(config)}/v3/kafka/"
                 f"{config.get('MONITOR_CLUSTER', 'local')}/consumer",
             ),
+            ("Prometheus (targets)", f"{prometheus.url(config)}/targets"),
         ]
         for app in ("USER-SERVICE", "CATALOG-SERVICE", "ORDER-SERVICE"):
             for instance in services.registered_instances(config, app):
@@ -64,7 +71,9 @@ def _port_of(instance: dict[str, Any]) -> int | str:
 
 def down(config: StackConfig) -> None:
     # Reverse dependency order: the gateway first, the database last.
-    for component in reversed([*infra_components(config), *services.all_components(config)]):
+    for component in reversed(
+        [*infra_components(config), *services.all_components(config), prometheus.component(config)]
+    ):
         if stop(component):
             print(f"==> stopped {component.name}")
     print("Stack is down (data kept in .stack/; `make clean` removes it).")
@@ -80,7 +89,7 @@ def status(config: StackConfig) -> int:
             except Exception:
                 pass
     all_up = True
-    for component in [*infra_components(config), *services.all_components(config)]:
+    for component in every_component(config):
         pid = component.pid()
         all_up &= pid is not None
         port = component.port if component.port is not None else dynamic_ports.get(component.name, "-")

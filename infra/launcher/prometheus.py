@@ -1,0 +1,62 @@
+"""Prometheus (Debian's package) on 127.0.0.1:PROMETHEUS_PORT, finding the services through discovery; its data
+under .stack/prometheus/. Rules: infra/prometheus/rules.yml (make check runs promtool on them)."""
+
+import shutil
+
+import httpx
+
+from launcher.environment import INFRA_DIR, STACK_DIR, StackConfig, render_template
+from launcher.processes import Component, done, needs_start, start, step, wait_until
+from launcher.services import discovery_port
+
+PROMETHEUS_DIR = STACK_DIR / "prometheus"
+CONFIG = PROMETHEUS_DIR / "prometheus.yml"
+RULES = INFRA_DIR / "prometheus" / "rules.yml"
+
+
+def prometheus_port(config: StackConfig) -> int:
+    return config.number("PROMETHEUS_PORT", 9090)
+
+
+def component(config: StackConfig) -> Component:
+    return Component("prometheus", prometheus_port(config))
+
+
+def url(config: StackConfig) -> str:
+    return f"http://127.0.0.1:{prometheus_port(config)}"
+
+
+def up(config: StackConfig) -> None:
+    prometheus = component(config)
+    binary = shutil.which("prometheus")
+    if binary is None:
+        step("prometheus not installed (apt-get install prometheus); metrics are served, not collected")
+        done("skipped")
+        return
+    if not needs_start(prometheus, prometheus_port(config)):
+        return
+    # Reads of the registry are open; Prometheus needs no credentials.
+    eureka = f"http://127.0.0.1:{discovery_port(config)}/eureka"
+    render_template(
+        INFRA_DIR / "prometheus" / "prometheus.yml",
+        CONFIG,
+        rules_file=RULES,
+        eureka_url=eureka,
+        discovery_port=discovery_port(config),
+        prometheus_port=prometheus_port(config),
+    )
+    step(f"starting prometheus on {url(config)}")
+    argv = [
+        binary,
+        f"--config.file={CONFIG}",
+        f"--storage.tsdb.path={PROMETHEUS_DIR / 'data'}",
+        "--storage.tsdb.retention.time=2d",
+        f"--web.listen-address=127.0.0.1:{prometheus_port(config)}",
+        "--web.enable-lifecycle",
+    ]
+    start(prometheus, argv, {"PATH": "/usr/bin:/bin"})
+    wait_until(prometheus, lambda: _ready(config), 60, "ready")
+
+
+def _ready(config: StackConfig) -> bool:
+    return httpx.get(f"{url(config)}/-/ready", timeout=2).status_code == 200

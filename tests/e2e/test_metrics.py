@@ -1,0 +1,67 @@
+"""Metrics collected for real: Prometheus finds every service instance through discovery (eureka_sd_configs),
+scrapes each one's /metrics, and a query sees the orders a test placed."""
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+from demo.gateway_client import GatewayClient
+from launcher import prometheus, services
+from launcher.environment import StackConfig
+from servicekit.testing import eventually
+
+pytestmark = pytest.mark.stack
+
+APPS_WITH_METRICS = ("USER-SERVICE", "CATALOG-SERVICE", "ORDER-SERVICE", "MONITOR")
+
+
+def targets(config: StackConfig) -> list[dict[str, Any]]:
+    answer = httpx.get(f"{prometheus.url(config)}/api/v1/targets", params={"state": "active"}, timeout=5).json()
+    found: list[dict[str, Any]] = answer["data"]["activeTargets"]
+    return found
+
+
+def query(config: StackConfig, promql: str) -> float | None:
+    answer = httpx.get(f"{prometheus.url(config)}/api/v1/query", params={"query": promql}, timeout=5).json()
+    results = answer["data"]["result"]
+    return float(results[0]["value"][1]) if results else None
+
+
+async def test_prometheus_scrapes_every_registered_instance_found_through_discovery(stack_config: StackConfig) -> None:
+    registered = {
+        (app, str(instance["instanceId"]))
+        for app in APPS_WITH_METRICS
+        for instance in services.registered_instances(stack_config, app)
+        if instance.get("status") == "UP"
+    }
+    assert {app for app, _ in registered} == set(APPS_WITH_METRICS)
+
+    def all_up() -> set[tuple[str, str]] | None:
+        up = {
+            (t["labels"].get("app"), t["labels"].get("instance")) for t in targets(stack_config) if t["health"] == "up"
+        }
+        return up if registered <= up else None
+
+    up = await eventually(all_up, within=30, what=f"every instance in {sorted(registered)} scraped and up")
+    assert ("DISCOVERY", "discovery") in up
+
+
+async def test_a_query_for_orders_published_counts_the_orders_the_test_placed(
+    stack_config: StackConfig, gateway: GatewayClient, fresh_products: dict[str, int]
+) -> None:
+    product = next(iter(fresh_products))
+    total = 'sum(orders_published_total{app="ORDER-SERVICE"})'
+    # Both instances scraped since their last start: the sum is a baseline to count from.
+    before = await eventually(lambda: query(stack_config, total), within=30, what="orders_published_total scraped")
+    user = await gateway.sign_up("Counted Buyer")
+
+    await asyncio.gather(*(gateway.place_order(user, product, 1) for _ in range(12)))
+
+    async def counted() -> float | None:
+        now = query(stack_config, total)
+        return now if now is not None and now - before >= 12 else None
+
+    after = await eventually(counted, within=30, what="12 more orders published in Prometheus")
+    assert after - before >= 12
