@@ -37,7 +37,6 @@ TEST_HOST_PORTS = {
 }
 # Longest wait for one service to become healthy or for a one-shot to finish.
 SERVICE_DEADLINE_SECONDS = 300
-PYTHON_DOCKERFILE = "infra/containers/python.Dockerfile"
 # What podman says on every container with a healthcheck where there is no systemd to run it (we run them).
 HOST_WITHOUT_SYSTEMD_NOISE = ("unable to get systemd connection", "failed to connect to syslog")
 
@@ -126,6 +125,8 @@ def build_images(config: dict[str, Any]) -> None:
         built.add(image)
         say(f"building {image}")
         command = ["podman", "build", "--layers", "--network", "host", "-t", image, "-f", build["dockerfile"]]
+        if build.get("target"):
+            command += ["--target", build["target"]]
         for arg in build_args(build):
             command += ["--build-arg", arg]
         if ca_file:
@@ -188,18 +189,8 @@ def timed(what: str, timings: dict[str, float]) -> Iterator[None]:
         timings[what] = time.monotonic() - started
 
 
-TEST_RUNNER_IMAGE = "kafka-sync/test-runner"
-
-
-def build_test_runner(engine: str) -> None:
-    """The e2e runner image: the service images' layers plus every project and the tests."""
-    command = [engine, "build", "--target", "test-runner", "-t", TEST_RUNNER_IMAGE, "-f", PYTHON_DOCKERFILE]
-    command += ["--build-arg", f"BASE_IMAGE={os.environ.get('BASE_IMAGE', 'debian:bookworm-slim')}"]
-    if engine == "podman":
-        command += ["--layers", "--network", "host"]
-        if os.environ.get("HOST_CA_FILE"):
-            command += ["--volume", f"{os.environ['HOST_CA_FILE']}:/run/host-ca.crt:ro"]
-    subprocess.run([*command, "."], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+# The image of the create-topics one-shot: every project and the tests (python.Dockerfile, stage stack-tools).
+TEST_RUNNER_IMAGE = "kafka-sync/stack-tools"
 
 
 def run_e2e_in_container(engine: str, pytest_args: list[str]) -> int:
@@ -251,7 +242,6 @@ def compose_test(pytest_args: list[str]) -> int:
             compose.down(volumes=True)
         with timed("build and up", timings):
             compose.up()
-            build_test_runner(compose.engine)
         say("tests/e2e in a container on the compose network, through the compose gateway")
         with timed("e2e", timings):
             results["tests/e2e"] = run_e2e_in_container(compose.engine, pytest_args)

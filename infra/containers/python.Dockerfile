@@ -5,7 +5,7 @@
 # Debian's python3 with the third-party packages of requirements.lock (each checked against its hashes) and then
 # the repo's own projects without resolving anything again: what infra/install.sh puts into .venv natively.
 # Everything up to the project's own files is the same for every project, so the images share those layers.
-# The last stage is the service image; `--target test-runner` gives make compose-test's e2e runner instead.
+# The last stage is the service image; `--target stack-tools` gives the image with every project and the tests.
 ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${BASE_IMAGE} AS dependencies
 
@@ -31,9 +31,10 @@ COPY libs libs
 RUN if [ -f /run/host-ca.crt ]; then export PIP_CERT=/run/host-ca.crt; fi \
     && pip install --no-deps ./libs/*/
 
-# make compose-test runs the e2e suite in this image on the compose network, where the instances' registered
-# addresses (container names) resolve: every project and the tests, as in the native .venv.
-FROM dependencies AS test-runner
+# Every project and the tests, as in the native .venv: compose's create-topics one-shot runs the launcher's code
+# in it, and make compose-test the e2e suite on the compose network, where the instances' registered addresses
+# (container names) resolve.
+FROM dependencies AS stack-tools
 COPY pyproject.toml .env.example ./
 COPY services services
 COPY discovery discovery

@@ -41,7 +41,7 @@ PYTHON_IMAGES = [
     "kafka-sync/catalog-service",
     "kafka-sync/order-service",
     "kafka-sync/monitor",
-    "kafka-sync/launcher",
+    "kafka-sync/stack-tools",
 ]
 # The installer's own packages, which a venv brings and the lock does not name.
 INSTALLERS = {"pip", "setuptools"}
