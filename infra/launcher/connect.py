@@ -17,6 +17,7 @@ from launcher.environment import (
     STACK_DIR,
     VENV_PYTHON,
     StackConfig,
+    metrics_agent,
     render_template,
 )
 from launcher.processes import Component, StartupFailed, done, needs_start, start, step, wait_until
@@ -108,7 +109,11 @@ def start_worker(config: StackConfig) -> None:
         plugin_path=CONNECT_PLUGINS,
     )
     step(f"starting kafka connect (distributed) on {config.connect_url}")
-    jvm_options = (*WORKER_JVM_OPTIONS, f"-Djava.security.auth.login.config={REST_JAAS}")
+    jvm_options = (
+        *WORKER_JVM_OPTIONS,
+        f"-Djava.security.auth.login.config={REST_JAAS}",
+        metrics_agent(config.connect_metrics_port, "jmx-connect.yml"),
+    )
     argv = kafka.java_command(
         "org.apache.kafka.connect.cli.ConnectDistributed", str(WORKER_PROPERTIES), jvm_options=jvm_options
     )

@@ -16,6 +16,14 @@ PID_DIR = STACK_DIR / "pids"
 VENV_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
 KAFKA_LIB = INFRA_DIR / "target" / "kafka" / "lib"
 CONNECT_PLUGINS = INFRA_DIR / "target" / "connect-plugins"
+JMX_EXPORTER_AGENT = INFRA_DIR / "target" / "agents" / "jmx_prometheus_javaagent.jar"
+
+
+def metrics_agent(port: int, rules: str) -> str:
+    """The JVM option that serves this JVM's JMX beans as Prometheus metrics on 127.0.0.1:`port`, read by the
+    rules in infra/prometheus/`rules`."""
+    return f"-javaagent:{JMX_EXPORTER_AGENT}=127.0.0.1:{port}:{INFRA_DIR / 'prometheus' / rules}"
+
 
 PLACEHOLDER = "change-me"
 # The first line of a .env the launcher wrote itself: only there may it fill placeholders on its own.
@@ -150,6 +158,14 @@ class StackConfig:
         """The brokers as the `admin` super user: the launcher, the tests and the tools."""
         servers = self.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
         return KafkaAccess(servers, "admin", self.get("KAFKA_ADMIN_PASSWORD"))
+
+    @property
+    def kafka_metrics_port(self) -> int:
+        return self.number("KAFKA_METRICS_PORT", 9404)
+
+    @property
+    def connect_metrics_port(self) -> int:
+        return self.number("CONNECT_METRICS_PORT", 9405)
 
     @property
     def connect_url(self) -> str:

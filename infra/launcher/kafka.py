@@ -9,7 +9,15 @@ import uuid
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from launcher.environment import INFRA_DIR, KAFKA_LIB, KAFKA_LOGINS, STACK_DIR, StackConfig, render_template
+from launcher.environment import (
+    INFRA_DIR,
+    KAFKA_LIB,
+    KAFKA_LOGINS,
+    STACK_DIR,
+    StackConfig,
+    metrics_agent,
+    render_template,
+)
 from launcher.processes import Component, StartupFailed, done, needs_start, port_open, start, step, wait_until
 from order_contract.topics import CATALOG_CHANGES_TOPIC, DATA_TOPICS, DEAD_LETTER_TOPICS
 from servicekit.kafka import ensure_topics
@@ -69,7 +77,8 @@ def up(config: StackConfig) -> None:
         )
         _format_storage(kafka, config)
         step(f"starting kafka (KRaft broker+controller) on 127.0.0.1:{config.kafka_port}")
-        start(kafka, java_command("kafka.Kafka", str(SERVER_PROPERTIES)), dict(os.environ))
+        jvm_options = (*BROKER_JVM_OPTIONS, metrics_agent(config.kafka_metrics_port, "jmx-kafka.yml"))
+        start(kafka, java_command("kafka.Kafka", str(SERVER_PROPERTIES), jvm_options=jvm_options), dict(os.environ))
         wait_until(
             kafka,
             lambda: port_open(config.kafka_port) and asyncio.run(_list_topics(config)) is not None,

@@ -44,6 +44,8 @@ def up(config: StackConfig) -> None:
         eureka_url=eureka,
         discovery_port=discovery_port(config),
         prometheus_port=prometheus_port(config),
+        kafka_metrics_port=config.kafka_metrics_port,
+        connect_metrics_port=config.connect_metrics_port,
     )
     step(f"starting prometheus on {url(config)}")
     argv = [

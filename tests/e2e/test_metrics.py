@@ -29,6 +29,12 @@ def query(config: StackConfig, promql: str) -> float | None:
     return float(results[0]["value"][1]) if results else None
 
 
+def present(config: StackConfig, promql: str) -> list[float] | None:
+    """[value] once the query has a result (a list, so that a value of 0 counts as found)."""
+    value = query(config, promql)
+    return None if value is None else [value]
+
+
 async def test_prometheus_scrapes_every_registered_instance_found_through_discovery(stack_config: StackConfig) -> None:
     registered = {
         (app, str(instance["instanceId"]))
@@ -45,7 +51,17 @@ async def test_prometheus_scrapes_every_registered_instance_found_through_discov
         return up if registered <= up else None
 
     up = await eventually(all_up, within=30, what=f"every instance in {sorted(registered)} scraped and up")
-    assert ("DISCOVERY", "discovery") in up
+    assert {("DISCOVERY", "discovery"), ("KAFKA", "kafka-1"), ("CONNECT", "connect-1")} <= up
+
+
+async def test_the_broker_and_the_connect_worker_export_their_jmx_metrics(stack_config: StackConfig) -> None:
+    """Through the JMX exporter agent: the sink's tasks by state, and the broker's view of its replicas."""
+    running = 'sum(kafka_connect_connector_tasks{connector="orders-sink", state="running"})'
+    failed = 'sum(kafka_connect_connector_tasks{connector="orders-sink", state="failed"})'
+
+    assert await eventually(lambda: present(stack_config, running), within=30, what="orders-sink tasks scraped") == [3]
+    assert query(stack_config, failed) == 0
+    assert query(stack_config, "sum(kafka_server_under_replicated_partitions)") == 0
 
 
 async def test_a_query_for_orders_published_counts_the_orders_the_test_placed(
@@ -53,8 +69,8 @@ async def test_a_query_for_orders_published_counts_the_orders_the_test_placed(
 ) -> None:
     product = next(iter(fresh_products))
     total = 'sum(orders_published_total{app="ORDER-SERVICE"})'
-    # Both instances scraped since their last start: the sum is a baseline to count from.
-    before = await eventually(lambda: query(stack_config, total), within=30, what="orders_published_total scraped")
+    # Both instances scraped since their last start: the sum is a baseline to count from (0 on a fresh stack).
+    (before,) = await eventually(lambda: present(stack_config, total), within=30, what="orders_published_total scraped")
     user = await gateway.sign_up("Counted Buyer")
 
     await asyncio.gather(*(gateway.place_order(user, product, 1) for _ in range(12)))
@@ -65,3 +81,6 @@ async def test_a_query_for_orders_published_counts_the_orders_the_test_placed(
 
     after = await eventually(counted, within=30, what="12 more orders published in Prometheus")
     assert after - before >= 12
+    # The broker counted them too (and the stock requests, on their topic).
+    written = 'sum(kafka_server_messages_in_total{topic=~"orders|example-catalog-topic"})'
+    assert await eventually(lambda: present(stack_config, written), within=30, what="messages in by topic")
