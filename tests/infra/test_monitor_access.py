@@ -1,14 +1,21 @@
 """The monitor's Kafka login sees every consumer group's offsets and the topics' end offsets, and nothing more:
 no record, no group of its own, no write."""
 
+import uuid
+
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
 
+from lag_monitor.history import OffsetSnapshot
 from lag_monitor.offsets import OffsetReader
 from launcher.environment import MONITOR_KAFKA, StackConfig
+from order_contract.connect_record import order_record_key, order_record_value
+from order_contract.order import Order, OrderStatus
+from order_contract.timestamps import now_ms
 from order_contract.topics import ORDERS_TOPIC
 from servicekit.kafka import KafkaAccess
+from servicekit.testing import eventually
 
 pytestmark = pytest.mark.stack
 
@@ -19,16 +26,41 @@ def monitor_login(stack_config: StackConfig) -> KafkaAccess:
     return KafkaAccess(servers, MONITOR_KAFKA.user, stack_config.get(MONITOR_KAFKA.password_key))
 
 
-async def test_the_monitor_reads_the_offsets_of_the_stacks_consumer_groups(monitor_login: KafkaAccess) -> None:
+async def test_the_monitor_reads_the_offsets_of_the_stacks_consumer_groups(
+    monitor_login: KafkaAccess, stack_config: StackConfig
+) -> None:
+    # On a fresh stack no group has committed yet: one order record for the sink (a product of no catalog, a user
+    # of this test only) makes it commit.
+    order = Order(
+        order_id=f"monitor-access-{uuid.uuid4().hex[:12]}",
+        user_id=f"monitor-test-{uuid.uuid4().hex[:8]}",
+        product_id="MONITOR-TEST-P1",
+        qty=1,
+        unit_price=100,
+        total_price=100,
+        status=OrderStatus.PENDING,
+        created_at=now_ms(),
+    )
+    producer = AIOKafkaProducer(**stack_config.kafka_access.client_options(), acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(ORDERS_TOPIC, order_record_value(order), key=order_record_key(order))
+    finally:
+        await producer.stop()
     reader = OffsetReader(monitor_login)
     await reader.start()
     try:
-        snapshot = await reader.snapshot()
+
+        async def with_sink_offsets() -> OffsetSnapshot | None:
+            found = await reader.snapshot()
+            return found if found.committed.get("connect-orders-sink") else None
+
+        snapshot = await eventually(with_sink_offsets, within=30, what="the sink's committed offsets")
     finally:
         await reader.stop()
     assert {"catalog-service", "connect-orders-sink"} <= snapshot.listed_groups
     sink = snapshot.committed["connect-orders-sink"]
-    assert sink and all(partition.topic == ORDERS_TOPIC for partition in sink)
+    assert all(partition.topic == ORDERS_TOPIC for partition in sink)
     assert all(snapshot.end_offsets[partition] >= offset for partition, offset in sink.items())
 
 
