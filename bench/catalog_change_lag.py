@@ -22,6 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from launcher.catalog_views import instance_base_urls, priced_everywhere
 from launcher.environment import StackConfig
+from launcher.mariadb import operator_connection
 from servicekit.kafka import ensure_topics
 
 PRODUCTS = 10
@@ -34,14 +35,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def connect_catalog(config: StackConfig) -> pymysql.Connection:
-    return pymysql.connect(
-        host=config.get("DB_HOST", "127.0.0.1"),
-        port=config.db_port,
-        user=config.get("DB_USER"),
-        password=config.get("DB_PASSWORD"),
-        database=config.get("CATALOG_DB", "catalogdb"),
-        autocommit=True,
-    )
+    return operator_connection(config, config.get("CATALOG_DB", "catalogdb"))
 
 
 @dataclass

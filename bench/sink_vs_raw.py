@@ -15,6 +15,7 @@ import uuid
 import pymysql
 
 from launcher.environment import StackConfig
+from launcher.mariadb import operator_connection
 from order_contract.connect_record import order_record_key, order_record_value
 from order_contract.order import Order, OrderStatus
 from order_contract.timestamps import now_ms
@@ -50,14 +51,7 @@ def orders_for(prefix: str, count: int) -> list[Order]:
 
 
 def connect_db(config: StackConfig) -> pymysql.Connection:
-    return pymysql.connect(
-        host=config.get("DB_HOST", "127.0.0.1"),
-        port=config.db_port,
-        user=config.get("DB_USER"),
-        password=config.get("DB_PASSWORD"),
-        database=config.get("ORDERS_DB", "mydb"),
-        autocommit=True,
-    )
+    return operator_connection(config, config.get("ORDERS_DB", "mydb"))
 
 
 def count_rows(db: pymysql.Connection, prefix: str) -> int:

@@ -9,12 +9,11 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-import pymysql
-
 from demo.gateway_client import GatewayClient, User
 from launcher import services
 from launcher.catalog_views import catalog_views
 from launcher.environment import StackConfig
+from launcher.mariadb import operator_connection
 from launcher.processes import Component, stop
 
 ORDERS = [
@@ -158,14 +157,7 @@ async def the_fix(gateway: GatewayClient) -> bool:
 
 def set_price_by_sql(config: StackConfig, product_id: str, unit_price: int) -> float:
     """UPDATE the price in catalogdb with plain SQL (no service involved); returns when it committed."""
-    connection = pymysql.connect(
-        host=config.get("DB_HOST", "127.0.0.1"),
-        port=config.db_port,
-        user=config.get("DB_USER"),
-        password=config.get("DB_PASSWORD"),
-        database=config.get("CATALOG_DB", "catalogdb"),
-        autocommit=True,
-    )
+    connection = operator_connection(config, config.get("CATALOG_DB", "catalogdb"))
     try:
         with connection.cursor() as cursor:
             cursor.execute("UPDATE catalogs SET unit_price = %s WHERE product_id = %s", (unit_price, product_id))

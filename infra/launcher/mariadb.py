@@ -166,14 +166,19 @@ def grant_component_accounts(config: StackConfig) -> None:
     done("ok")
 
 
-def _app_user_can_connect(config: StackConfig) -> bool:
-    connection = pymysql.connect(
+def operator_connection(config: StackConfig, database: str, connect_timeout: int = 10) -> pymysql.Connection:
+    """The operator's account (DB_USER in .env), autocommit: the launcher's checks, the demo, the benchmarks."""
+    return pymysql.connect(
         host=config.get("DB_HOST", "127.0.0.1"),
         port=config.db_port,
         user=config.get("DB_USER"),
         password=config.get("DB_PASSWORD"),
-        database=config.databases[0],
-        connect_timeout=2,
+        database=database,
+        connect_timeout=connect_timeout,
+        autocommit=True,
     )
-    connection.close()
+
+
+def _app_user_can_connect(config: StackConfig) -> bool:
+    operator_connection(config, config.databases[0], connect_timeout=2).close()
     return True

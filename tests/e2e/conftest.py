@@ -8,10 +8,9 @@ import pytest
 
 from demo.gateway_client import GatewayClient
 from launcher import services
-from launcher.catalog_views import priced_everywhere
 from launcher.environment import StackConfig
 from servicekit.config import ServiceSettings
-from servicekit.testing import database, eventually_blocking
+from tests.e2e.catalog_rows import products_in_catalog
 
 # The suite finds the stack through .env, or the environment where it differs: make compose-test runs it in a
 # container on the compose network with DB_HOST, DISCOVERY_URL, ... naming containers, GATEWAY_URL the compose
@@ -53,20 +52,5 @@ def fresh_products(settings: ServiceSettings, stack_config: StackConfig) -> Iter
     the seed catalog (the demo's) nor depends on what earlier runs left. Yielded once every order-service instance
     prices them (the catalog-source connector brought them); removed afterwards."""
     products = {f"E2E-{uuid.uuid4().hex[:10]}": 5000 for _ in range(3)}
-    connection = database(settings, stack_config.get("CATALOG_DB", "catalogdb"))
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            "INSERT INTO catalogs (product_id, product_name, stock, unit_price, created_at)"
-            " VALUES (%s, 'End-to-end test product', %s, 100, UTC_TIMESTAMP(3))",
-            list(products.items()),
-        )
-    instances = stack_config.number("ORDER_INSTANCES", 2)
-    eventually_blocking(
-        lambda: priced_everywhere(stack_config, dict.fromkeys(products, 100), instances),
-        within=15,
-        what="every order-service instance to price the new products (CDC)",
-    )
-    yield products
-    with connection.cursor() as cursor:
-        cursor.executemany("DELETE FROM catalogs WHERE product_id = %s", [(p,) for p in products])
-    connection.close()
+    with products_in_catalog(settings, stack_config, products, "End-to-end test product") as made:
+        yield made

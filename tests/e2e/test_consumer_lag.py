@@ -19,12 +19,12 @@ from aiokafka.partitioner import DefaultPartitioner
 from demo.gateway_client import GatewayClient, User
 from lag_monitor.config import MonitorSettings
 from launcher import services
-from launcher.catalog_views import priced_everywhere
 from launcher.environment import StackConfig
 from launcher.processes import Component, stop
 from order_contract.topics import STOCK_TOPIC
 from servicekit.config import ServiceSettings
-from servicekit.testing import database, eventually, eventually_blocking
+from servicekit.testing import eventually
+from tests.e2e.catalog_rows import products_in_catalog
 
 pytestmark = pytest.mark.stack
 
@@ -47,24 +47,9 @@ def product_per_partition(settings: ServiceSettings, stack_config: StackConfig) 
     while len(chosen) < partitions:
         product_id = f"LAG-{uuid.uuid4().hex[:10]}"
         chosen.setdefault(stock_partition(product_id, partitions), product_id)
-    products = list(chosen.values())
-    connection = database(settings, stack_config.get("CATALOG_DB", "catalogdb"))
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            "INSERT INTO catalogs (product_id, product_name, stock, unit_price, created_at)"
-            " VALUES (%s, 'Consumer lag test product', 5000, 100, UTC_TIMESTAMP(3))",
-            [(product,) for product in products],
-        )
-    instances = stack_config.number("ORDER_INSTANCES", 2)
-    eventually_blocking(
-        lambda: priced_everywhere(stack_config, dict.fromkeys(products, 100), instances),
-        within=30,
-        what="every order-service instance to price the new products (CDC)",
-    )
-    yield products
-    with connection.cursor() as cursor:
-        cursor.executemany("DELETE FROM catalogs WHERE product_id = %s", [(p,) for p in products])
-    connection.close()
+    products = dict.fromkeys(chosen.values(), 5000)
+    with products_in_catalog(settings, stack_config, products, "Consumer lag test product"):
+        yield list(products)
 
 
 @pytest.fixture(scope="module")
