@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from lag_monitor import api
 from lag_monitor.config import MonitorSettings
 from lag_monitor.history import LagHistory
+from lag_monitor.metrics import RATINGS
 from lag_monitor.offsets import OffsetPoller, OffsetReader
 from servicekit.web import install_edge
 
@@ -17,6 +18,7 @@ APP_NAME = "MONITOR"
 def create_app(settings: MonitorSettings, *, history: LagHistory | None = None, poll: bool = True) -> FastAPI:
     """`poll=False` serves `history` as it is (tests fill it themselves)."""
     state = history or LagHistory(settings.monitor_cluster, settings.monitor_window, settings.monitor_allowed_lag)
+    RATINGS.history = state
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -97,3 +97,20 @@ async def test_an_unknown_group_is_notfound_with_404(client: httpx.AsyncClient) 
     body = response.json()
     assert body["error"] is False
     assert body["status"]["status"] == "NOTFOUND" and body["status"]["partitions"] == []
+
+
+async def test_the_ratings_are_prometheus_metrics(client: httpx.AsyncClient) -> None:
+    """The same rating the API gives, on /metrics: 1 on the group's status, 0 on the others, and its lag."""
+    rating = (await client.get("/v3/kafka/local/consumer/sink/status")).json()["status"]
+
+    page = (await client.get("/metrics")).text
+
+    samples = dict(line.rsplit(" ", 1) for line in page.splitlines() if line.startswith("consumer_group_"))
+    assert rating["status"] == "ERR"
+    assert [float(samples[f'consumer_group_status{{group="sink",status="{s}"}}']) for s in ("OK", "WARN", "ERR")] == [
+        0,
+        0,
+        1,
+    ]
+    assert float(samples['consumer_group_lag_records{group="sink"}']) == rating["totallag"]
+    assert float(samples['consumer_group_lag_seconds{group="sink"}']) > 0
