@@ -105,7 +105,19 @@ class Compose:
         start_in_dependency_order(self, config["services"])
 
     def down(self, volumes: bool) -> None:
+        if self.engine == "podman" and self.running():
+            # podman-compose stops every container at once: Connect would then wait on a broker already gone.
+            # Dependents first, as Docker Compose does.
+            for wave in reversed(dependency_waves(self.config()["services"])):
+                self.run("stop", *wave, quiet=True)
         self.run("down", *(["--volumes"] if volumes else []), quiet=True)
+
+    def running(self) -> bool:
+        label = f"label=com.docker.compose.project={self.project}"
+        listed = subprocess.run(
+            [self.engine, "ps", "--filter", label, "--format", "{{.Names}}"], check=True, capture_output=True, text=True
+        )
+        return bool(listed.stdout.split())
 
 
 def build_args(build: dict[str, Any]) -> list[str]:
@@ -137,8 +149,9 @@ def build_images(config: dict[str, Any]) -> None:
         say(f"built {image} in {time.monotonic() - started:.0f} s")
 
 
-def start_in_dependency_order(compose: Compose, services: dict[str, dict[str, Any]]) -> None:
-    """Start services in waves: each wave is every service whose dependencies are done; then wait for the wave."""
+def dependency_waves(services: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """Services in waves: each wave is every service whose dependencies are all in earlier waves."""
+    waves: list[list[str]] = []
     done: set[str] = set()
     while len(done) < len(services):
         wave = sorted(
@@ -148,11 +161,18 @@ def start_in_dependency_order(compose: Compose, services: dict[str, dict[str, An
         )
         if not wave:
             raise RuntimeError(f"depends_on has a cycle among {sorted(set(services) - done)}")
+        waves.append(wave)
+        done.update(wave)
+    return waves
+
+
+def start_in_dependency_order(compose: Compose, services: dict[str, dict[str, Any]]) -> None:
+    """Start a wave, wait until each of its services is ready, then the next wave."""
+    for wave in dependency_waves(services):
         say(f"starting {', '.join(wave)}")
         compose.run("up", "--detach", "--no-build", "--no-deps", *wave, quiet=True)
         for name in wave:
             wait_ready(compose, name, services[name])
-        done.update(wave)
 
 
 def wait_ready(compose: Compose, name: str, service: dict[str, Any]) -> None:

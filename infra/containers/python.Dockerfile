@@ -10,9 +10,12 @@ ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${BASE_IMAGE} AS dependencies
 
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 python3-venv \
+    && apt-get install -y --no-install-recommends python3 python3-venv tini \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --no-create-home --uid 10001 app
+# The first process of a container gets no default signal actions: Python would ignore the engine's SIGTERM and
+# be killed 10 s later. tini is that first process and passes the signal on to Python, which then stops as natively.
+ENTRYPOINT ["/usr/bin/tini", "--"]
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
