@@ -26,25 +26,32 @@ else
   export ENGINE=podman
   # Podman's settings for these containers (infra/containers/containers.conf says why each is there).
   export CONTAINERS_CONF=$ROOT/infra/containers/containers.conf
+  # Debian's packages: podman, with runc (containers.conf picks it) and netavark with aardvark-dns (bridge networks
+  # whose containers find each other by name; podman would otherwise settle for CNI plugins without DNS).
   missing=()
-  for tool in podman debootstrap runc iptables; do
-    command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
-  done
+  if command -v dpkg >/dev/null 2>&1; then
+    for pkg in podman debootstrap runc iptables netavark aardvark-dns; do
+      dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+  fi
   if [ ${#missing[@]} -gt 0 ]; then
     [ "$(id -u)" = 0 ] || die "no Docker engine, and ${missing[*]} missing: install Docker, or sudo apt-get install ${missing[*]}"
     say "installing Debian packages: ${missing[*]} (log: $LOGS/install-containers.log)"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" \
+    { apt-get update -q \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"; } \
       >"$LOGS/install-containers.log" 2>&1 || die "apt-get install failed; see $LOGS/install-containers.log"
   fi
   [ "$(id -u)" = 0 ] || die "the podman path runs rootful podman: run as root (or use a Docker engine)"
 
-  # podman-compose, pinned with its hashes, in a venv of its own (it needs none of the stack's packages).
+  # podman-compose, pinned with its hashes, in a venv of its own (it needs none of the stack's packages), made with
+  # uv as infra/install.sh makes .venv.
   venv=$TOOLS/podman-compose
   lock=infra/containers/podman-compose.lock
+  UV=$(command -v uv || echo "python3 -m uv")
   if [ "$(cat "$venv/.lock.sha256" 2>/dev/null)" != "$(sha256sum <"$lock")" ]; then
     say "installing podman-compose into $venv (log: $LOGS/install-podman-compose.log)"
-    { rm -rf "$venv" && python3 -m venv "$venv" \
-        && "$venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$lock"; } \
+    { rm -rf "$venv" && $UV venv -q "$venv" --python python3 \
+        && $UV pip install --python "$venv/bin/python" --require-hashes -r "$lock"; } \
       >"$LOGS/install-podman-compose.log" 2>&1 || die "podman-compose failed to install; see $LOGS/install-podman-compose.log"
     sha256sum <"$lock" >"$venv/.lock.sha256"
   fi

@@ -58,13 +58,14 @@ class Compose:
             # Each container in its own network namespace, as Docker does (pods would share one).
             self.compose = [tool, "--in-pod", "false", "-p", project]
 
-    def run(self, *args: str, quiet: bool = False) -> None:
+    def run(self, *args: str, quiet: bool = False, expected: tuple[str, ...] = ()) -> None:
+        """A compose command; its stderr without podman's systemd complaints and the `expected` lines."""
         output = subprocess.DEVNULL if quiet else None
         result = subprocess.run(
             [*self.compose, *args], cwd=REPO, check=False, stdout=output, stderr=subprocess.PIPE, text=True
         )
         for line in result.stderr.splitlines():
-            if not any(noise in line for noise in HOST_WITHOUT_SYSTEMD_NOISE):
+            if not any(noise in line for noise in (*HOST_WITHOUT_SYSTEMD_NOISE, *expected)):
                 print(line, file=sys.stderr)
         if result.returncode != 0:
             raise subprocess.CalledProcessError(result.returncode, [*self.compose, *args])
@@ -110,7 +111,8 @@ class Compose:
             # Dependents first, as Docker Compose does.
             for wave in reversed(dependency_waves(self.config()["services"])):
                 self.run("stop", *wave, quiet=True)
-        self.run("down", *(["--volumes"] if volumes else []), quiet=True)
+        # podman-compose names every container of the file, also those never created.
+        self.run("down", *(["--volumes"] if volumes else []), quiet=True, expected=("no such container",))
 
     def running(self) -> bool:
         label = f"label=com.docker.compose.project={self.project}"
