@@ -279,6 +279,7 @@ def main() -> None:
         env = {
             **os.environ,
             "GATEWAY_PORT": str(gateway_port),
+            "GATEWAY_MANAGEMENT_PORT": str(free_port()),
             "DISCOVERY_URL": discovery_url,
             "JWT_SECRET": secret,
             "GATEWAY_LOG_LEVEL": "WARNING",

@@ -8,6 +8,7 @@ import re
 import time
 from collections.abc import Iterable
 
+from api_gateway.metrics import WorkerMetrics
 from servicekit.discovery import DiscoveryClient, RoundRobin, ServiceInstance
 
 log = logging.getLogger("api_gateway")
@@ -60,8 +61,10 @@ class LoadBalancer:
         eject_after_failures: int,
         ejection_seconds: float,
         allowed: UpstreamAllowList | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._discovery = discovery
+        self._metrics = metrics or WorkerMetrics()
         self._allow = allowed or UpstreamAllowList(LOOPBACK_ONLY)
         # Per app: the registry copy's tuple and what of it is allowed; recomputed only when the copy changes.
         self._allowed: dict[str, tuple[tuple[ServiceInstance, ...], tuple[ServiceInstance, ...]]] = {}
@@ -118,4 +121,6 @@ class LoadBalancer:
         failures = self._failures.get(instance.instance_id, 0) + 1
         self._failures[instance.instance_id] = failures
         if failures >= self._eject_after:
+            if failures == self._eject_after:
+                self._metrics.ejected(instance.app)
             self._ejected_until[instance.instance_id] = time.monotonic() + self._ejection_seconds

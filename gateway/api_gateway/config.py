@@ -17,6 +17,8 @@ class Settings(DiscoverySettings):
     # The address registered in discovery, when it differs from the bind address (containers: 0.0.0.0).
     gateway_advertised_host: str | None = None
     gateway_port: int = 8000
+    # /metrics for Prometheus, apart from the clients' port (nginx's and Envoy's admin ports do the same).
+    gateway_management_port: int = 8001
     jwt_secret: str
     # Worker processes sharing the port through SO_REUSEPORT. 0 = half the cores (at least one): the
     # gateway shares the machine with the services behind it, and on 2 cores one worker beats two (more

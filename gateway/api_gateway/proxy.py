@@ -5,6 +5,7 @@ import asyncio
 import itertools
 import logging
 import os
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import cast
@@ -16,6 +17,7 @@ import orjson
 from api_gateway.auth import TokenVerifier
 from api_gateway.balancer import LoadBalancer
 from api_gateway.config import Settings
+from api_gateway.metrics import WorkerMetrics
 from api_gateway.ratelimit import RateLimit, RateLimiter, retry_after_seconds
 from api_gateway.routes import Route, RouteTable
 from api_gateway.upstream import (
@@ -79,6 +81,10 @@ class IncomingRequest:
     headers: list[tuple[bytes, bytes]]
     body: bytes
     keep_alive: bool
+    # For the metrics: when the request was complete, the route it matched, the instance that answered it.
+    started: float = 0.0
+    route: str = "unmatched"
+    upstream: str = ""
 
 
 _REQUEST_ID_PREFIX = os.urandom(8).hex()
@@ -141,8 +147,16 @@ def error_response(status: int, detail: str, request_id: bytes, keep_alive: bool
 class Gateway:
     """Everything one worker process needs to answer requests; shared by all its client connections."""
 
-    def __init__(self, settings: Settings, routes: list[Route], balancer: LoadBalancer, pool: UpstreamPool) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        routes: list[Route],
+        balancer: LoadBalancer,
+        pool: UpstreamPool,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
         self.settings = settings
+        self.metrics = metrics or WorkerMetrics()
         self.routes = RouteTable(routes)
         self.balancer = balancer
         self.pool = pool
@@ -195,6 +209,7 @@ class Gateway:
             request_id = new_request_id()
 
         if path == "/gateway/health_check" and request.method in ("GET", "HEAD"):
+            request.route = "gateway-health"
             return self.health(request_id, keep_alive)
         problem = _path_problem(path)
         if problem is not None:
@@ -206,6 +221,7 @@ class Gateway:
         if matched is None:
             return error_response(404, f"no route for {request.method} {path}", request_id, keep_alive)
         route, variables = matched
+        request.route = route.id
         refusal, subject = self._authorize(route, variables, head.authorization)
         if refusal is not None:
             status, detail = refusal
@@ -368,6 +384,8 @@ class Exchange:
             status, detail = self.failure
             self.client.answer(self.request, error_response(status, detail, self.request_id, self.request.keep_alive))
             return
+        if self.tried:
+            gateway.metrics.retried(self.route.app)
         self.tried.add(instance.instance_id)
         self.instance = instance
         connection = gateway.pool.take_idle(instance.host, instance.port)
@@ -418,6 +436,7 @@ class Exchange:
         assert self.instance is not None
         self.gateway.balancer.succeeded(self.instance)
         self.gateway.pool.release(connection)
+        self.request.upstream = self.instance.instance_id
         head = self.request.method == "HEAD"
         self.client.answer(self.request, _client_response(response, self.request_id, self.request.keep_alive, head))
 
@@ -621,6 +640,7 @@ class ClientConnection(asyncio.Protocol):
         if self.transport.is_closing() or self._draining:
             return
         self.transport.write(error_response(status, detail, new_request_id(), keep_alive=False))
+        self.gateway.metrics.answered("edge", status, "", 0.0)
         # Half-close and keep reading for a moment: closing with unread body bytes would reset the
         # connection and the client might never see the answer.
         self._draining = True
@@ -680,6 +700,9 @@ class ClientConnection(asyncio.Protocol):
         if request.method == "HEAD":
             response = response[: response.find(b"\r\n\r\n") + 4]
         self.transport.write(response)
+        # Every answer starts "HTTP/1.1 NNN".
+        elapsed = time.monotonic() - request.started
+        self.gateway.metrics.answered(request.route, int(response[9:12]), request.upstream, elapsed)
         if not request.keep_alive:
             self.transport.close()
             return False
@@ -745,5 +768,6 @@ class ClientConnection(asyncio.Protocol):
                 headers=self._headers,
                 body=b"".join(self._body),
                 keep_alive=self._parser.should_keep_alive(),
+                started=time.monotonic(),
             )
         )

@@ -8,14 +8,18 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
+from pathlib import Path
 
 import uvloop
 
 from api_gateway.balancer import LoadBalancer, UpstreamAllowList
 from api_gateway.config import Settings
+from api_gateway.metrics import WorkerMetrics, render
 from api_gateway.proxy import ClientConnection, Gateway
 from api_gateway.routes import Route, load_routes
 from api_gateway.upstream import UpstreamPool
@@ -44,7 +48,9 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve_worker(settings: Settings, routes: list[Route], ready: multiprocessing.connection.Connection) -> None:
+async def serve_worker(
+    settings: Settings, routes: list[Route], ready: multiprocessing.connection.Connection, metrics_dir: Path
+) -> None:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -58,13 +64,15 @@ async def serve_worker(settings: Settings, routes: list[Route], ready: multiproc
         settings.gateway_upstream_idle_seconds,
         max_response_bytes=settings.gateway_max_response_bytes,
     )
+    metrics = WorkerMetrics()
     balancer = LoadBalancer(
         discovery,
         settings.gateway_eject_after_failures,
         settings.gateway_ejection_seconds,
         UpstreamAllowList(settings.gateway_upstream_allow),
+        metrics,
     )
-    gateway = Gateway(settings, routes, balancer, pool)
+    gateway = Gateway(settings, routes, balancer, pool, metrics)
     server = await loop.create_server(
         lambda: ClientConnection(gateway),
         sock=listening_socket(settings.gateway_host, settings.gateway_port),
@@ -80,6 +88,7 @@ async def serve_worker(settings: Settings, routes: list[Route], ready: multiproc
             await asyncio.wait_for(stopping.wait(), timeout=sweep_every)
         gateway.sweep_clients(idle_seconds)
         pool.prune()
+        metrics.write(metrics_dir)
     server.close()
     for client in list(gateway.clients):
         client.close()
@@ -94,11 +103,13 @@ def configure_logging(level: str, role: str) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def run_worker(settings: Settings, routes: list[Route], ready: multiprocessing.connection.Connection) -> None:
+def run_worker(
+    settings: Settings, routes: list[Route], ready: multiprocessing.connection.Connection, metrics_dir: Path
+) -> None:
     _die_with_parent()
     configure_logging(settings.gateway_log_level, "worker")
     try:
-        uvloop.run(serve_worker(settings, routes, ready))
+        uvloop.run(serve_worker(settings, routes, ready, metrics_dir))
     except OSError as exc:
         log.error("worker could not listen on %s:%s: %s", settings.gateway_host, settings.gateway_port, exc)
         sys.exit(1)
@@ -112,11 +123,16 @@ class Supervisor:
         self.routes = load_routes(settings.gateway_routes)
         self.context = multiprocessing.get_context("spawn")
         self.workers: list[multiprocessing.process.BaseProcess] = []
+        # Each worker writes its counts here; the management port serves their sum (metrics.py).
+        self.metrics_dir = Path(tempfile.mkdtemp(prefix="gateway-metrics-"))
 
     def start_worker(self) -> multiprocessing.process.BaseProcess:
         receiving, sending = self.context.Pipe(duplex=False)
         worker = self.context.Process(
-            target=run_worker, args=(self.settings, self.routes, sending), name="gateway-worker", daemon=True
+            target=run_worker,
+            args=(self.settings, self.routes, sending, self.metrics_dir),
+            name="gateway-worker",
+            daemon=True,
         )
         worker.start()
         sending.close()
@@ -145,7 +161,10 @@ class Supervisor:
             renewal_interval=self.settings.gateway_renewal_interval_seconds,
             lease_duration=self.settings.gateway_lease_duration_seconds,
             registry_refresh_interval=60.0,
-            metadata={"management.port": str(self.settings.gateway_port)},
+            metadata={"management.port": str(self.settings.gateway_management_port)},
+        )
+        management = await asyncio.start_server(
+            self._serve_management, self.settings.gateway_host, self.settings.gateway_management_port
         )
         await discovery.start()
         log.info(
@@ -163,6 +182,28 @@ class Supervisor:
                     log.warning("worker %s exited with %s; starting another", worker.pid, worker.exitcode)
                     self.workers[index] = await loop.run_in_executor(None, self.start_worker)
         await discovery.stop()
+        management.close()
+
+    async def _serve_management(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """GET /metrics (the workers' counts added up); anything else 404. One request per connection."""
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+            method, _, rest = head.partition(b" ")
+            path = rest.partition(b" ")[0].partition(b"?")[0]
+            if method == b"GET" and path == b"/metrics":
+                body = await asyncio.get_running_loop().run_in_executor(None, render, self.metrics_dir)
+                status, content_type = b"200 OK", b"text/plain; version=0.0.4; charset=utf-8"
+            else:
+                body, status, content_type = b'{"detail":"not found"}', b"404 Not Found", b"application/json"
+            writer.write(
+                b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                % (status, content_type, len(body), body)
+            )
+            await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass
+        finally:
+            writer.close()
 
     def stop_workers(self) -> None:
         for worker in self.workers:
@@ -186,3 +227,4 @@ def main() -> None:
         sys.exit(1)
     finally:
         supervisor.stop_workers()
+        shutil.rmtree(supervisor.metrics_dir, ignore_errors=True)

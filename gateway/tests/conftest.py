@@ -26,6 +26,7 @@ DISCOVERY_USER, DISCOVERY_PASSWORD = "eureka-test", "gateway-test-registry-passw
 # Apps that only the tests route to: `/<app in lower case>/**` → lb://<APP>.
 TEST_APPS = [
     "RR-TWO",
+    "COUNTED",
     "RR-THREE",
     "KILLED",
     "SLOW-POST",
@@ -85,9 +86,12 @@ def routes_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def gateway_env(discovery_url: str, routes_file: Path, port: int, workers: int) -> dict[str, str]:
+def gateway_env(
+    discovery_url: str, routes_file: Path, port: int, workers: int, management_port: int | None = None
+) -> dict[str, str]:
     return {
         "GATEWAY_PORT": str(port),
+        "GATEWAY_MANAGEMENT_PORT": str(management_port or free_port()),
         "DISCOVERY_URL": discovery_url,
         "JWT_SECRET": JWT_SECRET,
         "GATEWAY_WORKERS": str(workers),
@@ -102,12 +106,18 @@ def gateway_env(discovery_url: str, routes_file: Path, port: int, workers: int) 
 
 
 @pytest.fixture(scope="session")
-def gateway_url(discovery_url: str, routes_file: Path) -> Iterator[str]:
+def gateway_management_port() -> int:
+    """Where the session's gateway serves /metrics."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def gateway_url(discovery_url: str, routes_file: Path, gateway_management_port: int) -> Iterator[str]:
     """One worker, so round robin is exact per request rather than per worker."""
     port = free_port()
     process = start_and_wait(
         [sys.executable, "-m", "api_gateway"],
-        gateway_env(discovery_url, routes_file, port, workers=1),
+        gateway_env(discovery_url, routes_file, port, workers=1, management_port=gateway_management_port),
         f"http://127.0.0.1:{port}/gateway/health_check",
     )
     yield f"http://127.0.0.1:{port}"

@@ -6,6 +6,7 @@ from typing import Any, cast
 import pytest
 
 from api_gateway.config import Settings
+from api_gateway.metrics import WorkerMetrics
 from api_gateway.proxy import ClientConnection, Gateway, IncomingRequest
 
 pytestmark = pytest.mark.unit
@@ -54,6 +55,7 @@ class AnswersAtOnce:
         self.settings = Settings(jwt_secret="s" * 48, _env_file=None)
         self.max_body_bytes = 1024
         self.clients: set[ClientConnection] = set()
+        self.metrics = WorkerMetrics()
 
     def handle(self, request: IncomingRequest, connection: ClientConnection) -> bytes:
         return NO_CONTENT

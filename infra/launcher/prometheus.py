@@ -33,8 +33,6 @@ def up(config: StackConfig) -> None:
         step("prometheus not installed (apt-get install prometheus); metrics are served, not collected")
         done("skipped")
         return
-    if not needs_start(prometheus, prometheus_port(config)):
-        return
     # Reads of the registry are open; Prometheus needs no credentials.
     eureka = f"http://127.0.0.1:{discovery_port(config)}/eureka"
     render_template(
@@ -47,6 +45,10 @@ def up(config: StackConfig) -> None:
         kafka_metrics_port=config.kafka_metrics_port,
         connect_metrics_port=config.connect_metrics_port,
     )
+    if not needs_start(prometheus, prometheus_port(config)):
+        # Running already: it reads the configuration again (what an older checkout started it with may differ).
+        httpx.post(f"{url(config)}/-/reload", timeout=10).raise_for_status()
+        return
     step(f"starting prometheus on {url(config)}")
     argv = [
         binary,

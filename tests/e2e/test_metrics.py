@@ -14,7 +14,7 @@ from servicekit.testing import eventually
 
 pytestmark = pytest.mark.stack
 
-APPS_WITH_METRICS = ("USER-SERVICE", "CATALOG-SERVICE", "ORDER-SERVICE", "MONITOR")
+APPS_WITH_METRICS = ("USER-SERVICE", "CATALOG-SERVICE", "ORDER-SERVICE", "MONITOR", "GATEWAY")
 
 
 def targets(config: StackConfig) -> list[dict[str, Any]]:
@@ -81,6 +81,9 @@ async def test_a_query_for_orders_published_counts_the_orders_the_test_placed(
 
     after = await eventually(counted, within=30, what="12 more orders published in Prometheus")
     assert after - before >= 12
+    # The gateway counted them by route, status and the instance that answered.
+    routed = 'sum(gateway_requests_total{route="order-service-user", status="201", upstream=~"order-service-.+"})'
+    assert await eventually(lambda: present(stack_config, routed), within=30, what="the gateway's order answers")
     # The broker counted them too (and the stock requests, on their topic).
     written = 'sum(kafka_server_messages_in_total{topic=~"orders|example-catalog-topic"})'
     assert await eventually(lambda: present(stack_config, written), within=30, what="messages in by topic")
