@@ -96,6 +96,9 @@ def status(config: StackConfig) -> int:
         state = "up" if pid else "down"
         log = component.log_file.relative_to(REPO_ROOT)
         print(f"{component.name:<18} {state:<5} port={port!s:<6} pid={pid or '-'!s:<8} log={log}")
+    if kafka.component(config).pid() is not None:
+        summary = kafka.node_summary(config)
+        print(f"{'':<18} kafka node 1: {summary or 'no metrics yet (JMX exporter on KAFKA_METRICS_PORT)'}")
     return 0 if all_up else 3
 
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import uuid
 
+import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
 from launcher.environment import (
@@ -145,6 +146,24 @@ def _format_storage(kafka: Component, config: StackConfig) -> None:
         raise StartupFailed(f"kafka: storage format failed; see {kafka.log_file}")
     ADMIN_LOGIN_STAMP.write_text(_admin_digest(config) + "\n")
     done("done")
+
+
+def node_summary(config: StackConfig) -> str | None:
+    """One line for `make status`: whether this node leads the KRaft controller quorum, and how many partitions it
+    leads with a follower out of sync; read from the node's JMX exporter. None when it does not answer."""
+    try:
+        page = httpx.get(f"http://127.0.0.1:{config.kafka_metrics_port}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return None
+    values = {}
+    for line in page.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name in ("kafka_controller_active_controller_count", "kafka_server_under_replicated_partitions"):
+            values[name] = int(float(value))
+    if len(values) < 2:
+        return None
+    leads = "leads the controller quorum" if values["kafka_controller_active_controller_count"] else "follows"
+    return f"{leads}, under-replicated partitions: {values['kafka_server_under_replicated_partitions']}"
 
 
 def admin_client(config: StackConfig) -> AIOKafkaAdminClient:

@@ -39,6 +39,13 @@ def test_second_up_finds_everything_running_and_starts_nothing(stack_config: Sta
     assert {c.name: c.pid() for c in components(stack_config)} == before
 
 
+def test_status_names_the_controller_quorum_leader_and_under_replicated_partitions() -> None:
+    result = launcher("status")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "kafka node 1: leads the controller quorum, under-replicated partitions: 0" in result.stdout
+
+
 def test_down_stops_every_process_it_started_and_up_brings_the_stack_back(stack_config: StackConfig) -> None:
     try:
         result = launcher("down")
