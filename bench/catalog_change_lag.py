@@ -51,9 +51,8 @@ class Round:
         ]
 
 
-async def watch_instances(config: StackConfig, measured: Round, stop: asyncio.Event) -> None:
+async def watch_instances(urls: dict[str, str], measured: Round, stop: asyncio.Event) -> None:
     """Collect (instance, product, price) -> applied time from each instance's recent changes."""
-    urls = instance_base_urls(config)
     async with httpx.AsyncClient(timeout=5) as http:
         while not stop.is_set():
             for instance_id, base_url in urls.items():
@@ -68,7 +67,8 @@ async def watch_instances(config: StackConfig, measured: Round, stop: asyncio.Ev
 async def cdc_round(config: StackConfig, products: list[str], rate: int, seconds: float, first_price: int) -> Round:
     measured = Round()
     stop = asyncio.Event()
-    watcher = asyncio.create_task(watch_instances(config, measured, stop))
+    urls = instance_base_urls(config)
+    watcher = asyncio.create_task(watch_instances(urls, measured, stop))
     connection = connect_catalog(config)
     price = first_price
     started = time.monotonic()
@@ -80,8 +80,7 @@ async def cdc_round(config: StackConfig, products: list[str], rate: int, seconds
                 price += 1
                 cursor.execute("UPDATE catalogs SET unit_price = %s WHERE product_id = %s", (price, product))
                 measured.committed_ms[(product, price)] = time.time() * 1000
-        instances = len(instance_base_urls(config))
-        expected = len(measured.committed_ms) * instances
+        expected = len(measured.committed_ms) * len(urls)
         for _ in range(150):  # at most 30 s for the last updates to arrive everywhere
             if len(measured.lags()) >= expected:
                 break
@@ -90,7 +89,7 @@ async def cdc_round(config: StackConfig, products: list[str], rate: int, seconds
         stop.set()
         await watcher
         connection.close()
-    missing = len(measured.committed_ms) * len(instance_base_urls(config)) - len(measured.lags())
+    missing = len(measured.committed_ms) * len(urls) - len(measured.lags())
     if missing:
         print(f"  note: {missing} (instance, update) pairs not seen within 30 s")
     return measured

@@ -11,7 +11,7 @@ from typing import Any
 
 from demo.gateway_client import GatewayClient, User
 from launcher import services
-from launcher.catalog_views import catalog_views
+from launcher.catalog_views import catalog_views, instance_base_urls
 from launcher.environment import StackConfig
 from launcher.mariadb import operator_connection
 from launcher.processes import Component, stop
@@ -170,8 +170,9 @@ async def until_priced(config: StackConfig, product_id: str, unit_price: int, si
     """Seconds from `since` until each order-service instance's read model priced the product at `unit_price`."""
     seen: dict[str, float] = {}
     deadline = since + 30
+    urls = await asyncio.to_thread(instance_base_urls, config)
     while time.monotonic() < deadline:
-        views = await asyncio.to_thread(catalog_views, config)
+        views = await asyncio.to_thread(catalog_views, config, 2.0, urls)
         for view in views:
             if view.instance_id not in seen and view.prices.get(product_id) == unit_price:
                 seen[view.instance_id] = time.monotonic() - since

@@ -8,6 +8,7 @@ import httpx
 
 from launcher import services
 from launcher.environment import StackConfig
+from servicekit.discovery import instance_from_entry
 
 ORDER_APP = "ORDER-SERVICE"
 
@@ -23,20 +24,15 @@ class CatalogView:
 
 def instance_base_urls(config: StackConfig) -> dict[str, str]:
     """instance id -> base URL of every UP order-service instance in discovery."""
-    urls = {}
-    for instance in services.registered_instances(config, ORDER_APP):
-        if instance.get("status") != "UP":
-            continue
-        port = instance.get("port", {})
-        number = port.get("$") if isinstance(port, dict) else port
-        urls[str(instance.get("instanceId"))] = f"http://{instance.get('ipAddr', '127.0.0.1')}:{number}"
-    return urls
+    instances = (instance_from_entry(ORDER_APP, entry) for entry in services.registered_instances(config, ORDER_APP))
+    return {instance.instance_id: instance.base_url for instance in instances if instance.status == "UP"}
 
 
-def catalog_views(config: StackConfig, timeout: float = 2.0) -> list[CatalogView]:
-    """One view per UP order-service instance (an instance that does not answer is left out)."""
+def catalog_views(config: StackConfig, timeout: float = 2.0, urls: dict[str, str] | None = None) -> list[CatalogView]:
+    """One view per UP order-service instance (an instance that does not answer is left out); `urls` (from
+    instance_base_urls) spares a caller that polls asking discovery every time."""
     views = []
-    for instance_id, base_url in instance_base_urls(config).items():
+    for instance_id, base_url in (urls if urls is not None else instance_base_urls(config)).items():
         try:
             answer = httpx.get(f"{base_url}/catalog-view", timeout=timeout).json()
         except (httpx.HTTPError, ValueError):

@@ -28,7 +28,7 @@ class CatalogProduct:
 
 
 # The value schema the connector writes (Debezium names it after its topic prefix, database and table).
-_VALUE_SCHEMA = {
+CATALOG_VALUE_SCHEMA = {
     "type": "struct",
     "name": "catalogdb-cdc.catalogdb.catalogs.Value",
     "optional": False,
@@ -44,7 +44,7 @@ def catalog_change_record(product: CatalogProduct) -> tuple[bytes, bytes]:
     """(key, value) of the record the connector writes for this row: for a catalog of one's own, e.g. a benchmark's
     private broker, or a test's."""
     payload = {"product_id": product.product_id, "product_name": product.product_name, "unit_price": product.unit_price}
-    value = json.dumps({"schema": _VALUE_SCHEMA, "payload": payload}, separators=(",", ":")).encode()
+    value = json.dumps({"schema": CATALOG_VALUE_SCHEMA, "payload": payload}, separators=(",", ":")).encode()
     return product.product_id.encode(), value
 
 
@@ -62,11 +62,13 @@ def parse_catalog_change(key: bytes | None, value: bytes | None) -> tuple[str, C
         document = json.loads(value)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidCatalogChange(f"the value is not JSON: {exc}") from exc
-    if isinstance(document, dict) and "schema" in document and "payload" in document and document["payload"] is None:
+    if not (isinstance(document, dict) and "schema" in document and "payload" in document):
+        raise InvalidCatalogChange("the value is not Kafka Connect JSON with a schema and a payload")
+    payload = document["payload"]
+    if payload is None:
         # Connect JSON's null value with a schema: a delete written by a converter with schemas on (what the
         # connector wrote for deletes before it was set to `delete-to-tombstone`).
         return product_id, None
-    payload = document.get("payload") if isinstance(document, dict) and "schema" in document else None
     if not isinstance(payload, dict):
         raise InvalidCatalogChange("the value is not Kafka Connect JSON with a schema and a payload")
     row = CatalogProduct(

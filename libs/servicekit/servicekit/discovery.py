@@ -88,7 +88,8 @@ def _entries(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return pairs
 
 
-def _instance(app: str, entry: dict[str, Any]) -> ServiceInstance:
+def instance_from_entry(app: str, entry: dict[str, Any]) -> ServiceInstance:
+    """One instance entry of Eureka's JSON answers (`port` as `{"$": ...}` or a plain number)."""
     port = entry.get("port", {})
     return ServiceInstance(
         app=app,
@@ -103,7 +104,7 @@ def instances_from_registry(document: dict[str, Any]) -> dict[str, list[ServiceI
     """Parse Eureka's JSON `/apps` answer into instances per (upper-case) app name."""
     found: dict[str, list[ServiceInstance]] = {}
     for app, entry in _entries(document):
-        found.setdefault(app, []).append(_instance(app, entry))
+        found.setdefault(app, []).append(instance_from_entry(app, entry))
     return {app: sorted(parsed, key=lambda instance: instance.instance_id) for app, parsed in found.items()}
 
 
@@ -113,7 +114,7 @@ def apply_delta(
     """The registry after Eureka's JSON `/apps/delta` answer: ADDED/MODIFIED replace, DELETED remove."""
     by_app = {app: {i.instance_id: i for i in instances} for app, instances in registry.items()}
     for app, entry in _entries(document):
-        instance = _instance(app, entry)
+        instance = instance_from_entry(app, entry)
         instances = by_app.setdefault(app, {})
         if entry.get("actionType") == "DELETED":
             instances.pop(instance.instance_id, None)

@@ -68,10 +68,9 @@ async def change_product(
 async def add_product(
     sessions: async_sessionmaker[AsyncSession], product_id: str, name: str, stock: int, unit_price: int
 ) -> None:
-    async with sessions.begin() as session:
-        row = CatalogRow(product_id=product_id, product_name=name, stock=stock, unit_price=unit_price)
-        row.created_at = now_ms().replace(tzinfo=None)
-        session.add(row)
+    """create_product with a session of its own (tests and benchmarks add their products so)."""
+    async with sessions() as session:
+        await create_product(session, product_id, name, stock, unit_price)
 
 
 async def remove_product(sessions: async_sessionmaker[AsyncSession], product_id: str) -> None:

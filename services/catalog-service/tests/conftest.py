@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from catalog_service import service
 from catalog_service.config import CatalogSettings
-from catalog_service.main import ALEMBIC_INI
+from catalog_service.main import ALEMBIC_INI, create_app
 from catalog_service.messaging import StockRequestConsumer
 from catalog_service.service import StockLedger
 from order_contract.order import Order, OrderStatus
@@ -37,6 +38,16 @@ async def sessions(settings: CatalogSettings) -> AsyncIterator[async_sessionmake
     engine = make_engine(settings, settings.catalog_db)
     yield make_sessions(engine)
     await engine.dispose()
+
+
+@pytest.fixture
+async def client(settings: CatalogSettings) -> AsyncIterator[httpx.AsyncClient]:
+    """The HTTP API in process (no stock consumer), against the real catalogdb."""
+    app = create_app(settings, consume=False)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://catalog") as http:
+            yield http
 
 
 @pytest.fixture

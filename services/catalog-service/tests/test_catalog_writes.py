@@ -12,21 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from catalog_service import service
 from catalog_service.config import CatalogSettings
-from catalog_service.main import create_app
 from catalog_service.models import CatalogRow
 from order_contract.order import MAX_UNIT_PRICE
 from servicekit.tokens import ADMIN_ROLE, issue_token
 
 pytestmark = pytest.mark.stack
-
-
-@pytest.fixture
-async def client(settings: CatalogSettings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, consume=False)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://catalog") as http:
-            yield http
 
 
 def bearer(settings: CatalogSettings, *roles: str, secret: str | None = None) -> dict[str, str]:

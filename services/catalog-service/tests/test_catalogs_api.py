@@ -1,25 +1,15 @@
 """GET /catalogs and /catalogs/{productId} against the real catalogdb."""
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
 
 from catalog_service.config import CatalogSettings
-from catalog_service.main import create_app
 
 pytestmark = pytest.mark.stack
 
 NewProduct = Callable[..., Awaitable[str]]
-
-
-@pytest.fixture
-async def client(settings: CatalogSettings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, consume=False)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://catalog") as http:
-            yield http
 
 
 async def test_catalogs_list_the_seed_products_with_name_and_price(client: httpx.AsyncClient) -> None:

@@ -9,6 +9,7 @@ import orjson
 import pytest
 from aiokafka import ConsumerRecord
 
+from order_contract.catalog_change import CATALOG_VALUE_SCHEMA as SCHEMA
 from order_contract.catalog_change import CatalogProduct
 from order_contract.topics import CATALOG_CHANGES_TOPIC
 from order_service.catalog import CatalogReadModel
@@ -16,18 +17,6 @@ from servicekit.kafka import KafkaAccess
 from servicekit.testing import Record
 
 pytestmark = pytest.mark.unit
-
-SCHEMA = {
-    "type": "struct",
-    "fields": [
-        {"type": "string", "optional": False, "field": "product_id"},
-        {"type": "string", "optional": False, "field": "product_name"},
-        {"type": "int32", "optional": False, "field": "unit_price"},
-        {"type": "int64", "optional": False, "name": "org.apache.kafka.connect.data.Timestamp", "field": "created_at"},
-    ],
-    "optional": False,
-    "name": "catalogdb-cdc.catalogdb.catalogs.Value",
-}
 
 
 class Topic:
