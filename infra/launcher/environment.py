@@ -151,13 +151,37 @@ class StackConfig:
 
     @property
     def kafka_port(self) -> int:
-        return int(self.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092").rsplit(":", 1)[1])
+        """The first node's client port (the launcher's nodes take the next pairs from there)."""
+        return int(self.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092").split(",")[0].rsplit(":", 1)[1])
+
+    @property
+    def kafka_brokers(self) -> int:
+        """KAFKA_BROKERS: 1 (one combined broker+controller) or 3 (one KRaft quorum of three such nodes)."""
+        brokers = self.number("KAFKA_BROKERS", 1)
+        if brokers not in (1, 3):
+            raise ValueError(f"KAFKA_BROKERS is {brokers}; it must be 1 or 3 (a KRaft quorum needs a majority)")
+        return brokers
+
+    @property
+    def kafka_replication_factor(self) -> int:
+        """Copies of every topic: KAFKA_REPLICATION_FACTOR, else 1 on one broker and 3 on three."""
+        return self.number("KAFKA_REPLICATION_FACTOR", 3 if self.kafka_brokers == 3 else 1)
+
+    @property
+    def kafka_min_insync_replicas(self) -> int:
+        """Copies that must hold a write before it is acknowledged: else 1 on one broker and 2 on three."""
+        return self.number("KAFKA_MIN_INSYNC_REPLICAS", 2 if self.kafka_brokers == 3 else 1)
 
     @property
     def kafka_access(self) -> KafkaAccess:
         """The brokers as the `admin` super user: the launcher, the tests and the tools."""
-        servers = self.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-        return KafkaAccess(servers, "admin", self.get("KAFKA_ADMIN_PASSWORD"))
+        return KafkaAccess(
+            self.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            "admin",
+            self.get("KAFKA_ADMIN_PASSWORD"),
+            replication_factor=self.kafka_replication_factor,
+            min_insync_replicas=self.kafka_min_insync_replicas,
+        )
 
     @property
     def kafka_metrics_port(self) -> int:
@@ -183,6 +207,8 @@ class StackConfig:
         """Environment for a child process: ours, plus .env, plus per-process values."""
         env = dict(os.environ)
         env.update(self.values)
+        env["KAFKA_REPLICATION_FACTOR"] = str(self.kafka_replication_factor)
+        env["KAFKA_MIN_INSYNC_REPLICAS"] = str(self.kafka_min_insync_replicas)
         env.update(extra)
         return env
 

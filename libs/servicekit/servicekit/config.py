@@ -63,6 +63,9 @@ class ServiceSettings(DiscoverySettings):
     kafka_password: str | None = None
     kafka_admin_password: str | None = None
     topic_partitions: int = 3
+    # Copies of each topic a service creates, and how many must hold a write (3 and 2 on a three-broker cluster).
+    kafka_replication_factor: int = 1
+    kafka_min_insync_replicas: int = 1
 
     # false: look others up but stay out of the registry (a benchmark's private instance).
     discovery_register: bool = True
@@ -84,10 +87,14 @@ class ServiceSettings(DiscoverySettings):
     def kafka_access(self) -> "KafkaAccess":
         from servicekit.kafka import KafkaAccess  # the kafka extra
 
+        copies = {
+            "replication_factor": self.kafka_replication_factor,
+            "min_insync_replicas": self.kafka_min_insync_replicas,
+        }
         if self.kafka_username:
-            return KafkaAccess(self.kafka_bootstrap_servers, self.kafka_username, self.kafka_password)
+            return KafkaAccess(self.kafka_bootstrap_servers, self.kafka_username, self.kafka_password, **copies)
         password = self.kafka_admin_password
-        return KafkaAccess(self.kafka_bootstrap_servers, "admin" if password else None, password)
+        return KafkaAccess(self.kafka_bootstrap_servers, "admin" if password else None, password, **copies)
 
     @field_validator("jwt_secret")
     @classmethod

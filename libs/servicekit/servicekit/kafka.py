@@ -3,7 +3,7 @@
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -16,11 +16,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class KafkaAccess:
-    """Where the brokers are and who we are to them: every client here is built from one of these."""
+    """Where the brokers are, who we are to them, and how many copies of a topic we ask them to keep: every
+    client and every topic here is made from one of these."""
 
+    # host:port[,host:port...]: any of them answers with the whole cluster.
     bootstrap_servers: str
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
+    # KAFKA_REPLICATION_FACTOR / KAFKA_MIN_INSYNC_REPLICAS: 1/1 on one broker, 3/2 on three (a write is
+    # acknowledged once two copies hold it, so losing any one broker loses nothing acknowledged).
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
 
     def client_options(self) -> dict[str, Any]:
         """aiokafka keyword arguments: SASL/SCRAM-SHA-512 when there are credentials (the stack's brokers ask)."""
@@ -95,12 +101,20 @@ def committed_consumer(kafka: KafkaAccess, *topics: str, group_id: str | None) -
 async def ensure_topics(
     kafka: KafkaAccess, names: list[str], partitions: int, configs: dict[str, str] | None = None
 ) -> None:
-    """Create the topics that do not exist yet (replication factor 1: one broker), with topic `configs`."""
+    """Create the topics that do not exist yet, with `kafka`'s replication factor and min.insync.replicas and
+    topic `configs`."""
+    configs = dict(configs or {})
+    if kafka.min_insync_replicas > 1:
+        configs.setdefault("min.insync.replicas", str(kafka.min_insync_replicas))
     admin = AIOKafkaAdminClient(**kafka.client_options())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(name, partitions, 1, topic_configs=configs or {}) for name in names if name not in existing]
+        missing = [
+            NewTopic(name, partitions, kafka.replication_factor, topic_configs=configs)
+            for name in names
+            if name not in existing
+        ]
         if missing:
             try:
                 await admin.create_topics(missing)
