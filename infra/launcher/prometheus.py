@@ -1,6 +1,7 @@
 """Prometheus (Debian's package) on 127.0.0.1:PROMETHEUS_PORT, finding the services through discovery; its data
 under .stack/prometheus/. Rules: infra/prometheus/rules.yml (make check runs promtool on them)."""
 
+import json
 import shutil
 
 import httpx
@@ -40,10 +41,10 @@ def up(config: StackConfig) -> None:
         CONFIG,
         rules_file=RULES,
         eureka_url=eureka,
-        discovery_port=discovery_port(config),
-        prometheus_port=prometheus_port(config),
-        kafka_metrics_port=config.kafka_metrics_port,
-        connect_metrics_port=config.connect_metrics_port,
+        discovery_target=f"127.0.0.1:{discovery_port(config)}",
+        prometheus_target=f"127.0.0.1:{prometheus_port(config)}",
+        kafka_static_configs=jvm_static_configs("kafka", [f"127.0.0.1:{config.kafka_metrics_port}"]),
+        connect_static_configs=jvm_static_configs("connect", [f"127.0.0.1:{config.connect_metrics_port}"]),
     )
     if not needs_start(prometheus, prometheus_port(config)):
         # Running already: it reads the configuration again (what an older checkout started it with may differ).
@@ -60,6 +61,17 @@ def up(config: StackConfig) -> None:
     ]
     start(prometheus, argv, {"PATH": "/usr/bin:/bin"})
     wait_until(prometheus, lambda: _ready(config), 60, "ready")
+
+
+def jvm_static_configs(kind: str, targets: list[str]) -> str:
+    """The scrape entries of the JVMs behind the JMX exporter, one per node, labelled as the nodes are numbered
+    (app KAFKA, instance kafka-1, kafka-2, ...), in YAML's flow form for infra/prometheus/prometheus.yml. The
+    compose stack writes the same entries in infra/containers/bin/start-prometheus."""
+    entries = [
+        {"targets": [target], "labels": {"app": kind.upper(), "instance": f"{kind}-{number}"}}
+        for number, target in enumerate(targets, start=1)
+    ]
+    return json.dumps(entries)
 
 
 def _ready(config: StackConfig) -> bool:
