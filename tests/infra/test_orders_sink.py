@@ -26,7 +26,9 @@ pytestmark = pytest.mark.stack
 DEAD_LETTER_TOPIC = "orders-dlq"
 
 
-def make_order(run: str, number: int, status: OrderStatus = OrderStatus.PENDING, qty: int = 1) -> Order:
+# Settled by default: a PENDING order here has no stock request, so order-service's expirer would settle it EXPIRED
+# after ORDER_DEADLINE_SECONDS and change the last value under the test (the sink alone is under test).
+def make_order(run: str, number: int, status: OrderStatus = OrderStatus.REJECTED, qty: int = 1) -> Order:
     unit_price = 100 + number % 50
     return Order(
         order_id=f"sink-{run}-{number:06d}",

@@ -23,6 +23,16 @@ class OrderStatus(StrEnum):
     PENDING = "PENDING"
     CONFIRMED = "CONFIRMED"
     REJECTED = "REJECTED"
+    # No answer from catalog-service within the order's deadline: settled by order-service's expirer, no stock.
+    EXPIRED = "EXPIRED"
+
+    @property
+    def settled(self) -> bool:
+        return self is not OrderStatus.PENDING
+
+
+# ORDER_DEADLINE_SECONDS: how long an order may stay PENDING before it is settled as EXPIRED.
+DEFAULT_ORDER_DEADLINE_SECONDS = 30.0
 
 
 class InvalidMessage(ValueError):
@@ -42,6 +52,10 @@ class Order:
 
     def with_status(self, status: OrderStatus) -> "Order":
         return replace(self, status=status)
+
+    def deadline(self, seconds: float) -> dt.datetime:
+        """When this order, still PENDING, is to be settled as EXPIRED."""
+        return as_utc(self.created_at) + dt.timedelta(seconds=seconds)
 
 
 ORDER_FIELDS: tuple[str, ...] = tuple(field.name for field in fields(Order))

@@ -7,7 +7,12 @@ import pytest
 
 from order_contract.connect_record import order_from_record_value, order_record_key, order_record_value
 from order_contract.order import InvalidMessage, Order, OrderStatus
-from order_contract.stock_request import order_from_stock_request, stock_request_key, stock_request_value
+from order_contract.stock_request import (
+    expiry_notice_value,
+    order_from_stock_request,
+    stock_request_key,
+    stock_request_value,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -66,6 +71,13 @@ def test_the_stock_request_is_camel_case_json_keyed_by_product_and_reads_back() 
     assert order_from_stock_request(stock_request_value(ORDER)) == ORDER
 
 
+def test_an_expiry_notice_is_the_stock_request_with_status_expired_and_reads_back_expired() -> None:
+    notice = orjson.loads(expiry_notice_value(ORDER))
+
+    assert notice == {**orjson.loads(stock_request_value(ORDER)), "status": "EXPIRED"}
+    assert order_from_stock_request(expiry_notice_value(ORDER)) == ORDER.with_status(OrderStatus.EXPIRED)
+
+
 @pytest.mark.parametrize(
     "value",
     [
@@ -82,6 +94,9 @@ def test_the_stock_request_is_camel_case_json_keyed_by_product_and_reads_back() 
         stock_request_value(ORDER).replace(b"2026-11-23T19:12:39.123Z", b"0001-01-01T00:00:00+05:00"),
         stock_request_value(ORDER).replace(b"2026-11-23T19:12:39.123Z", b"9999-12-31T23:59:59-05:00"),
         stock_request_value(ORDER).replace(b"2026-11-23T19:12:39.123Z", b"0999-12-31T23:59:59Z"),
+        # Only an expiry notice carries a status, and only EXPIRED:
+        expiry_notice_value(ORDER).replace(b'"EXPIRED"', b'"CONFIRMED"'),
+        expiry_notice_value(ORDER).replace(b'"EXPIRED"', b'"SHIPPED"'),
     ],
 )
 def test_a_malformed_stock_request_is_an_invalid_message(value: bytes | None) -> None:

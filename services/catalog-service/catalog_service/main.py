@@ -30,7 +30,7 @@ def create_app(settings: CatalogSettings, *, consume: bool = True) -> FastAPI:
         consumer = None
         if consume:
             consumer = StockRequestConsumer(
-                StockLedger(app.state.sessions),
+                StockLedger(app.state.sessions, settings.order_deadline_seconds),
                 kafka=settings.kafka_access,
                 transactional_id=settings.transactional_id(),
                 group_id=settings.consumer_group,

@@ -8,7 +8,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from catalog_service.models import CatalogRow, ProcessedOrder
-from order_contract.order import Order, OrderStatus
+from order_contract.order import DEFAULT_ORDER_DEADLINE_SECONDS, Order, OrderStatus
 from order_contract.timestamps import now_ms
 from servicekit.errors import Conflict, NotFound
 
@@ -84,15 +84,26 @@ MAX_ATTEMPTS = 5
 
 
 class StockLedger:
-    """Applies stock requests: each order at most once, stock never below zero, the outcome remembered."""
+    """Applies the stock topic's records: each order at most once, stock never below zero, the outcome remembered.
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    Saga deadlines (README, "Saga deadlines"): an order still unanswered at its deadline is settled EXPIRED by
+    order-service's expirer, which also puts an expiry notice behind the request on its partition. So a request
+    read after its deadline takes no stock and is answered by nobody here (the expirer answers); a notice for an
+    order answered here too late (a crash between this commit and the Kafka commit can delay the answer) takes
+    the answer back: stock returned, ledger row EXPIRED, EXPIRED published again so that it is the last word.
+    """
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], deadline_seconds: float = DEFAULT_ORDER_DEADLINE_SECONDS
+    ) -> None:
         self._sessions = sessions
+        self.deadline_seconds = deadline_seconds
 
     async def apply_all(self, orders: list[Order]) -> list[Order]:
-        """Each order as CONFIRMED (stock taken) or REJECTED (not enough stock, unknown product), in order, in ONE
-        database transaction (one commit for a whole poll). A redelivered order gets the outcome recorded the
-        first time, without touching stock again."""
+        """Applies stock requests (PENDING) and expiry notices (EXPIRED) in order, in ONE database transaction (one
+        commit for a whole poll), and returns the records to publish on `orders`: CONFIRMED (stock taken) or
+        REJECTED (not enough stock, unknown product) per request answered in time, the recorded answer again for a
+        redelivered request, EXPIRED where a notice took an answer back. A redelivery never touches stock again."""
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 return await self._apply_together(orders)
@@ -108,8 +119,10 @@ class StockLedger:
         raise AssertionError("unreachable")
 
     async def _apply_together(self, orders: list[Order]) -> list[Order]:
-        outcomes: list[Order] = []
-        fresh: list[Order] = []
+        to_publish: list[Order] = []
+        fresh: dict[str, Order] = {}
+        expired_late: dict[str, Order] = {}  # answered here, then expired by the expirer: answer taken back
+        now = now_ms()
         async with self._sessions.begin() as session:
             recorded = {
                 row.order_id: row.to_order()
@@ -128,32 +141,68 @@ class StockLedger:
                     .with_for_update()
                 )
             }
-            taken: dict[str, int] = {}
+            change: dict[str, int] = {}  # stock taken (+) or given back (-) per product
             for order in orders:
                 outcome = recorded.get(order.order_id)
-                if outcome is None:
+                if order.status is OrderStatus.EXPIRED:
+                    if outcome is None or outcome.status is not OrderStatus.EXPIRED:
+                        if outcome is not None and outcome.status is OrderStatus.CONFIRMED:
+                            stock[order.product_id] = stock.get(order.product_id, 0) + order.qty
+                            change[order.product_id] = change.get(order.product_id, 0) - order.qty
+                        if outcome is not None:
+                            to_publish.append(order)
+                            expired_late[order.order_id] = order
+                        else:
+                            fresh[order.order_id] = order
+                        recorded[order.order_id] = order
+                elif outcome is not None:
+                    log.info("redelivered order, outcome reused", extra={"order_id": order.order_id})
+                    if outcome.status is not OrderStatus.EXPIRED:  # the expirer answered for EXPIRED ones
+                        to_publish.append(outcome)
+                elif now >= order.deadline(self.deadline_seconds):
+                    # Past its deadline: the expirer settles it (or has); it must not take stock now.
+                    outcome = order.with_status(OrderStatus.EXPIRED)
+                    recorded[order.order_id] = fresh[order.order_id] = outcome
+                else:
                     left = stock.get(order.product_id)
                     if left is not None and left >= order.qty:
                         stock[order.product_id] = left - order.qty
-                        taken[order.product_id] = taken.get(order.product_id, 0) + order.qty
+                        change[order.product_id] = change.get(order.product_id, 0) + order.qty
                         outcome = order.with_status(OrderStatus.CONFIRMED)
                     else:
                         outcome = order.with_status(OrderStatus.REJECTED)
-                    recorded[order.order_id] = outcome
-                    fresh.append(outcome)
-                else:
-                    log.info("redelivered order, outcome reused", extra={"order_id": order.order_id})
-                outcomes.append(outcome)
-            for product_id, qty in taken.items():
-                await self._take_stock(session, product_id, qty)
+                    recorded[order.order_id] = fresh[order.order_id] = outcome
+                    to_publish.append(outcome)
+            for product_id, qty in change.items():
+                if qty > 0:
+                    await self._take_stock(session, product_id, qty)
+                elif qty < 0:
+                    await self._give_back_stock(session, product_id, -qty)
             if fresh:
-                await session.execute(insert(ProcessedOrder), [ProcessedOrder.values_of(o) for o in fresh])
-        for outcome in fresh:
+                await session.execute(insert(ProcessedOrder), [ProcessedOrder.values_of(o) for o in fresh.values()])
+            for order_id in expired_late:
+                await session.execute(
+                    update(ProcessedOrder)
+                    .where(ProcessedOrder.order_id == order_id)
+                    .values(status=OrderStatus.EXPIRED.value)
+                )
+        for outcome in fresh.values():
             log.info(
                 "stock request applied",
                 extra={"order_id": outcome.order_id, "product_id": outcome.product_id, "status": outcome.status},
             )
-        return outcomes
+        for order in expired_late.values():
+            log.warning(
+                "answered after its deadline: taken back, now EXPIRED",
+                extra={"order_id": order.order_id, "product_id": order.product_id},
+            )
+        return to_publish
+
+    @staticmethod
+    async def _give_back_stock(session: AsyncSession, product_id: str, qty: int) -> None:
+        await session.execute(
+            update(CatalogRow).where(CatalogRow.product_id == product_id).values(stock=CatalogRow.stock + qty)
+        )
 
     @staticmethod
     async def _take_stock(session: AsyncSession, product_id: str, qty: int) -> None:

@@ -1,13 +1,16 @@
-"""StockLedger against the real catalogdb: confirm, reject, at most once, never oversell."""
+"""StockLedger against the real catalogdb: confirm, reject, at most once, never oversell, expire."""
 
 import asyncio
+import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from catalog_service.config import CatalogSettings
+from catalog_service.models import ProcessedOrder
 from catalog_service.service import StockLedger, remove_product
 from order_contract.order import Order, OrderStatus
 from servicekit.database import make_engine, make_sessions
@@ -108,3 +111,92 @@ async def test_two_ledgers_racing_on_one_product_never_oversell(
     confirmed = [order_id for order_id, statuses in by_order.items() if statuses == {OrderStatus.CONFIRMED}]
     assert len(confirmed) == 40
     assert await stock_of(product_id) == 0
+
+
+# Saga deadlines: requests read too late, and expiry notices from order-service's expirer.
+
+
+def past_deadline(order: Order, ledger: StockLedger) -> Order:
+    """The same order, created so long ago that its deadline has passed."""
+    return replace(order, created_at=order.created_at - dt.timedelta(seconds=ledger.deadline_seconds + 1))
+
+
+async def test_a_request_read_after_its_deadline_takes_no_stock_publishes_nothing_and_is_recorded_expired(
+    sessions: async_sessionmaker[AsyncSession],
+    new_product: NewProduct,
+    stock_of: StockOf,
+    pending_order: PendingOrder,
+) -> None:
+    product_id = await new_product(stock=5)
+    ledger = StockLedger(sessions, deadline_seconds=30)
+    late = past_deadline(pending_order(product_id, qty=2), ledger)
+
+    assert await ledger.apply_all([late]) == []
+    # Redelivered, or its expiry notice arriving: still nothing taken, nothing published.
+    assert await ledger.apply_all([late, late.with_status(OrderStatus.EXPIRED)]) == []
+
+    assert await stock_of(product_id) == 5
+    assert await recorded_status(sessions, late.order_id) == "EXPIRED"
+
+
+async def test_an_expiry_notice_after_a_confirmation_gives_the_stock_back_and_publishes_expired_once(
+    sessions: async_sessionmaker[AsyncSession],
+    new_product: NewProduct,
+    stock_of: StockOf,
+    pending_order: PendingOrder,
+) -> None:
+    product_id = await new_product(stock=5)
+    ledger = StockLedger(sessions)
+    order = pending_order(product_id, qty=2)
+    assert (await applied(ledger, order)).status is OrderStatus.CONFIRMED
+    assert await stock_of(product_id) == 3
+
+    notice = order.with_status(OrderStatus.EXPIRED)
+    assert await ledger.apply_all([notice]) == [notice]
+    # The notice redelivered: already expired, nothing more.
+    assert await ledger.apply_all([notice, order]) == []
+
+    assert await stock_of(product_id) == 5
+    assert await recorded_status(sessions, order.order_id) == "EXPIRED"
+
+
+async def test_an_expiry_notice_after_a_rejection_publishes_expired_and_leaves_stock(
+    sessions: async_sessionmaker[AsyncSession],
+    new_product: NewProduct,
+    stock_of: StockOf,
+    pending_order: PendingOrder,
+) -> None:
+    product_id = await new_product(stock=1)
+    ledger = StockLedger(sessions)
+    order = pending_order(product_id, qty=2)
+    assert (await applied(ledger, order)).status is OrderStatus.REJECTED
+
+    notice = order.with_status(OrderStatus.EXPIRED)
+    assert await ledger.apply_all([notice]) == [notice]
+
+    assert await stock_of(product_id) == 1
+    assert await recorded_status(sessions, order.order_id) == "EXPIRED"
+
+
+async def test_an_expiry_notice_for_an_order_never_seen_is_recorded_and_its_late_request_takes_nothing(
+    sessions: async_sessionmaker[AsyncSession],
+    new_product: NewProduct,
+    stock_of: StockOf,
+    pending_order: PendingOrder,
+) -> None:
+    product_id = await new_product(stock=5)
+    ledger = StockLedger(sessions)
+    order = pending_order(product_id, qty=2)
+
+    assert await ledger.apply_all([order.with_status(OrderStatus.EXPIRED)]) == []
+    # Its stock request, redelivered from before the notice (a rewind), within the deadline: still no stock.
+    assert await ledger.apply_all([order]) == []
+
+    assert await stock_of(product_id) == 5
+    assert await recorded_status(sessions, order.order_id) == "EXPIRED"
+
+
+async def recorded_status(sessions: async_sessionmaker[AsyncSession], order_id: str) -> str | None:
+    async with sessions() as session:
+        row = await session.get(ProcessedOrder, order_id)
+        return row.status if row is not None else None

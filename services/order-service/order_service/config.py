@@ -3,6 +3,7 @@
 import re
 from typing import Literal
 
+from order_contract.order import DEFAULT_ORDER_DEADLINE_SECONDS
 from servicekit.config import ServiceSettings
 
 
@@ -25,6 +26,11 @@ class OrderSettings(ServiceSettings):
     max_orders_per_transaction: int = 500
     # Transactions in flight at once (one transactional producer each): while one commits, the next fills.
     publish_lanes: int = 4
+
+    # Saga deadlines (expiry.py): an order unanswered this long after it was created is settled EXPIRED; the
+    # grace lets an answer committed just before the deadline reach the expirer first.
+    order_deadline_seconds: float = DEFAULT_ORDER_DEADLINE_SECONDS
+    order_expiry_grace_seconds: float = 2.0
 
     def migrator(self) -> "OrderSettings":
         """The settings to migrate the shared table with."""

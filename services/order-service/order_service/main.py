@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from order_service import api
 from order_service.catalog import CatalogReadModel
 from order_service.config import OrderSettings
+from order_service.expiry import OrderExpirer
 from order_service.messaging import OrderPublisher
 from order_service.service import OrderIntake
 from order_service.sinks import DiscardingSink, LocalOrderStore, OrderSink
@@ -45,11 +46,16 @@ def create_app(settings: OrderSettings) -> FastAPI:
         app.state.catalog = catalog
         app.state.sink = sink
         app.state.intake = OrderIntake(sessions, catalog, sink)
+        expirer = order_expirer(settings, sink)
+        if expirer is not None:
+            await expirer.start()
         try:
             # Start-up ends (and the instance registers with discovery) once the catalog is read to its end.
             await wait_for_catalog(catalog)
             yield
         finally:
+            if expirer is not None:
+                await expirer.stop()
             await sink.stop()
             await catalog.stop()
             await engine.dispose()
@@ -83,4 +89,16 @@ def order_sink(settings: OrderSettings, sessions: async_sessionmaker[AsyncSessio
         lanes=settings.publish_lanes,
         max_batch=settings.max_orders_per_transaction,
         commit_timeout=settings.publish_timeout_seconds,
+    )
+
+
+def order_expirer(settings: OrderSettings, sink: OrderSink) -> OrderExpirer | None:
+    """Orders published to Kafka get a deadline; the local store and the benchmark baseline have no saga."""
+    if not isinstance(sink, OrderPublisher):
+        return None
+    return OrderExpirer(
+        settings.kafka_access,
+        deadline_seconds=settings.order_deadline_seconds,
+        grace_seconds=settings.order_expiry_grace_seconds,
+        transactional_prefix="order-service:expiry:",
     )

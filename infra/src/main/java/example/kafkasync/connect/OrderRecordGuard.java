@@ -27,7 +27,7 @@ import org.apache.kafka.connect.transforms.Transformation;
 public class OrderRecordGuard<R extends ConnectRecord<R>> implements Transformation<R> {
 
     private static final int MAX_TEXT = 64;
-    private static final Set<String> STATUSES = Set.of("PENDING", "CONFIRMED", "REJECTED");
+    private static final Set<String> STATUSES = Set.of("PENDING", "CONFIRMED", "REJECTED", "EXPIRED");
     private static final List<String> TEXT_FIELDS = List.of("order_id", "user_id", "product_id", "status");
     private static final List<String> INT_FIELDS = List.of("qty", "unit_price", "total_price");
     /** The contract's fields, exactly: an extra one (even the table's own {@code id}) would change the upsert. */

@@ -1,0 +1,209 @@
+"""Saga deadlines: an order nobody answered within ORDER_DEADLINE_SECONDS is settled as EXPIRED, exactly once.
+
+The order-service instances share one consumer group on `orders` (read_committed), so each partition has one
+owner. The owner keeps the partition's PENDING orders that have no outcome yet. Once an order is past its
+deadline plus a grace, the owner asks for the partition's end offset, reads up to it (an answer committed before
+that moment is then seen, and the order dropped), and publishes what is still unanswered, in ONE transaction:
+
+- the order as EXPIRED on `orders` (same key, same partition: the sink writes it over the PENDING row);
+- an expiry notice on `example-catalog-topic` (same key as the stock request, so after it on its partition):
+  catalog-service takes back an answer it gave too late (README, "Saga deadlines");
+- the group's offset for the partition: the oldest order still waiting, so a new owner sees it again.
+
+Each partition has its own transactional id, taken by its owner when the partition is assigned: a former owner
+still sending (a zombie after a rebalance) is fenced, its open transaction aborted, so no order is expired twice.
+"""
+
+import asyncio
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter, Gauge
+
+from order_contract.connect_record import order_from_record_value, order_record_key, order_record_value
+from order_contract.order import InvalidMessage, Order, OrderStatus
+from order_contract.stock_request import expiry_notice_value, stock_request_key
+from order_contract.timestamps import now_ms
+from order_contract.topics import ORDERS_TOPIC, STOCK_TOPIC
+from servicekit.kafka import KafkaAccess, committed_consumer, fresh_producer
+from servicekit.tasks import cancel_and_wait
+
+log = logging.getLogger(__name__)
+
+ORDERS_EXPIRED = Counter("orders_expired_total", "Orders this instance settled as EXPIRED (no answer in time)")
+WAITING = Gauge("orders_awaiting_outcome", "PENDING orders without an outcome on this instance's orders partitions")
+
+EXPIRY_GROUP = "order-service-expiry"
+# How often an idle owner commits how far it has read (the oldest waiting order's offset).
+COMMIT_INTERVAL_SECONDS = 5.0
+
+
+@dataclass
+class _Partition:
+    """One owned partition of `orders`: its PENDING orders without an outcome, by order id, with their offsets."""
+
+    transactional_id: str
+    producer: AIOKafkaProducer
+    waiting: dict[str, tuple[Order, int]] = field(default_factory=dict)
+    # Set when an order there is overdue: the end offset to read up to before expiring, and when it was asked.
+    barrier: tuple[int, dt.datetime] | None = None
+    committed: int = -1
+
+
+class OrderExpirer:
+    def __init__(
+        self, kafka: KafkaAccess, *, deadline_seconds: float, grace_seconds: float, transactional_prefix: str
+    ) -> None:
+        self.kafka = kafka
+        self.deadline_seconds = deadline_seconds
+        self.grace = dt.timedelta(seconds=grace_seconds)
+        self.transactional_prefix = transactional_prefix
+        self.expired = 0
+        self._consumer: AIOKafkaConsumer | None = None
+        self._owned: dict[TopicPartition, _Partition] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._consumer = committed_consumer(self.kafka, group_id=EXPIRY_GROUP)
+        self._consumer.subscribe([ORDERS_TOPIC], listener=_Ownership(self))
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run_forever(), name="order-expirer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            await cancel_and_wait([self._task])
+        if self._consumer is not None:
+            await self._consumer.stop()
+        await self.release(list(self._owned))
+
+    def waiting(self) -> int:
+        return sum(len(partition.waiting) for partition in self._owned.values())
+
+    async def take(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            if tp not in self._owned:
+                # Starting the producer fences the former owner's transactions on this partition.
+                transactional_id = f"{self.transactional_prefix}{tp.topic}-{tp.partition}"
+                self._owned[tp] = _Partition(transactional_id, await fresh_producer(self.kafka, transactional_id))
+        log.info("orders partitions owned for expiry", extra={"partitions": sorted(tp.partition for tp in self._owned)})
+
+    async def release(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            owned = self._owned.pop(tp, None)
+            if owned is not None:
+                await owned.producer.stop()
+        WAITING.set(self.waiting())
+
+    async def _run_forever(self) -> None:
+        assert self._consumer is not None
+        last_commit = asyncio.get_running_loop().time()
+        while True:
+            try:
+                polled = await self._consumer.getmany(timeout_ms=500, max_records=2000)
+                for tp, records in polled.items():
+                    owned = self._owned.get(tp)
+                    if owned is not None:
+                        for record in records:
+                            self._read(owned, record.value, record.offset)
+                await self._expire_overdue()
+                if asyncio.get_running_loop().time() - last_commit >= COMMIT_INTERVAL_SECONDS:
+                    await self._commit_read_positions()
+                    last_commit = asyncio.get_running_loop().time()
+                WAITING.set(self.waiting())
+            except KafkaError:
+                log.exception("expiry pass failed; trying again")
+                await asyncio.sleep(1.0)
+
+    @staticmethod
+    def _read(owned: _Partition, value: bytes | None, offset: int) -> None:
+        try:
+            order = order_from_record_value(value)
+        except InvalidMessage:
+            return  # the sink dead-letters it; it is no order to expire
+        if order.status is OrderStatus.PENDING:
+            owned.waiting.setdefault(order.order_id, (order, offset))
+        else:
+            owned.waiting.pop(order.order_id, None)
+
+    async def _expire_overdue(self) -> None:
+        assert self._consumer is not None
+        now = now_ms()
+        for tp, owned in list(self._owned.items()):
+            if owned.barrier is None:
+                if any(self._overdue(order, now) for order, _ in owned.waiting.values()):
+                    # Read up to the end as of now: any answer committed before this moment is seen first.
+                    end = (await self._consumer.end_offsets([tp]))[tp]
+                    owned.barrier = (end, now)
+                continue
+            end, asked_at = owned.barrier
+            if await self._consumer.position(tp) < end:
+                continue
+            overdue = [order for order, _ in owned.waiting.values() if self._overdue(order, asked_at)]
+            owned.barrier = None
+            if overdue and tp in self._owned:
+                await self._publish_expired(tp, owned, overdue)
+
+    def _overdue(self, order: Order, moment: dt.datetime) -> bool:
+        return moment >= order.deadline(self.deadline_seconds) + self.grace
+
+    async def _publish_expired(self, tp: TopicPartition, owned: _Partition, overdue: list[Order]) -> None:
+        expiring = {order.order_id for order in overdue}
+        # A new owner must start at the oldest order still waiting once these are settled.
+        still_waiting = (offset for order_id, (_, offset) in owned.waiting.items() if order_id not in expiring)
+        commit_at = min(still_waiting, default=await self._position(tp))
+        try:
+            async with owned.producer.transaction():
+                for order in overdue:
+                    expired = order.with_status(OrderStatus.EXPIRED)
+                    await owned.producer.send(ORDERS_TOPIC, order_record_value(expired), key=order_record_key(expired))
+                    await owned.producer.send(STOCK_TOPIC, expiry_notice_value(expired), key=stock_request_key(expired))
+                await owned.producer.send_offsets_to_transaction({tp: commit_at}, EXPIRY_GROUP)
+        except Exception:
+            # Fenced (the partition moved on) or the broker away: the owner, this one or the next, reads them again.
+            log.exception("expiry not published; the partition's owner will try again", extra={"orders": len(overdue)})
+            owned.producer = await fresh_producer(self.kafka, owned.transactional_id, owned.producer)
+            return
+        for order_id in expiring:
+            owned.waiting.pop(order_id, None)
+        owned.committed = commit_at
+        self.expired += len(overdue)
+        ORDERS_EXPIRED.inc(len(overdue))
+        for order in overdue:
+            log.info("order expired: no answer within its deadline", extra={"order_id": order.order_id})
+
+    async def _position(self, tp: TopicPartition) -> int:
+        assert self._consumer is not None
+        return int(await self._consumer.position(tp))
+
+    async def _commit_read_positions(self) -> None:
+        assert self._consumer is not None
+        offsets = {}
+        for tp, owned in self._owned.items():
+            # Where a new owner must start: the oldest order still waiting, or where this one has read to.
+            commit_at = min((offset for _, offset in owned.waiting.values()), default=await self._position(tp))
+            if commit_at > owned.committed:
+                offsets[tp] = commit_at
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except KafkaError as exc:
+            log.info("expiry read positions not committed (%s); next time", type(exc).__name__)
+            return
+        for tp, commit_at in offsets.items():
+            if tp in self._owned:
+                self._owned[tp].committed = commit_at
+
+
+class _Ownership(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints for it
+    def __init__(self, expirer: OrderExpirer) -> None:
+        self.expirer = expirer
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.expirer.release(list(revoked))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self.expirer.take(list(assigned))
