@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any
 
-from launcher import connect, kafka, mariadb, prometheus, services
+from launcher import connect, kafka, mariadb, prometheus, services, zipkin
 from launcher.environment import REPO_ROOT, STACK_DIR, StackConfig, env_file_path, weak_secrets, weak_secrets_message
 from launcher.processes import Component, StartupFailed, fail, stop
 
@@ -17,8 +17,13 @@ def infra_components(config: StackConfig) -> list[Component]:
 
 
 def every_component(config: StackConfig) -> list[Component]:
-    """In start order: the infrastructure, discovery, the services, the gateway, the monitor, Prometheus."""
-    return [*infra_components(config), *services.all_components(config), prometheus.component(config)]
+    """In start order: the infrastructure, Zipkin, discovery, the services, the gateway, the monitor, Prometheus."""
+    return [
+        *infra_components(config),
+        zipkin.component(config),
+        *services.all_components(config),
+        prometheus.component(config),
+    ]
 
 
 def up(config: StackConfig, infra_only: bool) -> None:
@@ -29,6 +34,7 @@ def up(config: StackConfig, infra_only: bool) -> None:
     mariadb.grant_component_accounts(config)
     connect.up(config)
     if not infra_only:
+        zipkin.up(config)
         services.up(config)
         prometheus.up(config)
     print(f"\nStack is up ({time.monotonic() - started:.0f}s).")
@@ -52,6 +58,7 @@ def print_urls(config: StackConfig, infra_only: bool) -> None:
                 f"{config.get('MONITOR_CLUSTER', 'local')}/consumer",
             ),
             ("Prometheus (targets)", f"{prometheus.url(config)}/targets"),
+            ("Zipkin (traces)", zipkin.url(config)),
         ]
         for app in ("USER-SERVICE", "CATALOG-SERVICE", "ORDER-SERVICE"):
             for instance in services.registered_instances(config, app):
@@ -71,9 +78,7 @@ def _port_of(instance: dict[str, Any]) -> int | str:
 
 def down(config: StackConfig) -> None:
     # Reverse dependency order: the gateway first, the database last.
-    for component in reversed(
-        [*infra_components(config), *services.all_components(config), prometheus.component(config)]
-    ):
+    for component in reversed(every_component(config)):
         if stop(component):
             print(f"==> stopped {component.name}")
     print("Stack is down (data kept in .stack/; `make clean` removes it).")
