@@ -46,7 +46,31 @@ class DiscoverySettings(BaseSettings):
         return with_credentials(self.discovery_url, self.discovery_user, self.discovery_password)
 
 
-class ServiceSettings(DiscoverySettings):
+class TracingSettings(BaseSettings):
+    """OpenTelemetry tracing (servicekit.tracing): W3C traceparent through HTTP and Kafka headers, spans to Zipkin."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # off: no tracing SDK in the process at all (no spans, no exporter thread); headers are passed on untouched.
+    tracing: bool = True
+    # Share of new traces recorded; a request that arrives with a traceparent keeps its caller's decision.
+    tracing_sample_ratio: float = 0.1
+    zipkin_host: str = "127.0.0.1"
+    zipkin_port: int = 9411
+
+    @field_validator("tracing_sample_ratio")
+    @classmethod
+    def _ratio_is_a_share(cls, value: float) -> float:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError("TRACING_SAMPLE_RATIO must be between 0 and 1")
+        return value
+
+    @property
+    def zipkin_spans_url(self) -> str:
+        return f"http://{self.zipkin_host}:{self.zipkin_port}/api/v2/spans"
+
+
+class ServiceSettings(DiscoverySettings, TracingSettings):
     """Subclass per service for its own fields; environment variables win over `.env`."""
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")

@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, pool, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from servicekit.config import ServiceSettings
+from servicekit.tracing import instrument_engine
 
 log = logging.getLogger(__name__)
 
@@ -20,13 +21,15 @@ MIGRATION_LOCK_TIMEOUT_SECONDS = 120
 
 
 def make_engine(settings: ServiceSettings, database: str, *, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         settings.database_url(database),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
         pool_recycle=1800,
     )
+    instrument_engine(engine)  # when tracing is on
+    return engine
 
 
 def make_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -10,6 +10,8 @@ from fastapi import FastAPI
 from servicekit.config import ServiceSettings
 from servicekit.discovery import DiscoveryClient
 from servicekit.log_setup import configure_logging
+from servicekit.tracing import configure as configure_tracing
+from servicekit.tracing import instrument_app
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,8 @@ def serve(app: FastAPI, settings: ServiceSettings, app_name: str) -> None:
     port = sock.getsockname()[1]
     settings.instance_id = settings.instance_id or f"{settings.host}:{app_name.lower()}:{port}"
     configure_logging(app_name.lower(), settings.instance_id, settings.log_level)
+    if configure_tracing(settings, app_name, settings.instance_id):
+        instrument_app(app)
 
     discovery = DiscoveryClient(
         settings.discovery_service_url,

@@ -1,0 +1,309 @@
+"""Tracing with OpenTelemetry: W3C `traceparent` through HTTP and Kafka headers, spans to Zipkin.
+
+`configure` sets the SDK up once per process (service.name = the app, service.instance.id = the instance): a
+Zipkin JSON exporter behind a batch span processor (a thread that sends every second), and a sampler that follows
+the caller's decision when a request or record carries a traceparent, and samples new traces at
+TRACING_SAMPLE_RATIO. Only entry points start traces: a database query or an HTTP call outside any request is not
+traced at all. TRACING=off: `configure` does nothing, no SDK is imported, no exporter thread runs, and every helper
+here is a no-op (the API's non-recording spans).
+
+FastAPI, httpx and SQLAlchemy use OpenTelemetry's maintained instrumentations. Kafka does not:
+opentelemetry-instrumentation-aiokafka wraps every `send` (it waits for metadata and serializes again per record to
+learn the partition) and every `getmany` of every consumer in the process, and its consumer spans end before the
+application has handled the records. Our producers send many orders in one transaction, each from another request,
+and our consumer handles a whole poll in one database and one Kafka transaction; so the producer and consumer spans
+are made here, after OpenTelemetry's messaging conventions (span kinds PRODUCER/CONSUMER, "send {topic}" /
+"process {topic}", messaging.system=kafka, messaging.destination.name, messaging.kafka.message.key, ...).
+"""
+
+import logging
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+from servicekit.config import TracingSettings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from httpx import AsyncClient
+    from opentelemetry.sdk.trace import TracerProvider
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+log = logging.getLogger(__name__)
+
+TRACEPARENT = "traceparent"
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+TRACESTATE = "tracestate"
+KafkaHeaders = list[tuple[str, bytes]]
+
+# How often the batch processor sends what it collected: soon enough that a trace is complete in Zipkin a moment
+# after the order is settled, rarely enough to cost one HTTP POST per second per process.
+EXPORT_DELAY_MS = 1000
+# Spans waiting for export beyond this are dropped (a Zipkin that is away costs memory only up to here).
+EXPORT_QUEUE_SIZE = 8192
+# Paths no one wants a trace of: Prometheus scrapes, health checks.
+UNTRACED_PATHS = "metrics,health_check"
+
+_provider: "TracerProvider | None" = None
+_tracer: trace.Tracer = trace.NoOpTracer()
+
+
+def configure(
+    settings: TracingSettings, service_name: str, instance_id: str, *, sample_ratio: float | None = None
+) -> bool:
+    """Set up the SDK for this process (once; later calls change nothing). False when TRACING=off.
+
+    `sample_ratio` overrides the settings' ratio for new traces (the gateway decides itself before it starts a
+    span, so it passes 1.0)."""
+    global _provider, _tracer
+    if not settings.tracing:
+        return False
+    if _provider is not None:
+        return True
+    # The SDK only when tracing is on.
+    from opentelemetry.exporter.zipkin.json import ZipkinExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ParentBased
+
+    ratio = settings.tracing_sample_ratio if sample_ratio is None else sample_ratio
+    resource = Resource.create({"service.name": service_name.lower(), "service.instance.id": instance_id})
+    provider = TracerProvider(resource=resource, sampler=ParentBased(root=_entry_point_sampler(ratio)))
+    exporter = ZipkinExporter(endpoint=settings.zipkin_spans_url, timeout=5)
+    provider.add_span_processor(
+        BatchSpanProcessor(exporter, max_queue_size=EXPORT_QUEUE_SIZE, schedule_delay_millis=EXPORT_DELAY_MS)
+    )
+    trace.set_tracer_provider(provider)
+    _provider = provider
+    _tracer = provider.get_tracer("servicekit")
+    log.info("tracing to %s, new traces sampled at %s", settings.zipkin_spans_url, ratio)
+    return True
+
+
+def _entry_point_sampler(ratio: float) -> Any:
+    """A root span is sampled at `ratio` where a trace may begin (a request, a record); other roots never."""
+    from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult, TraceIdRatioBased
+
+    by_ratio = TraceIdRatioBased(ratio)
+
+    class EntryPointSampler(Sampler):
+        def should_sample(
+            self,
+            parent_context: otel_context.Context | None,
+            trace_id: int,
+            name: str,
+            kind: SpanKind | None = None,
+            attributes: Any = None,
+            links: Sequence[Link] | None = None,
+            trace_state: Any = None,
+        ) -> SamplingResult:
+            if kind in (SpanKind.SERVER, SpanKind.CONSUMER):
+                return by_ratio.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+            return SamplingResult(Decision.DROP)
+
+        def get_description(self) -> str:
+            return f"EntryPoints{{{by_ratio.get_description()}}}"
+
+    return EntryPointSampler()
+
+
+def enabled() -> bool:
+    """Whether this process records spans (configure ran with TRACING=on)."""
+    return _provider is not None
+
+
+def tracer() -> trace.Tracer:
+    """The process's tracer; a no-op one when tracing is off."""
+    return _tracer
+
+
+def shutdown() -> None:
+    """Send what is still queued (the SDK also does this at exit)."""
+    if _provider is not None:
+        _provider.shutdown()
+
+
+# ---- The W3C trace context ------------------------------------------------------------------------------------
+
+
+def traceparent(span_context: SpanContext) -> str:
+    """The `traceparent` value naming `span_context` as the parent (version 00)."""
+    return f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-{int(span_context.trace_flags) & 1:02x}"
+
+
+def parse_traceparent(value: str) -> SpanContext | None:
+    """The remote parent a `traceparent` names, or None when it is malformed (the W3C rules: lower-case hex,
+    no all-zero ids, version ff invalid, version 00 exactly 55 characters, later versions may append fields)."""
+    found = _TRACEPARENT.fullmatch(value)
+    if found is None:
+        return None
+    version, trace_hex, span_hex, flags_hex, rest = found.groups()
+    if version == "ff" or (version == "00" and rest):
+        return None
+    trace_id, span_id = int(trace_hex, 16), int(span_hex, 16)
+    if trace_id == 0 or span_id == 0:
+        return None
+    flags = TraceFlags(int(flags_hex, 16) & TraceFlags.SAMPLED)
+    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=flags)
+
+
+def current_span_context() -> SpanContext | None:
+    """The context of the span current here (a request's server span), or None when there is none."""
+    if _provider is None:
+        return None
+    span_context = trace.get_current_span().get_span_context()
+    return span_context if span_context.is_valid else None
+
+
+def inject_kafka_headers(headers: KafkaHeaders, span_context: SpanContext) -> KafkaHeaders:
+    """Add `traceparent` (and `tracestate` when there is one) naming `span_context` to Kafka record headers."""
+    headers.append((TRACEPARENT, traceparent(span_context).encode()))
+    if span_context.trace_state:
+        headers.append((TRACESTATE, span_context.trace_state.to_header().encode()))
+    return headers
+
+
+def extract_kafka_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> SpanContext | None:
+    """The producer's context a record carries in its headers, or None (no header, or a malformed one)."""
+    if not headers:
+        return None
+    found = state = None
+    for name, value in headers:
+        if value is None:
+            continue
+        if name == TRACEPARENT:
+            found = parse_traceparent(value.decode("ascii", "replace"))
+        elif name == TRACESTATE:
+            state = value.decode("ascii", "replace")
+    if found is None or state is None:
+        return found
+    from opentelemetry.trace.span import TraceState
+
+    return SpanContext(
+        found.trace_id,
+        found.span_id,
+        is_remote=True,
+        trace_flags=found.trace_flags,
+        trace_state=TraceState.from_header([state]),
+    )
+
+
+def context_with_parent(parent: SpanContext) -> otel_context.Context:
+    """An OpenTelemetry context whose current span is the (remote) `parent`: spans started in it are its children."""
+    return trace.set_span_in_context(NonRecordingSpan(parent))
+
+
+# ---- Kafka spans ----------------------------------------------------------------------------------------------
+
+
+def _kafka_attributes(operation: str, operation_type: str, topic: str, key: bytes | str | None) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "messaging.system": "kafka",
+        "messaging.operation.name": operation,
+        "messaging.operation.type": operation_type,
+        "messaging.destination.name": topic,
+    }
+    if key is not None:
+        attributes["messaging.kafka.message.key"] = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
+    return attributes
+
+
+def start_send(topic: str, key: bytes | str | None, parent: SpanContext | None) -> tuple[Span | None, KafkaHeaders]:
+    """A PRODUCER span "send {topic}" for one record, child of `parent`, and the headers that carry it on.
+
+    Unsampled parents get no span (nothing would record it), but their context still travels in the headers, so
+    the consumer follows the same decision instead of starting a trace of its own. No parent: no span, no headers.
+    """
+    if parent is None or _provider is None:
+        return None, []
+    if not parent.trace_flags.sampled:
+        return None, inject_kafka_headers([], parent)
+    span = _tracer.start_span(
+        f"send {topic}",
+        context=context_with_parent(parent),
+        kind=SpanKind.PRODUCER,
+        attributes=_kafka_attributes("send", "publish", topic, key),
+    )
+    return span, inject_kafka_headers([], span.get_span_context())
+
+
+def start_process(
+    topic: str, key: bytes | str | None, creation: SpanContext | None, *, partition: int, offset: int, group: str
+) -> Span | None:
+    """A CONSUMER span "process {topic}" for one record, parented to the record's creation context (the producer's
+    "send" span) and linked to it. None when the record carries no context or its trace is not sampled."""
+    if creation is None or _provider is None or not creation.trace_flags.sampled:
+        return None
+    attributes = _kafka_attributes("process", "process", topic, key)
+    attributes["messaging.destination.partition.id"] = str(partition)
+    attributes["messaging.kafka.offset"] = offset
+    attributes["messaging.consumer.group.name"] = group
+    return _tracer.start_span(
+        f"process {topic}",
+        context=context_with_parent(creation),
+        kind=SpanKind.CONSUMER,
+        attributes=attributes,
+        links=[Link(creation)],
+    )
+
+
+def end_send(span: Span | None, *, partition: int | None = None, offset: int | None = None) -> None:
+    """End a "send" span once its record is committed, naming where it landed."""
+    if span is None:
+        return
+    if partition is not None:
+        span.set_attribute("messaging.destination.partition.id", str(partition))
+    if offset is not None:
+        span.set_attribute("messaging.kafka.offset", offset)
+    span.end()
+
+
+def end_failed(span: Span | None, error: BaseException) -> None:
+    """End a span whose operation failed (an aborted transaction), with the error's type."""
+    if span is None:
+        return
+    span.set_attribute("error.type", type(error).__name__)
+    span.set_status(Status(StatusCode.ERROR, str(error) or type(error).__name__))
+    span.end()
+
+
+# ---- The maintained instrumentations --------------------------------------------------------------------------
+
+
+def instrument_app(app: "FastAPI") -> None:
+    """A SERVER span per request (continuing the caller's traceparent); none for /metrics and /health_check."""
+    if _provider is None:
+        return
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    # "receive"/"send" spans per ASGI message would triple the spans of every request and tell nothing here.
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=_provider, excluded_urls=UNTRACED_PATHS, exclude_spans=["receive", "send"]
+    )
+
+
+def instrument_http_client(client: "AsyncClient") -> None:
+    """CLIENT spans for the calls of this httpx client, with the traceparent sent along."""
+    if _provider is None:
+        return
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    HTTPXClientInstrumentor.instrument_client(client, tracer_provider=_provider)
+
+
+def instrument_engine(engine: "AsyncEngine") -> None:
+    """CLIENT spans for the statements of this engine, inside the request (or record) that ran them."""
+    if _provider is None:
+        return
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    instrumentor = SQLAlchemyInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        log.info("SQLAlchemy is instrumented already; %s is not traced", engine.url.database)
+        return
+    instrumentor.instrument(engine=engine.sync_engine, tracer_provider=_provider)
