@@ -33,6 +33,12 @@ test: install
 lint: install
 	@bash infra/check.sh lint
 
+# The consistency auditor over the running stack (README, "Consistency auditor"): exit 1 on any discrepancy.
+# Incremental from its last run's state (.stack/audit-state.json); AUDIT_ARGS="--full", "--json", "--since -600".
+.PHONY: audit
+audit: install
+	@$(PY) -m consistency_audit $(AUDIT_ARGS)
+
 # After changing constraints.txt or a pyproject.toml's dependencies.
 lock:
 	@bash infra/lock.sh

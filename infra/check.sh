@@ -10,9 +10,9 @@ $VENV/ruff check . && $VENV/ruff format --check . || exit 1
 echo "==> mypy (strict, pydantic plugin)"
 # The packages in one run; each tests folder on its own (several are a package named `tests`).
 packages=(-p servicekit -p order_contract -p order_service -p catalog_service -p user_service -p discovery_server
-  -p api_gateway -p lag_monitor -p launcher -p demo)
+  -p api_gateway -p lag_monitor -p consistency_audit -p launcher -p demo)
 $VENV/mypy "${packages[@]}" && $VENV/mypy bench || { echo "ERROR: mypy found errors (above)"; exit 1; }
-for tests in libs/*/tests services/*/tests discovery/tests gateway/tests monitor/tests tests; do
+for tests in libs/*/tests services/*/tests discovery/tests gateway/tests monitor/tests audit/tests tests; do
   $VENV/mypy "$tests" || { echo "ERROR: mypy found errors in $tests (above)"; exit 1; }
 done
 [ "${1:-}" = lint ] && exit 0

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 out=${1:-requirements.lock}
 own=()
 for project in libs/*/pyproject.toml services/*/pyproject.toml discovery/pyproject.toml gateway/pyproject.toml \
-  monitor/pyproject.toml infra/pyproject.toml; do
+  monitor/pyproject.toml audit/pyproject.toml infra/pyproject.toml; do
   own+=(--no-emit-package "$(sed -n 's/^name = "\(.*\)"$/\1/p' "$project")")
 done
 uv pip compile -q --python-version 3.11 --generate-hashes --no-header "${own[@]}" \

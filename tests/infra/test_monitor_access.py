@@ -13,7 +13,7 @@ from launcher.environment import MONITOR_KAFKA, StackConfig
 from order_contract.connect_record import order_record_key, order_record_value
 from order_contract.order import Order, OrderStatus
 from order_contract.timestamps import now_ms
-from order_contract.topics import ORDERS_TOPIC
+from order_contract.topics import CATALOG_CHANGES_TOPIC, ORDERS_TOPIC, STOCK_TOPIC
 from servicekit.kafka import KafkaAccess
 from servicekit.testing import eventually
 
@@ -64,12 +64,22 @@ async def test_the_monitor_reads_the_offsets_of_the_stacks_consumer_groups(
     assert all(snapshot.end_offsets[partition] >= offset for partition, offset in sink.items())
 
 
-async def test_the_monitor_may_not_read_a_record(monitor_login: KafkaAccess) -> None:
-    consumer = AIOKafkaConsumer(**monitor_login.client_options(), request_timeout_ms=5000)
+async def test_the_monitor_reads_records_only_of_the_two_topics_its_auditor_reconciles(
+    monitor_login: KafkaAccess,
+) -> None:
+    consumer = AIOKafkaConsumer(
+        **monitor_login.client_options(), request_timeout_ms=5000, isolation_level="read_committed"
+    )
     await consumer.start()
     try:
-        consumer.assign([TopicPartition(ORDERS_TOPIC, 0)])
-        consumer.seek(TopicPartition(ORDERS_TOPIC, 0), 0)
+        readable = [TopicPartition(ORDERS_TOPIC, 0), TopicPartition(STOCK_TOPIC, 0)]
+        consumer.assign(readable)
+        for partition in readable:
+            consumer.seek(partition, 0)
+        await consumer.getmany(timeout_ms=2000)  # no authorization error
+        forbidden = TopicPartition(CATALOG_CHANGES_TOPIC, 0)
+        consumer.assign([forbidden])
+        consumer.seek(forbidden, 0)
         with pytest.raises(TopicAuthorizationFailedError):
             await consumer.getmany(timeout_ms=5000)
     finally:

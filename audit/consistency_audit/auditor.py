@@ -1,0 +1,286 @@
+"""One audit pass, full or incremental, and the verdict it comes to.
+
+Every pass opens one database snapshot first (REPEATABLE READ, all databases), then reads both topics up to their
+last stable offsets taken after it, then reads the database. So every row and ledger row the snapshot holds has its
+record read (the sink and catalog-service write only after a record is committed), and "row without a record" needs
+no grace; records newer than the snapshot wait out the allowed lags like any record in flight.
+
+A full pass reads everything: both topics from their beginning, all of mydb.orders and the ledger, the CONFIRMED
+qty of every product, and compares order by order. It finds every discrepancy there is.
+
+An incremental pass starts from what the last pass remembered (`Ledger`: topic positions per partition, the last
+row id seen, the orders still watched, the count and checksum of the rows of the orders folded away, the CONFIRMED
+qty per product) and reads only what changed: the records written since (per partition), rows with a higher id,
+the rows and ledger outcomes of the watched orders that have not caught up yet (`IN` batches), the catalog (one row
+per product), and, at most every AUDIT_TOTALS_EVERY_SECONDS, two numbers over mydb.orders computed in the database
+(COUNT and a XOR of CRC32("order_id:status"): one scan of the table, nothing sent but the two numbers).
+
+What an incremental pass catches by itself: everything about orders written since it last looked (missing rows,
+rows behind, unanswered requests, overdue PENDING), rows inserted by hand (a new id), and stock drift (every product,
+every pass: a product whose stock disagrees with the qty we know of is summed again from the ledger). What it cannot
+see order by order: a row of an order it no longer watches that was deleted, updated or inserted again, a record
+published again for such an order, or a ledger row changed by hand without the stock. The first two change the row
+count or checksum (or bring a record for an order no longer watched) and make it run a full pass at once, which
+names the orders; the row checksum is compared every AUDIT_TOTALS_EVERY_SECONDS, so that is how late it may be. A
+hand-made ledger change, or a row change that keeps both count and CRC32 XOR (about one in four billion), is seen
+only by the next full pass (`--full`, or the monitor's every AUDIT_FULL_EVERY_SECONDS).
+"""
+
+import copy
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.exc import OperationalError
+
+from consistency_audit.config import AuditSettings
+from consistency_audit.reconcile import CONFIRMED, PENDING, Kind, Ledger, Stock, find_discrepancies, settle
+from consistency_audit.sources import (
+    DatabaseReader,
+    Snapshot,
+    SourceChanged,
+    TopicReader,
+    parse_order_record,
+    parse_stock_record,
+)
+
+log = logging.getLogger(__name__)
+
+TABLE_DEFINITION_CHANGED = 1412
+SNAPSHOT_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one pass."""
+
+    discrepancies: dict[Kind, list[str]]
+    full: bool  # a full pass (asked for, first of its process, or fallen back to)
+    reason: str  # why it was full or incremental
+    started_at: dt.datetime
+    duration_seconds: float
+    records_read: int
+    rows_read: int
+    watched: int  # orders still watched after the pass
+    settled: int = 0  # orders folded this pass
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def consistent(self) -> bool:
+        return not any(self.discrepancies.values())
+
+    def counts(self) -> dict[str, int]:
+        return {kind.value: len(ids) for kind, ids in self.discrepancies.items()}
+
+    def as_json(self, ids_shown: int = 50) -> dict[str, Any]:
+        return {
+            "consistent": self.consistent,
+            "verdict": "consistent" if self.consistent else "inconsistent",
+            "counts": self.counts(),
+            "ids": {kind.value: ids[:ids_shown] for kind, ids in self.discrepancies.items() if ids},
+            "full": self.full,
+            "reason": self.reason,
+            "started_at": self.started_at.isoformat(timespec="milliseconds"),
+            "duration_seconds": round(self.duration_seconds, 4),
+            "records_read": self.records_read,
+            "rows_read": self.rows_read,
+            "watched": self.watched,
+            "timings": {step: round(seconds, 4) for step, seconds in self.timings.items()},
+        }
+
+
+class FullPassNeeded(Exception):
+    pass
+
+
+class Auditor:
+    """Keeps its readers and its `Ledger` between passes; `await auditor.run()` is one pass."""
+
+    def __init__(self, settings: AuditSettings, ledger: Ledger | None = None) -> None:
+        self.settings = settings
+        self.ledger = ledger
+        self._topics = TopicReader(settings.kafka_access)
+        self._database = DatabaseReader(settings)
+
+    async def close(self) -> None:
+        await self._topics.stop()
+        await self._database.close()
+
+    async def run(self, *, full: bool = False) -> Verdict:
+        started = time.perf_counter()
+        started_at = dt.datetime.now(dt.UTC)
+        reason = "asked for" if full else "incremental"
+        if self.ledger is None:
+            full, reason = True, "nothing remembered yet"
+        if not full:
+            assert self.ledger is not None
+            try:
+                return await self._retried(self.ledger, full=False, reason=reason, started=started, at=started_at)
+            except (FullPassNeeded, SourceChanged) as exc:
+                reason = f"fell back to a full pass: {exc}"
+                log.info("audit falls back to a full pass", extra={"reason": str(exc)})
+        ledger = Ledger()
+        verdict = await self._retried(ledger, full=True, reason=reason, started=started, at=started_at)
+        self.ledger = ledger
+        return verdict
+
+    async def _retried(self, ledger: Ledger, *, full: bool, reason: str, started: float, at: dt.datetime) -> Verdict:
+        """A pass whose snapshot met a table altered after it began (MariaDB error 1412: a migration ran) starts
+        again with a fresh snapshot, from a copy of the ledger as it was."""
+        for attempt in range(SNAPSHOT_ATTEMPTS):
+            working = copy.deepcopy(ledger) if attempt < SNAPSHOT_ATTEMPTS - 1 else ledger
+            try:
+                verdict = await self._pass(working, full=full, reason=reason, started=started, started_at=at)
+            except OperationalError as exc:
+                if (
+                    getattr(exc.orig, "args", (None,))[0] != TABLE_DEFINITION_CHANGED
+                    or attempt == SNAPSHOT_ATTEMPTS - 1
+                ):
+                    raise
+                continue
+            if working is not ledger:
+                ledger.__dict__.update(working.__dict__)
+            return verdict
+        raise AssertionError("unreachable")
+
+    async def _pass(
+        self, ledger: Ledger, *, full: bool, reason: str, started: float, started_at: dt.datetime
+    ) -> Verdict:
+        settings = self.settings
+        timings: dict[str, float] = {}
+        mark = time.perf_counter()
+
+        def lap(step: str) -> None:
+            nonlocal mark
+            timings[step] = time.perf_counter() - mark
+            mark = time.perf_counter()
+
+        unknown_records: list[str] = []
+
+        def on_record(topic: str, timestamp_ms: int, value: bytes | None) -> None:
+            if topic == settings.orders_topic:
+                record = parse_order_record(value, timestamp_ms)
+                if record is None:
+                    return
+                order = ledger.orders.get(record.order_id)
+                if order is None:
+                    if not full and record.status != PENDING:
+                        unknown_records.append(record.order_id)  # a new record for an order already folded
+                    order = ledger.track(record.order_id)
+                order.status, order.record_ms, order.created_ms = record.status, timestamp_ms, record.created_ms
+            else:
+                request = parse_stock_record(value, timestamp_ms)
+                if request is None:
+                    return
+                order = ledger.track(request.order_id)
+                if request.expiry_notice:
+                    order.expiry_notice = True
+                elif order.requested_ms is None:
+                    order.requested_ms = timestamp_ms
+
+        rows_read = 0
+        async with self._database.snapshot() as snapshot:
+            snapshot_ms = int(time.time() * 1000)
+            # The topics up to offsets taken after the snapshot began: every record behind a row or a ledger row
+            # the snapshot holds is read (the sink and catalog-service write only after a record is committed).
+            records = await self._topics.read(
+                [settings.orders_topic, settings.stock_topic], ledger.positions, on_record
+            )
+            lap("topics")
+            if unknown_records:
+                raise FullPassNeeded(f"new records for {len(unknown_records)} orders no longer watched")
+            fresh: set[str] = set()
+            async for top_id, batch in snapshot.rows_after(ledger.last_row_id):
+                for order_id, status, created_ms in batch:
+                    order = ledger.track(order_id)
+                    order.row = status
+                    if not order.created_ms:
+                        order.created_ms = created_ms
+                    fresh.add(order_id)
+                ledger.last_row_id = top_id
+                rows_read += len(batch)
+            lap("new_rows")
+            if full:
+                for order_id, order in ledger.orders.items():
+                    if order_id not in fresh:
+                        order.row = None  # every row was read
+                outcomes = await snapshot.all_outcomes()
+                for order_id, order in ledger.orders.items():
+                    order.outcome = outcomes.get(order_id)
+                del outcomes
+                ledger.confirmed = await snapshot.confirmed_qty()
+                lap("outcomes")
+            else:
+                # Rows that may have moved: not yet showing the last record's status. A row that shows it changes
+                # only behind our back, which the row count and checksum catch.
+                stale = [i for i, order in ledger.orders.items() if i not in fresh and order.row != order.status]
+                found = await snapshot.rows_of(stale)
+                for order_id in stale:
+                    ledger.orders[order_id].row = found.get(order_id)
+                rows_read += len(found)
+                lap("watched_rows")
+                waiting = [
+                    order_id
+                    for order_id, order in ledger.orders.items()
+                    if order.requested_ms is not None and (order.outcome is None or order.outcome != order.status)
+                ]
+                for order_id, outcome in (await snapshot.outcomes_of(waiting)).items():
+                    order = ledger.orders[order_id]
+                    if outcome.status != order.outcome:
+                        was = outcome.qty if order.outcome == CONFIRMED else 0
+                        now = outcome.qty if outcome.status == CONFIRMED else 0
+                        ledger.confirmed[outcome.product_id] = ledger.confirmed.get(outcome.product_id, 0) + now - was
+                        order.outcome = outcome.status
+                lap("outcomes")
+                if snapshot_ms - ledger.totals_checked_ms >= settings.audit_totals_every_seconds * 1000:
+                    totals, expected = await snapshot.row_totals(), ledger.expected_rows()
+                    lap("row_totals")
+                    if totals != expected:
+                        raise FullPassNeeded(
+                            f"mydb.orders has {totals[0]} rows (checksum {totals[1]}), expected {expected[0]} "
+                            f"({expected[1]}): rows changed behind the auditor's back"
+                        )
+                    ledger.totals_checked_ms = snapshot_ms
+            stock = await self._stock(snapshot, ledger)
+            lap("stock")
+
+        discrepancies = find_discrepancies(ledger, stock, snapshot_ms, settings.grace)
+        settled = settle(ledger, snapshot_ms, settings.grace)
+        if full:
+            ledger.totals_checked_ms = snapshot_ms
+        lap("reconcile")
+        return Verdict(
+            discrepancies=discrepancies,
+            full=full,
+            reason=reason,
+            started_at=started_at,
+            duration_seconds=time.perf_counter() - started,
+            records_read=records,
+            rows_read=rows_read,
+            watched=len(ledger.orders),
+            settled=settled,
+            timings=timings,
+        )
+
+    @staticmethod
+    async def _stock(snapshot: Snapshot, ledger: Ledger) -> list[Stock]:
+        """Every product's stock against the CONFIRMED qty we know of; a product that disagrees is summed again
+        from the ledger (its rows may not all be ours: e.g. catalog-service's own tests write to it)."""
+        levels = await snapshot.stock_levels()
+        differ = [p for p, (initial, current) in levels.items() if initial - current != ledger.confirmed.get(p, 0)]
+        if differ:
+            exact = await snapshot.confirmed_qty(differ)
+            for product_id in differ:
+                ledger.confirmed[product_id] = exact.get(product_id, 0)
+        return [Stock(p, initial, current, ledger.confirmed.get(p, 0)) for p, (initial, current) in levels.items()]
+
+
+async def audit_once(settings: AuditSettings) -> Verdict:
+    """One full pass with readers of its own (tests, `make chaos`); `Auditor` keeps its state between passes."""
+    auditor = Auditor(settings)
+    try:
+        return await auditor.run(full=True)
+    finally:
+        await auditor.close()

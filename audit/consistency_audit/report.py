@@ -1,0 +1,21 @@
+"""The verdict as text for people (the CLI's default output)."""
+
+from consistency_audit.auditor import Verdict
+from consistency_audit.reconcile import KIND_TEXT
+
+
+def render(verdict: Verdict, ids_shown: int = 50) -> str:
+    mode = "full" if verdict.full else "incremental"
+    lines = [
+        f"audit ({mode} pass, {verdict.reason}) at {verdict.started_at:%Y-%m-%d %H:%M:%S} UTC: "
+        f"{verdict.duration_seconds:.3f} s, {verdict.records_read} records and {verdict.rows_read} rows read, "
+        f"{verdict.watched} orders still watched",
+    ]
+    for kind, ids in verdict.discrepancies.items():
+        if not ids:
+            continue
+        shown = ", ".join(ids[:ids_shown]) + (f" ... (+{len(ids) - ids_shown} more)" if len(ids) > ids_shown else "")
+        lines.append(f"  {kind.value} ({len(ids)}): {KIND_TEXT[kind]}")
+        lines.append(f"      {shown}")
+    lines.append("verdict: consistent" if verdict.consistent else "verdict: INCONSISTENT")
+    return "\n".join(lines)
