@@ -22,8 +22,18 @@ command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 for pkg in "$@"; do  # extra packages a caller needs (make bench asks for wrk and nginx)
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
+# The browser the console's test drives headless (Playwright with the system chromium; it downloads none).
+# Only tests need it: without root, its absence is a warning, not a stop.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    missing+=(chromium)
+  else
+    echo "WARNING: chromium is missing, so tests/e2e/test_console.py will fail: sudo apt-get install chromium" >&2
+  fi
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
+    case " ${missing[*]} " in *" chromium "*) say "chromium is about 100 MB: the first install takes a few minutes" ;; esac
     say "installing Debian packages: ${missing[*]} (log: $LOGS/install-apt.log)"
     {
       apt-get update -q &&

@@ -244,6 +244,8 @@ USER_SERVICE_DB = DbAccount("user_service", "USER_SERVICE_DB_PASSWORD")
 ORDERS_SINK_DB = DbAccount("orders_sink", "ORDERS_SINK_DB_PASSWORD")
 # The catalog-source connector (Debezium MariaDB): reads catalogdb and the binlog, writes nothing.
 CDC_DB = DbAccount("cdc", "CDC_DB_PASSWORD")
+# The monitor's console: counts and lists rows of mydb.orders, writes nothing.
+MONITOR_DB = DbAccount("monitor", "MONITOR_DB_PASSWORD")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from launcher.environment import (
     CATALOG_SERVICE_DB,
     CDC_DB,
     INFRA_DIR,
+    MONITOR_DB,
     ORDER_SERVICE_DB,
     ORDERS_MIGRATOR_DB,
     ORDERS_SINK_DB,
@@ -131,6 +132,7 @@ def database_grants(config: StackConfig) -> dict[DbAccount, list[str]]:
         CDC_DB: [f"SELECT ON {catalog_db}.*", "RELOAD, SHOW DATABASES, REPLICATION SLAVE, REPLICATION CLIENT ON *.*"],
         CATALOG_SERVICE_DB: [f"ALL PRIVILEGES ON {catalog_db}.*"],
         USER_SERVICE_DB: [f"ALL PRIVILEGES ON {users_db}.*"],
+        MONITOR_DB: [f"SELECT ON {orders_db}.`orders`"],
     }
 
 

@@ -9,6 +9,7 @@ import httpx
 from launcher.environment import (
     CATALOG_SERVICE_DB,
     CATALOG_SERVICE_KAFKA,
+    MONITOR_DB,
     MONITOR_KAFKA,
     ORDER_SERVICE_DB,
     ORDER_SERVICE_KAFKA,
@@ -124,14 +125,20 @@ def up(config: StackConfig) -> None:
 
 
 def start_monitor(config: StackConfig) -> None:
-    """The monitor, on its fixed MONITOR_PORT, with its own Kafka login and the registry's password only."""
+    """The monitor, on its fixed MONITOR_PORT, with its own Kafka login and database account; of the shared
+    secrets only the registry's and Connect's REST password (its console reads connector states)."""
     monitor = monitor_component(config)
     if not needs_start(monitor, monitor.port):
         return
     step("starting monitor (consumer lag)")
     started_ms = int(time.time() * 1000)
     instance_id = "monitor-1"
-    env = config.component_env(REGISTRY_SECRETS, INSTANCE_ID=instance_id, **MONITOR_KAFKA.env(config))
+    env = config.component_env(
+        (*REGISTRY_SECRETS, "CONNECT_PASSWORD"),
+        INSTANCE_ID=instance_id,
+        **MONITOR_KAFKA.env(config),
+        **MONITOR_DB.env(config),
+    )
     start(monitor, [str(VENV_PYTHON), "-m", "lag_monitor"], env)
     wait_until(monitor, lambda: _registered(config, "MONITOR", instance_id, started_ms), 60, "registered as MONITOR")
 

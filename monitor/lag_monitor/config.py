@@ -8,7 +8,7 @@ from servicekit.config import ServiceSettings
 class MonitorSettings(ServiceSettings):
     # A fixed, well-known port (like Burrow's 8000), not a free one: tools and people find it there.
     port: int = Field(8090, validation_alias=AliasChoices("MONITOR_PORT"))
-    # The monitor has no database.
+    # Its own SELECT-only account on mydb.orders (the console's counts); empty: no database.
     db_user: str = ""
     db_password: str = ""
 
@@ -22,3 +22,14 @@ class MonitorSettings(ServiceSettings):
     # caught-up consumer's committed offset stops in front of the last transaction's commit marker, which takes an
     # offset but is no record (measured: committed = end - 1 on every idle partition of both groups).
     monitor_allowed_lag: int = Field(1, ge=0)
+
+    # The console (console.py): where it reads what it shows, and how long it waits for each source.
+    orders_db: str = "mydb"
+    prometheus_port: int = 9090
+    connect_url: str | None = None  # CONNECT_URL from .env
+    connect_user: str = "connect-admin"
+    connect_password: str | None = None
+    # The span tag holding the order id, to find an order's trace in Zipkin: the Kafka record key of its `orders`
+    # message (OpenTelemetry's messaging attribute). Empty, or no trace found: a search around the order's time.
+    console_order_tag: str = "messaging.kafka.message.key"
+    console_timeout_seconds: float = Field(1.5, gt=0)

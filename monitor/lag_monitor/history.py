@@ -116,6 +116,16 @@ class LagHistory:
     def groups(self) -> list[str]:
         return sorted(self._groups)
 
+    def end_offsets(self) -> dict[Partition, int]:
+        """The latest log end offset polled per partition (of the partitions some group has committed on)."""
+        latest: dict[Partition, EndSample] = {}
+        for partitions in self._groups.values():
+            for partition, history in partitions.items():
+                known = latest.get(partition)
+                if history.ends and (known is None or history.ends[-1].timestamp_ms > known.timestamp_ms):
+                    latest[partition] = history.ends[-1]
+        return {partition: sample.offset for partition, sample in sorted(latest.items())}
+
     def status(self, group: str, now_ms: int) -> GroupStatus | None:
         """The group's rating with every partition's (None for a group never seen committing)."""
         partitions = self._groups.get(group)

@@ -5,7 +5,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from lag_monitor import api
+from lag_monitor import api, console
 from lag_monitor.audit_task import install_audit
 from lag_monitor.config import MonitorSettings
 from lag_monitor.history import LagHistory
@@ -37,5 +37,6 @@ def create_app(settings: MonitorSettings, *, history: LagHistory | None = None, 
     app = FastAPI(title="monitor", lifespan=lifespan)
     install_edge(app, settings, APP_NAME)
     app.include_router(api.router)
+    app.include_router(console.router(settings))
     install_audit(app, settings, run=poll)
     return app
