@@ -5,10 +5,10 @@ from pathlib import Path
 from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
 
-from servicekit.config import DiscoverySettings, strong_secret
+from servicekit.config import DiscoverySettings, TracingSettings, strong_secret
 
 
-class Settings(DiscoverySettings):
+class Settings(DiscoverySettings, TracingSettings):
     """Read from the environment (and `.env` at the repo root). JWT_SECRET has no default on purpose."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")

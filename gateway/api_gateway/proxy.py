@@ -13,6 +13,7 @@ from urllib.parse import unquote
 
 import httptools
 import orjson
+from opentelemetry.trace import Span
 
 from api_gateway.auth import TokenVerifier
 from api_gateway.balancer import LoadBalancer
@@ -20,6 +21,7 @@ from api_gateway.config import Settings
 from api_gateway.metrics import WorkerMetrics
 from api_gateway.ratelimit import RateLimit, RateLimiter, retry_after_seconds
 from api_gateway.routes import Route, RouteTable
+from api_gateway.tracing import GatewayTracing
 from api_gateway.upstream import (
     UpstreamBroken,
     UpstreamConnection,
@@ -50,6 +52,7 @@ REQUEST_HEADERS_NOT_FORWARDED = frozenset(
         b"x-forwarded-proto",
         b"x-forwarded-host",
         b"x-request-id",
+        b"traceparent",
     }
 )
 RESPONSE_HEADERS_NOT_FORWARDED = frozenset(
@@ -85,6 +88,8 @@ class IncomingRequest:
     started: float = 0.0
     route: str = "unmatched"
     upstream: str = ""
+    # Its SERVER span when its trace is sampled (ended with the answer).
+    span: Span | None = None
 
 
 _REQUEST_ID_PREFIX = os.urandom(8).hex()
@@ -154,9 +159,11 @@ class Gateway:
         balancer: LoadBalancer,
         pool: UpstreamPool,
         metrics: WorkerMetrics | None = None,
+        tracing: GatewayTracing | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics or WorkerMetrics()
+        self.tracing = tracing or GatewayTracing()
         self.routes = RouteTable(routes)
         self.balancer = balancer
         self.pool = pool
@@ -238,7 +245,8 @@ class Gateway:
         target = route.rewritten(path).encode("latin-1")
         if query:
             target += b"?" + query
-        head_tail = _forwarded_head_tail(request, forwarded, head, client.client_ip.encode(), request_id)
+        trace_line, request.span = self.tracing.begin(head.traceparent, request.method, route.template, path)
+        head_tail = _forwarded_head_tail(request, forwarded, head, client.client_ip.encode(), request_id, trace_line)
         request_line = b"%s %s HTTP/1.1\r\n" % (request.method.encode(), target)
         retryable = request.method in ("GET", "HEAD") or (request.method == "POST" and head.has_idempotency_key)
         Exchange(self, client, request, route, request_line, head_tail, retryable, request_id).try_next()
@@ -282,6 +290,7 @@ class RequestHead:
     host: bytes | None = None
     forwarded_for: bytes | None = None
     request_id: bytes | None = None
+    traceparent: bytes | None = None
     has_idempotency_key: bool = False
 
 
@@ -298,6 +307,8 @@ def _read_headers(headers: list[tuple[bytes, bytes]]) -> RequestHead:
                 head.request_id = value
             elif lowered == b"x-forwarded-for":
                 head.forwarded_for = value
+            elif lowered == b"traceparent":
+                head.traceparent = value
             continue
         if lowered == b"authorization":
             head.authorization = value
@@ -312,9 +323,14 @@ def _read_headers(headers: list[tuple[bytes, bytes]]) -> RequestHead:
 
 
 def _forwarded_head_tail(
-    request: IncomingRequest, forwarded: list[bytes], head: RequestHead, client_address: bytes, request_id: bytes
+    request: IncomingRequest,
+    forwarded: list[bytes],
+    head: RequestHead,
+    client_address: bytes,
+    request_id: bytes,
+    trace_line: bytes = b"",
 ) -> bytes:
-    """The headers sent upstream after the request line and Host: the client's, then X-Forwarded-*."""
+    """The headers sent upstream after the request line and Host: the client's, then X-Forwarded-*, traceparent."""
     forwarded_for = head.forwarded_for
     return b"".join(
         (
@@ -324,6 +340,7 @@ def _forwarded_head_tail(
             b"\r\nx-forwarded-proto: http\r\n",
             b"x-forwarded-host: %s\r\n" % head.host if head.host else b"",
             b"x-request-id: %s\r\n" % request_id,
+            trace_line,
             b"content-length: %d\r\n" % len(request.body)
             if request.body or request.method in ("POST", "PUT", "PATCH")
             else b"",
@@ -696,13 +713,19 @@ class ClientConnection(asyncio.Protocol):
         """Write the answer; whether the connection stays open for more."""
         assert self.transport is not None
         if self.transport.is_closing():
+            if request.span is not None:
+                # The client left before its answer (nginx logs such requests as 499).
+                self.gateway.tracing.end(request.span, 499, request.upstream)
             return False
         if request.method == "HEAD":
             response = response[: response.find(b"\r\n\r\n") + 4]
         self.transport.write(response)
         # Every answer starts "HTTP/1.1 NNN".
         elapsed = time.monotonic() - request.started
-        self.gateway.metrics.answered(request.route, int(response[9:12]), request.upstream, elapsed)
+        status = int(response[9:12])
+        self.gateway.metrics.answered(request.route, status, request.upstream, elapsed)
+        if request.span is not None:
+            self.gateway.tracing.end(request.span, status, request.upstream)
         if not request.keep_alive:
             self.transport.close()
             return False

@@ -33,6 +33,8 @@ class Route:
     rate_limit: RateLimit | None = None
     # The literal first path segment all its Path patterns share, if any: lets RouteTable skip routes.
     first_segment: str | None = None
+    # Its first Path pattern as written (`/order-service/{userId}/orders`): the name of its requests' spans.
+    template: str = ""
 
     def match(self, method: str, path: str) -> dict[str, str] | None:
         """The path variables when this route takes the request, else None."""
@@ -190,6 +192,7 @@ def route_from_config(config: dict[str, Any]) -> Route:
         required_role=required_role,
         rate_limit=rate_limit,
         first_segment=_literal_first_segment(spring_paths),
+        template=spring_paths[0] if spring_paths else "",
     )
 
 

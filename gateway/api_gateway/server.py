@@ -22,8 +22,9 @@ from api_gateway.config import Settings
 from api_gateway.metrics import WorkerMetrics, render
 from api_gateway.proxy import ClientConnection, Gateway
 from api_gateway.routes import Route, load_routes
+from api_gateway.tracing import GatewayTracing
 from api_gateway.upstream import UpstreamPool
-from servicekit import log_setup
+from servicekit import log_setup, tracing
 from servicekit.discovery import DiscoveryClient
 
 log = logging.getLogger("api_gateway")
@@ -72,7 +73,7 @@ async def serve_worker(
         UpstreamAllowList(settings.gateway_upstream_allow),
         metrics,
     )
-    gateway = Gateway(settings, routes, balancer, pool, metrics)
+    gateway = Gateway(settings, routes, balancer, pool, metrics, GatewayTracing.start(settings))
     server = await loop.create_server(
         lambda: ClientConnection(gateway),
         sock=listening_socket(settings.gateway_host, settings.gateway_port),
@@ -94,6 +95,7 @@ async def serve_worker(
         client.close()
     pool.close_all()
     await discovery.stop()
+    tracing.shutdown()
 
 
 def configure_logging(level: str, role: str) -> None:

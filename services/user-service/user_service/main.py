@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from servicekit.auth import install_token_check
 from servicekit.database import make_engine, make_sessions, run_migrations
+from servicekit.tracing import instrument_http_client
 from servicekit.web import install_edge
 from user_service import api
 from user_service.config import APP_NAME, UserServiceSettings
@@ -27,6 +28,7 @@ def create_app(settings: UserServiceSettings) -> FastAPI:
         engine = make_engine(settings, settings.users_db)
         app.state.sessions = make_sessions(engine)
         async with httpx.AsyncClient(timeout=settings.orders_timeout_seconds) as http:
+            instrument_http_client(http)  # the user's orders from order-service, in the same trace
             app.state.order_service = OrderServiceClient(app.state.discovery, http)
             try:
                 yield
