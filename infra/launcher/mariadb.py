@@ -132,7 +132,9 @@ def database_grants(config: StackConfig) -> dict[DbAccount, list[str]]:
         CDC_DB: [f"SELECT ON {catalog_db}.*", "RELOAD, SHOW DATABASES, REPLICATION SLAVE, REPLICATION CLIENT ON *.*"],
         CATALOG_SERVICE_DB: [f"ALL PRIVILEGES ON {catalog_db}.*"],
         USER_SERVICE_DB: [f"ALL PRIVILEGES ON {users_db}.*"],
-        MONITOR_DB: [f"SELECT ON {orders_db}.`orders`"],
+        # The monitor's console and its consistency auditor: mydb.orders, and catalogdb's stock and ledger
+        # (catalogdb as a whole: its tables appear only when catalog-service first migrates, after these grants).
+        MONITOR_DB: [f"SELECT ON {orders_db}.`orders`", f"SELECT ON {catalog_db}.*"],
     }
 
 
