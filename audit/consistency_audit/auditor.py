@@ -26,7 +26,6 @@ hand-made ledger change, or a row change that keeps both count and CRC32 XOR (ab
 only by the next full pass (`--full`, or the monitor's every AUDIT_FULL_EVERY_SECONDS).
 """
 
-import copy
 import datetime as dt
 import logging
 import time
@@ -91,6 +90,10 @@ class Verdict:
         }
 
 
+def _error_code(exc: OperationalError) -> object:
+    return getattr(exc.orig, "args", (None,))[0]
+
+
 class FullPassNeeded(Exception):
     pass
 
@@ -117,31 +120,24 @@ class Auditor:
         if not full:
             assert self.ledger is not None
             try:
-                return await self._retried(self.ledger, full=False, reason=reason, started=started, at=started_at)
+                return await self._pass(self.ledger, full=False, reason=reason, started=started, started_at=started_at)
             except (FullPassNeeded, SourceChanged) as exc:
                 reason = f"fell back to a full pass: {exc}"
-                log.info("audit falls back to a full pass", extra={"reason": str(exc)})
-        ledger = Ledger()
-        verdict = await self._retried(ledger, full=True, reason=reason, started=started, at=started_at)
-        self.ledger = ledger
-        return verdict
-
-    async def _retried(self, ledger: Ledger, *, full: bool, reason: str, started: float, at: dt.datetime) -> Verdict:
-        """A pass whose snapshot met a table altered after it began (MariaDB error 1412: a migration ran) starts
-        again with a fresh snapshot, from a copy of the ledger as it was."""
-        for attempt in range(SNAPSHOT_ATTEMPTS):
-            working = copy.deepcopy(ledger) if attempt < SNAPSHOT_ATTEMPTS - 1 else ledger
-            try:
-                verdict = await self._pass(working, full=full, reason=reason, started=started, started_at=at)
             except OperationalError as exc:
-                if (
-                    getattr(exc.orig, "args", (None,))[0] != TABLE_DEFINITION_CHANGED
-                    or attempt == SNAPSHOT_ATTEMPTS - 1
-                ):
+                if _error_code(exc) != TABLE_DEFINITION_CHANGED:
+                    raise
+                reason = "fell back to a full pass: a table changed under the snapshot (a migration ran)"
+            log.info("audit falls back to a full pass", extra={"reason": reason})
+        for attempt in range(SNAPSHOT_ATTEMPTS):
+            ledger = Ledger()
+            try:
+                verdict = await self._pass(ledger, full=True, reason=reason, started=started, started_at=started_at)
+            except OperationalError as exc:
+                # MariaDB error 1412: a table was altered after the snapshot began (a migration): a fresh snapshot.
+                if _error_code(exc) != TABLE_DEFINITION_CHANGED or attempt == SNAPSHOT_ATTEMPTS - 1:
                     raise
                 continue
-            if working is not ledger:
-                ledger.__dict__.update(working.__dict__)
+            self.ledger = ledger
             return verdict
         raise AssertionError("unreachable")
 

@@ -141,7 +141,8 @@ class TopicReader:
         while waiting:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"reading {sorted(str(tp) for tp in waiting)} took over {timeout_seconds} s")
-            batches = await consumer.getmany(*waiting, timeout_ms=200)
+            # A few thousand at a time: the monitor's event loop keeps answering HTTP while a full pass reads.
+            batches = await consumer.getmany(*waiting, timeout_ms=200, max_records=5000)
             for tp, records in batches.items():
                 for record in records:
                     if record.offset < ends[tp]:
