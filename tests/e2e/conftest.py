@@ -26,6 +26,7 @@ NATIVE_ONLY = {
 }
 # Whole modules, by file name.
 NATIVE_ONLY_MODULES = {
+    "test_console.py": "opens the console in the host's chromium, on the host's loopback (the runner has no browser)",
     "test_metrics.py": "compose runs no Prometheus and no JMX exporter yet (make up does)",
 }
 
