@@ -30,6 +30,7 @@ from servicekit.database import make_engine
 from servicekit.discovery import ServiceInstance, instances_from_registry
 
 T = TypeVar("T")
+Registry = dict[str, list[ServiceInstance]]
 
 PAGE = Path(__file__).parent / "static" / "console.html"
 # Newest rows of mydb.orders listed with a link to their traces.
@@ -460,15 +461,19 @@ class Console:
     async def gather(self, app: FastAPI) -> ConsoleState:
         history: LagHistory = app.state.history
         now_ms = int(time.time() * 1000)
+        # Asked once for two sections (each awaits it shielded: one's timeout must not cancel it for the other).
         registry = asyncio.create_task(self._registry())
-        (instances, rates, connectors, orders, stock, audit) = await asyncio.gather(
-            section(self._instances(registry), self.timeout),
-            section(self._order_rates(), self.timeout),
-            section(self._connectors(), self.timeout),
-            section(self._orders(), self.timeout),
-            section(self._stock(registry), 2 * self.timeout),
-            section(self.audit(app), self.timeout),
-        )
+        try:
+            (instances, rates, connectors, orders, stock, audit) = await asyncio.gather(
+                section(self._instances(registry), self.timeout),
+                section(self._order_rates(), self.timeout),
+                section(self._connectors(), self.timeout),
+                section(self._orders(), self.timeout),
+                section(self._stock(registry), 2 * self.timeout),
+                section(self.audit(app), self.timeout),
+            )
+        finally:
+            registry.cancel()
         return ConsoleState(
             generated_at_ms=now_ms,
             links=LinksOut(
@@ -487,14 +492,14 @@ class Console:
             audit=audit,
         )
 
-    async def _registry(self) -> dict[str, list[ServiceInstance]]:
+    async def _registry(self) -> "Registry":
         url = f"{self.settings.discovery_url.rstrip('/')}/apps"
         response = await self.http.get(url, headers={"Accept": "application/json"})
         response.raise_for_status()
         return instances_from_registry(response.json())
 
-    async def _instances(self, registry: Awaitable[dict[str, list[ServiceInstance]]]) -> list[AppOut]:
-        return apps_of(await registry)
+    async def _instances(self, registry: "asyncio.Task[Registry]") -> list[AppOut]:
+        return apps_of(await asyncio.shield(registry))
 
     async def _order_rates(self) -> OrderRatesOut:
         rates, accepted = await asyncio.gather(self._query(ACCEPTED_RATE), self._query(ACCEPTED_TOTAL))
@@ -541,9 +546,9 @@ class Console:
         ]
         return OrdersOut(total_rows=sum(by_status.values()), by_status=by_status, latest=latest)
 
-    async def _stock(self, registry: Awaitable[dict[str, list[ServiceInstance]]]) -> StockOut:
+    async def _stock(self, registry: "asyncio.Task[Registry]") -> StockOut:
         """From the first UP catalog-service instance that answers (its public GET /catalogs)."""
-        candidates = [i for i in (await registry).get("CATALOG-SERVICE", []) if i.status == "UP"]
+        candidates = [i for i in (await asyncio.shield(registry)).get("CATALOG-SERVICE", []) if i.status == "UP"]
         if not candidates:
             raise LookupError("no catalog-service instance is UP in discovery")
         failures = []

@@ -225,6 +225,22 @@ async def test_a_slow_source_is_down_after_its_timeout_and_a_failing_one_names_i
     assert fine.up and fine.data == 7
 
 
+async def test_one_sections_timeout_does_not_cancel_the_registry_answer_another_section_waits_for() -> None:
+    async def slow_registry() -> dict[str, list[Any]]:
+        await asyncio.sleep(0.3)
+        return {}
+
+    sources = console.Console(offline_settings())
+    registry = asyncio.create_task(slow_registry())
+    try:
+        impatient, patient = await asyncio.gather(
+            console.section(sources._instances(registry), 0.1), console.section(sources._instances(registry), 2.0)
+        )
+    finally:
+        await sources.close()
+    assert not impatient.up and patient.up and patient.data == []
+
+
 def offline_settings() -> MonitorSettings:
     return MonitorSettings(
         instance_id="monitor-console-test",
