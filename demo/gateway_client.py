@@ -1,7 +1,9 @@
 """A client of the services' HTTP API (README, "A curl walkthrough"), through the gateway only:
 what a user's curl calls do, in Python."""
 
+import asyncio
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +82,36 @@ class GatewayClient:
         if response.status_code != 201:
             raise OrderNotAccepted(response.status_code, response.text)
         return PlacedOrder(order=response.json(), instance_id=response.headers.get("X-Instance-Id", "?"))
+
+    async def place_until_accepted(
+        self,
+        user: User,
+        product_id: str,
+        qty: int,
+        *,
+        attempts: int = 60,
+        backoff: float = 0.5,
+        on_retry: Callable[[httpx.Response | None], None] | None = None,
+    ) -> str:
+        """What a careful client does while parts of the system fail: one Idempotency-Key for the order, sent
+        again after a 5xx or a broken connection until accepted (the key makes the retries one order). Any other
+        answer raises OrderNotAccepted, as does running out of attempts. Returns the order id."""
+        key = uuid.uuid4().hex
+        response: httpx.Response | None = None
+        for _attempt in range(attempts):
+            try:
+                response = await self.order(user, product_id, qty, idempotency_key=key)
+            except httpx.HTTPError:  # the connection itself failed: for a client the same as a 5xx
+                response = None
+            if response is not None and response.status_code == 201:
+                return str(response.json()["orderId"])
+            if response is not None and response.status_code < 500:
+                raise OrderNotAccepted(response.status_code, response.text)
+            if on_retry is not None:
+                on_retry(response)
+            await asyncio.sleep(backoff)
+        last = f"{response.status_code}: {response.text}" if response is not None else "no connection"
+        raise OrderNotAccepted(0, f"not accepted after {attempts} attempts; last answer {last}")
 
     async def orders_of(self, user: User) -> tuple[list[dict[str, Any]], str]:
         """That user's orders and the order-service instance that answered."""

@@ -1,14 +1,18 @@
 """What every order-service instance prices products at: each registered instance's catalog read model, read from
 its GET /catalog-view (the demo, the tests and the change-lag benchmark look through this)."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pymysql
 
 from launcher import services
 from launcher.environment import StackConfig
 from servicekit.discovery import instance_from_entry
+from servicekit.testing import eventually_blocking
 
 ORDER_APP = "ORDER-SERVICE"
 
@@ -48,3 +52,30 @@ def priced_everywhere(config: StackConfig, expected: dict[str, int | None], inst
     return len(views) >= instances and all(
         view.prices.get(product_id) == price for view in views for product_id, price in expected.items()
     )
+
+
+@contextmanager
+def products_in_catalog(
+    connection: pymysql.Connection, config: StackConfig, stock: dict[str, int], name: str, unit_price: int = 100
+) -> Iterator[dict[str, int]]:
+    """Products of a caller's own (`stock`: product id -> its stock, each at `unit_price`), written into catalogdb
+    by plain SQL through `connection` and removed afterwards; handed over once every order-service instance prices
+    them (the catalog-source connector brought them to each read model)."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO catalogs (product_id, product_name, stock, unit_price, created_at)"
+                " VALUES (%s, %s, %s, %s, UTC_TIMESTAMP(3))",
+                [(product_id, name, count, unit_price) for product_id, count in stock.items()],
+            )
+        instances = config.number("ORDER_INSTANCES", 2)
+        eventually_blocking(
+            lambda: priced_everywhere(config, dict.fromkeys(stock, unit_price), instances),
+            within=30,
+            what="every order-service instance to price the new products (CDC)",
+        )
+        yield stock
+    finally:
+        connection.ping(reconnect=True)  # the caller may have restarted MariaDB meanwhile (make chaos does)
+        with connection.cursor() as cursor:
+            cursor.executemany("DELETE FROM catalogs WHERE product_id = %s", [(p,) for p in stock])

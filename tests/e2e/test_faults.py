@@ -1,7 +1,6 @@
 """Faults while orders flow: nothing accepted is lost, nothing is duplicated, stock does not drift."""
 
 import asyncio
-import uuid
 from typing import Any
 
 import httpx
@@ -42,20 +41,7 @@ async def place_until(
     retried until accepted."""
     n = 0
     while not stop.is_set():
-        key = uuid.uuid4().hex
-        product = products[n % len(products)]
-        for _attempt in range(60):
-            try:
-                response = await gateway.order(user, product, 1, 100, idempotency_key=key)
-            except Exception:  # the connection itself failed: for a client the same as a 5xx
-                response = None
-            if response is not None and response.status_code == 201:
-                progress.add(response.json()["orderId"])
-                break
-            assert response is None or response.status_code >= 500, response.text
-            await asyncio.sleep(0.5)  # client back-off before retrying
-        else:
-            pytest.fail(f"order {n} of {user.user_id} never accepted")
+        progress.add(await gateway.place_until_accepted(user, products[n % len(products)], 1))
         n += 1
         await asyncio.sleep(0.05)  # think time: a steady flow, not a flood
 

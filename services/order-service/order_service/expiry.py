@@ -19,7 +19,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
@@ -68,29 +68,40 @@ class OrderExpirer:
 
     async def start(self) -> None:
         self._consumer = committed_consumer(self.kafka, group_id=EXPIRY_GROUP)
-        self._consumer.subscribe([ORDERS_TOPIC], listener=_Ownership(self))
+        self._consumer.subscribe([ORDERS_TOPIC])
         await self._consumer.start()
         self._task = asyncio.create_task(self._run_forever(), name="order-expirer")
+        self._task.add_done_callback(_report_end)
 
     async def stop(self) -> None:
         if self._task is not None:
             await cancel_and_wait([self._task])
         if self._consumer is not None:
             await self._consumer.stop()
-        await self.release(list(self._owned))
+        await self._release(list(self._owned))
 
     def waiting(self) -> int:
         return sum(len(partition.waiting) for partition in self._owned.values())
 
-    async def take(self, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            if tp not in self._owned:
-                # Starting the producer fences the former owner's transactions on this partition.
-                transactional_id = f"{self.transactional_prefix}{tp.topic}-{tp.partition}"
-                self._owned[tp] = _Partition(transactional_id, await fresh_producer(self.kafka, transactional_id))
-        log.info("orders partitions owned for expiry", extra={"partitions": sorted(tp.partition for tp in self._owned)})
+    async def _follow_assignment(self) -> None:
+        """Own exactly the partitions the group gives this consumer now. Read from the consumer between two steps
+        of the loop (not in a rebalance callback, which can run while a transaction is in flight), and before the
+        records just polled are read: a record of a partition not owned yet would be dropped and its offset passed."""
+        assert self._consumer is not None
+        assigned = set(self._consumer.assignment())
+        lost = [tp for tp in self._owned if tp not in assigned]
+        new = [tp for tp in assigned if tp not in self._owned]
+        await self._release(lost)
+        for tp in new:
+            # Starting the producer fences the former owner's transactions on this partition, before anything
+            # read from it here can lead to a decision.
+            transactional_id = f"{self.transactional_prefix}{tp.topic}-{tp.partition}"
+            self._owned[tp] = _Partition(transactional_id, await fresh_producer(self.kafka, transactional_id))
+        if lost or new:
+            owned = sorted(tp.partition for tp in self._owned)
+            log.info("orders partitions owned for expiry", extra={"partitions": owned})
 
-    async def release(self, partitions: list[TopicPartition]) -> None:
+    async def _release(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             owned = self._owned.pop(tp, None)
             if owned is not None:
@@ -103,6 +114,7 @@ class OrderExpirer:
         while True:
             try:
                 polled = await self._consumer.getmany(timeout_ms=500, max_records=2000)
+                await self._follow_assignment()
                 for tp, records in polled.items():
                     owned = self._owned.get(tp)
                     if owned is not None:
@@ -113,7 +125,10 @@ class OrderExpirer:
                     await self._commit_read_positions()
                     last_commit = asyncio.get_running_loop().time()
                 WAITING.set(self.waiting())
-            except KafkaError:
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Nothing is lost: the orders still waiting are read again from the committed offsets if need be.
                 log.exception("expiry pass failed; trying again")
                 await asyncio.sleep(1.0)
 
@@ -143,7 +158,7 @@ class OrderExpirer:
                 continue
             overdue = [order for order, _ in owned.waiting.values() if self._overdue(order, asked_at)]
             owned.barrier = None
-            if overdue and tp in self._owned:
+            if overdue and self._owned.get(tp) is owned:
                 await self._publish_expired(tp, owned, overdue)
 
     def _overdue(self, order: Order, moment: dt.datetime) -> bool:
@@ -164,7 +179,8 @@ class OrderExpirer:
         except Exception:
             # Fenced (the partition moved on) or the broker away: the owner, this one or the next, reads them again.
             log.exception("expiry not published; the partition's owner will try again", extra={"orders": len(overdue)})
-            owned.producer = await fresh_producer(self.kafka, owned.transactional_id, owned.producer)
+            if self._owned.get(tp) is owned:  # still ours: a clean producer (a former one's would fence the owner)
+                owned.producer = await fresh_producer(self.kafka, owned.transactional_id, owned.producer)
             return
         for order_id in expiring:
             owned.waiting.pop(order_id, None)
@@ -198,12 +214,6 @@ class OrderExpirer:
                 self._owned[tp].committed = commit_at
 
 
-class _Ownership(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints for it
-    def __init__(self, expirer: OrderExpirer) -> None:
-        self.expirer = expirer
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self.expirer.release(list(revoked))
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self.expirer.take(list(assigned))
+def _report_end(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the order expirer stopped", exc_info=task.exception())
