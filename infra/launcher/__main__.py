@@ -1,4 +1,5 @@
-"""python -m launcher up|down|status|clean: the native stack, behind make up / down / status / clean."""
+"""python -m launcher up|down|status|clean|start|kill: the native stack, behind make up / up-cluster / down / status /
+clean; start and kill one component for failure tests."""
 
 import argparse
 import logging
@@ -8,12 +9,53 @@ import time
 from typing import Any
 
 from launcher import connect, kafka, mariadb, prometheus, services, zipkin
-from launcher.environment import REPO_ROOT, STACK_DIR, StackConfig, env_file_path, weak_secrets, weak_secrets_message
-from launcher.processes import Component, StartupFailed, fail, stop
+from launcher.environment import (
+    LAYOUT_FILE,
+    LOG_DIR,
+    REPO_ROOT,
+    STACK_DIR,
+    StackConfig,
+    env_file_path,
+    read_env_file,
+    weak_secrets,
+    weak_secrets_message,
+)
+from launcher.processes import Component, StartupFailed, fail, kill, stop
 
 
 def infra_components(config: StackConfig) -> list[Component]:
-    return [mariadb.component(config), kafka.component(config), connect.component(config), connect.watchdog_component()]
+    return [
+        mariadb.component(config),
+        *kafka.components(config),
+        *connect.components(config),
+        connect.watchdog_component(),
+    ]
+
+
+def any_layout_components(config: StackConfig) -> list[Component]:
+    """Every component of any layout (one or three Kafka nodes, up to three workers and catalog instances): what
+    `down` stops and `up` checks, whichever layout started them."""
+    widest = config.with_values(KAFKA_BROKERS="3", CONNECT_WORKERS="3", CATALOG_INSTANCES="3")
+    single = config.with_values(KAFKA_BROKERS="1", CONNECT_WORKERS="1", CATALOG_INSTANCES="1")
+    found: dict[str, Component] = {}
+    for component in [*every_component(single), *every_component(widest)]:
+        found.setdefault(component.name, component)
+    # The single node "kafka" and worker "connect" stand where the cluster's first ones do.
+    order = [c.name for c in every_component(widest)]
+    return sorted(found.values(), key=lambda c: order.index(c.name if c.name in order else f"{c.name}-1"))
+
+
+def check_layout(config: StackConfig) -> None:
+    """Refuse to start one layout while another runs: their ports and their Kafka clusters differ."""
+    ours = {component.name for component in every_component(config)}
+    others = [c.name for c in any_layout_components(config) if c.name not in ours and c.running()]
+    if others:
+        running = read_env_file(LAYOUT_FILE) if LAYOUT_FILE.exists() else {}
+        described = ", ".join(f"{key}={value}" for key, value in running.items()) or "another layout"
+        raise StartupFailed(
+            f"the stack runs with {described} ({', '.join(others)} up); `make down` first, then `make up` or "
+            "`make up-cluster`. Each layout keeps its own data (.stack/kafka vs .stack/kafka-cluster/node-N)."
+        )
 
 
 def every_component(config: StackConfig) -> list[Component]:
@@ -28,6 +70,9 @@ def every_component(config: StackConfig) -> list[Component]:
 
 def up(config: StackConfig, infra_only: bool) -> None:
     started = time.monotonic()
+    check_layout(config)
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    LAYOUT_FILE.write_text("".join(f"{key}={value}\n" for key, value in config.layout.items()))
     mariadb.up(config)
     kafka.up(config)
     services.migrate_orders_table(config)
@@ -44,7 +89,8 @@ def up(config: StackConfig, infra_only: bool) -> None:
 def print_urls(config: StackConfig, infra_only: bool) -> None:
     rows = [
         ("MariaDB", f"127.0.0.1:{config.db_port} (databases {', '.join(config.databases)})"),
-        ("Kafka", config.get("KAFKA_BOOTSTRAP_SERVERS")),
+        ("Kafka", config.kafka_bootstrap_servers),
+        ("Kafka Connect", ", ".join(config.connect_urls)),
         *((f"Connector {name}", f"{config.connect_url}/connectors/{name}/status") for name in connect.CONNECTORS),
     ]
     if not infra_only:
@@ -77,10 +123,11 @@ def _port_of(instance: dict[str, Any]) -> int | str:
 
 
 def down(config: StackConfig) -> None:
-    # Reverse dependency order: the gateway first, the database last.
-    for component in reversed(every_component(config)):
+    # Reverse dependency order: the gateway first, the database last; whichever layout runs.
+    for component in reversed(any_layout_components(config)):
         if stop(component):
             print(f"==> stopped {component.name}")
+    LAYOUT_FILE.unlink(missing_ok=True)
     print("Stack is down (data kept in .stack/; `make clean` removes it).")
 
 
@@ -101,10 +148,34 @@ def status(config: StackConfig) -> int:
         state = "up" if pid else "down"
         log = component.log_file.relative_to(REPO_ROOT)
         print(f"{component.name:<18} {state:<5} port={port!s:<6} pid={pid or '-'!s:<8} log={log}")
-    if kafka.component(config).pid() is not None:
-        summary = kafka.node_summary(config)
-        print(f"{'':<18} kafka node 1: {summary or 'no metrics yet (JMX exporter on KAFKA_METRICS_PORT)'}")
+    for node in config.kafka_nodes:
+        if kafka.node_component(node).pid() is not None:
+            summary = kafka.node_summary(node)
+            metrics = f"no metrics yet (JMX exporter on 127.0.0.1:{node.metrics_port})"
+            print(f"{'':<18} kafka node {node.node_id}: {summary or metrics}")
     return 0 if all_up else 3
+
+
+def start_some(config: StackConfig, names: list[str]) -> None:
+    """Start these components of the running stack that are down (Kafka nodes, Connect workers, service
+    instances) and wait until they serve: what a failure test does after killing them. Kafka nodes start
+    together: two of three controllers cannot elect a leader without each other."""
+    nodes = [node for node in config.kafka_nodes if node.name in names]
+    kafka.start_nodes(config, [node for node in nodes if not kafka.node_component(node).running()])
+    workers = [worker for worker in config.connect_workers if worker.name in names]
+    connect.start_workers(config, [worker for worker in workers if not connect.worker_component(worker).running()])
+    known = {node.name for node in nodes} | {worker.name for worker in workers}
+    for name in names:
+        if name not in known:
+            services.restart_service(config, name)
+
+
+def kill_one(config: StackConfig, name: str) -> None:
+    """kill -9 one component, as a crash would."""
+    found = [component for component in every_component(config) if component.name == name]
+    if not found:
+        raise StartupFailed(f"no component {name!r} in this stack (make status lists them)")
+    kill(found[0])
 
 
 def main() -> int:
@@ -115,6 +186,10 @@ def main() -> int:
     commands.add_parser("down", help="stop everything this launcher started")
     commands.add_parser("status", help="one line per component")
     commands.add_parser("clean", help="down, then delete .stack/ (all data and logs)")
+    start_parser = commands.add_parser("start", help="start components that are down (e.g. kafka-2) and wait")
+    start_parser.add_argument("names", nargs="+")
+    kill_parser = commands.add_parser("kill", help="kill -9 one component (failure tests)")
+    kill_parser.add_argument("name")
     args = parser.parse_args()
     # aiokafka logs every refused connection while the broker is still starting; the launcher reports progress
     # itself. Set here, not at import, so tests that import the launcher keep aiokafka's logs.
@@ -132,6 +207,10 @@ def main() -> int:
             down(config)
         elif args.command == "status":
             return status(config)
+        elif args.command == "start":
+            start_some(config, args.names)
+        elif args.command == "kill":
+            kill_one(config, args.name)
         elif args.command == "clean":
             down(config)
             shutil.rmtree(STACK_DIR, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""Kafka Connect in distributed mode, and its connectors (orders-sink, catalog-source) registered through REST."""
+"""Kafka Connect in distributed mode: one worker, or CONNECT_WORKERS of them in one group sharing the tasks; its
+connectors (orders-sink, catalog-source) registered once through any worker's REST API."""
 
 import json
 import os
@@ -16,13 +17,14 @@ from launcher.environment import (
     ORDERS_SINK_DB,
     STACK_DIR,
     VENV_PYTHON,
+    ConnectWorker,
     StackConfig,
     metrics_agent,
     render_template,
 )
 from launcher.processes import Component, StartupFailed, done, needs_start, start, step, wait_until
 
-WORKER_PROPERTIES = STACK_DIR / "connect" / "worker.properties"
+CONNECT_DIR = STACK_DIR / "connect"
 REST_JAAS = STACK_DIR / "connect" / "rest-jaas.conf"
 REST_USERS = STACK_DIR / "connect" / "rest-users.properties"
 # What the connector configs may read through ${env:...} (and the worker.properties allow-list says the same).
@@ -39,8 +41,18 @@ CONNECTORS = (SINK_CONNECTOR, SOURCE_CONNECTOR)
 WORKER_JVM_OPTIONS = ("-Xms1g", "-Xmx1g", "-XX:+UseParallelGC")
 
 
+def worker_component(worker: ConnectWorker) -> Component:
+    return Component(worker.name, worker.port)
+
+
+def components(config: StackConfig) -> list[Component]:
+    """Every worker of the group."""
+    return [worker_component(worker) for worker in config.connect_workers]
+
+
 def component(config: StackConfig) -> Component:
-    return Component("connect", config.connect_port)
+    """The first worker (the only one unless CONNECT_WORKERS is above 1)."""
+    return components(config)[0]
 
 
 def watchdog_component() -> Component:
@@ -48,9 +60,7 @@ def watchdog_component() -> Component:
 
 
 def up(config: StackConfig) -> None:
-    connect = component(config)
-    if needs_start(connect, config.connect_port):
-        start_worker(config)
+    start_workers(config, [w for w in config.connect_workers if needs_start(worker_component(w), w.port)])
     # The watchdog first: a task left FAILED by an earlier run is restarted while the launcher waits for it.
     watchdog = watchdog_component()
     if needs_start(watchdog):
@@ -81,6 +91,7 @@ def worker_env(config: StackConfig) -> dict[str, str]:
     a config validation request can echo what ${env:...} resolves, so nothing else may be there to find."""
     env = {key: value for key, value in os.environ.items() if key not in config.values}
     env.update({key: config.get(key) for key in CONNECTOR_ENV})
+    env["KAFKA_BOOTSTRAP_SERVERS"] = config.kafka_bootstrap_servers
     env.update(ORDERS_SINK_DB.env(config, prefix="SINK_DB"))
     env.update(CDC_DB.env(config, prefix="CDC_DB"))
     # Debezium's schema history makes its own Kafka clients; they log in as `connect`, like the worker.
@@ -95,35 +106,55 @@ def kafka_jaas(config: StackConfig) -> str:
     return f'{module} required username="{CONNECT_KAFKA.user}" password="{password}";'
 
 
-def start_worker(config: StackConfig) -> None:
-    connect = component(config)
+def start_workers(config: StackConfig, workers: list[ConnectWorker]) -> None:
+    """Start the workers side by side (each JVM takes a while to load its plugins), then wait for each."""
+    if not workers:
+        return
     _write_rest_credentials(config)
-    render_template(
-        CONNECTOR_DIR / "worker.properties",
-        WORKER_PROPERTIES,
-        private=True,
-        kafka_bootstrap_servers=config.get("KAFKA_BOOTSTRAP_SERVERS"),
-        kafka_jaas=kafka_jaas(config),
-        connect_host="127.0.0.1",
-        connect_port=config.connect_port,
-        plugin_path=CONNECT_PLUGINS,
-    )
-    step(f"starting kafka connect (distributed) on {config.connect_url}")
-    jvm_options = (
-        *WORKER_JVM_OPTIONS,
-        f"-Djava.security.auth.login.config={REST_JAAS}",
-        metrics_agent(config.connect_metrics_port, "jmx-connect.yml"),
-    )
-    argv = kafka.java_command(
-        "org.apache.kafka.connect.cli.ConnectDistributed", str(WORKER_PROPERTIES), jvm_options=jvm_options
-    )
-    start(connect, argv, worker_env(config))
-    wait_until(connect, lambda: _has_plugins(config), 180, "serving REST with the Debezium plugins")
+    for worker in workers:
+        properties = render_template(
+            CONNECTOR_DIR / "worker.properties",
+            CONNECT_DIR / f"{worker.name}.properties",
+            private=True,
+            kafka_bootstrap_servers=config.kafka_bootstrap_servers,
+            kafka_jaas=kafka_jaas(config),
+            connect_host="127.0.0.1",
+            connect_port=worker.port,
+            replication_factor=config.kafka_replication_factor,
+            plugin_path=CONNECT_PLUGINS,
+        )
+        step(f"starting kafka connect (distributed) as {worker.name} on http://127.0.0.1:{worker.port}")
+        jvm_options = (
+            *WORKER_JVM_OPTIONS,
+            f"-Djava.security.auth.login.config={REST_JAAS}",
+            metrics_agent(worker.metrics_port, "jmx-connect.yml"),
+        )
+        argv = kafka.java_command(
+            "org.apache.kafka.connect.cli.ConnectDistributed", str(properties), jvm_options=jvm_options
+        )
+        start(worker_component(worker), argv, worker_env(config))
+        done()
+    for worker in workers:
+        step(f"waiting for {worker.name}")
+        url = f"http://127.0.0.1:{worker.port}"
+        wait_until(worker_component(worker), partial(_has_plugins, config, url), 180, "serving REST with the plugins")
 
 
-def _has_plugins(config: StackConfig) -> bool:
-    plugins = httpx.get(f"{config.connect_url}/connector-plugins", auth=rest_auth(config), timeout=2).json()
+def _has_plugins(config: StackConfig, url: str) -> bool:
+    plugins = httpx.get(f"{url}/connector-plugins", auth=rest_auth(config), timeout=2).json()
     return {SINK_CLASS, SOURCE_CLASS} <= {plugin["class"] for plugin in plugins}
+
+
+def answering_url(config: StackConfig) -> str:
+    """The REST API of the first worker that answers (any worker speaks for the group); the first one's when none
+    does, so the caller's request fails as it would have."""
+    for url in config.connect_urls:
+        try:
+            httpx.get(f"{url}/", auth=rest_auth(config), timeout=2).raise_for_status()
+            return url
+        except httpx.HTTPError:
+            continue
+    return config.connect_url
 
 
 def register_connector(config: StackConfig, name: str, config_file: Path) -> None:
@@ -133,7 +164,7 @@ def register_connector(config: StackConfig, name: str, config_file: Path) -> Non
     connector_config = json.loads(config_file.read_text())
 
     def put_config() -> bool:
-        url = f"{config.connect_url}/connectors/{name}/config"
+        url = f"{answering_url(config)}/connectors/{name}/config"
         response = httpx.put(url, json=connector_config, auth=rest_auth(config), timeout=30)
         # 409: the worker group is rebalancing; try again.
         if response.status_code == 409:
@@ -147,7 +178,8 @@ def register_connector(config: StackConfig, name: str, config_file: Path) -> Non
 
 
 def connector_running(config: StackConfig, name: str) -> bool:
-    status = httpx.get(f"{config.connect_url}/connectors/{name}/status", auth=rest_auth(config), timeout=2).json()
+    url = f"{answering_url(config)}/connectors/{name}/status"
+    status = httpx.get(url, auth=rest_auth(config), timeout=2).json()
     tasks = status.get("tasks", [])
     return (
         status.get("connector", {}).get("state") == "RUNNING"
@@ -157,9 +189,8 @@ def connector_running(config: StackConfig, name: str) -> bool:
 
 
 def ensure_running(config: StackConfig) -> None:
-    """Used by tests that restart the worker."""
-    if not component(config).running():
-        start_worker(config)
+    """Used by tests that stop or kill workers: start the missing ones, wait until the connectors run."""
+    start_workers(config, [worker for worker in config.connect_workers if not worker_component(worker).running()])
     for name in CONNECTORS:
         wait_until(component(config), partial(connector_running, config, name), 90, f"{name} RUNNING", quiet=True)
     done()

@@ -1,4 +1,5 @@
-"""Restarts failed Kafka Connect connectors and tasks: `python -m launcher.connect_watchdog`, started by `up`.
+"""Restarts failed Kafka Connect connectors and tasks: `python -m launcher.connect_watchdog`, started by `up`; with
+several workers it asks whichever answers.
 
 Connect never restarts a FAILED task by itself, and the Debezium JDBC sink fails its task when the database
 disappears in the middle of a write (a dead connection at `begin` is not among the errors it retries). A restarted
@@ -58,14 +59,19 @@ def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll would drown the restarts
     config = StackConfig.load()
     interval = float(os.environ.get("CONNECT_WATCHDOG_INTERVAL_SECONDS", "3"))
-    log.info("watching %s every %.0f s", config.connect_url, interval)
-    with httpx.Client(base_url=config.connect_url, timeout=30, auth=rest_auth(config)) as http:
+    urls = config.connect_urls
+    log.info("watching %s every %.0f s", ", ".join(urls), interval)
+    with httpx.Client(base_url=urls[0], timeout=30, auth=rest_auth(config)) as http:
         recoveries = {SINK_CONNECTOR: SinkRecovery(config, http, SINK_CONNECTOR)}
+        tries = 0
         while True:
             try:
                 check_once(http, recoveries)
             except (httpx.HTTPError, ValueError, KeyError, TimeoutError) as exc:
-                log.info("Connect not answering (%s); trying again", exc)
+                # Any worker speaks for the group: when this one does not answer, ask the next one next time.
+                tries += 1
+                http.base_url = httpx.URL(urls[tries % len(urls)])
+                log.info("Connect not answering (%s); trying again at %s", exc, http.base_url)
             except Exception:  # a watchdog that dies watches nothing: log it and look again
                 log.exception("checking the connectors failed; trying again")
             time.sleep(interval)

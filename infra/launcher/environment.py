@@ -10,8 +10,13 @@ from servicekit.kafka import KafkaAccess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INFRA_DIR = REPO_ROOT / "infra"
-STACK_DIR = REPO_ROOT / ".stack"
+# STACK_DIR moves every pid, log and data file of a stack elsewhere (tests/cluster runs a second stack beside make up).
+STACK_DIR = Path(os.environ.get("STACK_DIR") or REPO_ROOT / ".stack")
 LOG_DIR = STACK_DIR / "logs"
+# The layout `up` started (KAFKA_BROKERS, CONNECT_WORKERS, CATALOG_INSTANCES): until `down`, later commands (status,
+# down, the tests, a plain `make up`) see the stack that runs, whatever .env says; the process environment still wins.
+LAYOUT_FILE = STACK_DIR / "layout.env"
+LAYOUT_KEYS = ("KAFKA_BROKERS", "CONNECT_WORKERS", "CATALOG_INSTANCES")
 PID_DIR = STACK_DIR / "pids"
 VENV_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
 KAFKA_LIB = INFRA_DIR / "target" / "kafka" / "lib"
@@ -136,8 +141,18 @@ class StackConfig:
     @classmethod
     def load(cls) -> "StackConfig":
         values = read_env_file(ensure_env_file())
+        if LAYOUT_FILE.exists():
+            values.update(read_env_file(LAYOUT_FILE))
         values.update({k: v for k, v in os.environ.items() if k in values})
         return cls(values)
+
+    def with_values(self, **values: str) -> "StackConfig":
+        return StackConfig({**self.values, **values})
+
+    @property
+    def layout(self) -> dict[str, str]:
+        """How many of each clustered piece this configuration runs (what `up` records in LAYOUT_FILE)."""
+        return {key: str(self.number(key, 1)) for key in LAYOUT_KEYS}
 
     def get(self, key: str, default: str = "") -> str:
         return self.values.get(key, default)
@@ -173,10 +188,41 @@ class StackConfig:
         return self.number("KAFKA_MIN_INSYNC_REPLICAS", 2 if self.kafka_brokers == 3 else 1)
 
     @property
+    def kafka_nodes(self) -> list["KafkaNode"]:
+        """The Kafka nodes the launcher runs here: node n on the n-th port pair from the first node's (9092/9093,
+        9094/9095, 9096/9097) and the n-th JMX exporter port from KAFKA_METRICS_PORT (9404, 9406, 9408; Connect's
+        workers take the odd ones between). A cluster keeps its data apart from the single node's."""
+        controller_port = self.number("KAFKA_CONTROLLER_PORT", 9093)
+        if self.kafka_brokers == 1:
+            return [
+                KafkaNode("kafka", 1, self.kafka_port, controller_port, self.kafka_metrics_port, STACK_DIR / "kafka")
+            ]
+        return [
+            KafkaNode(
+                f"kafka-{n}",
+                n,
+                self.kafka_port + 2 * (n - 1),
+                controller_port + 2 * (n - 1),
+                self.kafka_metrics_port + 2 * (n - 1),
+                STACK_DIR / "kafka-cluster" / f"node-{n}",
+            )
+            for n in range(1, self.kafka_brokers + 1)
+        ]
+
+    @property
+    def kafka_bootstrap_servers(self) -> str:
+        """KAFKA_BOOTSTRAP_SERVERS; when it names one server of a cluster run here, every node's address."""
+        servers = self.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+        if "," in servers or self.kafka_brokers == 1:
+            return servers
+        host = servers.rsplit(":", 1)[0]
+        return ",".join(f"{host}:{node.port}" for node in self.kafka_nodes)
+
+    @property
     def kafka_access(self) -> KafkaAccess:
         """The brokers as the `admin` super user: the launcher, the tests and the tools."""
         return KafkaAccess(
-            self.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            self.kafka_bootstrap_servers,
             "admin",
             self.get("KAFKA_ADMIN_PASSWORD"),
             replication_factor=self.kafka_replication_factor,
@@ -200,6 +246,34 @@ class StackConfig:
         return int(self.connect_url.rsplit(":", 1)[1])
 
     @property
+    def connect_workers(self) -> list["ConnectWorker"]:
+        """CONNECT_WORKERS (1-3) workers of one group: REST on CONNECT_URL's port and the next ones (8083, 8084,
+        8085), JMX exporter on CONNECT_METRICS_PORT and every second port after it (9405, 9407, 9409)."""
+        count = self.number("CONNECT_WORKERS", 1)
+        if not 1 <= count <= 3:
+            raise ValueError(f"CONNECT_WORKERS is {count}; it must be 1, 2 or 3")
+        if count == 1:
+            return [ConnectWorker("connect", self.connect_port, self.connect_metrics_port)]
+        return [
+            ConnectWorker(f"connect-{n}", self.connect_port + n - 1, self.connect_metrics_port + 2 * (n - 1))
+            for n in range(1, count + 1)
+        ]
+
+    @property
+    def connect_urls(self) -> list[str]:
+        """Every worker's REST API: any of them answers for the whole group."""
+        host = self.connect_url.rsplit(":", 1)[0]
+        return [f"{host}:{worker.port}" for worker in self.connect_workers]
+
+    @property
+    def catalog_instances(self) -> int:
+        """CATALOG_INSTANCES (1-3) catalog-service instances in one consumer group."""
+        count = self.number("CATALOG_INSTANCES", 1)
+        if not 1 <= count <= 3:
+            raise ValueError(f"CATALOG_INSTANCES is {count}; it must be 1, 2 or 3")
+        return count
+
+    @property
     def databases(self) -> list[str]:
         return [self.get("ORDERS_DB", "mydb"), self.get("CATALOG_DB", "catalogdb"), self.get("USERS_DB", "userdb")]
 
@@ -207,6 +281,7 @@ class StackConfig:
         """Environment for a child process: ours, plus .env, plus per-process values."""
         env = dict(os.environ)
         env.update(self.values)
+        env["KAFKA_BOOTSTRAP_SERVERS"] = self.kafka_bootstrap_servers
         env["KAFKA_REPLICATION_FACTOR"] = str(self.kafka_replication_factor)
         env["KAFKA_MIN_INSYNC_REPLICAS"] = str(self.kafka_min_insync_replicas)
         env.update(extra)
@@ -218,6 +293,27 @@ class StackConfig:
         env = {key: value for key, value in self.process_env().items() if key in shared_secrets or not is_secret(key)}
         env.update(extra)
         return env
+
+
+@dataclass(frozen=True)
+class KafkaNode:
+    """One Kafka process run by the launcher: a broker and a KRaft controller, its data under `home`."""
+
+    name: str  # its component: "kafka" alone, "kafka-1", "kafka-2", ... in a cluster
+    node_id: int
+    port: int
+    controller_port: int
+    metrics_port: int
+    home: Path
+
+
+@dataclass(frozen=True)
+class ConnectWorker:
+    """One Kafka Connect worker run by the launcher (all of them form one group)."""
+
+    name: str  # "connect" alone, "connect-1", "connect-2", ... in a group of several
+    port: int
+    metrics_port: int
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Apache Kafka as one combined broker + KRaft controller, from the jars infra/pom.xml fetched."""
+"""Apache Kafka from the jars infra/pom.xml fetched: one combined broker + KRaft controller, or three of them in one
+quorum (KAFKA_BROKERS=3), each with its own ports and folder."""
 
 import asyncio
 import base64
@@ -6,6 +7,7 @@ import hashlib
 import os
 import subprocess
 import uuid
+from pathlib import Path
 
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
@@ -14,21 +16,36 @@ from launcher.environment import (
     INFRA_DIR,
     KAFKA_LIB,
     KAFKA_LOGINS,
-    STACK_DIR,
+    KafkaNode,
     StackConfig,
     metrics_agent,
     render_template,
 )
-from launcher.processes import Component, StartupFailed, done, needs_start, port_open, start, step, wait_until
+from launcher.processes import (
+    Component,
+    StartupFailed,
+    done,
+    needs_start,
+    port_open,
+    start,
+    step,
+    wait_until,
+)
 from order_contract.topics import CATALOG_CHANGES_TOPIC, DATA_TOPICS, DEAD_LETTER_TOPICS
 from servicekit.kafka import ensure_topics
 
-KAFKA_DIR = STACK_DIR / "kafka"
-SERVER_PROPERTIES = KAFKA_DIR / "server.properties"
 LOG4J_CONFIG = INFRA_DIR / "kafka" / "log4j2.properties"
 ACL_FILE = INFRA_DIR / "kafka" / "acls.txt"
-# Written next to the data when the storage is formatted: a digest of the admin password its login was made with.
-ADMIN_LOGIN_STAMP = KAFKA_DIR / "admin-login.sha256"
+
+
+def server_properties(node: KafkaNode) -> Path:
+    return node.home / "server.properties"
+
+
+def admin_login_stamp(node: KafkaNode) -> Path:
+    """Written next to the data when the storage is formatted: a digest of the admin password its login was made
+    with."""
+    return node.home / "admin-login.sha256"
 
 
 # The catalog-source connector's schema history: the DDL it has seen, read back in full when its task starts.
@@ -37,8 +54,18 @@ CATALOG_HISTORY_TOPIC = "catalog-source-schema-history"
 SCHEMA_HISTORY_CONFIGS = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
 
 
+def node_component(node: KafkaNode) -> Component:
+    return Component(node.name, node.port)
+
+
+def components(config: StackConfig) -> list[Component]:
+    """Every Kafka node of this stack (one, or three in a cluster)."""
+    return [node_component(node) for node in config.kafka_nodes]
+
+
 def component(config: StackConfig) -> Component:
-    return Component("kafka", config.kafka_port)
+    """The first node (the only one outside cluster mode)."""
+    return components(config)[0]
 
 
 # The broker answers producers and consumers: Kafka's own scripts give it G1 with a short pause target.
@@ -64,32 +91,53 @@ def java_command(main_class: str, *args: str, jvm_options: tuple[str, ...] = BRO
 
 
 def up(config: StackConfig) -> None:
-    kafka = component(config)
-    controller_port = config.number("KAFKA_CONTROLLER_PORT", 9093)
-    if needs_start(kafka, config.kafka_port, controller_port):
-        render_template(
-            INFRA_DIR / "kafka" / "server.properties",
-            SERVER_PROPERTIES,
-            private=True,
-            stack_dir=STACK_DIR,
-            kafka_port=config.kafka_port,
-            kafka_controller_port=controller_port,
-            admin_password=config.get("KAFKA_ADMIN_PASSWORD"),
-        )
-        _format_storage(kafka, config)
-        step(f"starting kafka (KRaft broker+controller) on 127.0.0.1:{config.kafka_port}")
-        jvm_options = (*BROKER_JVM_OPTIONS, metrics_agent(config.kafka_metrics_port, "jmx-kafka.yml"))
-        start(kafka, java_command("kafka.Kafka", str(SERVER_PROPERTIES), jvm_options=jvm_options), dict(os.environ))
-        wait_until(
-            kafka,
-            lambda: port_open(config.kafka_port) and asyncio.run(_list_topics(config)) is not None,
-            120,
-            "ready",
-        )
+    nodes = config.kafka_nodes
+    start_nodes(config, [node for node in nodes if needs_start(node_component(node), node.port, node.controller_port)])
     step("creating topics")
     created = asyncio.run(_create_topics(config))
     done(f"{', '.join(created) or 'all present'}")
-    _apply_access(kafka, config)
+    _apply_access(component(config), config)
+
+
+def start_nodes(config: StackConfig, to_start: list[KafkaNode]) -> None:
+    """Start these nodes (formatting their storage on the first start), then wait until every node of the
+    stack serves as a broker."""
+    if not to_start:
+        return
+    nodes = config.kafka_nodes
+    voters = ",".join(f"{node.node_id}@127.0.0.1:{node.controller_port}" for node in nodes)
+    for node in to_start:
+        render_template(
+            INFRA_DIR / "kafka" / "server.properties",
+            server_properties(node),
+            private=True,
+            node_id=node.node_id,
+            quorum_voters=voters,
+            data_dir=node.home / "data",
+            kafka_port=node.port,
+            kafka_controller_port=node.controller_port,
+            replication_factor=config.kafka_replication_factor,
+            min_insync_replicas=config.kafka_min_insync_replicas,
+            admin_password=config.get("KAFKA_ADMIN_PASSWORD"),
+        )
+    _format_storage(to_start, nodes, config)
+    for node in to_start:
+        # A node of a quorum cannot serve before a majority of the controllers runs: start them all, then wait.
+        step(f"starting {node.name} (KRaft broker+controller) on 127.0.0.1:{node.port}")
+        jvm_options = (*BROKER_JVM_OPTIONS, metrics_agent(node.metrics_port, "jmx-kafka.yml"))
+        start(
+            node_component(node),
+            java_command("kafka.Kafka", str(server_properties(node)), jvm_options=jvm_options),
+            dict(os.environ),
+        )
+        done()
+    step(f"waiting for {len(nodes)} kafka node{'s' if len(nodes) > 1 else ''}")
+    wait_until(
+        node_component(to_start[0]),
+        lambda: all(port_open(node.port) for node in nodes) and asyncio.run(_broker_count(config)) == len(nodes),
+        120 + 30 * (len(nodes) - 1),
+        "ready",
+    )
 
 
 def _admin_digest(config: StackConfig) -> str:
@@ -103,7 +151,7 @@ def _apply_access(kafka: Component, config: StackConfig) -> None:
     env.update({login.password_key: config.get(login.password_key) for login in KAFKA_LOGINS})
     argv = java_command(
         "example.kafkasync.admin.KafkaAccessSetup",
-        config.get("KAFKA_BOOTSTRAP_SERVERS"),
+        config.kafka_bootstrap_servers,
         str(ACL_FILE),
         jvm_options=TOOL_JVM_OPTIONS,
     )
@@ -116,43 +164,62 @@ def _apply_access(kafka: Component, config: StackConfig) -> None:
     done(summary[-1].removeprefix("kafka access: ") if summary else "done")
 
 
-def _format_storage(kafka: Component, config: StackConfig) -> None:
-    """Format once, with the admin's SCRAM login in the first metadata (the broker logs in to itself with it)."""
-    if (KAFKA_DIR / "data" / "meta.properties").exists():
-        stamp = ADMIN_LOGIN_STAMP.read_text().strip() if ADMIN_LOGIN_STAMP.exists() else None
+def _format_storage(starting: list[KafkaNode], nodes: list[KafkaNode], config: StackConfig) -> None:
+    """Format each node once, all with one cluster id and the admin's SCRAM login in the first metadata (the nodes
+    log in to each other with it). The formats run side by side: each is a JVM of a few seconds."""
+    unformatted = []
+    for node in starting:
+        if not (node.home / "data" / "meta.properties").exists():
+            unformatted.append(node)
+            continue
+        stamp_file = admin_login_stamp(node)
+        stamp = stamp_file.read_text().strip() if stamp_file.exists() else None
         if stamp != _admin_digest(config):
             reason = "before Kafka asked for logins" if stamp is None else "with another KAFKA_ADMIN_PASSWORD"
             raise StartupFailed(
-                f"kafka: {KAFKA_DIR / 'data'} was formatted {reason}, so the broker cannot log in to itself. "
+                f"{node.name}: {node.home / 'data'} was formatted {reason}, so the broker cannot log in to itself. "
                 "Run `make clean` (it drops the stack's data) and `make up`, or restore the old KAFKA_ADMIN_PASSWORD."
             )
+    if not unformatted:
         return
-    step("formatting kafka storage (first start)")
+    if len(unformatted) < len(nodes):
+        # Formatted nodes of this stack that are not starting now hold data too.
+        names = ", ".join(node.name for node in unformatted)
+        raise StartupFailed(
+            f"kafka: {names} unformatted while the other nodes hold data; a node formatted alone would join with its "
+            "own cluster id. Run `make clean` (drops the stack's data), or remove the cluster's folders under "
+            f"{nodes[0].home.parent} and `make up-cluster` again."
+        )
+    step(f"formatting kafka storage (first start, {len(nodes)} node{'s' if len(nodes) > 1 else ''})")
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-    # "--cluster-id=<id>": a base64 id may start with "-", which would read as an option.
-    argv = java_command(
-        "kafka.tools.StorageTool",
-        "format",
-        f"--cluster-id={cluster_id}",
-        f"--add-scram=SCRAM-SHA-512=[name=admin,password={config.get('KAFKA_ADMIN_PASSWORD')}]",
-        "-c",
-        str(SERVER_PROPERTIES),
-        jvm_options=TOOL_JVM_OPTIONS,
-    )
-    kafka.log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(kafka.log_file, "ab") as log:
-        result = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, check=False)
-    if result.returncode != 0:
-        raise StartupFailed(f"kafka: storage format failed; see {kafka.log_file}")
-    ADMIN_LOGIN_STAMP.write_text(_admin_digest(config) + "\n")
+    running = []
+    for node in unformatted:
+        # "--cluster-id=<id>": a base64 id may start with "-", which would read as an option.
+        argv = java_command(
+            "kafka.tools.StorageTool",
+            "format",
+            f"--cluster-id={cluster_id}",
+            f"--add-scram=SCRAM-SHA-512=[name=admin,password={config.get('KAFKA_ADMIN_PASSWORD')}]",
+            "-c",
+            str(server_properties(node)),
+            jvm_options=TOOL_JVM_OPTIONS,
+        )
+        log_file = node_component(node).log_file
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_file, "ab") as log:
+            running.append((node, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)))
+    for node, process in running:
+        if process.wait() != 0:
+            raise StartupFailed(f"{node.name}: storage format failed; see {node_component(node).log_file}")
+        admin_login_stamp(node).write_text(_admin_digest(config) + "\n")
     done("done")
 
 
-def node_summary(config: StackConfig) -> str | None:
+def node_summary(node: KafkaNode) -> str | None:
     """One line for `make status`: whether this node leads the KRaft controller quorum, and how many partitions it
     leads with a follower out of sync; read from the node's JMX exporter. None when it does not answer."""
     try:
-        page = httpx.get(f"http://127.0.0.1:{config.kafka_metrics_port}/metrics", timeout=2).text
+        page = httpx.get(f"http://127.0.0.1:{node.metrics_port}/metrics", timeout=2).text
     except httpx.HTTPError:
         return None
     values = {}
@@ -176,6 +243,17 @@ async def _list_topics(config: StackConfig) -> list[str]:
     try:
         topics: list[str] = await admin.list_topics()
         return topics
+    finally:
+        await admin.close()
+
+
+async def _broker_count(config: StackConfig) -> int:
+    """Brokers registered with the quorum: topics with three copies need all three."""
+    admin = admin_client(config)
+    await admin.start()
+    try:
+        cluster = await admin.describe_cluster()
+        return len(cluster["brokers"])
     finally:
         await admin.close()
 

@@ -10,7 +10,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from launcher.environment import LOG_DIR, PID_DIR, REPO_ROOT
+from launcher.environment import LOG_DIR, PID_DIR, REPO_ROOT, STACK_DIR
+
+# In the environment of every process we start: how we know our own. A stack in another STACK_DIR (tests/cluster's,
+# beside make up's) marks its processes with that folder, so neither stack's launcher touches the other's.
+STACK_ID = str(REPO_ROOT if STACK_DIR == REPO_ROOT / ".stack" else STACK_DIR)
 
 
 class StartupFailed(Exception):
@@ -50,7 +54,7 @@ def started_by_us(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return False
     state = stat.rsplit(")", 1)[1].split()[0]
-    return state != "Z" and f"KAFKA_SYNC_STACK={REPO_ROOT}".encode() in environ.split(b"\0")
+    return state != "Z" and f"KAFKA_SYNC_STACK={STACK_ID}".encode() in environ.split(b"\0")
 
 
 def needs_start(component: Component, *ports: int | None) -> bool:
@@ -72,7 +76,7 @@ def start(component: Component, argv: Sequence[str], env: dict[str, str], cwd: P
     """Start a detached process (own session, so `make` returning doesn't stop it), logging to its file."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     PID_DIR.mkdir(parents=True, exist_ok=True)
-    env = {**env, "KAFKA_SYNC_STACK": str(REPO_ROOT)}
+    env = {**env, "KAFKA_SYNC_STACK": STACK_ID}
     with open(component.log_file, "ab") as log:
         log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {component.name}\n".encode())
         log.flush()

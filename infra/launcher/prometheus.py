@@ -43,8 +43,10 @@ def up(config: StackConfig) -> None:
         eureka_url=eureka,
         discovery_target=f"127.0.0.1:{discovery_port(config)}",
         prometheus_target=f"127.0.0.1:{prometheus_port(config)}",
-        kafka_static_configs=jvm_static_configs("kafka", [f"127.0.0.1:{config.kafka_metrics_port}"]),
-        connect_static_configs=jvm_static_configs("connect", [f"127.0.0.1:{config.connect_metrics_port}"]),
+        kafka_static_configs=jvm_static_configs("kafka", [f"127.0.0.1:{n.metrics_port}" for n in config.kafka_nodes]),
+        connect_static_configs=jvm_static_configs(
+            "connect", [f"127.0.0.1:{worker.metrics_port}" for worker in config.connect_workers]
+        ),
     )
     if not needs_start(prometheus, prometheus_port(config)):
         # Running already: it reads the configuration again (what an older checkout started it with may differ).

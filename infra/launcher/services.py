@@ -41,16 +41,14 @@ TOKEN_SECRETS = ("DISCOVERY_PASSWORD", "JWT_SECRET")
 
 def service_instances(config: StackConfig) -> list[tuple[Component, str, str, dict[str, str]]]:
     """(component, python module, Eureka app name, extra env) for every service instance, in start order."""
-    catalog_env = {
-        "INSTANCE_ID": "catalog-service-1",
-        **CATALOG_SERVICE_DB.env(config),
-        **CATALOG_SERVICE_KAFKA.env(config),
-    }
-    user_env = {"INSTANCE_ID": "user-service-1", **USER_SERVICE_DB.env(config)}
+    catalog_env = {**CATALOG_SERVICE_DB.env(config), **CATALOG_SERVICE_KAFKA.env(config)}
+    # CATALOG_INSTANCES of them in one consumer group; each its own INSTANCE_ID, hence its own transactional id.
     instances = [
-        (Component("catalog-service-1"), "catalog_service", "CATALOG-SERVICE", catalog_env),
-        (Component("user-service-1"), "user_service", "USER-SERVICE", user_env),
+        (Component(name), "catalog_service", "CATALOG-SERVICE", {"INSTANCE_ID": name, **catalog_env})
+        for name in (f"catalog-service-{n}" for n in range(1, config.catalog_instances + 1))
     ]
+    user_env = {"INSTANCE_ID": "user-service-1", **USER_SERVICE_DB.env(config)}
+    instances.append((Component("user-service-1"), "user_service", "USER-SERVICE", user_env))
     # order-service reads mydb.orders with its own account; its migration runs with the migrator's.
     order_env = {
         **ORDER_SERVICE_DB.env(config),
