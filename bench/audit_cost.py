@@ -1,0 +1,273 @@
+"""Auditor cost: one incremental pass over a stack holding 1,000,000 orders after 1,000 new ones, and one full pass.
+
+A million real orders through the gateway would take hours here, so the bench writes what the stack would hold
+straight into sources of its own, beside the running stack: topics `bench-audit-orders` and `bench-audit-stock`
+(3 partitions each, like the real ones), written by a transactional producer, 1,000 orders per transaction, each
+order as the real flow leaves it (PENDING then CONFIRMED or REJECTED on the orders topic, Connect JSON with schema;
+a stock request on the stock topic), and a database `mydb_local_auditbench` (the operator's account may create
+`mydb_local_*` databases) with tables made LIKE mydb.orders, catalogdb.catalogs and catalogdb.processed_orders,
+filled by INSERT ... SELECT from MariaDB's sequence engine. The auditor reads them exactly as it reads the real
+ones (same code, settings pointing at the bench's names).
+
+Figures: the full pass (median of --full-rounds; one by default, it takes minutes), the incremental pass after --new
+orders were added (medians over --rounds, alternately with the row checksum compared in that pass and without it).
+Setting the stage (about 15 minutes for a million orders here) is not measured. Anchors from the same run: a plain
+`SELECT COUNT(*)` of the orders table (incremental), and a plain read of every record of both topics, nothing parsed
+(full pass).
+
+    .venv/bin/python bench/audit_cost.py [--orders 1000000] [--new 1000] [--rounds 6] [--full-rounds 1]
+
+Needs the stack's Kafka and MariaDB (make up). The bench's topics and database are removed afterwards.
+"""
+
+import argparse
+import asyncio
+import statistics
+import time
+import uuid
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from consistency_audit import Auditor, AuditSettings
+from launcher.environment import StackConfig
+from launcher.mariadb import operator_connection
+from order_contract.connect_record import ORDER_SCHEMA
+from servicekit.kafka import ensure_topics, transactional_producer
+
+PRODUCTS = 1000
+PER_TRANSACTION = 1000  # orders (3,000 records): well inside the 10 s transaction timeout on a busy machine
+DATABASE = "mydb_local_auditbench"
+ORDERS_TOPIC, STOCK_TOPIC = "bench-audit-orders", "bench-audit-stock"
+SCHEMA = orjson.dumps(ORDER_SCHEMA).decode()
+# 2026-11-30 00:00:00 UTC: every bench order is older than any grace period.
+CREATED_MS = 1_796_000_000_000
+
+
+def order_id(run: str, number: int) -> str:
+    return f"bench-{run}-{number:09d}"
+
+
+def product_of(number: int) -> str:
+    return f"BENCH-AUDIT-{number % PRODUCTS:04d}"
+
+
+def status_of(number: int) -> str:
+    return "REJECTED" if number % 10 == 0 else "CONFIRMED"
+
+
+def order_value(run: str, number: int, status: str) -> bytes:
+    payload = (
+        f'{{"order_id":"{order_id(run, number)}","user_id":"bench-user","product_id":"{product_of(number)}",'
+        f'"qty":1,"unit_price":100,"total_price":100,"status":"{status}","created_at":{CREATED_MS + number}}}'
+    )
+    return f'{{"schema":{SCHEMA},"payload":{payload}}}'.encode()
+
+
+def stock_value(run: str, number: int) -> bytes:
+    return (
+        f'{{"orderId":"{order_id(run, number)}","userId":"bench-user","productId":"{product_of(number)}","qty":1,'
+        f'"unitPrice":100,"totalPrice":100,"createdAt":"2026-11-30T00:00:00.000Z"}}'
+    ).encode()
+
+
+async def publish(config: StackConfig, run: str, first: int, count: int) -> None:
+    producer = transactional_producer(config.kafka_access, f"bench-audit-{run}", linger_ms=5)
+    await producer.start()
+    try:
+        for start in range(first, first + count, PER_TRANSACTION):
+            async with producer.transaction():
+                for number in range(start, min(start + PER_TRANSACTION, first + count)):
+                    key = order_id(run, number).encode()
+                    await producer.send(ORDERS_TOPIC, order_value(run, number, "PENDING"), key=key)
+                    await producer.send(STOCK_TOPIC, stock_value(run, number), key=product_of(number).encode())
+                    await producer.send(ORDERS_TOPIC, order_value(run, number, status_of(number)), key=key)
+            if (start - first) % 100_000 == 0 and count > PER_TRANSACTION:
+                print(f"    {start - first + PER_TRANSACTION:>9,} orders on the topics", flush=True)
+    finally:
+        await producer.stop()
+
+
+def fill_database(config: StackConfig, run: str, first: int, count: int) -> None:
+    """Rows, ledger rows and the stock they took, made by the server from a sequence (1 .. count)."""
+    connection = operator_connection(config, DATABASE)
+    last = first + count - 1
+    seq = f"seq_{first}_to_{last}"
+    order = "CONCAT('bench-', %s, '-', LPAD(seq, 9, '0'))"
+    product = f"CONCAT('BENCH-AUDIT-', LPAD(seq MOD {PRODUCTS}, 4, '0'))"
+    status = "IF(seq MOD 10 = 0, 'REJECTED', 'CONFIRMED')"
+    created = f"TIMESTAMP'1970-01-01 00:00:00' + INTERVAL ({CREATED_MS} + seq) * 1000 MICROSECOND"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO orders (order_id, user_id, product_id, qty, unit_price, total_price, status, created_at)"
+            f" SELECT {order}, 'bench-user', {product}, 1, 100, 100, {status}, {created} FROM {seq}",
+            (run,),
+        )
+        cursor.execute(
+            "INSERT INTO processed_orders (order_id, user_id, product_id, qty, unit_price, total_price, status,"
+            f" order_created_at) SELECT {order}, 'bench-user', {product}, 1, 100, 100, {status}, {created} FROM {seq}",
+            (run,),
+        )
+        cursor.execute(
+            "UPDATE catalogs c JOIN (SELECT product_id, COUNT(*) AS taken FROM processed_orders"
+            " WHERE status = 'CONFIRMED' AND order_id BETWEEN %s AND %s GROUP BY product_id) t"
+            " ON t.product_id = c.product_id SET c.stock = c.stock - t.taken",
+            (order_id(run, first), order_id(run, last)),
+        )
+    connection.close()
+
+
+def make_database(config: StackConfig) -> None:
+    connection = operator_connection(config, config.get("ORDERS_DB", "mydb"))
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
+        cursor.execute(f"CREATE DATABASE {DATABASE}")
+        cursor.execute(f"CREATE TABLE {DATABASE}.orders LIKE {config.get('ORDERS_DB', 'mydb')}.orders")
+        catalog_db = config.get("CATALOG_DB", "catalogdb")
+        cursor.execute(f"CREATE TABLE {DATABASE}.catalogs LIKE {catalog_db}.catalogs")
+        cursor.execute(f"CREATE TABLE {DATABASE}.processed_orders LIKE {catalog_db}.processed_orders")
+        cursor.execute(
+            f"INSERT INTO {DATABASE}.catalogs (product_id, product_name, stock, initial_stock, unit_price, created_at)"
+            f" SELECT CONCAT('BENCH-AUDIT-', LPAD(seq, 4, '0')), 'bench', 1000000, 1000000, 100, UTC_TIMESTAMP(3)"
+            f" FROM seq_0_to_{PRODUCTS - 1}"
+        )
+    connection.close()
+
+
+def drop_database(config: StackConfig) -> None:
+    connection = operator_connection(config, config.get("ORDERS_DB", "mydb"))
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
+    connection.close()
+
+
+def count_rows(config: StackConfig) -> float:
+    connection = operator_connection(config, DATABASE)
+    with connection.cursor() as cursor:
+        started = time.perf_counter()
+        cursor.execute("SELECT COUNT(*) FROM orders")
+        cursor.fetchall()
+        took = time.perf_counter() - started
+    connection.close()
+    return took
+
+
+async def read_topics_plainly(config: StackConfig) -> tuple[int, float]:
+    """Every committed record of both topics, values untouched: what reading alone costs."""
+    consumer = AIOKafkaConsumer(
+        **config.kafka_access.client_options(),
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+        fetch_max_wait_ms=20,
+    )
+    await consumer.start()
+    try:
+        started = time.perf_counter()
+        await consumer._client.force_metadata_update()
+        parts = [TopicPartition(t, p) for t in (ORDERS_TOPIC, STOCK_TOPIC) for p in consumer.partitions_for_topic(t)]
+        consumer.assign(parts)
+        ends = await consumer.end_offsets(parts)
+        await consumer.seek_to_beginning(*parts)
+        waiting, records = {tp for tp in parts if ends[tp] > 0}, 0
+        while waiting:
+            batches = await consumer.getmany(*waiting, timeout_ms=200)
+            records += sum(len(batch) for batch in batches.values())
+            for tp in list(waiting):
+                if await consumer.position(tp) >= ends[tp]:
+                    waiting.discard(tp)
+        return records, time.perf_counter() - started
+    finally:
+        await consumer.stop()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--orders", type=int, default=1_000_000)
+    parser.add_argument("--new", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=6)  # alternately with and without the row checksum
+    parser.add_argument("--full-rounds", type=int, default=1)  # a full pass over a million orders takes minutes
+    args = parser.parse_args()
+    config = StackConfig.load()
+    run = uuid.uuid4().hex[:8]
+    settings = AuditSettings(
+        orders_db=DATABASE,
+        catalog_db=DATABASE,
+        orders_topic=ORDERS_TOPIC,
+        stock_topic=STOCK_TOPIC,
+        audit_settle_seconds=0,
+        audit_totals_every_seconds=0,
+    )
+    admin = AIOKafkaAdminClient(**config.kafka_access.client_options())
+    await admin.start()
+    await ensure_topics(config.kafka_access, [ORDERS_TOPIC, STOCK_TOPIC], 3)
+    try:
+        print(f"writing {args.orders:,} orders (3 records and 2 rows each) into the bench's topics and database")
+        started = time.perf_counter()
+        await asyncio.to_thread(make_database, config)
+        await asyncio.to_thread(fill_database, config, run, 1, args.orders)
+        print(f"    database filled in {time.perf_counter() - started:.0f} s", flush=True)
+        await publish(config, run, 1, args.orders)
+        print(f"    written in {time.perf_counter() - started:.0f} s")
+
+        full_times: list[float] = []
+        plain_times: list[float] = []
+        auditor = Auditor(settings)
+        try:
+            for _ in range(args.full_rounds):
+                records, plain = await read_topics_plainly(config)
+                plain_times.append(plain)
+                verdict = await auditor.run(full=True)
+                assert verdict.consistent, verdict.as_json()
+                full_times.append(verdict.duration_seconds)
+                print(
+                    f"    full pass {verdict.duration_seconds:.2f} s {verdict.timings}; plain read of "
+                    f"{records:,} records {plain:.2f} s",
+                    flush=True,
+                )
+            incremental: list[float] = []
+            unchecked: list[float] = []
+            counts: list[float] = []
+            next_number = args.orders + 1
+            for round_ in range(args.rounds):
+                await asyncio.to_thread(fill_database, config, run, next_number, args.new)
+                await publish(config, run, next_number, args.new)
+                next_number += args.new
+                counts.append(await asyncio.to_thread(count_rows, config))
+                checked = round_ % 2 == 0
+                auditor.settings = settings.model_copy(update={"audit_totals_every_seconds": 0 if checked else 3600})
+                verdict = await auditor.run()
+                assert not verdict.full and verdict.consistent, verdict.as_json()
+                (incremental if checked else unchecked).append(verdict.duration_seconds)
+                print(
+                    f"    incremental pass ({'with' if checked else 'without'} row checksum) "
+                    f"{verdict.duration_seconds * 1000:.0f} ms {verdict.timings}",
+                    flush=True,
+                )
+        finally:
+            await auditor.close()
+    finally:
+        await admin.delete_topics([ORDERS_TOPIC, STOCK_TOPIC])
+        await admin.close()
+        await asyncio.to_thread(drop_database, config)
+
+    full, plain = statistics.median(full_times), statistics.median(plain_times)
+    count = statistics.median(counts)
+    print()
+    print(
+        f"full pass over {args.orders:,} orders: {full:.1f} s; plain read of both topics {plain:.1f} s "
+        f"(ratio {full / plain:.1f}x)"
+    )
+    for label, times in (("with the row checksum", incremental), ("without it", unchecked)):
+        if times:
+            median = statistics.median(times)
+            print(
+                f"incremental pass after {args.new:,} new orders, {label}: {median * 1000:.0f} ms; "
+                f"SELECT COUNT(*) of {args.orders:,} rows {count * 1000:.0f} ms (ratio {median / count:.1f}x)"
+            )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
