@@ -8,6 +8,7 @@ and end offsets come from the monitor's own LagHistory (rated as the Burrow API 
 
 import asyncio
 import datetime as dt
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -28,6 +29,7 @@ from order_contract.order import OrderStatus
 from order_contract.table import ORDERS_TABLE
 from servicekit.database import make_engine
 from servicekit.discovery import ServiceInstance, instances_from_registry
+from servicekit.tasks import cancel_and_wait
 
 T = TypeVar("T")
 Registry = dict[str, list[ServiceInstance]]
@@ -382,8 +384,9 @@ async def section(fetch: Awaitable[T], within: float) -> Section[T]:
 
 class TraceFinder:
     """Which orders have a trace in Zipkin, asked once per order by its id tag and remembered: a trace found, or
-    none TRACE_GIVE_UP_MS after the order was taken (not sampled). A slow or absent Zipkin only means fewer
-    direct links; it never holds up the orders."""
+    none TRACE_GIVE_UP_MS after the order was taken (not sampled). Asked in the background: the orders are shown
+    at once with what is known, and a trace found meanwhile is linked at the next refresh, so a slow or absent
+    Zipkin never holds the orders up."""
 
     def __init__(self, http: httpx.AsyncClient, zipkin: str, tag: str, budget_seconds: float) -> None:
         self.http = http
@@ -391,17 +394,34 @@ class TraceFinder:
         self.tag = tag
         self.budget_seconds = budget_seconds
         self._known: dict[str, str | None] = {}
+        self._asking: dict[str, asyncio.Task[None]] = {}
 
-    async def find(self, orders: Mapping[str, int]) -> dict[str, str]:
-        """{order id: trace id} for those of `orders` (order id: taken at, epoch ms) with a trace."""
-        unknown = [order_id for order_id in orders if order_id not in self._known]
-        if self.tag and unknown:
-            now_ms = int(time.time() * 1000)
-            found = await asyncio.gather(*(self._lookup(order_id) for order_id in unknown))
-            for order_id, trace_id in zip(unknown, found, strict=True):
-                if trace_id is not None or now_ms - orders[order_id] > TRACE_GIVE_UP_MS:
-                    self._remember(order_id, trace_id)
+    def find(self, orders: Mapping[str, int]) -> dict[str, str]:
+        """{order id: trace id} of `orders` (order id: taken at, epoch ms) known to have a trace; starts asking
+        Zipkin about those not known yet."""
+        if self.tag:
+            for order_id, created_ms in orders.items():
+                if order_id not in self._known and order_id not in self._asking:
+                    task = asyncio.create_task(self._ask(order_id, created_ms), name=f"trace-of-{order_id}")
+                    self._asking[order_id] = task
+                    task.add_done_callback(functools.partial(self._asked, order_id))
         return {o: trace_id for o in orders if (trace_id := self._known.get(o)) is not None}
+
+    async def settled(self) -> None:
+        """Until the lookups started so far have ended (each is bounded by the budget)."""
+        while self._asking:
+            await asyncio.wait(list(self._asking.values()))
+
+    async def close(self) -> None:
+        await cancel_and_wait(list(self._asking.values()))
+
+    def _asked(self, order_id: str, _: "asyncio.Task[None]") -> None:
+        self._asking.pop(order_id, None)
+
+    async def _ask(self, order_id: str, created_ms: int) -> None:
+        trace_id = await self._lookup(order_id)
+        if trace_id is not None or int(time.time() * 1000) - created_ms > TRACE_GIVE_UP_MS:
+            self._remember(order_id, trace_id)
 
     def link(self, order_id: str, created_ms: int, traced: Mapping[str, str]) -> dict[str, Any]:
         """The order's trace fields of LatestOrderOut."""
@@ -447,6 +467,7 @@ class Console:
         self.traces = TraceFinder(self.http, self.zipkin, settings.console_order_tag, self.timeout / 2)
 
     async def close(self) -> None:
+        await self.traces.close()
         await self.http.aclose()
         if self.engine is not None:
             await self.engine.dispose()
@@ -468,7 +489,8 @@ class Console:
                 section(self._instances(registry), self.timeout),
                 section(self._order_rates(), self.timeout),
                 section(self._connectors(), self.timeout),
-                section(self._orders(), self.timeout),
+                # COUNT by status reads the whole table: measured 0.4 s at 225,000 rows on the loaded machine.
+                section(self._orders(), 2 * self.timeout),
                 section(self._stock(registry), 2 * self.timeout),
                 section(self.audit(app), self.timeout),
             )
@@ -532,7 +554,7 @@ class Console:
             )
             by_status = order_counts([(str(status), int(count)) for status, count in counted.all()])
             rows = [(str(o), str(s), str(p), int(q), epoch_ms(c)) for o, s, p, q, c in newest.all()]
-        traced = await self.traces.find({order_id: created_ms for order_id, *_, created_ms in rows})
+        traced = self.traces.find({order_id: created_ms for order_id, *_, created_ms in rows})
         latest = [
             LatestOrderOut(
                 order_id=order_id,

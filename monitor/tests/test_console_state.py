@@ -182,12 +182,16 @@ async def test_an_orders_trace_is_found_by_its_tag_once_and_remembered() -> None
     orders = {"o-traced": now_ms, "o-young": now_ms, "o-unsampled": old_ms}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=zipkin.app), base_url="http://zipkin") as http:
         finder = console.TraceFinder(http, "http://zipkin", "messaging.kafka.message.key", 1.0)
-        first = await finder.find(orders)
-        second = await finder.find(orders)
+        assert finder.find(orders) == {}  # asked in the background: nothing known yet
+        await finder.settled()
+        first = finder.find(orders)
+        await finder.settled()
+        second = finder.find(orders)
+        await finder.settled()
 
     assert first == second == {"o-traced": "abc123"}
-    # Found and not-sampled orders are asked once; one whose spans may still come is asked again.
-    assert sorted(zipkin.asked) == ["o-traced", "o-unsampled", "o-young", "o-young"]
+    # Found and not-sampled orders are asked once; one whose spans may still come is asked at every refresh.
+    assert sorted(zipkin.asked) == ["o-traced", "o-unsampled", "o-young", "o-young", "o-young"]
     links = {order_id: finder.link(order_id, orders[order_id], first) for order_id in orders}
     assert links["o-traced"]["traces_url"] == "http://zipkin/zipkin/traces/abc123"
     assert [links[o]["trace"] for o in orders] == ["found", "looking", "not sampled"]
@@ -199,7 +203,8 @@ async def test_without_a_tag_no_trace_is_looked_up() -> None:
     zipkin = ZipkinTraces({"o-1": "abc"})
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=zipkin.app), base_url="http://zipkin") as http:
         finder = console.TraceFinder(http, "http://zipkin", "", 1.0)
-        assert await finder.find({"o-1": 0}) == {}
+        assert finder.find({"o-1": 0}) == {}
+        await finder.settled()
     assert zipkin.asked == [] and finder.link("o-1", 0, {})["trace"] == "off"
 
 
