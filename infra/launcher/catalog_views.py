@@ -56,7 +56,11 @@ def priced_everywhere(config: StackConfig, expected: dict[str, int | None], inst
 
 @contextmanager
 def products_in_catalog(
-    connection: pymysql.Connection, config: StackConfig, stock: dict[str, int], name: str, unit_price: int = 100
+    connection: "pymysql.Connection[Any]",
+    config: StackConfig,
+    stock: dict[str, int],
+    name: str,
+    unit_price: int = 100,
 ) -> Iterator[dict[str, int]]:
     """Products of a caller's own (`stock`: product id -> its stock, each at `unit_price`), written into catalogdb
     by plain SQL through `connection` and removed afterwards; handed over once every order-service instance prices
