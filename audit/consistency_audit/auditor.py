@@ -184,6 +184,8 @@ class Auditor:
             records = await self._topics.read(
                 [settings.orders_topic, settings.stock_topic], ledger.positions, on_record
             )
+            if full:
+                ledger.history_from_ms = self._topics.history_from_ms.get(settings.orders_topic, 0)
             lap("topics")
             if unknown_records:
                 raise FullPassNeeded(f"new records for {len(unknown_records)} orders no longer watched")

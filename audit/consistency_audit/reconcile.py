@@ -98,6 +98,8 @@ class Ledger:
     # ledger rows of the watched orders; checked against the stock, and read again for a product that disagrees)
     confirmed: dict[str, int] = field(default_factory=dict)
     totals_checked_ms: int = 0  # when the row count and checksum were last compared
+    # Records on `orders` older than this are gone (retention): a row of an older order may have had its record.
+    history_from_ms: int = 0
 
     def track(self, order_id: str) -> Tracked:
         found = self.orders.get(order_id)
@@ -122,6 +124,7 @@ class Ledger:
             "settled_checksum": self.settled_checksum,
             "confirmed": self.confirmed,
             "totals_checked_ms": self.totals_checked_ms,
+            "history_from_ms": self.history_from_ms,
             "orders": {order_id: order.to_json() for order_id, order in self.orders.items()},
         }
 
@@ -137,6 +140,7 @@ class Ledger:
             settled_checksum=int(data["settled_checksum"]),  # type: ignore[call-overload]
             confirmed=dict(data["confirmed"]),  # type: ignore[call-overload]
             totals_checked_ms=int(data["totals_checked_ms"]),  # type: ignore[call-overload]
+            history_from_ms=int(data["history_from_ms"]),  # type: ignore[call-overload]
         )
 
 
@@ -175,7 +179,7 @@ def find_discrepancies(ledger: Ledger, stock: Iterable[Stock], now_ms: int, grac
             continue
         if order.status is not None and order.row is None and now_ms - order.record_ms > sink_ms:
             found[Kind.MISSING_ROW].append(order_id)
-        if order.row is not None and order.status is None:
+        if order.row is not None and order.status is None and first_seen_ms(order) >= ledger.history_from_ms:
             found[Kind.ROW_WITHOUT_RECORD].append(order_id)
         if (
             order.row is not None
@@ -212,6 +216,10 @@ def settle(ledger: Ledger, now_ms: int, grace: Grace) -> int:
             done.append(order_id)
         elif order.status is None and order.row is None and (order.outcome is not None or order.requested_ms is None):
             done.append(order_id)  # an answered stock request alone, or a row gone again: nothing left to compare
+        elif order.status is None and order.row is not None and first_seen_ms(order) < ledger.history_from_ms:
+            ledger.settled_count += 1  # a row older than the retained records: nothing left to compare it with
+            ledger.settled_checksum ^= row_checksum(order_id, order.row)
+            done.append(order_id)
     for order_id in done:
         del ledger.orders[order_id]
     return len(done)

@@ -94,6 +94,9 @@ class TopicReader:
             "fetch_max_wait_ms": 20,
         }
         self._consumer: AIOKafkaConsumer | None = None
+        # topic -> the latest first-record time among partitions read from a start retention moved up (offset > 0):
+        # older records of that topic are gone, so an order older than this may have had records nobody can read.
+        self.history_from_ms: dict[str, int] = {}
 
     async def start(self) -> None:
         await self.stop()
@@ -128,11 +131,14 @@ class TopicReader:
         ends = await consumer.end_offsets(parts)  # read_committed: the last stable offsets
         begins = await consumer.beginning_offsets(parts)
         waiting = set()
+        truncated: set[TopicPartition] = set()
         for tp in parts:
             start = positions.get(tp.topic, {}).get(tp.partition, begins[tp])
             if start > ends[tp] or start < begins[tp]:
                 raise SourceChanged(f"{tp.topic}[{tp.partition}]: position {start} outside {begins[tp]}..{ends[tp]}")
             consumer.seek(tp, start)
+            if start == begins[tp] > 0:
+                truncated.add(tp)
             positions.setdefault(tp.topic, {})[tp.partition] = start
             if start < ends[tp]:
                 waiting.add(tp)
@@ -144,6 +150,10 @@ class TopicReader:
             # A few thousand at a time: the monitor's event loop keeps answering HTTP while a full pass reads.
             batches = await consumer.getmany(*waiting, timeout_ms=200, max_records=5000)
             for tp, records in batches.items():
+                if tp in truncated and records:
+                    truncated.discard(tp)
+                    first = self.history_from_ms.get(tp.topic, 0)
+                    self.history_from_ms[tp.topic] = max(first, records[0].timestamp)
                 for record in records:
                     if record.offset < ends[tp]:
                         on_record(tp.topic, record.timestamp, record.value)

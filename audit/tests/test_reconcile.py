@@ -42,6 +42,15 @@ def test_a_row_without_any_record_is_named_at_once() -> None:
     assert found({"forged": Tracked(row="CONFIRMED", created_ms=ago(1))}) == {Kind.ROW_WITHOUT_RECORD: ["forged"]}
 
 
+def test_a_row_older_than_the_retained_history_is_not_called_recordless() -> None:
+    old, new = Tracked(row="CONFIRMED", created_ms=ago(100)), Tracked(row="CONFIRMED", created_ms=ago(1))
+    ledger = Ledger(orders={"old": old, "new": new}, history_from_ms=ago(50))  # retention removed older records
+    found = find_discrepancies(ledger, [], NOW, GRACE)
+    assert {kind: ids for kind, ids in found.items() if ids} == {Kind.ROW_WITHOUT_RECORD: ["new"]}
+    assert settle(ledger, NOW, GRACE) == 1 and list(ledger.orders) == ["new"]  # the old row is folded, not watched
+    assert (ledger.settled_count, ledger.settled_checksum) == (1, row_checksum("old", "CONFIRMED"))
+
+
 def test_a_row_behind_the_last_record_is_named_after_the_allowed_lag() -> None:
     behind = settled_order()
     behind.row = "PENDING"
@@ -133,5 +142,6 @@ def test_the_ledger_survives_its_json_form() -> None:
         settled_checksum=77,
         confirmed={"P1": 4},
         totals_checked_ms=NOW,
+        history_from_ms=ago(9),
     )
     assert Ledger.from_json(ledger.to_json()) == ledger
