@@ -12,4 +12,8 @@ for bench in bench/sink_vs_raw.py bench/order_publish.py bench/gateway_vs_nginx.
   echo "=== $bench"
   $PY "$bench" || status=1
 done
+# Run as a module: it uses the gateway and order benchmarks' helpers.
+echo
+echo "=== bench/observability_cost.py"
+$PY -m bench.observability_cost || status=1
 exit $status

@@ -245,7 +245,7 @@ class Gateway:
         target = route.rewritten(path).encode("latin-1")
         if query:
             target += b"?" + query
-        trace_line, request.span = self.tracing.begin(head.traceparent, request.method, route.template, path)
+        trace_line, request.span = self.tracing.begin(head.traceparent, request.method, route.template)
         head_tail = _forwarded_head_tail(request, forwarded, head, client.client_ip.encode(), request_id, trace_line)
         request_line = b"%s %s HTTP/1.1\r\n" % (request.method.encode(), target)
         retryable = request.method in ("GET", "HEAD") or (request.method == "POST" and head.has_idempotency_key)

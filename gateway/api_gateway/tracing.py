@@ -31,7 +31,7 @@ class GatewayTracing:
         enabled = tracing.configure(settings, "GATEWAY", settings.instance_id, sample_ratio=1.0)
         return cls(settings.tracing_sample_ratio, enabled)
 
-    def begin(self, incoming: bytes | None, method: str, template: str, path: str) -> tuple[bytes, Span | None]:
+    def begin(self, incoming: bytes | None, method: str, template: str) -> tuple[bytes, Span | None]:
         """The `traceparent` header line to send upstream, and the request's span when its trace is sampled."""
         if not self.enabled:
             # Passed on untouched: tracing off here does not break a trace the client runs.
@@ -49,7 +49,7 @@ class GatewayTracing:
             f"{method} {template}",
             context=tracing.context_with_parent(parent) if parent is not None else None,
             kind=SpanKind.SERVER,
-            attributes={"http.request.method": method, "http.route": template, "url.path": path},
+            attributes={"http.request.method": method, "http.route": template},
         )
         return b"traceparent: %s\r\n" % tracing.traceparent(span.get_span_context()).encode(), span
 

@@ -72,7 +72,8 @@ def configure(
     from opentelemetry.sdk.trace.sampling import ParentBased
 
     ratio = settings.tracing_sample_ratio if sample_ratio is None else sample_ratio
-    resource = Resource.create({"service.name": service_name.lower(), "service.instance.id": instance_id})
+    # Resource(...), not Resource.create: the SDK's telemetry.sdk.* attributes would be three more tags on every span.
+    resource = Resource({"service.name": service_name.lower(), "service.instance.id": instance_id})
     provider = TracerProvider(resource=resource, sampler=ParentBased(root=_entry_point_sampler(ratio)))
     exporter = ZipkinExporter(endpoint=settings.zipkin_spans_url, timeout=5)
     provider.add_span_processor(
