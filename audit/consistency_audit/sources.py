@@ -220,7 +220,7 @@ class Snapshot:
         table = self._connection.dialect.identifier_preparer.format_table(self._orders)
         packed = text(
             "SELECT MAX(id), COUNT(*), GROUP_CONCAT(order_id, CHAR(31), status, CHAR(31),"
-            " TIMESTAMPDIFF(MICROSECOND, '1970-01-01', created_at) DIV 1000 ORDER BY id SEPARATOR :separator)"
+            " TIMESTAMPDIFF(MICROSECOND, '1970-01-01', created_at) DIV 1000 SEPARATOR :separator)"
             f" FROM (SELECT id, order_id, status, created_at FROM {table} WHERE id > :last"
             " ORDER BY id LIMIT :batch) AS chunk"
         )
@@ -266,7 +266,7 @@ class Snapshot:
         """order id -> ledger status, the whole ledger (in GROUP_CONCAT batches by order id, as rows_after)."""
         table = self._connection.dialect.identifier_preparer.format_table(self._processed)
         packed = text(
-            "SELECT MAX(order_id), COUNT(*), GROUP_CONCAT(order_id, CHAR(31), status ORDER BY order_id"
+            "SELECT MAX(order_id), COUNT(*), GROUP_CONCAT(order_id, CHAR(31), status"
             f" SEPARATOR :separator) FROM (SELECT order_id, status FROM {table} WHERE order_id > :last"
             " ORDER BY order_id LIMIT :batch) AS chunk"
         )
