@@ -1,0 +1,71 @@
+"""The cluster suite's own stack (tests/cluster/cluster_stack.py), up once for its module and down afterwards."""
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from demo.gateway_client import GatewayClient, User
+from launcher import services
+from launcher.side_stack import CLUSTER_LAYOUT, SideStack
+from servicekit.testing import DictConnection, database
+from tests.e2e.catalog_rows import products_in_catalog
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[SideStack]:
+    """Fresh, and down afterwards; KEEP_CLUSTER=1 reuses a running one and leaves it up (while writing tests)."""
+    stack = SideStack("cluster-test", 20000, CLUSTER_LAYOUT)
+    keep = bool(os.environ.get("KEEP_CLUSTER"))
+    if keep:
+        stack.up()
+    else:
+        stack.up_fresh()
+    try:
+        yield stack
+    finally:
+        if not keep:
+            stack.down()
+
+
+@pytest.fixture
+async def gateway(cluster: SideStack) -> AsyncIterator[GatewayClient]:
+    async with GatewayClient(f"http://127.0.0.1:{services.gateway_port(cluster.config)}") as client:
+        yield client
+
+
+@pytest.fixture
+async def buyers(gateway: GatewayClient) -> list[User]:
+    return list(await asyncio.gather(*(gateway.sign_up(f"Cluster Buyer {n}") for n in range(3))))
+
+
+@pytest.fixture
+def orders_db(cluster: SideStack) -> Iterator[DictConnection]:
+    connection = database(cluster.settings, cluster.config.get("ORDERS_DB", "mydb"))
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def catalog_db(cluster: SideStack) -> Iterator[DictConnection]:
+    connection = database(cluster.settings, cluster.config.get("CATALOG_DB", "catalogdb"))
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def fresh_products(cluster: SideStack) -> Iterator[dict[str, int]]:
+    """Three products of this test alone, 5,000 each in stock (every order of a test fits)."""
+    products = {f"CLUSTER-{uuid.uuid4().hex[:10]}": 5000 for _ in range(3)}
+    with products_in_catalog(cluster.settings, cluster.config, products, "Cluster test product") as made:
+        yield made
+
+
+@pytest.fixture
+def scarce_product(cluster: SideStack) -> Iterator[dict[str, int]]:
+    """One product with 40 in stock: a test's flow sells it out, and later orders are REJECTED."""
+    product = {f"CLUSTER-SCARCE-{uuid.uuid4().hex[:8]}": 40}
+    with products_in_catalog(cluster.settings, cluster.config, product, "Scarce cluster product") as made:
+        yield made
