@@ -10,6 +10,7 @@ import pytest
 from demo.gateway_client import GatewayClient
 from launcher import zipkin
 from launcher.environment import StackConfig
+from servicekit.config import TracingSettings
 from servicekit.testing import eventually
 
 pytestmark = [
@@ -17,6 +18,7 @@ pytestmark = [
     pytest.mark.skipif(
         os.environ.get("STACK_UNDER_TEST") == "compose", reason="native stack only: compose runs no Zipkin yet"
     ),
+    pytest.mark.skipif(not TracingSettings().tracing, reason="TRACING=off: the stack records no spans"),
 ]
 
 Span = dict[str, Any]
