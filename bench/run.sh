@@ -16,4 +16,8 @@ done
 echo
 echo "=== bench/observability_cost.py"
 $PY -m bench.observability_cost || status=1
+# A cluster of its own beside the stack (3 brokers at RF 3), started and removed by the script.
+echo
+echo "=== bench/cluster_throughput.py"
+$PY -m bench.cluster_throughput || status=1
 exit $status
