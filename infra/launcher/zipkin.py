@@ -24,9 +24,15 @@ def url(config: StackConfig) -> str:
     return f"http://127.0.0.1:{zipkin_port(config)}"
 
 
+def tracing_on(config: StackConfig) -> bool:
+    """TRACING as the services read it (a pydantic bool): off, false, no, 0 turn it off."""
+    return config.get("TRACING", "on").strip().lower() not in ("off", "false", "no", "0", "f", "n")
+
+
 def up(config: StackConfig) -> None:
+    """Start Zipkin unless it runs already, or no process traces (TRACING=off: no JVM for nothing)."""
     zipkin = component(config)
-    if not needs_start(zipkin, zipkin_port(config)):
+    if not tracing_on(config) or not needs_start(zipkin, zipkin_port(config)):
         return
     step(f"starting zipkin on {url(config)}")
     port = zipkin_port(config)
