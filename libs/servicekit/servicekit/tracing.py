@@ -45,8 +45,8 @@ KafkaHeaders = list[tuple[str, bytes]]
 EXPORT_DELAY_MS = 1000
 # Spans waiting for export beyond this are dropped (a Zipkin that is away costs memory only up to here).
 EXPORT_QUEUE_SIZE = 8192
-# Paths no one wants a trace of: Prometheus scrapes, health checks.
-UNTRACED_PATHS = "metrics,health_check"
+# Paths no one wants a trace of: Prometheus scrapes, health checks, the console's refreshes (every 2 s per page).
+UNTRACED_PATHS = "metrics,health_check,console/state"
 
 _provider: "TracerProvider | None" = None
 _tracer: trace.Tracer = trace.NoOpTracer()
