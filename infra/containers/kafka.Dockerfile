@@ -17,6 +17,9 @@ RUN mkdir -p /usr/share/man/man1 \
 COPY infra/target/kafka/lib /opt/kafka/lib
 # Every plugin folder (one class loader each), whatever infra/pom.xml adds.
 COPY infra/target/connect-plugins /opt/connect/plugins
+# The Prometheus JMX exporter agent and the beans it reads (launcher.environment.metrics_agent natively).
+COPY infra/target/agents/jmx_prometheus_javaagent.jar /opt/agents/
+COPY infra/prometheus/jmx-kafka.yml infra/prometheus/jmx-connect.yml /opt/agents/
 COPY infra/containers/bin/render-template infra/containers/bin/kafka-tool infra/containers/bin/write-admin-config \
      infra/containers/bin/start-broker infra/containers/bin/start-worker infra/containers/bin/register-connectors \
      infra/containers/bin/connect-watchdog /usr/local/bin/
@@ -26,5 +29,5 @@ COPY infra/connect/worker.properties /opt/connect/config/
 COPY infra/connect/*.json /opt/connect/connectors/
 
 USER kafka
-EXPOSE 9092 8083
+EXPOSE 9092 8083 9404 9405
 CMD ["start-worker"]

@@ -30,9 +30,11 @@ RUN if [ -f /run/host-ca.crt ]; then export PIP_CERT=/run/host-ca.crt; fi \
     && pip install --require-hashes -r /opt/requirements.lock
 
 WORKDIR /app
+# The shared projects: the libraries, and the consistency auditor (the monitor runs it; `make audit` natively).
 COPY libs libs
+COPY audit audit
 RUN if [ -f /run/host-ca.crt ]; then export PIP_CERT=/run/host-ca.crt; fi \
-    && pip install --no-deps ./libs/*/
+    && pip install --no-deps ./libs/*/ ./audit
 
 # Every project and the tests, as in the native .venv: compose's create-topics one-shot runs the launcher's code
 # in it, and make compose-test the e2e suite on the compose network, where the instances' registered addresses

@@ -35,7 +35,15 @@ CONNECTOR_CONFIGS = sorted((REPO / "infra/connect").glob("*.json"))
 PYTHON_DOCKERFILE = REPO / "infra/containers/python.Dockerfile"
 PODMAN_COMPOSE = REPO / ".stack/tools/podman-compose/bin/podman-compose"
 # CONTRACT.md, "Ports (native defaults)": the same ports on the host, loopback only.
-CONTRACT_PORTS = {"gateway": 8000, "discovery": 8761, "kafka": 9092, "connect": 8083, "mariadb": 3306, "monitor": 8090}
+CONTRACT_PORTS = {
+    "gateway": 8000,
+    "discovery": 8761,
+    "kafka": 9092,
+    "connect": 8083,
+    "mariadb": 3306,
+    "monitor": 8090,
+    "prometheus": 9090,
+}
 LOOPBACK = re.compile(r"\b(127\.0\.0\.1|localhost)\b")
 
 

@@ -12,18 +12,14 @@ import re
 import signal
 import subprocess
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 
-from demo.gateway_client import GatewayClient, User
-from launcher import services
-from launcher.environment import StackConfig
-from servicekit.config import ServiceSettings
-from servicekit.testing import DictConnection, database, eventually
+from demo.gateway_client import GatewayClient
+from servicekit.testing import DictConnection, eventually
+from tests.compose.orders import priced_by_every_instance
 from tests.e2e.orders_table import settled, stock_drift
 from tests.e2e.test_faults import Progress, place_until
 
@@ -104,46 +100,6 @@ def test_every_container_of_the_stack_runs_as_a_user_other_than_root() -> None:
         assert user not in ("", "root", "0", "0:0"), f"{name} runs as {user or 'root (no USER)'}"
         if engine("inspect", "--format", "{{.State.Status}}", name).strip() == "running":
             assert engine("exec", name, "id", "-u").strip() != "0", name
-
-
-@pytest.fixture
-async def gateway(stack_config: StackConfig) -> AsyncIterator[GatewayClient]:
-    async with GatewayClient(f"http://127.0.0.1:{services.gateway_port(stack_config)}") as client:
-        yield client
-
-
-@pytest.fixture
-def own_products(settings: ServiceSettings, stack_config: StackConfig) -> Iterator[dict[str, int]]:
-    """Three products of this test, 5,000 in stock each (the catalog-source connector brings them to the order
-    services)."""
-    products = {f"COMPOSE-{uuid.uuid4().hex[:10]}": 5000 for _ in range(3)}
-    connection = database(settings, stack_config.get("CATALOG_DB", "catalogdb"))
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            "INSERT INTO catalogs (product_id, product_name, stock, unit_price, created_at)"
-            " VALUES (%s, 'Compose test product', %s, 100, UTC_TIMESTAMP(3))",
-            list(products.items()),
-        )
-    yield products
-    connection.close()
-
-
-async def priced_by_every_instance(gateway: GatewayClient, user: User, products: list[str]) -> list[str]:
-    """Orders of one unit until each product was accepted by both order-service replicas (they learn products from
-    catalog-changes); their ids, which count like any other accepted order."""
-    accepted: list[str] = []
-    for product in products:
-        answered_by: set[str] = set()
-        deadline = time.monotonic() + 60
-        while answered_by != {"order-service-1", "order-service-2"}:
-            assert time.monotonic() < deadline, f"{product} not priced by both replicas within 60 s: {answered_by}"
-            response = await gateway.order(user, product, 1, 100, idempotency_key=uuid.uuid4().hex)
-            if response.status_code == 201:
-                accepted.append(response.json()["orderId"])
-                answered_by.add(response.headers.get("X-Instance-Id", "?"))
-            else:
-                await asyncio.sleep(0.5)
-    return accepted
 
 
 def crash(service: str) -> None:

@@ -23,11 +23,17 @@ NATIVE_ONLY = {
     "test_catalog_group_leaves_ok_when_catalog_service_stops_and_returns_to_ok_after_restart": (
         "stops and restarts the native catalog-service process"
     ),
+    "test_orders_unanswered_past_the_deadline_expire_once_without_stock_and_late_answers_change_nothing": (
+        "stops and restarts the native catalog-service processes"
+    ),
 }
 # Whole modules, by file name.
 NATIVE_ONLY_MODULES = {
     "test_console.py": "opens the console in the host's chromium, on the host's loopback (the runner has no browser)",
-    "test_metrics.py": "compose runs no Prometheus and no JMX exporter yet (make up does)",
+    "test_metrics.py": (
+        "asks Prometheus on the host's loopback; compose: tests/compose/test_compose_metrics.py runs these tests"
+        " against the compose Prometheus from the host"
+    ),
 }
 
 
