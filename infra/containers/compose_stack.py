@@ -26,7 +26,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "kafka-sync"
 TEST_PROJECT = "kafka-sync-test"
-# make compose-test publishes on these, so it runs beside the native stack (8000, 8761, 9092, 8083, 3306, 8090, 9090).
+# make compose-test publishes on these, so it runs beside the native stack (8000, 8761, 9092, 8083, 3306, 8090, 9090,
+# 9411).
 TEST_HOST_PORTS = {
     "GATEWAY_HOST_PORT": 18000,
     "DISCOVERY_HOST_PORT": 18761,
@@ -35,6 +36,7 @@ TEST_HOST_PORTS = {
     "MARIADB_HOST_PORT": 13306,
     "MONITOR_HOST_PORT": 18090,
     "PROMETHEUS_HOST_PORT": 19090,
+    "ZIPKIN_HOST_PORT": 19411,
 }
 # Longest wait for one service to become healthy or for a one-shot to finish.
 SERVICE_DEADLINE_SECONDS = 300
@@ -245,6 +247,7 @@ def host_test_environment() -> dict[str, str]:
         "GATEWAY_PORT": str(ports["GATEWAY_HOST_PORT"]),
         "DISCOVERY_URL": f"http://127.0.0.1:{ports['DISCOVERY_HOST_PORT']}/eureka",
         "PROMETHEUS_PORT": str(ports["PROMETHEUS_HOST_PORT"]),
+        "ZIPKIN_PORT": str(ports["ZIPKIN_HOST_PORT"]),
         "DB_HOST": "127.0.0.1",
         "DB_PORT": str(ports["MARIADB_HOST_PORT"]),
         "CONNECT_URL": f"http://127.0.0.1:{ports['CONNECT_HOST_PORT']}",

@@ -1,17 +1,30 @@
-# Apache Kafka (broker and KRaft controller), Kafka Connect and Kafka's tools in one image, from the jars and
-# plugins infra/pom.xml fetched for the native stack (infra/install.sh leaves them in infra/target; make compose-up
-# runs it first), on Debian's Java 17. Build context is the repo root:
+# The Java images, on Debian's Java 17, from the jars infra/pom.xml fetched for the native stack (infra/install.sh
+# leaves them in infra/target; make compose-up runs it first). Build context is the repo root:
 #   docker build -f infra/containers/kafka.Dockerfile -t kafka-sync/kafka .
-# Compose runs it as the broker (start-broker), the worker (start-worker) and the one-shot setup steps.
+#   docker build -f infra/containers/kafka.Dockerfile --target zipkin -t kafka-sync/zipkin .
+# The last stage (the default) is Apache Kafka (broker and KRaft controller), Kafka Connect and Kafka's tools in one
+# image: compose runs it as the brokers (start-broker), the workers (start-worker) and the one-shot setup steps.
 ARG BASE_IMAGE=debian:bookworm-slim
-FROM ${BASE_IMAGE}
+FROM ${BASE_IMAGE} AS java
 
 # Java's package links its man pages, whose folder a slim base lacks.
 RUN mkdir -p /usr/share/man/man1 \
     && apt-get update \
     && apt-get install -y --no-install-recommends openjdk-17-jre-headless curl \
-    && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --no-create-home --uid 10001 kafka \
+    && rm -rf /var/lib/apt/lists/*
+
+# Zipkin's server (io.zipkin:zipkin-server exec jar), keeping spans in memory, as launcher/zipkin.py runs it.
+FROM java AS zipkin
+RUN useradd --system --no-create-home --uid 10002 zipkin
+COPY infra/target/zipkin/zipkin.jar /opt/zipkin/zipkin.jar
+USER zipkin
+EXPOSE 9411
+# 50,000 spans in a 256 MB heap (launcher.zipkin.MAX_SPANS: Zipkin's default needs more heap than the JVM gets).
+CMD ["java", "-Xms64m", "-Xmx256m", "-jar", "/opt/zipkin/zipkin.jar", "--armeria.ports[0].port=9411", \
+     "--armeria.ports[0].protocols[0]=http", "--zipkin.storage.type=mem", "--zipkin.storage.mem.max-spans=50000"]
+
+FROM java AS kafka
+RUN useradd --system --no-create-home --uid 10001 kafka \
     && mkdir -p /var/lib/kafka-sync/kafka && chown kafka /var/lib/kafka-sync/kafka
 
 COPY infra/target/kafka/lib /opt/kafka/lib

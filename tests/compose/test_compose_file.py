@@ -43,6 +43,7 @@ CONTRACT_PORTS = {
     "mariadb": 3306,
     "monitor": 8090,
     "prometheus": 9090,
+    "zipkin": 9411,
 }
 LOOPBACK = re.compile(r"\b(127\.0\.0\.1|localhost)\b")
 
