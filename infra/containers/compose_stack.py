@@ -26,13 +26,16 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "kafka-sync"
 TEST_PROJECT = "kafka-sync-test"
-# make compose-test publishes on these, so it runs beside the native stack (8000, 8761, 9092, 8083, 3306, 8090, 9090,
-# 9411).
+# make compose-test publishes on these, so it runs beside the native stack (8000, 8761, 9092/9094/9096, 8083/8084,
+# 3306, 8090, 9090, 9411).
 TEST_HOST_PORTS = {
     "GATEWAY_HOST_PORT": 18000,
     "DISCOVERY_HOST_PORT": 18761,
     "KAFKA_HOST_PORT": 19192,
+    "KAFKA_2_HOST_PORT": 19194,
+    "KAFKA_3_HOST_PORT": 19196,
     "CONNECT_HOST_PORT": 18083,
+    "CONNECT_2_HOST_PORT": 18084,
     "MARIADB_HOST_PORT": 13306,
     "MONITOR_HOST_PORT": 18090,
     "PROMETHEUS_HOST_PORT": 19090,
@@ -226,8 +229,8 @@ def run_e2e_in_container(engine: str, pytest_args: list[str]) -> int:
         "DB_HOST": "mariadb",
         "DB_PORT": "3306",
         "DISCOVERY_URL": "http://discovery:8761/eureka",
-        "KAFKA_BOOTSTRAP_SERVERS": "kafka:19092",
-        "CONNECT_URL": "http://connect:8083",
+        "KAFKA_BOOTSTRAP_SERVERS": "kafka-1:19092,kafka-2:19092,kafka-3:19092",
+        "CONNECT_URL": "http://connect-1:8083",
         "MONITOR_PORT": "8090",
         "STACK_UNDER_TEST": "compose",
         # The launcher's config reader completes its .env file in place: a copy of its own, not the host's.
@@ -251,6 +254,9 @@ def host_test_environment() -> dict[str, str]:
         "DB_HOST": "127.0.0.1",
         "DB_PORT": str(ports["MARIADB_HOST_PORT"]),
         "CONNECT_URL": f"http://127.0.0.1:{ports['CONNECT_HOST_PORT']}",
+        "KAFKA_BOOTSTRAP_SERVERS": ",".join(
+            f"127.0.0.1:{ports[key]}" for key in ("KAFKA_HOST_PORT", "KAFKA_2_HOST_PORT", "KAFKA_3_HOST_PORT")
+        ),
         "STACK_UNDER_TEST": "compose",
         "COMPOSE_TEST_PROJECT": TEST_PROJECT,
         "COMPOSE_TEST_ENGINE": os.environ.get("ENGINE", "podman"),

@@ -34,12 +34,16 @@ ENV_EXAMPLE = REPO / ".env.example"
 CONNECTOR_CONFIGS = sorted((REPO / "infra/connect").glob("*.json"))
 PYTHON_DOCKERFILE = REPO / "infra/containers/python.Dockerfile"
 PODMAN_COMPOSE = REPO / ".stack/tools/podman-compose/bin/podman-compose"
-# CONTRACT.md, "Ports (native defaults)": the same ports on the host, loopback only.
+# CONTRACT.md, "Ports (native defaults)": the same ports on the host, loopback only; the cluster's further Kafka nodes
+# and Connect workers on the ports the launcher gives them in cluster mode.
 CONTRACT_PORTS = {
     "gateway": 8000,
     "discovery": 8761,
-    "kafka": 9092,
-    "connect": 8083,
+    "kafka-1": 9092,
+    "kafka-2": 9094,
+    "kafka-3": 9096,
+    "connect-1": 8083,
+    "connect-2": 8084,
     "mariadb": 3306,
     "monitor": 8090,
     "prometheus": 9090,
@@ -296,7 +300,7 @@ def test_depends_on_targets_exist_and_have_what_their_condition_waits_for(
 @pytest.mark.unit
 def test_long_running_services_have_healthchecks(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
-        if service.get("restart", "no") != "no" or name in ("mariadb", "kafka"):
+        if service.get("restart", "no") != "no" or name in ("mariadb", "kafka-1", "kafka-2", "kafka-3"):
             assert "healthcheck" in service, name
 
 
@@ -402,7 +406,8 @@ def test_the_connect_worker_resolves_every_env_reference_of_each_connector(
     services: dict[str, dict[str, Any]], connector: Path
 ) -> None:
     referenced = set(re.findall(r"\$\{env:(\w+)\}", connector.read_text()))
-    assert referenced <= service_environment(services["connect"]).keys()
+    for worker in ("connect-1", "connect-2"):
+        assert referenced <= service_environment(services[worker]).keys(), worker
 
 
 @pytest.mark.unit
@@ -500,3 +505,24 @@ def test_docker_compose_config_accepts_the_file() -> None:
         cwd=REPO,
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.unit
+def test_kafka_is_three_voters_of_one_quorum_and_connect_two_workers_of_one_group(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    brokers = {name: service for name, service in services.items() if service.get("command") == ["start-broker"]}
+    voters = {f"{service_environment(s)['NODE_ID']}@{s['hostname']}:9093" for s in brokers.values()}
+    bootstrap = {f"{service['hostname']}:19092" for service in brokers.values()}
+    assert len(brokers) == len(voters) == 3
+    for name, service in brokers.items():
+        environment = service_environment(service)
+        assert set(environment["QUORUM_VOTERS"].split(",")) == voters, name
+        assert (environment["KAFKA_REPLICATION_FACTOR"], environment["KAFKA_MIN_INSYNC_REPLICAS"]) == ("3", "2")
+    assert sum(service.get("command") == ["start-worker"] for service in services.values()) == 2
+    # Every client knows every node, and whatever makes a topic makes it with the cluster's replication.
+    for name, service in services.items():
+        environment = service_environment(service)
+        if "KAFKA_BOOTSTRAP_SERVERS" in environment:
+            assert set(environment["KAFKA_BOOTSTRAP_SERVERS"].split(",")) == bootstrap, name
+            assert environment.get("KAFKA_REPLICATION_FACTOR") == "3", name
