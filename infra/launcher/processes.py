@@ -146,7 +146,7 @@ def wait_until(
             raise
         except Exception:
             pass
-        if component.pid_file.exists() and not component.running():
+        if _exited(component):
             raise StartupFailed(f"{component.name} exited before it was {what}; see {_tail_hint(component)}")
         if time.monotonic() - started > timeout:
             raise StartupFailed(f"{component.name} not {what} after {timeout:.0f}s; see {_tail_hint(component)}")
@@ -154,6 +154,17 @@ def wait_until(
             print(".", end="", flush=True)
             next_dot += 3
         time.sleep(0.2)
+
+
+def _exited(component: Component) -> bool:
+    """The process we started for `component` is gone (or a zombie). Judged by its pid alone: a marker check that
+    fails for a moment (seen once on a first start under load) must not call a starting process dead."""
+    try:
+        pid = int(component.pid_file.read_text().strip())
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return component.pid_file.exists()
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def _tail_hint(component: Component) -> str:
