@@ -3,43 +3,25 @@ order placed through the compose gateway with a known W3C traceparent is one tra
 order-service (the request and its Kafka sends) and catalog-service (the consume and the outcome it sends)."""
 
 import os
-from typing import Any
 
-import httpx
 import pytest
 
 from demo.gateway_client import GatewayClient
 from launcher.environment import StackConfig
 from servicekit.testing import eventually
+from tests.e2e.traces import Span, place_traced_order, spans_in_zipkin
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("STACK_UNDER_TEST") != "compose", reason="needs the compose stack: make compose-test"
 )
-
-Span = dict[str, Any]
-
-
-def trace(config: StackConfig, trace_id: str) -> list[Span]:
-    answer = httpx.get(f"http://127.0.0.1:{config.number('ZIPKIN_PORT', 9411)}/api/v2/trace/{trace_id}", timeout=5)
-    if answer.status_code == 404:
-        return []
-    answer.raise_for_status()
-    spans: list[Span] = answer.json()
-    return spans
 
 
 async def test_an_order_placed_with_a_traceparent_is_one_trace_across_gateway_order_and_catalog_service(
     stack_config: StackConfig, gateway: GatewayClient, fresh_products: dict[str, int]
 ) -> None:
     product = next(iter(fresh_products))
-    user = await gateway.sign_up("Traced Compose Buyer")
-    trace_id, client_span_id = os.urandom(16).hex(), os.urandom(8).hex()
-
-    response = await gateway.http.post(
-        f"/order-service/{user.user_id}/orders",
-        json={"productId": product, "qty": 1},
-        headers={**user.auth, "traceparent": f"00-{trace_id}-{client_span_id}-01"},
-    )
+    placed = await place_traced_order(gateway, product, "Traced Compose Buyer")
+    trace_id, client_span_id, response = placed.trace_id, placed.client_span_id, placed.response
     assert response.status_code == 201, response.text
 
     # What each service's part is, by service and span kind: the gateway serves the request, order-service serves
@@ -53,7 +35,7 @@ async def test_an_order_placed_with_a_traceparent_is_one_trace_across_gateway_or
     }
 
     def complete() -> list[Span] | None:
-        spans = trace(stack_config, trace_id)
+        spans = spans_in_zipkin(f"http://127.0.0.1:{stack_config.number('ZIPKIN_PORT', 9411)}", trace_id)
         parts = {(span["localEndpoint"]["serviceName"], span.get("kind")) for span in spans}
         return spans if expected <= parts else None
 

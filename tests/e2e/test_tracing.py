@@ -2,9 +2,7 @@
 the gateway through order-service and Kafka to catalog-service and the outcome it publishes."""
 
 import os
-from typing import Any
 
-import httpx
 import pytest
 
 from demo.gateway_client import GatewayClient
@@ -12,25 +10,16 @@ from launcher import zipkin
 from launcher.environment import StackConfig
 from servicekit.config import TracingSettings
 from servicekit.testing import eventually
+from tests.e2e.traces import Span, place_traced_order, spans_in_zipkin
 
 pytestmark = [
     pytest.mark.stack,
     pytest.mark.skipif(
-        os.environ.get("STACK_UNDER_TEST") == "compose", reason="native stack only: compose runs no Zipkin yet"
+        os.environ.get("STACK_UNDER_TEST") == "compose",
+        reason="native only; compose: tests/compose/test_compose_tracing.py",
     ),
     pytest.mark.skipif(not TracingSettings().tracing, reason="TRACING=off: the stack records no spans"),
 ]
-
-Span = dict[str, Any]
-
-
-def trace_in_zipkin(config: StackConfig, trace_id: str) -> list[Span]:
-    answer = httpx.get(f"{zipkin.url(config)}/api/v2/trace/{trace_id}", timeout=5)
-    if answer.status_code == 404:
-        return []
-    answer.raise_for_status()
-    spans: list[Span] = answer.json()
-    return spans
 
 
 def one(spans: list[Span], service: str, kind: str, name: str) -> Span | None:
@@ -47,14 +36,8 @@ async def test_an_order_placed_with_a_traceparent_is_one_trace_from_the_gateway_
     stack_config: StackConfig, gateway: GatewayClient, fresh_products: dict[str, int]
 ) -> None:
     product = next(iter(fresh_products))
-    user = await gateway.sign_up("Traced Buyer")
-    trace_id, client_span_id = os.urandom(16).hex(), os.urandom(8).hex()
-
-    response = await gateway.http.post(
-        f"/order-service/{user.user_id}/orders",
-        json={"productId": product, "qty": 1},
-        headers={**user.auth, "traceparent": f"00-{trace_id}-{client_span_id}-01"},
-    )
+    placed = await place_traced_order(gateway, product, "Traced Buyer")
+    trace_id, client_span_id, response = placed.trace_id, placed.client_span_id, placed.response
     assert response.status_code == 201, response.text
     order_id = response.json()["orderId"]
 
@@ -68,7 +51,7 @@ async def test_an_order_placed_with_a_traceparent_is_one_trace_from_the_gateway_
     }
 
     def whole_trace() -> dict[str, Span] | None:
-        spans = trace_in_zipkin(stack_config, trace_id)
+        spans = spans_in_zipkin(zipkin.url(stack_config), trace_id)
         found = {part: one(spans, *what) for part, what in expected.items()}
         complete = {part: span for part, span in found.items() if span is not None}
         return complete if len(complete) == len(expected) else None
