@@ -61,7 +61,6 @@ class OrderExpirer:
         self.deadline_seconds = deadline_seconds
         self.grace = dt.timedelta(seconds=grace_seconds)
         self.transactional_prefix = transactional_prefix
-        self.expired = 0
         self._consumer: AIOKafkaConsumer | None = None
         self._owned: dict[TopicPartition, _Partition] = {}
         self._task: asyncio.Task[None] | None = None
@@ -166,9 +165,7 @@ class OrderExpirer:
 
     async def _publish_expired(self, tp: TopicPartition, owned: _Partition, overdue: list[Order]) -> None:
         expiring = {order.order_id for order in overdue}
-        # A new owner must start at the oldest order still waiting once these are settled.
-        still_waiting = (offset for order_id, (_, offset) in owned.waiting.items() if order_id not in expiring)
-        commit_at = min(still_waiting, default=await self._position(tp))
+        commit_at = await self._restart_offset(tp, owned, settled=expiring)
         try:
             async with owned.producer.transaction():
                 for order in overdue:
@@ -185,21 +182,24 @@ class OrderExpirer:
         for order_id in expiring:
             owned.waiting.pop(order_id, None)
         owned.committed = commit_at
-        self.expired += len(overdue)
         ORDERS_EXPIRED.inc(len(overdue))
         for order in overdue:
             log.info("order expired: no answer within its deadline", extra={"order_id": order.order_id})
 
-    async def _position(self, tp: TopicPartition) -> int:
+    async def _restart_offset(
+        self, tp: TopicPartition, owned: _Partition, settled: frozenset[str] | set[str] = frozenset()
+    ) -> int:
+        """Where a new owner of `tp` must start: the oldest order still waiting (but `settled`), or where this one
+        has read to."""
         assert self._consumer is not None
-        return int(await self._consumer.position(tp))
+        waiting = (offset for order_id, (_, offset) in owned.waiting.items() if order_id not in settled)
+        return min(waiting, default=int(await self._consumer.position(tp)))
 
     async def _commit_read_positions(self) -> None:
         assert self._consumer is not None
         offsets = {}
         for tp, owned in self._owned.items():
-            # Where a new owner must start: the oldest order still waiting, or where this one has read to.
-            commit_at = min((offset for _, offset in owned.waiting.values()), default=await self._position(tp))
+            commit_at = await self._restart_offset(tp, owned)
             if commit_at > owned.committed:
                 offsets[tp] = commit_at
         if not offsets:
