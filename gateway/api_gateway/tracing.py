@@ -28,7 +28,7 @@ class GatewayTracing:
     def start(cls, settings: Settings) -> "GatewayTracing":
         """Sets the SDK up in this process when TRACING=on. It samples every span the gateway starts: the gateway
         has decided before it starts one."""
-        enabled = tracing.configure(settings, "GATEWAY", settings.instance_id, sample_ratio=1.0)
+        enabled = tracing.configure(settings, "GATEWAY", settings.instance_id)
         return cls(settings.tracing_sample_ratio, enabled)
 
     def begin(self, incoming: bytes | None, method: str, template: str) -> tuple[bytes, Span | None]:

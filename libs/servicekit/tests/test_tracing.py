@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import pytest
 from opentelemetry.trace import SpanContext, TraceFlags
@@ -185,7 +186,8 @@ def test_tracing_on_sends_a_child_span_of_a_sampled_parent_and_passes_an_unsampl
 
 
 def test_a_root_span_outside_any_request_is_not_sampled() -> None:
-    """A database query or an HTTP call with no request around it starts no trace, whatever the ratio."""
+    """A database query, an HTTP call or a record with no request around it starts no trace, whatever the ratio;
+    a SERVER root is recorded (whoever starts one has sampled the request already)."""
     result = run_in_child(
         """
         import json
@@ -199,4 +201,116 @@ def test_a_root_span_outside_any_request_is_not_sampled() -> None:
         """,
         TRACING_SAMPLE_RATIO="1.0",
     )
-    assert result == {"INTERNAL": False, "SERVER": True, "CLIENT": False, "PRODUCER": False, "CONSUMER": True}
+    assert result == {"INTERNAL": False, "SERVER": True, "CLIENT": False, "PRODUCER": False, "CONSUMER": False}
+
+
+# A FastAPI app with the middleware, called in-process through httpx's ASGI transport; its spans land in memory.
+# Each request answers with the trace context its handler ran in.
+REQUESTS_IN_CHILD = """
+    import asyncio, json
+    import httpx
+    from fastapi import FastAPI
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from servicekit import tracing
+    from servicekit.config import TracingSettings
+
+    tracing.configure(TracingSettings(), "ORDER-SERVICE", "order-service-1")
+    memory = InMemorySpanExporter()
+    tracing._provider.add_span_processor(SimpleSpanProcessor(memory))
+    app = FastAPI()
+
+    @app.post("/{user_id}/orders")
+    async def place(user_id: str) -> dict:
+        here = tracing.current_span_context()
+        if here is None:
+            return {}
+        return {"trace": f"{here.trace_id:032x}", "span": f"{here.span_id:016x}", "sampled": here.trace_flags.sampled}
+
+    @app.get("/health_check")
+    async def health() -> dict:
+        return {"in_trace": tracing.current_span_context() is not None}
+
+    @app.get("/boom")
+    async def boom() -> dict:
+        raise RuntimeError("down")
+
+    tracing.instrument_app(app)
+
+    async def main() -> None:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        answers = []
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            for method, path, headers in REQUESTS:
+                answer = await client.request(method, path, headers=headers)
+                is_json = answer.headers.get("content-type") == "application/json"
+                answers.append({"status": answer.status_code, **(answer.json() if is_json else {})})
+        spans = [
+            {
+                "name": span.name,
+                "kind": span.kind.name,
+                "trace": f"{span.context.trace_id:032x}",
+                "span": f"{span.context.span_id:016x}",
+                "parent": f"{span.parent.span_id:016x}" if span.parent else None,
+                "attributes": dict(span.attributes),
+                "error": span.status.status_code.name == "ERROR",
+            }
+            for span in memory.get_finished_spans()
+        ]
+        print(json.dumps({"answers": answers, "spans": spans}))
+
+    asyncio.run(main())
+"""
+
+
+def requests_in_child(requests: str, **env: str) -> dict[str, list[dict[str, Any]]]:
+    code = textwrap.dedent(REQUESTS_IN_CHILD).replace("async def main", f"REQUESTS = {requests}\n\nasync def main", 1)
+    return run_in_child(code, **env)  # type: ignore[return-value]
+
+
+def test_a_request_with_a_sampled_traceparent_gets_a_server_span_named_by_its_route() -> None:
+    result = requests_in_child(f'[("POST", "/u-1/orders", {{"traceparent": "{SAMPLED}"}})]', TRACING_SAMPLE_RATIO="0")
+    [answer], [span] = result["answers"], result["spans"]
+    assert span["name"] == "POST /{user_id}/orders"
+    assert span["kind"] == "SERVER"
+    assert (span["trace"], span["parent"]) == (f"{TRACE_ID:032x}", f"{SPAN_ID:016x}")
+    assert span["attributes"] == {
+        "http.request.method": "POST",
+        "url.path": "/u-1/orders",
+        "http.route": "/{user_id}/orders",
+        "http.response.status_code": 200,
+    }
+    # The handler runs inside the span: what it publishes is the span's child.
+    assert answer == {"status": 200, "trace": span["trace"], "span": span["span"], "sampled": True}
+
+
+def test_an_unsampled_traceparent_is_followed_without_a_span() -> None:
+    unsampled = SAMPLED[:-2] + "00"
+    result = requests_in_child(f'[("POST", "/u-1/orders", {{"traceparent": "{unsampled}"}})]', TRACING_SAMPLE_RATIO="1")
+    assert result["spans"] == []
+    assert result["answers"] == [
+        {"status": 200, "trace": f"{TRACE_ID:032x}", "span": f"{SPAN_ID:016x}", "sampled": False}
+    ]
+
+
+def test_a_request_without_a_traceparent_starts_a_trace_sampled_at_the_ratio() -> None:
+    requests = '[("POST", "/u-1/orders", {})] * 20'
+    never = requests_in_child(requests, TRACING_SAMPLE_RATIO="0")
+    assert never["spans"] == []
+    # Unsampled, yet in a trace of its own: what it publishes tells the consumers not to record either.
+    assert all(answer["sampled"] is False for answer in never["answers"])
+    assert len({answer["trace"] for answer in never["answers"]}) == 20
+
+    always = requests_in_child(requests, TRACING_SAMPLE_RATIO="1")
+    assert len(always["spans"]) == 20
+    assert all(span["parent"] is None and span["name"] == "POST /{user_id}/orders" for span in always["spans"])
+    assert [answer["span"] for answer in always["answers"]] == [span["span"] for span in always["spans"]]
+
+
+def test_health_checks_are_not_traced_and_a_failing_request_is_an_error_span() -> None:
+    result = requests_in_child('[("GET", "/health_check", {}), ("GET", "/boom", {})]', TRACING_SAMPLE_RATIO="1")
+    assert result["answers"] == [{"status": 200, "in_trace": False}, {"status": 500}]
+    [span] = result["spans"]
+    assert span["name"] == "GET /boom"
+    assert span["error"] is True
+    assert span["attributes"]["error.type"] == "RuntimeError"
