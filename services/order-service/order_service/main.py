@@ -94,7 +94,7 @@ def order_sink(settings: OrderSettings, sessions: async_sessionmaker[AsyncSessio
 
 def order_expirer(settings: OrderSettings, sink: OrderSink) -> OrderExpirer | None:
     """Orders published to Kafka get a deadline; the local store and the benchmark baseline have no saga."""
-    if not isinstance(sink, OrderPublisher):
+    if not isinstance(sink, OrderPublisher) or not settings.order_expiry:
         return None
     return OrderExpirer(
         settings.kafka_access,
