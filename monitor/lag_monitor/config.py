@@ -25,7 +25,12 @@ class MonitorSettings(ServiceSettings):
 
     # The console (console.py): where it reads what it shows, and how long it waits for each source.
     orders_db: str = "mydb"
+    prometheus_host: str = "127.0.0.1"
     prometheus_port: int = 9090
+    # Where a browser opening the console finds Prometheus and Zipkin (the page's links); unset: where the monitor
+    # itself reaches them (PROMETHEUS_HOST, ZIPKIN_HOST). Compose sets them to the ports it publishes on the host.
+    console_prometheus_url: str | None = None
+    console_zipkin_url: str | None = None
     connect_url: str | None = None  # CONNECT_URL from .env
     connect_user: str = "connect-admin"
     connect_password: str | None = None

@@ -388,9 +388,13 @@ class TraceFinder:
     at once with what is known, and a trace found meanwhile is linked at the next refresh, so a slow or absent
     Zipkin never holds the orders up."""
 
-    def __init__(self, http: httpx.AsyncClient, zipkin: str, tag: str, budget_seconds: float) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, zipkin: str, tag: str, budget_seconds: float, link_base: str | None = None
+    ) -> None:
+        """`zipkin`: where the monitor asks; `link_base`: where the page's links point (default: the same)."""
         self.http = http
         self.zipkin = zipkin
+        self.link_base = link_base or zipkin
         self.tag = tag
         self.budget_seconds = budget_seconds
         self._known: dict[str, str | None] = {}
@@ -427,12 +431,12 @@ class TraceFinder:
         """The order's trace fields of LatestOrderOut."""
         if order_id in traced:
             found = traced[order_id]
-            return {"trace": "found", "trace_id": found, "traces_url": trace_url(self.zipkin, found)}
+            return {"trace": "found", "trace_id": found, "traces_url": trace_url(self.link_base, found)}
         if not self.tag or order_id in self._known:
             state = "off" if not self.tag else "not sampled"
-            around = traces_url(self.zipkin, created_at_ms=created_ms)
+            around = traces_url(self.link_base, created_at_ms=created_ms)
             return {"trace": state, "trace_id": None, "traces_url": around}
-        by_tag = traces_url(self.zipkin, order_id=order_id, created_at_ms=created_ms, tag=self.tag)
+        by_tag = traces_url(self.link_base, order_id=order_id, created_at_ms=created_ms, tag=self.tag)
         return {"trace": "looking", "trace_id": None, "traces_url": by_tag}
 
     async def _lookup(self, order_id: str) -> str | None:
@@ -461,10 +465,16 @@ class Console:
         self.engine: AsyncEngine | None = None
         if settings.db_user and settings.db_password:
             self.engine = make_engine(settings, settings.orders_db, pool_size=1)
-        self.prometheus = f"http://127.0.0.1:{settings.prometheus_port}"
-        self.zipkin = f"http://127.0.0.1:{settings.zipkin_port}"
+        # Where the monitor asks (loopback natively, the containers' names in compose) ...
+        self.prometheus = f"http://{settings.prometheus_host}:{settings.prometheus_port}"
+        self.zipkin = f"http://{settings.zipkin_host}:{settings.zipkin_port}"
+        # ... and where the page sends a browser.
+        self.prometheus_link = (settings.console_prometheus_url or self.prometheus).rstrip("/")
+        self.zipkin_link = (settings.console_zipkin_url or self.zipkin).rstrip("/")
         self._latest: tuple[float, asyncio.Task[ConsoleState]] | None = None
-        self.traces = TraceFinder(self.http, self.zipkin, settings.console_order_tag, self.timeout / 2)
+        self.traces = TraceFinder(
+            self.http, self.zipkin, settings.console_order_tag, self.timeout / 2, link_base=self.zipkin_link
+        )
 
     async def close(self) -> None:
         await self.traces.close()
@@ -499,9 +509,9 @@ class Console:
         return ConsoleState(
             generated_at_ms=now_ms,
             links=LinksOut(
-                prometheus=self.prometheus,
-                zipkin=f"{self.zipkin}/zipkin/",
-                order_traces=traces_url(self.zipkin),
+                prometheus=self.prometheus_link,
+                zipkin=f"{self.zipkin_link}/zipkin/",
+                order_traces=traces_url(self.zipkin_link),
                 burrow=f"/v3/kafka/{history.cluster}/consumer",
             ),
             instances=instances,

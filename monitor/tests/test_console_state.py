@@ -194,6 +194,8 @@ async def test_an_orders_trace_is_found_by_its_tag_once_and_remembered() -> None
     assert sorted(zipkin.asked) == ["o-traced", "o-unsampled", "o-young", "o-young", "o-young"]
     links = {order_id: finder.link(order_id, orders[order_id], first) for order_id in orders}
     assert links["o-traced"]["traces_url"] == "http://zipkin/zipkin/traces/abc123"
+    elsewhere = console.TraceFinder(http, "http://zipkin", "messaging.kafka.message.key", 1.0, "http://127.0.0.1:1")
+    assert elsewhere.link("o-traced", now_ms, first)["traces_url"] == "http://127.0.0.1:1/zipkin/traces/abc123"
     assert [links[o]["trace"] for o in orders] == ["found", "looking", "not sampled"]
     assert "annotationQuery" in links["o-young"]["traces_url"]
     assert "annotationQuery" not in links["o-unsampled"]["traces_url"]
@@ -291,6 +293,30 @@ async def test_with_every_source_down_the_state_still_answers_and_says_what_is_d
     assert state["groups"]["up"] and state["groups"]["data"]["groups"][0]["group"] == "catalog"
     assert state["topics"]["data"][0]["topic"] == "example-catalog-topic"
     assert state["links"]["prometheus"] == f"http://127.0.0.1:{NOWHERE}"
+
+
+async def test_the_pages_links_point_where_a_browser_finds_prometheus_and_zipkin_when_that_is_elsewhere(
+    history: LagHistory,
+) -> None:
+    """In compose the monitor asks `prometheus:9090` and `zipkin:9411`; the browser on the host knows neither name
+    and follows the ports compose publishes."""
+    settings = offline_settings().model_copy(
+        update={
+            "prometheus_host": "prometheus",
+            "zipkin_host": "zipkin",
+            "zipkin_port": 9411,
+            "console_prometheus_url": "http://127.0.0.1:19090",
+            "console_zipkin_url": "http://127.0.0.1:19411/",
+        }
+    )
+    app = create_app(settings, history=history, poll=False)
+    async for http in client_of(app):
+        links = (await http.get("/console/state")).json()["links"]
+        sources = app.state.console
+        assert (sources.prometheus, sources.zipkin) == (f"http://prometheus:{NOWHERE}", "http://zipkin:9411")
+    assert links["prometheus"] == "http://127.0.0.1:19090"
+    assert links["zipkin"] == "http://127.0.0.1:19411/zipkin/"
+    assert links["order_traces"].startswith("http://127.0.0.1:19411/zipkin/?")
 
 
 async def test_the_audit_section_holds_the_verdict_the_apps_own_audit_endpoint_answers() -> None:
