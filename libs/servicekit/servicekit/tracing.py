@@ -304,32 +304,25 @@ class TracingMiddleware:
             if name == b"traceparent":
                 parent = parse_traceparent(value.decode("latin-1"))
                 break
-        if parent is None:
-            sampled = random.random() < _sample_ratio
-            # A new trace: its ids exist even unsampled, so the services behind this one follow the decision.
-            flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
-            parent_context = None
-            ids = SpanContext(random.getrandbits(128) or 1, random.getrandbits(64) or 1, False, flags)
-        else:
-            sampled = parent.trace_flags.sampled
-            parent_context = context_with_parent(parent)
-            ids = parent
-        if not sampled:
-            token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(ids)))
-            try:
-                await self.app(scope, receive, send)
-            finally:
-                otel_context.detach(token)
+        sampled = parent.trace_flags.sampled if parent is not None else random.random() < _sample_ratio
+        if sampled:
+            await self._traced(scope, receive, send, parent)
             return
-        await self._traced(scope, receive, send, parent_context)
+        if parent is None:
+            # A new trace, not sampled: its ids exist all the same, so the services behind this one (and the records
+            # it publishes) carry the decision on instead of drawing again.
+            parent = SpanContext(random.getrandbits(128) or 1, random.getrandbits(64) or 1, False, TraceFlags(0))
+        token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(parent)))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            otel_context.detach(token)
 
-    async def _traced(
-        self, scope: "Scope", receive: "Receive", send: "Send", parent_context: otel_context.Context | None
-    ) -> None:
+    async def _traced(self, scope: "Scope", receive: "Receive", send: "Send", parent: SpanContext | None) -> None:
         method = scope["method"]
         span = _tracer.start_span(
             method,
-            context=parent_context,
+            context=context_with_parent(parent) if parent is not None else None,
             kind=SpanKind.SERVER,
             attributes={"http.request.method": method, "url.path": scope["path"]},
         )
