@@ -2,12 +2,12 @@
 
 A million real orders through the gateway would take hours here, so the bench writes what the stack would hold
 straight into sources of its own, beside the running stack: topics `bench-audit-orders` and `bench-audit-stock`
-(3 partitions each, like the real ones), written by a transactional producer, 1,000 orders per transaction, each
-order as the real flow leaves it (PENDING then CONFIRMED or REJECTED on the orders topic, Connect JSON with schema;
-a stock request on the stock topic), and a database `mydb_local_auditbench` (the operator's account may create
-`mydb_local_*` databases) with tables made LIKE mydb.orders, catalogdb.catalogs and catalogdb.processed_orders,
-filled by INSERT ... SELECT from MariaDB's sequence engine. The auditor reads them exactly as it reads the real
-ones (same code, settings pointing at the bench's names).
+(3 partitions each, like the real ones; and an empty `bench-audit-orders-dlq`), written by a transactional
+producer, 1,000 orders per transaction, each order as the real flow leaves it (PENDING then CONFIRMED or REJECTED
+on the orders topic, Connect JSON with schema; a stock request on the stock topic), and a database
+`mydb_local_auditbench` (the operator's account may create `mydb_local_*` databases) with tables made LIKE
+mydb.orders, catalogdb.catalogs and catalogdb.processed_orders, filled by INSERT ... SELECT from MariaDB's sequence
+engine. The auditor reads them exactly as it reads the real ones (same code, settings pointing at the bench's names).
 
 Figures: the full pass (median of --full-rounds; one by default, it takes minutes), the incremental pass after --new
 orders were added (medians over --rounds, alternately with the row checksum compared in that pass and without it).
@@ -40,6 +40,7 @@ PRODUCTS = 1000
 PER_TRANSACTION = 1000  # orders (3,000 records): well inside the 10 s transaction timeout on a busy machine
 DATABASE = "mydb_local_auditbench"
 ORDERS_TOPIC, STOCK_TOPIC = "bench-audit-orders", "bench-audit-stock"
+DEAD_LETTER_TOPIC = "bench-audit-orders-dlq"  # empty: nothing the bench writes is refused
 SCHEMA = orjson.dumps(ORDER_SCHEMA).decode()
 # 2026-11-30 00:00:00 UTC: every bench order is older than any grace period.
 CREATED_MS = 1_796_000_000_000
@@ -197,12 +198,13 @@ async def main() -> None:
         catalog_db=DATABASE,
         orders_topic=ORDERS_TOPIC,
         stock_topic=STOCK_TOPIC,
+        orders_dead_letter_topic=DEAD_LETTER_TOPIC,
         audit_settle_seconds=0,
         audit_totals_every_seconds=0,
     )
     admin = AIOKafkaAdminClient(**config.kafka_access.client_options())
     await admin.start()
-    await ensure_topics(config.kafka_access, [ORDERS_TOPIC, STOCK_TOPIC], 3)
+    await ensure_topics(config.kafka_access, [ORDERS_TOPIC, STOCK_TOPIC, DEAD_LETTER_TOPIC], 3)
     try:
         print(f"writing {args.orders:,} orders (3 records and 2 rows each) into the bench's topics and database")
         started = time.perf_counter()
@@ -249,7 +251,7 @@ async def main() -> None:
         finally:
             await auditor.close()
     finally:
-        await admin.delete_topics([ORDERS_TOPIC, STOCK_TOPIC])
+        await admin.delete_topics([ORDERS_TOPIC, STOCK_TOPIC, DEAD_LETTER_TOPIC])
         await admin.close()
         await asyncio.to_thread(drop_database, config)
 

@@ -32,15 +32,26 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka import ConsumerRecord
 from sqlalchemy.exc import OperationalError
 
 from consistency_audit.config import AuditSettings
-from consistency_audit.reconcile import CONFIRMED, PENDING, Kind, Ledger, Stock, find_discrepancies, settle
+from consistency_audit.reconcile import (
+    CONFIRMED,
+    PENDING,
+    Kind,
+    Ledger,
+    Stock,
+    dead_lettered,
+    find_discrepancies,
+    settle,
+)
 from consistency_audit.sources import (
     DatabaseReader,
     Snapshot,
     SourceChanged,
     TopicReader,
+    parse_dead_letter,
     parse_order_record,
     parse_stock_record,
 )
@@ -65,6 +76,8 @@ class Verdict:
     watched: int  # orders still watched after the pass
     settled: int = 0  # orders folded this pass
     timings: dict[str, float] = field(default_factory=dict)
+    # Orders whose last record the sink refused (on orders-dlq): explained, so not discrepancies.
+    dead_lettered: list[str] = field(default_factory=list)
 
     @property
     def consistent(self) -> bool:
@@ -86,6 +99,7 @@ class Verdict:
             "records_read": self.records_read,
             "rows_read": self.rows_read,
             "watched": self.watched,
+            "dead_lettered": {"count": len(self.dead_lettered), "ids": self.dead_lettered[:ids_shown]},
             "timings": {step: round(seconds, 4) for step, seconds in self.timings.items()},
         }
 
@@ -155,7 +169,8 @@ class Auditor:
 
         unknown_records: list[str] = []
 
-        def on_record(topic: str, timestamp_ms: int, value: bytes | None) -> None:
+        def on_record(kafka_record: ConsumerRecord[bytes, bytes]) -> None:
+            topic, timestamp_ms, value = kafka_record.topic, kafka_record.timestamp, kafka_record.value
             if topic == settings.orders_topic:
                 record = parse_order_record(value, timestamp_ms)
                 if record is None:
@@ -166,6 +181,11 @@ class Auditor:
                         unknown_records.append(record.order_id)  # a new record for an order already folded
                     order = ledger.track(record.order_id)
                 order.status, order.record_ms, order.created_ms = record.status, timestamp_ms, record.created_ms
+                order.record_at = f"{kafka_record.partition}:{kafka_record.offset}"
+            elif topic == settings.orders_dead_letter_topic:
+                refused = parse_dead_letter(value, kafka_record.headers, settings.orders_topic)
+                if refused is not None:
+                    ledger.track(refused[0]).dead_letter_of = refused[1]
             else:
                 request = parse_stock_record(value, timestamp_ms)
                 if request is None:
@@ -181,9 +201,8 @@ class Auditor:
             snapshot_ms = int(time.time() * 1000)
             # The topics up to offsets taken after the snapshot began: every record behind a row or a ledger row
             # the snapshot holds is read (the sink and catalog-service write only after a record is committed).
-            records = await self._topics.read(
-                [settings.orders_topic, settings.stock_topic], ledger.positions, on_record
-            )
+            topics = [settings.orders_topic, settings.stock_topic, settings.orders_dead_letter_topic]
+            records = await self._topics.read(topics, ledger.positions, on_record)
             if full:
                 ledger.history_from_ms = self._topics.history_from_ms.get(settings.orders_topic, 0)
             lap("topics")
@@ -245,6 +264,7 @@ class Auditor:
             lap("stock")
 
         discrepancies = find_discrepancies(ledger, stock, snapshot_ms, settings.grace)
+        refused = dead_lettered(ledger, settings.grace)
         settled = settle(ledger, snapshot_ms, settings.grace)
         if full:
             ledger.totals_checked_ms = snapshot_ms
@@ -260,6 +280,7 @@ class Auditor:
             watched=len(ledger.orders),
             settled=settled,
             timings=timings,
+            dead_lettered=refused,
         )
 
     @staticmethod

@@ -8,7 +8,7 @@ from pydantic import AliasChoices, Field
 from consistency_audit.reconcile import Grace
 from order_contract.order import DEFAULT_ORDER_DEADLINE_SECONDS
 from order_contract.timestamps import epoch_ms
-from order_contract.topics import ORDERS_TOPIC, STOCK_TOPIC
+from order_contract.topics import ORDERS_DEAD_LETTER_TOPIC, ORDERS_TOPIC, STOCK_TOPIC
 from servicekit.config import ServiceSettings
 
 
@@ -17,6 +17,8 @@ class AuditSettings(ServiceSettings):
     catalog_db: str = "catalogdb"
     orders_topic: str = ORDERS_TOPIC
     stock_topic: str = STOCK_TOPIC
+    # The sink's dead letters: an order whose last record is there is reported apart, not as a missing row.
+    orders_dead_letter_topic: str = ORDERS_DEAD_LETTER_TOPIC
 
     order_deadline_seconds: float = Field(DEFAULT_ORDER_DEADLINE_SECONDS, gt=0)
     # A record on `orders` may wait this long for its row (the sink's allowed lag; Connect restarts take ~20 s).

@@ -11,6 +11,10 @@ The auditor keeps one `Ledger` of what it knows between passes:
   its stock request (if any) has an outcome, and it is older than `settle_seconds`. The database computes the same
   two numbers over all of mydb.orders in one statement; tracked rows + folded rows must equal them, or rows
   changed behind the auditor's back (deleted, updated, inserted by hand) and it falls back to a full pass.
+
+An order whose last record the sink refused (on `orders-dlq`, with the reason in Connect's error headers) has no
+row, or a row showing an earlier record, by design: it is reported apart as dead-lettered, not as a discrepancy
+(the OrdersDeadLettered alert and the record's headers are how an operator takes it up), and watched for good.
 """
 
 import zlib
@@ -43,6 +47,7 @@ KIND_TEXT = {
     Kind.STOCK_DRIFT: "stock drift: initial - current stock != CONFIRMED qty in the ledger",
     Kind.OVERDUE_PENDING: "order PENDING past its deadline",
 }
+DEAD_LETTERED_TEXT = "the sink refused the order's last record; it is on orders-dlq with the reason in its headers"
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,12 @@ class Tracked:
     requested_ms: int | None = None  # stock request's record timestamp
     expiry_notice: bool = False  # the expirer's notice was read (evidence the order was settled without an answer)
     outcome: str | None = None  # catalog-service's ledger status
+    record_at: str | None = None  # where the last committed record on `orders` is ("partition:offset")
+    dead_letter_of: str | None = None  # the `orders` record of this order the sink dead-lettered ("partition:offset")
+
+    @property
+    def last_record_dead_lettered(self) -> bool:
+        return self.record_at is not None and self.record_at == self.dead_letter_of
 
     def to_json(self) -> list[object]:
         return [
@@ -78,6 +89,8 @@ class Tracked:
             self.requested_ms,
             self.expiry_notice,
             self.outcome,
+            self.record_at,
+            self.dead_letter_of,
         ]
 
     @classmethod
@@ -177,7 +190,8 @@ def find_discrepancies(ledger: Ledger, stock: Iterable[Stock], now_ms: int, grac
     for order_id, order in ledger.orders.items():
         if grace.since_ms and first_seen_ms(order) < grace.since_ms:
             continue
-        if order.status is not None and order.row is None and now_ms - order.record_ms > sink_ms:
+        refused = order.last_record_dead_lettered  # the row cannot show that record: explained, reported apart
+        if order.status is not None and order.row is None and now_ms - order.record_ms > sink_ms and not refused:
             found[Kind.MISSING_ROW].append(order_id)
         if order.row is not None and order.status is None and first_seen_ms(order) >= ledger.history_from_ms:
             found[Kind.ROW_WITHOUT_RECORD].append(order_id)
@@ -186,6 +200,7 @@ def find_discrepancies(ledger: Ledger, stock: Iterable[Stock], now_ms: int, grac
             and order.status is not None
             and order.row != order.status
             and now_ms - order.record_ms > sink_ms
+            and not refused
         ):
             found[Kind.STATUS_BEHIND].append(order_id)
         if order.requested_ms is not None and order.outcome is None and now_ms - order.requested_ms > outcome_ms:
@@ -194,6 +209,15 @@ def find_discrepancies(ledger: Ledger, stock: Iterable[Stock], now_ms: int, grac
             found[Kind.OVERDUE_PENDING].append(order_id)
     found[Kind.STOCK_DRIFT] = [product.product_id for product in stock if product.drift != 0]
     return {kind: sorted(ids) for kind, ids in found.items()}
+
+
+def dead_lettered(ledger: Ledger, grace: Grace) -> list[str]:
+    """The orders whose last record the sink refused (in the judged window), sorted."""
+    return sorted(
+        order_id
+        for order_id, order in ledger.orders.items()
+        if order.last_record_dead_lettered and not (grace.since_ms and first_seen_ms(order) < grace.since_ms)
+    )
 
 
 def settle(ledger: Ledger, now_ms: int, grace: Grace) -> int:

@@ -1,7 +1,7 @@
 """The verdict as text for people (the CLI's default output)."""
 
 from consistency_audit.auditor import Verdict
-from consistency_audit.reconcile import KIND_TEXT
+from consistency_audit.reconcile import DEAD_LETTERED_TEXT, KIND_TEXT
 
 
 def render(verdict: Verdict, ids_shown: int = 50) -> str:
@@ -16,6 +16,13 @@ def render(verdict: Verdict, ids_shown: int = 50) -> str:
             continue
         shown = ", ".join(ids[:ids_shown]) + (f" ... (+{len(ids) - ids_shown} more)" if len(ids) > ids_shown else "")
         lines.append(f"  {kind.value} ({len(ids)}): {KIND_TEXT[kind]}")
+        lines.append(f"      {shown}")
+    if verdict.dead_lettered:
+        refused = verdict.dead_lettered
+        shown = ", ".join(refused[:ids_shown]) + (
+            f" ... (+{len(refused) - ids_shown} more)" if len(refused) > ids_shown else ""
+        )
+        lines.append(f"  dead-lettered ({len(refused)}), not a discrepancy: {DEAD_LETTERED_TEXT}")
         lines.append(f"      {shown}")
     lines.append("verdict: consistent" if verdict.consistent else "verdict: INCONSISTENT")
     return "\n".join(lines)

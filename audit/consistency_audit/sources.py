@@ -1,6 +1,6 @@
-"""What the auditor reads: the two topics (read_committed, from remembered positions up to the last stable offsets)
-and one database snapshot (mydb.orders, catalogdb's catalogs and processed_orders, one REPEATABLE READ transaction,
-so the stock and the ledger are read as catalog-service committed them together)."""
+"""What the auditor reads: the two topics and the sink's dead letters (read_committed, from remembered positions up
+to the last stable offsets) and one database snapshot (mydb.orders, catalogdb's catalogs and processed_orders, one
+REPEATABLE READ transaction, so the stock and the ledger are read as catalog-service committed them together)."""
 
 import contextlib
 import time
@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select, text
 from sqlalchemy.dialects.mysql import DATETIME
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -77,6 +77,25 @@ def parse_stock_record(value: bytes | None, timestamp_ms: int) -> StockRecord | 
         return None
 
 
+def parse_dead_letter(
+    value: bytes | None, headers: Sequence[tuple[str, bytes]], orders_topic: str
+) -> tuple[str, str] | None:
+    """(order id, "partition:offset" of the refused record) of a dead letter of `orders_topic`, from the record
+    itself and the origin Connect's error headers name (the Connect worker and launcher.sink_recovery both write
+    them); None when either is missing (a record that is no order was never watched)."""
+    origin = {name: raw for name, raw in headers if name.startswith("__connect.errors.")}
+    topic, partition, offset = (origin.get(f"__connect.errors.{field}") for field in ("topic", "partition", "offset"))
+    if topic != orders_topic.encode() or partition is None or offset is None:
+        return None
+    record = parse_order_record(value, 0)
+    if record is None:
+        return None
+    try:
+        return record.order_id, f"{int(partition)}:{int(offset)}"
+    except ValueError:
+        return None
+
+
 class TopicReader:
     """One group-less consumer for both topics (assigned partitions, nothing committed), kept between passes."""
 
@@ -113,11 +132,11 @@ class TopicReader:
         self,
         topics: Sequence[str],
         positions: dict[str, dict[int, int]],
-        on_record: Callable[[str, int, bytes | None], None],
+        on_record: Callable[[ConsumerRecord[bytes, bytes]], None],
         timeout_seconds: float = 600.0,
     ) -> int:
         """Every committed record from `positions` (beginning where none) up to the last stable offsets taken now,
-        handed to `on_record(topic, timestamp_ms, value)`; `positions` moved to where reading stopped. Records."""
+        handed to `on_record`; `positions` moved to where reading stopped. Records."""
         if self._consumer is None:
             await self.start()
         consumer = self._consumer
@@ -156,7 +175,7 @@ class TopicReader:
                     self.history_from_ms[tp.topic] = max(first, records[0].timestamp)
                 for record in records:
                     if record.offset < ends[tp]:
-                        on_record(tp.topic, record.timestamp, record.value)
+                        on_record(record)
                         count += 1
             for tp in list(waiting):
                 position = await consumer.position(tp)

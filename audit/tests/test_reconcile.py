@@ -4,7 +4,17 @@ import zlib
 
 import pytest
 
-from consistency_audit.reconcile import Grace, Kind, Ledger, Stock, Tracked, find_discrepancies, row_checksum, settle
+from consistency_audit.reconcile import (
+    Grace,
+    Kind,
+    Ledger,
+    Stock,
+    Tracked,
+    dead_lettered,
+    find_discrepancies,
+    row_checksum,
+    settle,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -145,3 +155,30 @@ def test_the_ledger_survives_its_json_form() -> None:
         history_from_ms=ago(9),
     )
     assert Ledger.from_json(ledger.to_json()) == ledger
+
+
+def test_an_order_whose_last_record_was_dead_lettered_is_reported_apart_and_watched() -> None:
+    """No row (its only record refused) or a row showing an earlier record: explained by orders-dlq, not missing or
+    behind; a later record of the order that lands makes it an ordinary order again."""
+    never_landed = Tracked(
+        status="REJECTED", record_ms=ago(60), created_ms=ago(60), record_at="0:5", dead_letter_of="0:5"
+    )
+    outcome_refused = settled_order("CONFIRMED")
+    outcome_refused.row, outcome_refused.record_at, outcome_refused.dead_letter_of = "PENDING", "1:9", "1:9"
+    refused_then_sent_again = settled_order("CONFIRMED")
+    refused_then_sent_again.record_at, refused_then_sent_again.dead_letter_of = "1:12", "1:9"
+    refused_then_lost = Tracked(status="REJECTED", record_ms=ago(60), created_ms=ago(60), record_at="2:3")
+    refused_then_lost.dead_letter_of = "2:1"  # an earlier record was refused; the last one has no row: missing
+    orders = {
+        "never-landed": never_landed,
+        "outcome-refused": outcome_refused,
+        "sent-again": refused_then_sent_again,
+        "lost": refused_then_lost,
+    }
+    assert found(orders) == {Kind.MISSING_ROW: ["lost"]}
+    ledger = Ledger(orders=orders)
+    assert dead_lettered(ledger, GRACE) == ["never-landed", "outcome-refused"]
+    assert dead_lettered(ledger, Grace(since_ms=ago(30))) == []  # outside the judged window
+    settle(ledger, NOW, GRACE)
+    assert {"never-landed", "outcome-refused"} <= set(ledger.orders)  # never folded: no row shows their record
+    assert Ledger.from_json(ledger.to_json()).orders["never-landed"] == never_landed

@@ -4,7 +4,7 @@ catalog-service dead-letters still names its order), expiry notices told apart, 
 import orjson
 import pytest
 
-from consistency_audit.sources import parse_order_record, parse_stock_record
+from consistency_audit.sources import parse_dead_letter, parse_order_record, parse_stock_record
 from order_contract.connect_record import order_record_value
 from order_contract.order import Order, OrderStatus
 from order_contract.stock_request import expiry_notice_value, stock_request_value
@@ -52,3 +52,30 @@ def test_a_request_catalog_service_would_dead_letter_still_names_its_order() -> 
 @pytest.mark.parametrize("value", [None, b"junk", b"[1,2]", b'{"orderId": 5}', b'{"orderId": ""}', b'{"qty": 1}'])
 def test_a_stock_record_without_an_order_id_is_skipped(value: bytes | None) -> None:
     assert parse_stock_record(value, 1) is None
+
+
+def origin(topic: str = "orders", partition: str = "2", offset: str = "41") -> list[tuple[str, bytes]]:
+    """The headers Connect (and launcher.sink_recovery) put on a dead letter, naming the refused record."""
+    return [
+        ("__connect.errors.topic", topic.encode()),
+        ("__connect.errors.partition", partition.encode()),
+        ("__connect.errors.offset", offset.encode()),
+        ("__connect.errors.exception.message", b"CHECK constraint failed"),
+    ]
+
+
+def test_a_dead_letter_names_its_order_and_where_the_refused_record_was() -> None:
+    assert parse_dead_letter(order_record_value(ORDER), origin(), "orders") == ("order-1", "2:41")
+
+
+@pytest.mark.parametrize(
+    ("value", "headers"),
+    [
+        (b"not json", origin()),  # no order: never watched
+        (order_record_value(ORDER), []),  # no origin headers
+        (order_record_value(ORDER), origin(topic="other")),
+        (order_record_value(ORDER), origin(offset="x")),
+    ],
+)
+def test_a_dead_letter_without_an_order_or_an_origin_is_skipped(value: bytes, headers: list[tuple[str, bytes]]) -> None:
+    assert parse_dead_letter(value, headers, "orders") is None

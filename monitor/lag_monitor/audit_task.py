@@ -121,6 +121,10 @@ class AuditCollector(Collector):
         )
         finished = GaugeMetricFamily("audit_last_pass_timestamp_seconds", "When the last audit pass started (epoch s)")
         watched = GaugeMetricFamily("audit_watched_orders", "Orders the auditor still watches (not yet settled)")
+        refused = GaugeMetricFamily(
+            "audit_dead_lettered_orders",
+            "Orders whose last record the sink dead-lettered (explained, not discrepancies)",
+        )
         last = self.task.last if self.task is not None else None
         if last is not None:
             for kind in Kind:
@@ -129,7 +133,8 @@ class AuditCollector(Collector):
             duration.add_metric(["full" if last.full else "incremental"], last.duration_seconds)
             finished.add_metric([], last.started_at.timestamp())
             watched.add_metric([], last.watched)
-        yield from (found, consistent, duration, finished, watched)
+            refused.add_metric([], len(last.dead_lettered))
+        yield from (found, consistent, duration, finished, watched, refused)
 
 
 # One per process; install_audit points it at the app's task.

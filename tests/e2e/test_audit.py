@@ -17,8 +17,10 @@ from aiokafka import AIOKafkaProducer
 from consistency_audit import Auditor, AuditSettings, Kind, Verdict, audit_once
 from demo.gateway_client import GatewayClient
 from launcher.environment import StackConfig
+from order_contract.connect_record import order_record_value
+from order_contract.order import Order, OrderStatus
 from order_contract.timestamps import iso_ms
-from order_contract.topics import STOCK_TOPIC
+from order_contract.topics import ORDERS_TOPIC, STOCK_TOPIC
 from servicekit.config import ServiceSettings
 from servicekit.testing import DictConnection, database, eventually
 from tests.e2e.orders_table import settled
@@ -163,6 +165,28 @@ async def test_each_kind_of_damage_is_named_with_its_ids_and_repairs_make_it_con
     assert verdict is not None
 
 
+async def test_an_order_whose_record_the_sink_dead_lettered_is_reported_apart_not_as_a_missing_row(
+    stack_config: StackConfig, orders_db: DictConnection, auditor: Auditor
+) -> None:
+    """A record the sink refuses (a total that is not qty x unit price) goes to orders-dlq; the order has no row by
+    design, and the auditor says so instead of calling the row missing."""
+    refused = f"audit-refused-{uuid.uuid4().hex[:10]}"
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    order = Order(refused, "audit-test", "audit-product", 2, 100, 201, OrderStatus.REJECTED, now)
+    await _publish(stack_config, ORDERS_TOPIC, order_record_value(order), refused)
+
+    async def reported_apart() -> Verdict | None:
+        verdict = await auditor.run()
+        return verdict if refused in verdict.dead_lettered else None
+
+    verdict = await eventually(reported_apart, within=120, what=f"{refused} reported as dead-lettered", interval=1)
+    assert refused not in verdict.discrepancies[Kind.MISSING_ROW]
+    assert verdict.consistent, verdict.as_json()
+    assert verdict.as_json()["dead_lettered"] == {"count": 1, "ids": [refused]}
+    with orders_db.cursor() as cursor:
+        assert cursor.execute("SELECT 1 FROM orders WHERE order_id = %s", (refused,)) == 0
+
+
 async def _consistent(auditor: Auditor) -> Verdict | None:
     verdict = await auditor.run()
     return verdict if verdict.consistent else None
@@ -178,9 +202,13 @@ async def _publish_stock_request(stack_config: StackConfig, order_id: str, produ
         "totalPrice": 0,
         "createdAt": iso_ms(dt.datetime.now(dt.UTC)),
     }
+    await _publish(stack_config, STOCK_TOPIC, orjson.dumps(request), product)
+
+
+async def _publish(stack_config: StackConfig, topic: str, value: bytes, key: str) -> None:
     producer = AIOKafkaProducer(**stack_config.kafka_access.client_options())
     await producer.start()
     try:
-        await producer.send_and_wait(STOCK_TOPIC, orjson.dumps(request), key=product.encode())
+        await producer.send_and_wait(topic, value, key=key.encode())
     finally:
         await producer.stop()

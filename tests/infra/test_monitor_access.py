@@ -13,7 +13,7 @@ from launcher.environment import MONITOR_KAFKA, StackConfig
 from order_contract.connect_record import order_record_key, order_record_value
 from order_contract.order import Order, OrderStatus
 from order_contract.timestamps import now_ms
-from order_contract.topics import CATALOG_CHANGES_TOPIC, ORDERS_TOPIC, STOCK_TOPIC
+from order_contract.topics import CATALOG_CHANGES_TOPIC, ORDERS_DEAD_LETTER_TOPIC, ORDERS_TOPIC, STOCK_TOPIC
 from servicekit.kafka import KafkaAccess
 from servicekit.testing import eventually
 
@@ -64,7 +64,7 @@ async def test_the_monitor_reads_the_offsets_of_the_stacks_consumer_groups(
     assert all(snapshot.end_offsets[partition] >= offset for partition, offset in sink.items())
 
 
-async def test_the_monitor_reads_records_only_of_the_two_topics_its_auditor_reconciles(
+async def test_the_monitor_reads_records_only_of_the_topics_its_auditor_reconciles(
     monitor_login: KafkaAccess,
 ) -> None:
     consumer = AIOKafkaConsumer(
@@ -72,7 +72,7 @@ async def test_the_monitor_reads_records_only_of_the_two_topics_its_auditor_reco
     )
     await consumer.start()
     try:
-        readable = [TopicPartition(ORDERS_TOPIC, 0), TopicPartition(STOCK_TOPIC, 0)]
+        readable = [TopicPartition(t, 0) for t in (ORDERS_TOPIC, STOCK_TOPIC, ORDERS_DEAD_LETTER_TOPIC)]
         consumer.assign(readable)
         for partition in readable:
             consumer.seek(partition, 0)
