@@ -4,6 +4,11 @@ from consistency_audit.auditor import Verdict
 from consistency_audit.reconcile import DEAD_LETTERED_TEXT, KIND_TEXT
 
 
+def _listed(ids: list[str], ids_shown: int) -> str:
+    more = len(ids) - ids_shown
+    return ", ".join(ids[:ids_shown]) + (f" ... (+{more} more)" if more > 0 else "")
+
+
 def render(verdict: Verdict, ids_shown: int = 50) -> str:
     mode = "full" if verdict.full else "incremental"
     lines = [
@@ -12,17 +17,11 @@ def render(verdict: Verdict, ids_shown: int = 50) -> str:
         f"{verdict.watched} orders still watched",
     ]
     for kind, ids in verdict.discrepancies.items():
-        if not ids:
-            continue
-        shown = ", ".join(ids[:ids_shown]) + (f" ... (+{len(ids) - ids_shown} more)" if len(ids) > ids_shown else "")
-        lines.append(f"  {kind.value} ({len(ids)}): {KIND_TEXT[kind]}")
-        lines.append(f"      {shown}")
+        if ids:
+            lines.append(f"  {kind.value} ({len(ids)}): {KIND_TEXT[kind]}")
+            lines.append(f"      {_listed(ids, ids_shown)}")
     if verdict.dead_lettered:
-        refused = verdict.dead_lettered
-        shown = ", ".join(refused[:ids_shown]) + (
-            f" ... (+{len(refused) - ids_shown} more)" if len(refused) > ids_shown else ""
-        )
-        lines.append(f"  dead-lettered ({len(refused)}), not a discrepancy: {DEAD_LETTERED_TEXT}")
-        lines.append(f"      {shown}")
+        lines.append(f"  dead-lettered ({len(verdict.dead_lettered)}), not a discrepancy: {DEAD_LETTERED_TEXT}")
+        lines.append(f"      {_listed(verdict.dead_lettered, ids_shown)}")
     lines.append("verdict: consistent" if verdict.consistent else "verdict: INCONSISTENT")
     return "\n".join(lines)

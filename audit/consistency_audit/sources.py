@@ -97,7 +97,8 @@ def parse_dead_letter(
 
 
 class TopicReader:
-    """One group-less consumer for both topics (assigned partitions, nothing committed), kept between passes."""
+    """One group-less consumer for the topics the auditor reads (assigned partitions, nothing committed), kept between
+    passes."""
 
     def __init__(self, kafka: KafkaAccess, request_timeout_ms: int = 10_000) -> None:
         self._options = {
