@@ -181,6 +181,11 @@ def first_seen_ms(order: Tracked) -> int:
     return min((moment for moment in (order.created_ms, order.record_ms, order.requested_ms) if moment), default=0)
 
 
+def judged(order: Tracked, grace: Grace) -> bool:
+    """Whether `order` falls in the judged window (AUDIT_SINCE; all orders when unset)."""
+    return not grace.since_ms or first_seen_ms(order) >= grace.since_ms
+
+
 def find_discrepancies(ledger: Ledger, stock: Iterable[Stock], now_ms: int, grace: Grace) -> dict[Kind, list[str]]:
     """Every discrepancy, by kind, with the order ids (product ids for drift), sorted. `now_ms` is the time of the
     database snapshot the rows and outcomes come from; records and requests were read after it."""
@@ -188,7 +193,7 @@ def find_discrepancies(ledger: Ledger, stock: Iterable[Stock], now_ms: int, grac
     sink_ms, outcome_ms = grace.sink_lag * 1000, grace.outcome_lag * 1000
     overdue_ms = (grace.deadline + grace.pending_allowance) * 1000
     for order_id, order in ledger.orders.items():
-        if grace.since_ms and first_seen_ms(order) < grace.since_ms:
+        if not judged(order, grace):
             continue
         refused = order.last_record_dead_lettered  # the row cannot show that record: explained, reported apart
         if order.status is not None and order.row is None and now_ms - order.record_ms > sink_ms and not refused:
@@ -216,7 +221,7 @@ def dead_lettered(ledger: Ledger, grace: Grace) -> list[str]:
     return sorted(
         order_id
         for order_id, order in ledger.orders.items()
-        if order.last_record_dead_lettered and not (grace.since_ms and first_seen_ms(order) < grace.since_ms)
+        if order.last_record_dead_lettered and judged(order, grace)
     )
 
 
