@@ -32,15 +32,17 @@ demo: up
 chaos: up
 	@$(PY) -m chaos $(CHAOS_ARGS)
 
-# No stack needed: lint, types, the lock, and the unit tests of pure logic (under a minute).
-check: install
+# No stack needed, only .venv: lint, types, the lock, the unit tests of pure logic, gateway and discovery.
+check:
+	@bash infra/install.sh --python
 	@bash infra/check.sh
 
-# make check first, then every suite against the real stack.
+# make check first (it runs the gateway and discovery suites), then every other suite against the real stack.
 test: install
-	@bash infra/check.sh && bash infra/run-tests.sh
+	@bash infra/check.sh && bash infra/run-tests.sh --ignore=gateway --ignore=discovery
 
-lint: install
+lint:
+	@bash infra/install.sh --python
 	@bash infra/check.sh lint
 
 # The consistency auditor over the running stack (README, "Consistency auditor"): exit 1 on any discrepancy.

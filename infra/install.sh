@@ -2,8 +2,11 @@
 # Installs what the stack and its tests need, only what is missing: Debian packages (when root),
 # the Python virtualenv with every project of this repo, and the Kafka/Connect jars from Maven.
 # Safe to run again: each step is skipped when its inputs have not changed.
+# `install.sh --python`: only the virtualenv (make check needs nothing else).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+python_only=0
+if [ "${1:-}" = --python ]; then python_only=1; shift; fi
 ROOT=$PWD
 STAMPS=$ROOT/.stack/install
 LOGS=$ROOT/.stack/logs
@@ -14,6 +17,7 @@ die() { echo "ERROR: $*" >&2; exit 1; }
 
 # --- Debian packages -----------------------------------------------------------------------------
 missing=()
+if [ "$python_only" = 0 ]; then
 [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
@@ -43,6 +47,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     die "missing Debian packages: ${missing[*]}. Install them (sudo apt-get install ${missing[*]}) and retry."
   fi
 fi
+fi
 
 # --- Python: one virtualenv with every project of the repo -----------------------------------------
 command -v python3 >/dev/null 2>&1 || die "python3 (3.11+) is required"
@@ -70,6 +75,8 @@ if [ "$(cat "$STAMPS/python" 2>/dev/null)" != "$python_inputs" ]; then
     >"$LOGS/install-python.log" 2>&1 || die "Python dependencies failed to install; see $LOGS/install-python.log"
   echo "$python_inputs" >"$STAMPS/python"
 fi
+
+[ "$python_only" = 1 ] && { say "install: .venv ready"; exit 0; }
 
 # --- Kafka, Kafka Connect and the Debezium JDBC sink and MariaDB source, from Maven Central ------------------------------
 maven_inputs=$(find infra/pom.xml infra/src -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)

@@ -3,13 +3,19 @@
 # requirements.lock: every package .venv holds, transitive ones included, each with its hashes. The repo's own
 # projects are left out (make up installs them editable). Run it after changing constraints.txt or a
 # pyproject.toml's dependencies; `make check` fails while the lock is behind.
+# The lock in place is the resolver's preference: uv keeps every pin it still satisfies, so an upstream release
+# changes nothing until someone asks for it (`make lock UPGRADE=1`, or an input that needs another version).
+# `lock.sh OUT` writes a copy to OUT instead (make check compares it with the lock).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-requirements.lock}
+[ "$out" = requirements.lock ] || cp requirements.lock "$out"
+upgrade=()
+[ -n "${UPGRADE:-}" ] && upgrade=(--upgrade)
 own=()
 for project in libs/*/pyproject.toml services/*/pyproject.toml discovery/pyproject.toml gateway/pyproject.toml \
   monitor/pyproject.toml audit/pyproject.toml infra/pyproject.toml; do
   own+=(--no-emit-package "$(sed -n 's/^name = "\(.*\)"$/\1/p' "$project")")
 done
-uv pip compile -q --python-version 3.11 --generate-hashes --no-header "${own[@]}" \
+uv pip compile -q "${upgrade[@]}" --python-version 3.11 --generate-hashes --no-header "${own[@]}" \
   requirements.in -c constraints.txt -o "$out"
