@@ -2,7 +2,9 @@
 
 import asyncio
 import logging
+from dataclasses import fields
 
+from prometheus_client import Counter
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -79,6 +81,23 @@ async def remove_product(sessions: async_sessionmaker[AsyncSession], product_id:
         await session.execute(delete(CatalogRow).where(CatalogRow.product_id == product_id))
 
 
+EXPIRY_NOTICE_MISMATCHES = Counter(
+    "expiry_notice_mismatches_total",
+    "Expiry notices that describe their order otherwise than the ledger row does (the row is what is given back)",
+)
+
+
+class LedgerRowChanged(Exception):
+    """Another consumer settled a ledger row between our read and our write: the poll's transaction is retried."""
+
+
+def differences(notice: Order, recorded: Order) -> list[str]:
+    """The fields, status aside, in which an expiry notice disagrees with the ledger's row for its order."""
+    return [
+        f.name for f in fields(Order) if f.name != "status" and getattr(notice, f.name) != getattr(recorded, f.name)
+    ]
+
+
 # Tries of one poll's transaction when it meets another consumer's row, a deadlock or a lock wait timeout.
 MAX_ATTEMPTS = 5
 
@@ -91,6 +110,8 @@ class StockLedger:
     read after its deadline takes no stock and is answered by nobody here (the expirer answers); a notice for an
     order answered here too late (a crash between this commit and the Kafka commit can delay the answer) takes
     the answer back: stock returned, ledger row EXPIRED, EXPIRED published again so that it is the last word.
+    What is given back and published is the ledger row's product and qty, never the notice's (security review
+    N3): a notice only names the order; one that disagrees with the row is logged and counted.
     """
 
     def __init__(
@@ -107,11 +128,14 @@ class StockLedger:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 return await self._apply_together(orders)
-            except DBAPIError as exc:
-                # IntegrityError: another consumer recorded one of these orders since we looked; the retry
-                # reads its outcome. Deadlocks and lock wait timeouts: the retry usually goes through.
-                code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
-                retryable = isinstance(exc, IntegrityError) or code in _RETRYABLE_MYSQL_ERRORS
+            except (DBAPIError, LedgerRowChanged) as exc:
+                # IntegrityError, LedgerRowChanged: another consumer recorded or settled one of these orders since
+                # we looked; the retry reads its outcome. Deadlocks and lock wait timeouts: the retry usually goes
+                # through.
+                code = None
+                if isinstance(exc, DBAPIError) and exc.orig is not None and exc.orig.args:
+                    code = exc.orig.args[0]
+                retryable = isinstance(exc, IntegrityError | LedgerRowChanged) or code in _RETRYABLE_MYSQL_ERRORS
                 if not retryable or attempt == MAX_ATTEMPTS:
                     raise
                 log.warning("stock transaction retried", extra={"orders": len(orders), "mysql_error": code})
@@ -121,7 +145,9 @@ class StockLedger:
     async def _apply_together(self, orders: list[Order]) -> list[Order]:
         to_publish: list[Order] = []
         fresh: dict[str, Order] = {}
-        expired_late: dict[str, Order] = {}  # answered here, then expired by the expirer: answer taken back
+        # Answered here (CONFIRMED or REJECTED, as recorded), then expired by the expirer: the answer taken back.
+        expired_late: dict[str, OrderStatus] = {}
+        disagreeing: list[tuple[Order, Order]] = []  # (notice, ledger row) where they differ
         now = now_ms()
         async with self._sessions.begin() as session:
             recorded = {
@@ -136,7 +162,7 @@ class StockLedger:
                 product_id: left
                 for product_id, left in await session.execute(
                     select(CatalogRow.product_id, CatalogRow.stock)
-                    .where(CatalogRow.product_id.in_({o.product_id for o in orders}))
+                    .where(CatalogRow.product_id.in_({o.product_id for o in (*orders, *recorded.values())}))
                     .order_by(CatalogRow.product_id)
                     .with_for_update()
                 )
@@ -145,16 +171,19 @@ class StockLedger:
             for order in orders:
                 outcome = recorded.get(order.order_id)
                 if order.status is OrderStatus.EXPIRED:
-                    if outcome is None or outcome.status is not OrderStatus.EXPIRED:
-                        if outcome is not None and outcome.status is OrderStatus.CONFIRMED:
-                            stock[order.product_id] = stock.get(order.product_id, 0) + order.qty
-                            change[order.product_id] = change.get(order.product_id, 0) - order.qty
-                        if outcome is not None:
-                            to_publish.append(order)
-                            expired_late[order.order_id] = order
-                        else:
-                            fresh[order.order_id] = order
-                        recorded[order.order_id] = order
+                    if outcome is None:
+                        # Never answered here: recorded so that its request, if read later, takes nothing.
+                        recorded[order.order_id] = fresh[order.order_id] = order
+                    elif outcome.status is not OrderStatus.EXPIRED:
+                        # The ledger row says what was taken; the notice only names the order.
+                        if differences(order, outcome):
+                            disagreeing.append((order, outcome))
+                        if outcome.status is OrderStatus.CONFIRMED:
+                            stock[outcome.product_id] = stock.get(outcome.product_id, 0) + outcome.qty
+                            change[outcome.product_id] = change.get(outcome.product_id, 0) - outcome.qty
+                        expired_late[order.order_id] = outcome.status
+                        recorded[order.order_id] = outcome.with_status(OrderStatus.EXPIRED)
+                        to_publish.append(recorded[order.order_id])
                 elif outcome is not None:
                     log.info("redelivered order, outcome reused", extra={"order_id": order.order_id})
                     if outcome.status is not OrderStatus.EXPIRED:  # the expirer answered for EXPIRED ones
@@ -180,21 +209,43 @@ class StockLedger:
                     await self._give_back_stock(session, product_id, -qty)
             if fresh:
                 await session.execute(insert(ProcessedOrder), [ProcessedOrder.values_of(o) for o in fresh.values()])
-            for order_id in expired_late:
-                await session.execute(
+            for order_id, answered in expired_late.items():
+                # Only from the status we read: a consumer that settled it meanwhile must not have it given back twice.
+                settled = await session.execute(
                     update(ProcessedOrder)
-                    .where(ProcessedOrder.order_id == order_id)
+                    .where(ProcessedOrder.order_id == order_id, ProcessedOrder.status == answered.value)
                     .values(status=OrderStatus.EXPIRED.value)
                 )
+                if settled.rowcount != 1:  # type: ignore[attr-defined]  # an UPDATE's Result is a CursorResult
+                    raise LedgerRowChanged(f"ledger row of {order_id} is no longer {answered.value}")
         for outcome in fresh.values():
             log.info(
                 "stock request applied",
                 extra={"order_id": outcome.order_id, "product_id": outcome.product_id, "status": outcome.status},
             )
-        for order in expired_late.values():
+        for order_id, answered in expired_late.items():
+            taken_back = recorded[order_id]
             log.warning(
                 "answered after its deadline: taken back, now EXPIRED",
-                extra={"order_id": order.order_id, "product_id": order.product_id},
+                extra={
+                    "order_id": order_id,
+                    "product_id": taken_back.product_id,
+                    "qty": taken_back.qty,
+                    "answered": answered,
+                },
+            )
+        for notice, row in disagreeing:
+            EXPIRY_NOTICE_MISMATCHES.inc()
+            log.warning(
+                "expiry notice disagrees with the ledger; the ledger row was taken back",
+                extra={
+                    "order_id": notice.order_id,
+                    "fields": differences(notice, row),
+                    "notice_product_id": notice.product_id,
+                    "notice_qty": notice.qty,
+                    "ledger_product_id": row.product_id,
+                    "ledger_qty": row.qty,
+                },
             )
         return to_publish
 

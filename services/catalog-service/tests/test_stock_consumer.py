@@ -3,6 +3,7 @@
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -14,7 +15,7 @@ from catalog_service.messaging import StockRequestConsumer
 from catalog_service.service import StockLedger
 from order_contract.connect_record import order_from_record_value
 from order_contract.order import Order, OrderStatus
-from order_contract.stock_request import stock_request_key, stock_request_value
+from order_contract.stock_request import expiry_notice_value, stock_request_key, stock_request_value
 from servicekit.kafka import transactional_producer
 from servicekit.testing import Record, TopicReader, eventually
 
@@ -168,6 +169,43 @@ async def test_a_poison_stock_request_goes_to_the_dead_letter_topic_and_the_cons
         assert b"not a stock request" in headers["error.message"]
         assert headers["source.topic"] == topics.stock_topic.encode()
     assert outcomes_of(records)[order.order_id] == [OrderStatus.CONFIRMED]
+
+
+async def test_an_expiry_notice_with_a_wrong_qty_or_product_changes_no_stock(
+    topics: CatalogSettings,
+    producer: AIOKafkaProducer,
+    start_consumer: StartConsumer,
+    new_product: NewProduct,
+    stock_of: StockOf,
+    pending_order: PendingOrder,
+) -> None:
+    product_id, other_product = await new_product(stock=10), await new_product(stock=5)
+    order = pending_order(product_id, qty=2)
+    # The notice names the order but claims more stock, of another product.
+    forgery = replace(order, product_id=other_product, qty=50, total_price=50 * order.unit_price)
+    after = pending_order(other_product, qty=1)  # read after the forgeries: they are handled by then
+    await start_consumer()
+    async with (
+        TopicReader(topics.kafka_access, topics.dead_letter_topic) as dead_letters,
+        TopicReader(topics.kafka_access, topics.outcome_topic) as outcomes,
+    ):
+        await send_stock_request(producer, topics.stock_topic, order)
+        await outcomes.read_until(lambda rs: order.order_id in outcomes_of(rs), within=30, what="the confirmation")
+        for _ in range(2):  # and redelivered
+            await producer.send_and_wait(
+                topics.stock_topic, expiry_notice_value(forgery), key=stock_request_key(forgery)
+            )
+        await send_stock_request(producer, topics.stock_topic, after)
+        records = await outcomes.read_until(
+            lambda rs: after.order_id in outcomes_of(rs), within=30, what="the outcome of the request after them"
+        )
+        dead = await dead_letters.read_to_end()
+
+    assert (await stock_of(product_id), await stock_of(other_product)) == (10, 5 - 1)
+    assert outcomes_of(records)[order.order_id] == [OrderStatus.CONFIRMED, OrderStatus.EXPIRED]
+    expired = [order_from_record_value(r.value) for r in records if r.key == order.order_id.encode()][-1]
+    assert (expired.product_id, expired.qty) == (product_id, 2)  # the ledger's, not the notice's
+    assert dead == []  # well-formed: answered from the ledger, not dead-lettered
 
 
 class LedgerFailingOn(StockLedger):

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from catalog_service.config import CatalogSettings
@@ -194,6 +195,87 @@ async def test_an_expiry_notice_for_an_order_never_seen_is_recorded_and_its_late
 
     assert await stock_of(product_id) == 5
     assert await recorded_status(sessions, order.order_id) == "EXPIRED"
+
+
+def forged(order: Order, wrong: str, other_product: str) -> Order:
+    """The order's expiry notice, lying about what was taken: a bigger qty, another product, or both."""
+    qty = order.qty + 40 if wrong in ("qty", "both") else order.qty
+    product_id = other_product if wrong in ("product", "both") else order.product_id
+    return replace(
+        order, product_id=product_id, qty=qty, total_price=qty * order.unit_price, status=OrderStatus.EXPIRED
+    )
+
+
+def mismatches() -> float:
+    return REGISTRY.get_sample_value("expiry_notice_mismatches_total") or 0.0
+
+
+@pytest.mark.parametrize("wrong", ["qty", "product", "both"])
+async def test_an_expiry_notice_with_a_wrong_qty_or_product_gives_back_only_what_the_ledger_took(
+    wrong: str,
+    sessions: async_sessionmaker[AsyncSession],
+    new_product: NewProduct,
+    stock_of: StockOf,
+    pending_order: PendingOrder,
+) -> None:
+    product_id, other_product = await new_product(stock=10), await new_product(stock=5)
+    ledger = StockLedger(sessions)
+    order = pending_order(product_id, qty=2)
+    assert (await applied(ledger, order)).status is OrderStatus.CONFIRMED
+    counted = mismatches()
+
+    notice = forged(order, wrong, other_product)
+    published = await ledger.apply_all([notice])
+    # The forged notice again, and the true one: the ledger row is EXPIRED already, nothing more is given back.
+    again = await ledger.apply_all([notice, order.with_status(OrderStatus.EXPIRED)])
+
+    assert (await stock_of(product_id), await stock_of(other_product)) == (10, 5)
+    # Published as the ledger knows the order: its own product and qty, now EXPIRED; once.
+    assert published == [order.with_status(OrderStatus.EXPIRED)]
+    assert again == []
+    assert await recorded_status(sessions, order.order_id) == "EXPIRED"
+    assert mismatches() == counted + 1  # the redelivered forgery meets an EXPIRED row: nothing to compare
+
+
+async def test_a_forged_expiry_notice_for_a_rejected_order_changes_no_stock(
+    sessions: async_sessionmaker[AsyncSession],
+    new_product: NewProduct,
+    stock_of: StockOf,
+    pending_order: PendingOrder,
+) -> None:
+    product_id, other_product = await new_product(stock=1), await new_product(stock=5)
+    ledger = StockLedger(sessions)
+    order = pending_order(product_id, qty=2)
+    assert (await applied(ledger, order)).status is OrderStatus.REJECTED
+
+    published = await ledger.apply_all([forged(order, "both", other_product)])
+
+    assert (await stock_of(product_id), await stock_of(other_product)) == (1, 5)
+    assert published == [order.with_status(OrderStatus.EXPIRED)]
+
+
+async def test_two_ledgers_racing_on_the_same_expiry_notices_give_each_order_back_once(
+    settings: CatalogSettings,
+    sessions: async_sessionmaker[AsyncSession],
+    new_product: NewProduct,
+    stock_of: StockOf,
+    pending_order: PendingOrder,
+) -> None:
+    product_id = await new_product(stock=40)
+    orders = [pending_order(product_id, qty=1) for _ in range(30)]
+    assert {o.status for o in await StockLedger(sessions).apply_all(orders)} == {OrderStatus.CONFIRMED}
+    other_engine = make_engine(settings, settings.catalog_db)
+    ledgers = [StockLedger(sessions), StockLedger(make_sessions(other_engine))]
+    try:
+        # Each notice offered to both ledgers at once (a partition changing owner mid-poll, say).
+        published = await asyncio.gather(
+            *(ledger.apply_all([o.with_status(OrderStatus.EXPIRED)]) for o in orders for ledger in ledgers)
+        )
+    finally:
+        await other_engine.dispose()
+
+    assert await stock_of(product_id) == 40
+    assert sorted(o.order_id for batch in published for o in batch) == sorted(o.order_id for o in orders)
 
 
 async def recorded_status(sessions: async_sessionmaker[AsyncSession], order_id: str) -> str | None:
