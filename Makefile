@@ -1,11 +1,30 @@
-# make up | up-cluster | down | status | demo | check | test | lint | lock | bench | clean. Everything runs natively here; see README.md.
+# `make help` lists every target. Everything runs natively here; README.md is the map, DEVELOPING.md the workflow.
 PY := .venv/bin/python
 .DEFAULT_GOAL := help
 
 .PHONY: help install up up-cluster down status demo chaos check test lint lock bench clean
 
+# One line per target: a new target gets its line here.
 help:
-	@echo "make up | up-cluster | down | status | demo | check | test | lint | lock | bench | clean"
+	@echo "make <target>   (README.md is the map; DEVELOPING.md the test tiers)"
+	@echo "  up            install what is missing, start the whole stack natively, print its URLs"
+	@echo "  up-cluster    the same with 3 Kafka brokers, 2 Connect workers, 2 catalog-service instances"
+	@echo "  down          stop everything make up started (data stays until make clean)"
+	@echo "  status        one line per component: up/down, port, pid, log file"
+	@echo "  demo          the seed scenario end to end through the gateway, with a report"
+	@echo "  audit         the consistency auditor over the running stack (exit 1 on a discrepancy)"
+	@echo "  chaos         orders flow while components are killed in turn; the auditor's verdict"
+	@echo "  check         lint, mypy, the lock check, unit tests, gateway and discovery suites (needs only .venv)"
+	@echo "  test          make check, then every other suite against the native stack (what CI runs)"
+	@echo "  lint          ruff and mypy only"
+	@echo "  lock          recompile requirements.lock after changing constraints.txt or a pyproject.toml"
+	@echo "  bench         the benchmarks, each next to its anchor (never part of make test)"
+	@echo "  clean         make down, then delete .stack/ (all data and logs of the native stack)"
+	@echo "  install       what make up installs, without starting anything"
+	@echo "  compose-up    the same stack in containers (Docker Compose, or podman-compose)"
+	@echo "  compose-down  stop the containers, keep their volumes"
+	@echo "  compose-test  a compose stack of its own on other ports, its suites, then removed"
+	@echo "  help          this list"
 
 install:
 	@bash infra/install.sh
@@ -45,7 +64,7 @@ lint:
 	@bash infra/install.sh --python
 	@bash infra/check.sh lint
 
-# The consistency auditor over the running stack (README, "Consistency auditor"): exit 1 on any discrepancy.
+# The consistency auditor over the running stack (docs/auditor.md): exit 1 on any discrepancy.
 # Incremental from its last run's state (.stack/audit-state.json); AUDIT_ARGS="--full", "--json", "--since -600".
 .PHONY: audit
 audit: install
@@ -62,7 +81,7 @@ bench: install
 clean:
 	@if [ -x $(PY) ]; then $(PY) -m launcher clean; fi
 
-# The stack in containers (README.md, "Containers"): Docker Compose with a Docker engine, else podman-compose and
+# The stack in containers (docs/containers.md): Docker Compose with a Docker engine, else podman-compose and
 # podman (CONTAINERS_CONF=infra/containers/containers.conf, set by the script). compose-test runs its own project on
 # its own ports (gateway 18000), beside make up, and removes it afterwards.
 .PHONY: compose-up compose-down compose-test
