@@ -31,7 +31,13 @@ from launcher.processes import (
     step,
     wait_until,
 )
-from order_contract.topics import CATALOG_CHANGES_TOPIC, DATA_TOPICS, DEAD_LETTER_TOPICS
+from order_contract.topics import (
+    CATALOG_CHANGES_TOPIC,
+    DATA_TOPICS,
+    DEAD_LETTER_TOPICS,
+    ORDER_CLAIMS_RETENTION_MS,
+    ORDER_CLAIMS_TOPIC,
+)
 from servicekit.kafka import ensure_topics
 
 LOG4J_CONFIG = INFRA_DIR / "kafka" / "log4j2.properties"
@@ -263,6 +269,11 @@ async def _create_topics(config: StackConfig) -> list[str]:
     # The dead-letter topics exist up front so they can be watched before anything fails.
     wanted = [name for name in (*DATA_TOPICS, *DEAD_LETTER_TOPICS) if name not in existing]
     await ensure_topics(config.kafka_access, wanted, config.number("TOPIC_PARTITIONS", 3))
+    # Idempotency-Key claims decide within an hour; after that the order's row does.
+    if ORDER_CLAIMS_TOPIC not in existing:
+        claims = {"cleanup.policy": "delete", "retention.ms": str(ORDER_CLAIMS_RETENTION_MS)}
+        await ensure_topics(config.kafka_access, [ORDER_CLAIMS_TOPIC], config.number("TOPIC_PARTITIONS", 3), claims)
+        wanted.append(ORDER_CLAIMS_TOPIC)
     # catalog-changes holds the catalog's current state: compaction keeps the last record per product for ever
     # (a tombstone for a while, so readers see the delete). One partition: the catalog is small, and a reader
     # catches up to one end offset.

@@ -12,5 +12,14 @@ STOCK_DEAD_LETTER_TOPIC = "example-catalog-topic-dlq"
 # record per product (key = product id; value = the row as Connect JSON, without stock; null when deleted)
 CATALOG_CHANGES_TOPIC = "catalog-changes"
 
+# order-service instances -> each other: the first claim of an order id (an Idempotency-Key) on its partition
+# decides which body is that order (plain JSON {"orderId","productId","qty","instance"}; key = order id)
+ORDER_CLAIMS_TOPIC = "order-claims"
+# Claims decide within this window (the topic's retention); older keys are decided by the order's row.
+ORDER_CLAIMS_RETENTION_MS = 3_600_000
+# The JDBC sink's consumer group (Connect names it connect-<connector>): its committed offsets say how far the
+# table shows `orders`.
+ORDERS_SINK_GROUP = "connect-orders-sink"
+
 DATA_TOPICS = (ORDERS_TOPIC, STOCK_TOPIC)
 DEAD_LETTER_TOPICS = (ORDERS_DEAD_LETTER_TOPIC, STOCK_DEAD_LETTER_TOPIC)

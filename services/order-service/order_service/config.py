@@ -35,6 +35,11 @@ class OrderSettings(ServiceSettings):
     # which of two compared instances owns more `orders` partitions would otherwise tilt the comparison).
     order_expiry: bool = True
 
+    # Read your own writes (view.py): the orders the table may not show yet that the view holds at most, and how
+    # long a read waits for the view to reach its sync point before answering with X-Orders-Behind.
+    order_view_max_entries: int = 200_000
+    read_sync_timeout_seconds: float = 0.5
+
     def migrator(self) -> "OrderSettings":
         """The settings to migrate the shared table with."""
         if not self.migration_db_user:

@@ -17,6 +17,7 @@ from order_service.expiry import OrderExpirer
 from order_service.messaging import OrderPublisher
 from order_service.service import OrderIntake
 from order_service.sinks import DiscardingSink, LocalOrderStore, OrderSink
+from order_service.view import OrderView
 from servicekit.auth import install_token_check
 from servicekit.database import make_engine, make_sessions, run_migrations
 from servicekit.web import install_edge
@@ -43,17 +44,28 @@ def create_app(settings: OrderSettings) -> FastAPI:
         await catalog.start()
         sink = order_sink(settings, sessions)
         await sink.start()
+        view = order_view(settings, sink)
+        if view is not None:
+            await view.start()
         app.state.catalog = catalog
         app.state.sink = sink
-        app.state.intake = OrderIntake(sessions, catalog, sink)
+        app.state.view = view
+        app.state.intake = OrderIntake(
+            sessions, catalog, sink, view, claim_wait_seconds=settings.publish_timeout_seconds
+        )
         expirer = order_expirer(settings, sink)
         if expirer is not None:
             await expirer.start()
         try:
-            # Start-up ends (and the instance registers with discovery) once the catalog is read to its end.
-            await wait_for_catalog(catalog)
+            # Start-up ends (and the instance registers with discovery) once the catalog is read to its end, and
+            # the view to where it stood at start.
+            await wait_for(catalog.caught_up, "the catalog (catalog-changes)")
+            if view is not None:
+                await wait_for(view.caught_up, "the orders the table does not show yet (orders, order-claims)")
             yield
         finally:
+            if view is not None:
+                await view.stop()
             if expirer is not None:
                 await expirer.stop()
             await sink.stop()
@@ -67,14 +79,14 @@ def create_app(settings: OrderSettings) -> FastAPI:
     return app
 
 
-async def wait_for_catalog(catalog: CatalogReadModel, report_every: float = 10.0) -> None:
+async def wait_for(caught_up: asyncio.Event, what: str, report_every: float = 10.0) -> None:
     waited = 0.0
-    while not catalog.caught_up.is_set():
+    while not caught_up.is_set():
         try:
-            await asyncio.wait_for(catalog.caught_up.wait(), report_every)
+            await asyncio.wait_for(caught_up.wait(), report_every)
         except TimeoutError:
             waited += report_every
-            log.warning("still reading the catalog (catalog-changes) after %.0f s; not registering yet", waited)
+            log.warning("still reading %s after %.0f s; not registering yet", what, waited)
 
 
 def order_sink(settings: OrderSettings, sessions: async_sessionmaker[AsyncSession]) -> OrderSink:
@@ -89,6 +101,18 @@ def order_sink(settings: OrderSettings, sessions: async_sessionmaker[AsyncSessio
         lanes=settings.publish_lanes,
         max_batch=settings.max_orders_per_transaction,
         commit_timeout=settings.publish_timeout_seconds,
+    )
+
+
+def order_view(settings: OrderSettings, sink: OrderSink) -> OrderView | None:
+    """Orders published to Kafka are read back (read your own writes); the local store is its own truth."""
+    if not isinstance(sink, OrderPublisher):
+        return None
+    return OrderView(
+        settings.kafka_access,
+        instance_id=settings.instance_id or "order-service",
+        max_entries=settings.order_view_max_entries,
+        sync_timeout=settings.read_sync_timeout_seconds,
     )
 
 

@@ -22,6 +22,7 @@ from order_contract.connect_record import order_record_key, order_record_value
 from order_contract.order import Order
 from order_contract.stock_request import stock_request_key, stock_request_value
 from order_contract.topics import ORDERS_TOPIC, STOCK_TOPIC
+from order_service.view import Position
 from servicekit import tracing
 from servicekit.kafka import KafkaAccess, fresh_producer
 from servicekit.tasks import cancel_and_wait
@@ -45,8 +46,9 @@ class PublishFailed(Exception):
     """The order did not reach its sink: the transaction carrying it was aborted or did not commit in time."""
 
 
-# An order, its waiting request, and that request's trace context (None when tracing is off).
-_Pending = tuple[Order, asyncio.Future[None], SpanContext | None]
+# An order, its waiting request (answered with where the order's record is), and that request's trace context
+# (None when tracing is off).
+_Pending = tuple[Order, asyncio.Future[Position], SpanContext | None]
 
 
 class OrderPublisher:
@@ -72,7 +74,7 @@ class OrderPublisher:
         self.commit_timeout = commit_timeout
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         # (deadline, waiter) in the order publish() was called: with one timeout for all, deadlines are sorted.
-        self._deadlines: deque[tuple[float, asyncio.Future[None]]] = deque()
+        self._deadlines: deque[tuple[float, asyncio.Future[Position]]] = deque()
         self._expiry_interval = max(0.01, min(0.25, commit_timeout / 4))
         self._producers: dict[str, AIOKafkaProducer] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -106,14 +108,14 @@ class OrderPublisher:
             extra={"transactions": self.committed_transactions, "orders": self.committed_orders},
         )
 
-    async def publish(self, order: Order) -> None:
-        """Returns once the transaction holding both messages of `order` has committed; raises PublishFailed if
-        that has not happened within `commit_timeout` seconds."""
+    async def publish(self, order: Order) -> Position:
+        """Returns where the order's record is on `orders` once the transaction holding both messages of `order`
+        has committed; raises PublishFailed if that has not happened within `commit_timeout` seconds."""
         loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
+        waiter: asyncio.Future[Position] = loop.create_future()
         self._queue.put_nowait((order, waiter, tracing.current_span_context()))
         self._deadlines.append((loop.time() + self.commit_timeout, waiter))
-        await waiter
+        return await waiter
 
     async def _expire_forever(self) -> None:
         """Fails the waiters past their deadline: one timer for all of them. A wait_for per request cost a timer
@@ -145,7 +147,7 @@ class OrderPublisher:
                 continue
             started = time.perf_counter()
             try:
-                await self._commit(self._producers[transactional_id], batch)
+                positions = await self._commit(self._producers[transactional_id], batch)
             except Exception as exc:
                 TRANSACTIONS.labels("aborted").inc()
                 log.exception("transaction failed", extra={"orders": len(batch), "transactional_id": transactional_id})
@@ -163,12 +165,13 @@ class OrderPublisher:
                 ORDERS_PUBLISHED.inc(len(batch))
                 self.committed_transactions += 1
                 self.committed_orders += len(batch)
-                for _, waiter, _ in batch:
+                for (_, waiter, _), position in zip(batch, positions, strict=True):
                     if not waiter.done():
-                        waiter.set_result(None)
+                        waiter.set_result(position)
 
     @staticmethod
-    async def _commit(producer: AIOKafkaProducer, batch: list[_Pending]) -> None:
+    async def _commit(producer: AIOKafkaProducer, batch: list[_Pending]) -> list[Position]:
+        """Both records of every order in one transaction; where each order's `orders` record is."""
         spans: list[Span | None] = []
         try:
             async with producer.transaction():
@@ -189,3 +192,5 @@ class OrderPublisher:
             raise
         for span, metadata in zip(spans, sent, strict=True):
             tracing.end_send(span, partition=metadata.partition, offset=metadata.offset)
+        # Two records per order, the `orders` one first.
+        return [Position(metadata.partition, metadata.offset) for metadata in sent[::2]]

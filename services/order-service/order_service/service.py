@@ -5,6 +5,7 @@ import asyncio
 import base64
 import datetime as dt
 import logging
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -21,7 +22,8 @@ from order_service.messaging import PublishFailed
 from order_service.models import OrderRow
 from order_service.schemas import OrderRequest
 from order_service.sinks import OrderSink
-from servicekit.errors import Conflict, InvalidInput, Unavailable
+from order_service.view import Freshness, OrderView, Position
+from servicekit.errors import Conflict, InvalidInput, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +53,19 @@ class OrderNotAccepted(Unavailable):
         super().__init__(f"the order could not be published: {reason}")
 
 
-class IdempotencyKeyReused(Conflict):
-    def __init__(self) -> None:
-        super().__init__("Idempotency-Key was already used for a different order", field="Idempotency-Key")
+class IdempotencyKeyReused(InvalidInput):
+    """422: the key names an order with another body (the IETF Idempotency-Key draft's "key reused")."""
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(
+            f"Idempotency-Key: already used for order {order_id} with another productId or qty",
+            field="Idempotency-Key",
+        )
+
+
+class UnknownOrder(NotFound):
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"no order {order_id} for this user")
 
 
 def idempotent_order_id(user_id: str, idempotency_key: str) -> str:
@@ -62,9 +74,23 @@ def idempotent_order_id(user_id: str, idempotency_key: str) -> str:
 
 
 @dataclass(frozen=True)
+class Placed:
+    """An accepted order and where its record is on `orders` (None: answered from what was already known, or the
+    local store)."""
+
+    order: Order
+    position: Position | None
+
+
+@dataclass(frozen=True)
 class OrderPage:
     orders: list[Order]
     next_cursor: str | None
+    freshness: Freshness
+
+
+# The row id a cursor gives an order the table does not show yet: after every row of the same moment.
+NOT_IN_TABLE = 2**63 - 1
 
 
 class InvalidCursor(InvalidInput):
@@ -72,9 +98,9 @@ class InvalidCursor(InvalidInput):
         super().__init__("cursor: not a cursor this service gave out", field="cursor")
 
 
-def _cursor(row: OrderRow) -> str:
-    """Where the next page starts: after this row in (created_at, id) order, opaque to clients."""
-    position = f"{row.created_at.strftime('%Y%m%d%H%M%S%f')}.{row.id}"
+def _cursor(created_at: dt.datetime, row_id: int) -> str:
+    """Where the next page starts: after this order in (created_at, row id) order, opaque to clients."""
+    position = f"{created_at.strftime('%Y%m%d%H%M%S%f')}.{row_id}"
     return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
 
 
@@ -96,7 +122,8 @@ class Catalog(Protocol):
 class OrderIntake:
     """Takes orders: prices them from the catalog, hands the PENDING order to the sink (sinks.py), answers retries
     with the same order. Orders are read back from `sessions`: the shared table the JDBC sink fills (ORDER_STORE=kafka),
-    or this instance's own database (ORDER_STORE=local)."""
+    merged with this instance's view of `orders` (view.py: what the table does not show yet), or this instance's own
+    database (ORDER_STORE=local, no view)."""
 
     RECENT_KEYED_ORDERS = 10_000
 
@@ -105,32 +132,33 @@ class OrderIntake:
         sessions: async_sessionmaker[AsyncSession],
         catalog: Catalog,
         sink: OrderSink,
+        view: OrderView | None = None,
+        *,
+        claim_wait_seconds: float = 10.0,
     ) -> None:
         self._sessions = sessions
         self._catalog = catalog
         self._sink = sink
-        # Keyed orders this instance answered lately: retries get the same answer before the sink has run.
+        self._view = view
+        # How long a request whose body another instance claimed first waits for that order to be published.
+        self._claim_wait_seconds = claim_wait_seconds
+        # Keyed orders this instance answered lately (the local store has no view to find them in).
         self._recent: OrderedDict[str, Order] = OrderedDict()
-        self._in_flight: dict[str, asyncio.Future[Order]] = {}
+        self._in_flight: dict[str, asyncio.Future[Placed]] = {}
 
-    async def place(self, user_id: str, request: OrderRequest, idempotency_key: str | None) -> Order:
+    async def place(self, user_id: str, request: OrderRequest, idempotency_key: str | None) -> Placed:
         if idempotency_key is None:
             return await self._place_new(str(uuid.uuid4()), user_id, request)
         order_id = idempotent_order_id(user_id, idempotency_key)
         in_flight = self._in_flight.get(order_id)
         if in_flight is not None:
-            return _same_request(await asyncio.shield(in_flight), request)
-        # The shared table first (it has the current status); this instance's memory covers the sink's lag.
-        existing = await self._stored(order_id) or self._recent.get(order_id)
-        if existing is not None:
-            # A retry never publishes again, so it cannot take an order back from CONFIRMED to PENDING.
-            log.info("idempotent retry answered", extra={"order_id": order_id})
-            return _same_request(existing, request)
-        waiter: asyncio.Future[Order] = asyncio.get_running_loop().create_future()
+            placed = await asyncio.shield(in_flight)
+            return Placed(_same_request(placed.order, request), placed.position)
+        waiter: asyncio.Future[Placed] = asyncio.get_running_loop().create_future()
         self._in_flight[order_id] = waiter
         try:
-            order = await self._place_new(order_id, user_id, request)
-            waiter.set_result(order)
+            placed = await self._place_keyed(order_id, user_id, request)
+            waiter.set_result(placed)
         except asyncio.CancelledError:
             waiter.cancel()
             raise
@@ -140,12 +168,48 @@ class OrderIntake:
             raise
         finally:
             del self._in_flight[order_id]
-        self._recent[order_id] = order
+        self._recent[order_id] = placed.order
         if len(self._recent) > self.RECENT_KEYED_ORDERS:
             self._recent.popitem(last=False)
-        return order
+        return placed
 
-    async def _place_new(self, order_id: str, user_id: str, request: OrderRequest) -> Order:
+    async def _place_keyed(self, order_id: str, user_id: str, request: OrderRequest) -> Placed:
+        """One key, one order, on any instance: an order already committed answers (same body) or refuses (another
+        body); otherwise the first claim of the order id decides which body is the order (view.py)."""
+        existing = await self._known(order_id)
+        if existing is not None:
+            # A retry never publishes again, so it cannot take an order back from CONFIRMED to PENDING.
+            log.info("idempotent retry answered", extra={"order_id": order_id})
+            return Placed(_same_request(existing, request), None)
+        if self._view is not None:
+            try:
+                claim, mine = await self._view.claim(order_id, request.product_id, request.qty)
+            except Exception as exc:
+                ORDERS_REFUSED.labels("not_claimed").inc()
+                raise OrderNotAccepted(f"the Idempotency-Key could not be claimed: {exc}") from exc
+            if not claim.same_body(request.product_id, request.qty):
+                ORDERS_REFUSED.labels("key_reused").inc()
+                raise IdempotencyKeyReused(order_id)
+            if not mine:
+                # The same body, claimed first by another request: that one publishes, this one answers its order
+                # (or publishes it, the same record, once the claim is too old to be still on its way).
+                waited = claim.timestamp_ms / 1000 + self._claim_wait_seconds - time.time()
+                order = await self._view.wait_for_order(order_id, max(0.0, waited)) or await self._stored(order_id)
+                if order is not None:
+                    return Placed(_same_request(order, request), None)
+        return await self._place_new(order_id, user_id, request)
+
+    async def _known(self, order_id: str) -> Order | None:
+        """The order as this instance knows it once every record committed before now is read: from the view (the
+        newest), else the shared table, else this instance's memory (the local store)."""
+        if self._view is not None:
+            await self._view.sync()
+            known = self._view.order(order_id)
+            if known is not None:
+                return known
+        return await self._stored(order_id) or self._recent.get(order_id)
+
+    async def _place_new(self, order_id: str, user_id: str, request: OrderRequest) -> Placed:
         product = self._catalog.get(request.product_id)
         if product is None:
             ORDERS_REFUSED.labels("unknown_product").inc()
@@ -164,25 +228,45 @@ class OrderIntake:
             created_at=now_ms(),
         )
         try:
-            await self._sink.publish(order)
+            position = await self._sink.publish(order)
         except PublishFailed as exc:
             ORDERS_REFUSED.labels("not_published").inc()
             log.warning("order not published", extra={"order_id": order_id, "reason": str(exc)})
             raise OrderNotAccepted(str(exc)) from exc
         ORDERS_ACCEPTED.inc()
         log.info("order published", extra={"order_id": order_id})
-        return order
+        return Placed(order, position)
 
     async def _stored(self, order_id: str) -> Order | None:
         async with self._sessions() as session:
             row = await session.scalar(select(OrderRow).where(OrderRow.order_id == order_id))
             return row.to_order() if row is not None else None
 
-    async def orders_of(self, user_id: str, *, limit: int, cursor: str | None = None) -> OrderPage:
-        """A page of the user's orders, newest first, and the cursor of the next page (None: this is the last)."""
+    async def _sync(self, position: Position | None) -> Freshness:
+        if self._view is None:
+            return Freshness(0)
+        return await self._view.sync(position)
+
+    async def order_of(
+        self, user_id: str, order_id: str, *, position: Position | None = None
+    ) -> tuple[Order, Freshness]:
+        """One of the user's orders, with its current status (read your own writes, as orders_of)."""
+        freshness = await self._sync(position)
+        order = (self._view.order(order_id) if self._view is not None else None) or await self._stored(order_id)
+        if order is None or order.user_id != user_id:
+            raise UnknownOrder(order_id)
+        return order, freshness
+
+    async def orders_of(
+        self, user_id: str, *, limit: int, cursor: str | None = None, position: Position | None = None
+    ) -> OrderPage:
+        """A page of the user's orders, newest first, and the cursor of the next page (None: this is the last).
+        Every order committed before the call is there with its latest status: the table merged with the view."""
+        after = _position(cursor) if cursor is not None else None
+        freshness = await self._sync(position)
         query = select(OrderRow).where(OrderRow.user_id == user_id)
-        if cursor is not None:
-            created_at, row_id = _position(cursor)
+        if after is not None:
+            created_at, row_id = after
             query = query.where(
                 or_(
                     OrderRow.created_at < created_at,
@@ -192,10 +276,22 @@ class OrderIntake:
         query = query.order_by(OrderRow.created_at.desc(), OrderRow.id.desc()).limit(limit + 1)
         async with self._sessions() as session:
             rows = list(await session.scalars(query))
-        more = len(rows) > limit
-        rows = rows[:limit]
-        next_cursor = _cursor(rows[-1]) if more else None
-        return OrderPage([row.to_order() for row in rows], next_cursor)
+        # (created_at as the table holds it, row id) -> order; the view's record is newer than the row.
+        merged = {row.order_id: ((row.created_at, row.id), row.to_order()) for row in rows}
+        table_more = len(rows) > limit
+        # Rows past this page's last one were not read: a view order that sorts after them waits for its page.
+        floor = (rows[-1].created_at, rows[-1].id) if table_more else None
+        for order in self._view.orders_of(user_id) if self._view is not None else ():
+            if order.order_id in merged:
+                merged[order.order_id] = (merged[order.order_id][0], order)
+                continue
+            key = (order.created_at.astimezone(dt.UTC).replace(tzinfo=None), NOT_IN_TABLE)
+            if (after is None or key < after) and (floor is None or key > floor):
+                merged[order.order_id] = (key, order)
+        ranked = sorted(merged.values(), key=lambda item: item[0], reverse=True)
+        page = ranked[:limit]
+        next_cursor = _cursor(*page[-1][0]) if len(ranked) > limit else None
+        return OrderPage([order for _, order in page], next_cursor, freshness)
 
 
 def _same_request(order: Order, request: OrderRequest) -> Order:
@@ -204,5 +300,5 @@ def _same_request(order: Order, request: OrderRequest) -> Order:
         None,
         order.unit_price,
     ):
-        raise IdempotencyKeyReused
+        raise IdempotencyKeyReused(order.order_id)
     return order

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from order_contract.order import Order
 from order_service.models import OrderRow
+from order_service.view import Position
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +22,9 @@ class OrderSink(Protocol):
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
 
-    async def publish(self, order: Order) -> None:
-        """Returns once the order is durable; raises messaging.PublishFailed when it is not."""
+    async def publish(self, order: Order) -> Position | None:
+        """Returns once the order is durable, with where its record is on `orders` (None: it went to no topic);
+        raises messaging.PublishFailed when it is not durable."""
         ...
 
 
@@ -38,9 +40,10 @@ class LocalOrderStore:
     async def stop(self) -> None:
         pass
 
-    async def publish(self, order: Order) -> None:
+    async def publish(self, order: Order) -> Position | None:
         async with self._sessions.begin() as session:
             session.add(OrderRow.from_order(order))
+        return None
 
 
 class DiscardingSink:
@@ -52,5 +55,5 @@ class DiscardingSink:
     async def stop(self) -> None:
         pass
 
-    async def publish(self, order: Order) -> None:
-        pass
+    async def publish(self, order: Order) -> Position | None:
+        return None

@@ -213,7 +213,7 @@ async def test_a_retry_reaching_another_instance_answers_the_stored_order_withou
     assert (retry.json()["orderId"], retry.json()["createdAt"]) == (first.json()["orderId"], first.json()["createdAt"])
 
 
-async def test_the_same_idempotency_key_for_a_different_order_is_409(
+async def test_the_same_idempotency_key_for_a_different_order_is_422_naming_the_key(
     client: httpx.AsyncClient, new_product: NewProduct, user_id: str
 ) -> None:
     product_id = await new_product()
@@ -224,7 +224,8 @@ async def test_the_same_idempotency_key_for_a_different_order_is_409(
         f"/{user_id}/orders", json={"productId": product_id, "qty": 9, "unitPrice": 100}, headers=headers
     )
 
-    assert other.status_code == 409
+    assert other.status_code == 422
+    assert other.json()["fields"] == ["Idempotency-Key"]
 
 
 async def _listed(client: httpx.AsyncClient, user_id: str, order_id: str) -> dict[str, object] | None:
