@@ -5,7 +5,8 @@ straight into sources of its own, beside the running stack: topics `bench-audit-
 (3 partitions each, like the real ones; and an empty `bench-audit-orders-dlq`), written by a transactional
 producer, 1,000 orders per transaction, each order as the real flow leaves it (PENDING then CONFIRMED or REJECTED
 on the orders topic, Connect JSON with schema; a stock request on the stock topic), and a database
-`mydb_local_auditbench` (the operator's account may create `mydb_local_*` databases) with tables made LIKE
+`bench_audit` (the operator's account may create `bench_*` databases; nothing of the stack reads them) with
+tables made LIKE
 mydb.orders, catalogdb.catalogs and catalogdb.processed_orders, filled by INSERT ... SELECT from MariaDB's sequence
 engine. The auditor reads them exactly as it reads the real ones (same code, settings pointing at the bench's names).
 
@@ -29,6 +30,7 @@ import uuid
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import UnknownTopicOrPartitionError
 
 from consistency_audit import Auditor, AuditSettings
 from launcher.environment import StackConfig
@@ -38,7 +40,7 @@ from servicekit.kafka import ensure_topics, transactional_producer
 
 PRODUCTS = 1000
 PER_TRANSACTION = 1000  # orders (3,000 records): well inside the 10 s transaction timeout on a busy machine
-DATABASE = "mydb_local_auditbench"
+DATABASE = "bench_audit"
 ORDERS_TOPIC, STOCK_TOPIC = "bench-audit-orders", "bench-audit-stock"
 DEAD_LETTER_TOPIC = "bench-audit-orders-dlq"  # empty: nothing the bench writes is refused
 SCHEMA = orjson.dumps(ORDER_SCHEMA).decode()
@@ -204,8 +206,8 @@ async def main() -> None:
     )
     admin = AIOKafkaAdminClient(**config.kafka_access.client_options())
     await admin.start()
-    await ensure_topics(config.kafka_access, [ORDERS_TOPIC, STOCK_TOPIC, DEAD_LETTER_TOPIC], 3)
     try:
+        await ensure_topics(config.kafka_access, [ORDERS_TOPIC, STOCK_TOPIC, DEAD_LETTER_TOPIC], 3)
         print(f"writing {args.orders:,} orders (3 records and 2 rows each) into the bench's topics and database")
         started = time.perf_counter()
         await asyncio.to_thread(make_database, config)
@@ -251,9 +253,13 @@ async def main() -> None:
         finally:
             await auditor.close()
     finally:
-        await admin.delete_topics([ORDERS_TOPIC, STOCK_TOPIC, DEAD_LETTER_TOPIC])
-        await admin.close()
-        await asyncio.to_thread(drop_database, config)
+        try:
+            await admin.delete_topics([ORDERS_TOPIC, STOCK_TOPIC, DEAD_LETTER_TOPIC])
+        except UnknownTopicOrPartitionError:
+            pass  # it failed before making them
+        finally:
+            await admin.close()
+            await asyncio.to_thread(drop_database, config)
 
     full, plain = statistics.median(full_times), statistics.median(plain_times)
     count = statistics.median(counts)

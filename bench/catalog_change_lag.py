@@ -5,7 +5,9 @@ own; a consumer reads it), i.e. what Kafka alone costs on this machine, and the 
 
     .venv/bin/python bench/catalog_change_lag.py [--rate 50] [--seconds 10] [--rounds 3]
 
-Needs the stack (make up). Its products (BENCH-CDC-*) and topic are removed afterwards.
+Needs the stack (make up). It goes through the stack's CDC path by design, on products of its own (BENCH-CDC-<run>-*,
+stock 0, so no order can take them; no order is placed): their rows are removed from catalogdb.catalogs afterwards
+(the connector then writes their tombstones to catalog-changes), and its Kafka hop topic is deleted.
 """
 
 import argparse
@@ -19,6 +21,7 @@ import httpx
 import pymysql
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import UnknownTopicOrPartitionError
 
 from launcher.catalog_views import instance_base_urls, priced_everywhere
 from launcher.environment import StackConfig
@@ -135,14 +138,14 @@ async def main(rate: int, seconds: float, rounds: int) -> None:
     products = [f"BENCH-CDC-{run}-{n}" for n in range(PRODUCTS)]
     topic = f"bench-kafka-hop-{run.lower()}"
     connection = connect_catalog(config)
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            "INSERT INTO catalogs (product_id, product_name, stock, unit_price, created_at)"
-            " VALUES (%s, 'Benchmark product', 0, %s, UTC_TIMESTAMP(3))",
-            [(product, BASE_PRICE) for product in products],
-        )
-    await ensure_topics(config.kafka_access, [topic], 1)
     try:
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO catalogs (product_id, product_name, stock, unit_price, created_at)"
+                " VALUES (%s, 'Benchmark product', 0, %s, UTC_TIMESTAMP(3))",
+                [(product, BASE_PRICE) for product in products],
+            )
+        await ensure_topics(config.kafka_access, [topic], 1)
         instances = config.number("ORDER_INSTANCES", 2)
         deadline = time.monotonic() + 30
         while not priced_everywhere(config, dict.fromkeys(products, BASE_PRICE), instances):
@@ -178,6 +181,8 @@ async def main(rate: int, seconds: float, rounds: int) -> None:
         await admin.start()
         try:
             await admin.delete_topics([topic])
+        except UnknownTopicOrPartitionError:
+            pass  # it failed before making it
         finally:
             await admin.close()
 

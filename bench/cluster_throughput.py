@@ -6,8 +6,13 @@ write acknowledged once two copies hold it) next to the shared stack's 1 broker 
 1. Intake: one private order-service instance per side (it does not register, so only wrk calls it), wrk -c64
    POSTing orders straight at it; each publishes to its own side's brokers (the order and its stock request in one
    transaction, group-committed), and its side's catalog-service answers.
-2. Sink: `--records` order records produced to `orders` on each side, timed until every row is in that side's
-   mydb.orders (the JDBC sink: one worker on the single stack, two sharing the tasks in the cluster).
+2. Sink: sink_vs_raw.py's sink of the bench's own on each side (topic bench-orders-<run>, a connector made from
+   orders-sink's config, a database bench_sink_<run>, all removed afterwards): `--records` settled order records
+   produced with the connector paused, then the drain timed until every row is in (one worker on the single stack,
+   two sharing the tasks in the cluster). Nothing of the stack's `orders` or mydb.orders is touched.
+
+The intake goes through the stack by design: its orders (user bench-<run>, a product of the bench's own) are real
+orders on the shared stack, settled before the product is removed (order_publish.py says how).
 
 The cluster is a stack of its own beside make up's (launcher.side_stack: .stack/bench-cluster, every port 30000 up),
 started fresh and removed afterwards (--keep leaves it up). Rounds alternate which side goes first; figures are
@@ -63,6 +68,8 @@ def measure_intake(sides: dict[str, StackConfig], args: argparse.Namespace) -> d
         finally:
             for instance in instances.values():
                 order_bench.stop_instance(instance)
+            for config in sides.values():
+                order_bench.wait_settled(config, f"bench-{run}")
     return results
 
 
@@ -79,20 +86,27 @@ def wait_serving(instance: order_bench.Instance, product_id: str, user_id: str, 
 
 
 def measure_sink(sides: dict[str, StackConfig], args: argparse.Namespace) -> dict[str, float]:
-    def once(config: StackConfig, records: int) -> float:
-        prefix = f"bclu{uuid.uuid4().hex[:8]}"
-        return asyncio.run(sink_bench.sink_rows_per_second(config, sink_bench.orders_for(prefix, records), prefix))
+    return asyncio.run(sink_rates(sides, args))
 
-    # A freshly started worker runs its first records interpreted: one uncounted round per side.
-    for config in sides.values():
-        once(config, SINK_WARM_UP_RECORDS)
-    rates: dict[str, list[float]] = {side: [] for side in sides}
-    names = list(sides)
-    for number in range(args.rounds):
-        for side in names[number % 2 :] + names[: number % 2]:
-            rate = once(sides[side], args.records)
-            rates[side].append(rate)
-            print(f"  round {number + 1} sink {side:<16} {rate:9,.0f} rows/s", flush=True)
+
+async def sink_rates(sides: dict[str, StackConfig], args: argparse.Namespace) -> dict[str, float]:
+    async with contextlib.AsyncExitStack() as stack:
+        sinks = {side: await stack.enter_async_context(sink_bench.own_sink(config)) for side, config in sides.items()}
+
+        async def once(side: str, records: int) -> float:
+            orders = sink_bench.settled_orders(f"bench-{sinks[side].run}-{uuid.uuid4().hex[:6]}", records)
+            return await sink_bench.sink_rows_per_second(sinks[side], orders)
+
+        # A freshly made connector's tasks run their first records interpreted: one uncounted round per side.
+        for side in sides:
+            await once(side, SINK_WARM_UP_RECORDS)
+        rates: dict[str, list[float]] = {side: [] for side in sides}
+        names = list(sides)
+        for number in range(args.rounds):
+            for side in names[number % 2 :] + names[: number % 2]:
+                rate = await once(side, args.records)
+                rates[side].append(rate)
+                print(f"  round {number + 1} sink {side:<16} {rate:9,.0f} rows/s", flush=True)
     return {side: statistics.median(values) for side, values in rates.items()}
 
 

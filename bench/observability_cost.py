@@ -9,7 +9,9 @@ order_publish.py give the anchors without either.
    one private discovery server, wrk -c32 POSTing an order with a token; clients send no traceparent, so the gateway
    starts every trace and samples it itself.
 2. Two private order-service instances (they do not register) publishing to the stack's Kafka, TRACING off and on,
-   wrk -c64 straight at each (no gateway); catalog-service of the stack answers their stock requests.
+   wrk -c64 straight at each (no gateway); catalog-service of the stack answers their stock requests. These are
+   real orders (user bench-<run>, a product of the bench's own): they stay in mydb.orders, settled (the bench waits
+   for that before it removes its product), as order_publish.py's do.
 
 Rounds alternate which arm goes first; figures are medians, and the cost is the median of the per-round paired
 ratios (other load on the machine moves both arms of a round together). Needs the stack (make up: Kafka, MariaDB,
@@ -192,7 +194,11 @@ def order_publishing_cost(args: argparse.Namespace) -> float:
     finally:
         for instance in instances.values():
             order_bench.stop_instance(instance)
-        asyncio.run(order_bench.remove_bench_product(product_id))
+        try:
+            # Its orders are real ones on the stack (user bench-<run>, the bench's own product): settled first.
+            order_bench.wait_settled(config, f"bench-{run}")
+        finally:
+            asyncio.run(order_bench.remove_bench_product(product_id))
 
     header = f"{'order-service, medians':<24}{'orders/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}"
     print(f"\n{header}{'instance CPU us/order':>23}")

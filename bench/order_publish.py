@@ -12,6 +12,12 @@ but do not register, so the gateway never sends them real traffic, and they leav
 stack's instances (ORDER_EXPIRY=false: the expirer's share of `orders` is not part of these figures). Rounds
 rotate which side goes first; figures are medians over the rounds. Targets: publishing keeps at least half the
 baseline's throughput; SASL and ACLs cost under 5% of the plaintext broker's.
+
+What it leaves: the published side goes through the real stack by design, so its orders (user `bench-<run>`, a
+product BENCH-<id> of the bench's own with stock for all of them) are real orders on `orders`, answered by the
+stack's catalog-service and sunk into mydb.orders. The bench waits until every one of them is settled (no PENDING
+row left, the user's row count still) before it removes its product, so they stay as consistent orders that
+make audit agrees with. Everything else (private brokers, the local store's database) is removed.
 """
 
 import argparse
@@ -41,9 +47,10 @@ from catalog_service import service as catalog
 from catalog_service.config import CatalogSettings
 from launcher import kafka as stack_kafka
 from launcher.environment import KAFKA_LOGINS, ORDER_SERVICE_KAFKA, STACK_DIR, StackConfig, render_template
+from launcher.mariadb import operator_connection
 from launcher.processes import port_open
 from order_contract.catalog_change import CatalogProduct, catalog_change_record
-from order_contract.topics import CATALOG_CHANGES_TOPIC, ORDERS_TOPIC, STOCK_TOPIC
+from order_contract.topics import CATALOG_CHANGES_TOPIC, ORDER_CLAIMS_TOPIC, ORDERS_TOPIC, STOCK_TOPIC
 from order_service.config import OrderSettings
 from servicekit.config import ServiceSettings
 from servicekit.database import make_engine, make_sessions
@@ -57,6 +64,8 @@ TARGET_RATIO = 0.5
 # SASL/SCRAM and ACLs may cost at most this share of the plaintext broker's throughput.
 TARGET_SECURITY_COST = 0.05
 BASELINE_WARM_UP_SECONDS = 5
+# A bench user's orders count as settled once none is PENDING and their row count held this long.
+SETTLED_QUIET_SECONDS = 3
 
 WRK_SCRIPT = """
 wrk.method = "POST"
@@ -162,7 +171,7 @@ def private_broker(name: str, secured: bool, product_id: str) -> Iterator[dict[s
             if broker.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"the bench broker {name} did not start; see {log_path}")
             time.sleep(0.5)
-        asyncio.run(ensure_topics(admin, [ORDERS_TOPIC, STOCK_TOPIC], 3))
+        asyncio.run(ensure_topics(admin, [ORDERS_TOPIC, STOCK_TOPIC, ORDER_CLAIMS_TOPIC], 3))
         asyncio.run(publish_catalog(admin, CatalogProduct(product_id, "Benchmark product", 100)))
         if not secured:
             yield {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_ADMIN_PASSWORD": ""}
@@ -284,6 +293,36 @@ async def with_bench_product(stock: int) -> str:
     return product_id
 
 
+def wait_settled(config: StackConfig, user_id: str, within: float = 180) -> None:
+    """Until the stack has settled every order of `user_id` (a bench's own user): no PENDING row left and the row
+    count unchanged for SETTLED_QUIET_SECONDS (the sink has written the last answers). A deadline expires every
+    unanswered order after ORDER_DEADLINE_SECONDS, so this ends well within `within` on a working stack."""
+    connection = operator_connection(config, config.get("ORDERS_DB", "mydb"))
+    deadline = time.monotonic() + within
+    last, quiet_since = (-1, -1), time.monotonic()
+    try:
+        with connection.cursor() as cursor:
+            while True:
+                cursor.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(status = 'PENDING'), 0) FROM orders WHERE user_id = %s", (user_id,)
+                )
+                row = cursor.fetchone()
+                assert row is not None  # COUNT(*) always answers one row
+                now = (int(row[0]), int(row[1]))
+                if now != last:
+                    last, quiet_since = now, time.monotonic()
+                elif now[1] == 0 and time.monotonic() - quiet_since >= SETTLED_QUIET_SECONDS:
+                    print(f"  {now[0]:,} orders of {user_id} settled in {config.get('ORDERS_DB', 'mydb')}.orders")
+                    return
+                if time.monotonic() > deadline:
+                    raise SystemExit(
+                        f"orders of {user_id} not settled within {within:.0f} s: {now[1]} of {now[0]} PENDING"
+                    )
+                time.sleep(0.5)
+    finally:
+        connection.close()
+
+
 async def remove_bench_product(product_id: str) -> None:
     settings = CatalogSettings()
     engine = make_engine(settings, settings.catalog_db)
@@ -304,22 +343,30 @@ def main() -> None:
     run = uuid.uuid4().hex[:6]
     config = StackConfig.load()
     product_id = asyncio.run(with_bench_product(stock=1_000_000_000))
-    secured_broker = private_broker(f"bench-kafka-{run}-sasl", secured=True, product_id=product_id)
-    plain_broker = private_broker(f"bench-kafka-{run}-plain", secured=False, product_id=product_id)
-    with secured_broker as secured_env, plain_broker as plain_env:
-        stack_env = ORDER_SERVICE_KAFKA.env(config)
-        instances = {
-            "publish": start_instance(f"order-bench-{run}-publish", True, stack_env),
-            "local": start_instance(f"order-bench-{run}-local", False, stack_env, store="local"),
-            "baseline": start_instance(f"order-bench-{run}-nopublish", False, stack_env),
-            "sasl": start_instance(f"order-bench-{run}-sasl", True, secured_env),
-            "plaintext": start_instance(f"order-bench-{run}-plaintext", True, plain_env),
-        }
+    instances: dict[str, Instance] = {}
+    try:
+        secured_broker = private_broker(f"bench-kafka-{run}-sasl", secured=True, product_id=product_id)
+        plain_broker = private_broker(f"bench-kafka-{run}-plain", secured=False, product_id=product_id)
+        with secured_broker as secured_env, plain_broker as plain_env:
+            stack_env = ORDER_SERVICE_KAFKA.env(config)
+            sides = {
+                "publish": (f"order-bench-{run}-publish", True, stack_env, "kafka"),
+                "local": (f"order-bench-{run}-local", False, stack_env, "local"),
+                "baseline": (f"order-bench-{run}-nopublish", False, stack_env, "kafka"),
+                "sasl": (f"order-bench-{run}-sasl", True, secured_env, "kafka"),
+                "plaintext": (f"order-bench-{run}-plaintext", True, plain_env, "kafka"),
+            }
+            try:
+                for side, (name, publish, env, store) in sides.items():
+                    instances[side] = start_instance(name, publish, env, store)
+                results, cold = measure(instances, product_id, run, args)
+            finally:
+                for instance in instances.values():
+                    stop_instance(instance)
+    finally:
         try:
-            results, cold = measure(instances, product_id, run, args)
+            wait_settled(config, f"bench-{run}")
         finally:
-            for instance in instances.values():
-                stop_instance(instance)
             asyncio.run(remove_bench_product(product_id))
             asyncio.run(drop_local_database(f"order-bench-{run}-local"))
     report(results, cold, instances["publish"].log_path, args)

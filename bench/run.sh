@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # make bench: every benchmark, each printing our figure next to its anchor from the same run.
 # Not part of make test. Starts the stack if needed (the gateway bench brings its own upstreams and nginx).
+# Each works on topics, connectors, groups, databases and products of its own and removes them; the order benches
+# place real orders through the stack by design and leave them settled. The auditor's verdict ends the run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -20,4 +22,7 @@ $PY -m bench.observability_cost || status=1
 echo
 echo "=== bench/cluster_throughput.py"
 $PY -m bench.cluster_throughput || status=1
+echo
+echo "=== the stack afterwards (make audit)"
+$PY -m consistency_audit || status=1
 exit $status

@@ -119,6 +119,10 @@ def _local_databases(config: StackConfig) -> str:
     return _quoted(config.databases[0].replace("_", "\\_") + "\\_local\\_%")
 
 
+# The benchmarks' own databases (bench_<what>_<run>): made, filled and dropped by bench/, never read by the stack.
+BENCH_DATABASES = _quoted("bench\\_%")
+
+
 def database_grants(config: StackConfig) -> dict[DbAccount, list[str]]:
     """What each component's account may do: its own database, or for mydb.orders, only its part."""
     orders_db, catalog_db, users_db = (_quoted(name) for name in config.databases)
@@ -126,7 +130,11 @@ def database_grants(config: StackConfig) -> dict[DbAccount, list[str]]:
     return {
         ORDERS_MIGRATOR_DB: [f"ALL PRIVILEGES ON {orders_db}.*"],
         ORDER_SERVICE_DB: [f"SELECT ON {orders_db}.`orders`", f"ALL PRIVILEGES ON {local_dbs}.*"],
-        ORDERS_SINK_DB: [f"SELECT, INSERT, UPDATE ON {orders_db}.`orders`"],
+        # bench/sink_vs_raw.py's own connector writes a table of the bench's own database with the sink's account.
+        ORDERS_SINK_DB: [
+            f"SELECT, INSERT, UPDATE ON {orders_db}.`orders`",
+            f"SELECT, INSERT, UPDATE ON {BENCH_DATABASES}.*",
+        ],
         # What the Debezium MariaDB source needs: read the captured database (snapshot), take the brief global
         # read lock of its snapshot (RELOAD), list databases, and read the binlog as a replica would.
         CDC_DB: [f"SELECT ON {catalog_db}.*", "RELOAD, SHOW DATABASES, REPLICATION SLAVE, REPLICATION CLIENT ON *.*"],
@@ -142,6 +150,7 @@ def _create_databases_and_user(config: StackConfig) -> None:
     statements = [f"CREATE DATABASE IF NOT EXISTS {_quoted(name)} CHARACTER SET utf8mb4;" for name in config.databases]
     operator_grants = [f"ALL PRIVILEGES ON {_quoted(name)}.*" for name in config.databases]
     operator_grants.append(f"ALL PRIVILEGES ON {_local_databases(config)}.*")
+    operator_grants.append(f"ALL PRIVILEGES ON {BENCH_DATABASES}.*")
     statements += _account_sql(config, config.get("DB_USER", "app"), config.get("DB_PASSWORD"), operator_grants)
     # The migrator first: it creates mydb.orders, on which the other accounts get table-level rights later.
     statements += _account_sql(
