@@ -1,29 +1,34 @@
 """make demo: the seed story through the gateway. First the problem (each order-service instance with its own
 database), then the fix (every instance publishes to Kafka; the JDBC sink writes one shared table), then the same
-sync the other way (a price changed by plain SQL in catalogdb reaches every order-service instance by CDC)."""
+sync the other way (a price changed by plain SQL in catalogdb reaches every order-service instance by CDC), and
+last, read your own writes (an order listed the moment it is accepted, though the table shows it ~100 ms later).
+
+Each run makes three products of its own (DEMO-<run>-1..3, removed at the end), so the story is the same on a
+stack whose seed products are sold out."""
 
 import asyncio
+import statistics
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from demo.gateway_client import GatewayClient, User
 from launcher import services
-from launcher.catalog_views import catalog_views, instance_base_urls
+from launcher.catalog_views import catalog_views, instance_base_urls, products_in_catalog
 from launcher.environment import StackConfig
 from launcher.mariadb import operator_connection
 from launcher.processes import Component, stop
 
-ORDERS = [
-    ("CATALOG-001", 2),
-    ("CATALOG-002", 1),
-    ("CATALOG-003", 3),
-    ("CATALOG-001", 1),
-    ("CATALOG-002", 2),
-    ("CATALOG-003", 1),
-]
+# The seed catalog's stock, for this run's own three products.
+STOCK = (100, 110, 120)
+UNIT_PRICE = 1000
+# (which of the three products, qty)
+ORDERS = [(0, 2), (1, 1), (2, 3), (0, 1), (1, 2), (2, 1)]
+# Place-then-list pairs of the read-your-writes part.
+PAIRS = 20
 
 
 def table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
@@ -47,10 +52,11 @@ def switch_order_store(config: StackConfig, store: str) -> None:
             services.restart_service(config, component.name, ORDER_STORE=store)
 
 
-async def place(gateway: GatewayClient, user: User) -> list[tuple[str, str, int, str]]:
+async def place(gateway: GatewayClient, user: User, products: list[str]) -> list[tuple[str, str, int, str]]:
     catalog = await gateway.catalog()
     placed = []
-    for product_id, qty in ORDERS:
+    for index, qty in ORDERS:
+        product_id = products[index]
         order = await gateway.place_order(user, product_id, qty, catalog[product_id]["unitPrice"])
         placed.append((order.order_id, product_id, qty, order.instance_id))
     return placed
@@ -64,10 +70,10 @@ async def answers_per_instance(gateway: GatewayClient, user: User, asks: int = 4
     return answers
 
 
-async def the_problem(gateway: GatewayClient) -> None:
+async def the_problem(gateway: GatewayClient, products: list[str]) -> None:
     print("\n=== 1. The problem: every order-service instance keeps orders in its own database")
     user = await gateway.sign_up("Before Kafka")
-    placed = await place(gateway, user)
+    placed = await place(gateway, user, products)
     table(
         "Orders placed through the gateway (round robin)",
         ["#", "orderId", "product", "qty", "served by"],
@@ -84,16 +90,11 @@ async def the_problem(gateway: GatewayClient) -> None:
     print(f"The instances {verdict}: {len(placed)} orders were placed.")
 
 
-async def the_fix(gateway: GatewayClient) -> bool:
+async def the_fix(gateway: GatewayClient, products: list[str]) -> bool:
     print("\n=== 2. The fix: publish to Kafka, one JDBC sink writes one shared table")
     user = await gateway.sign_up("With Kafka")
     stock_before = await gateway.stock()
-    if not all(stock_before[product] for product, _ in ORDERS):
-        print(
-            "Note: the seed stock is used up by earlier runs, so orders will be REJECTED;"
-            " `make clean && make up` starts from the seed catalog again."
-        )
-    placed = await place(gateway, user)
+    placed = await place(gateway, user, products)
     table(
         "Orders placed through the gateway (round robin)",
         ["#", "orderId", "product", "qty", "served by"],
@@ -137,7 +138,7 @@ async def the_fix(gateway: GatewayClient) -> bool:
     exact = all(r[3] == r[4] for r in rows)
     print("Stock decreased by exactly the confirmed quantities." if exact else "Stock drifted!")
 
-    product = "CATALOG-003"
+    product = products[2]
     too_many = stock_after[product] + 1
     big = await gateway.place_order(user, product, too_many)
     deadline = time.monotonic() + 60
@@ -182,9 +183,8 @@ async def until_priced(config: StackConfig, product_id: str, unit_price: int, si
     return seen
 
 
-async def the_price_change(config: StackConfig, gateway: GatewayClient) -> bool:
+async def the_price_change(config: StackConfig, gateway: GatewayClient, product: str) -> bool:
     print("\n=== 3. The other way: a price changed in catalogdb reaches every order-service instance (CDC)")
-    product = "CATALOG-002"
     old_price = (await gateway.catalog())[product]["unitPrice"]
     new_price = old_price + 250
     changed_at = await asyncio.to_thread(set_price_by_sql, config, product, new_price)
@@ -219,20 +219,71 @@ async def the_price_change(config: StackConfig, gateway: GatewayClient) -> bool:
         print(f"(price of {product} set back to {old_price})")
 
 
-async def tell(config: StackConfig) -> bool:
+def in_table(config: StackConfig, order_id: str) -> bool:
+    """Whether mydb.orders has a row of the order: all "My orders" could show before read your own writes."""
+    connection = operator_connection(config, config.get("ORDERS_DB", "mydb"))
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM orders WHERE order_id = %s", (order_id,))
+            return cursor.fetchone() is not None
+    finally:
+        connection.close()
+
+
+async def read_your_writes(config: StackConfig, gateway: GatewayClient, product: str) -> bool:
+    print("\n=== 4. Read your own writes: 'My orders' at once, on any instance")
+    user = await gateway.sign_up("Right After Paying")
+    in_table_at_once = listed_at_once = 0
+    row_after: list[float] = []
+    for _ in range(PAIRS):
+        placed = await gateway.place_order(user, product, 1)
+        accepted = time.monotonic()
+        # Before: the list was the table alone, which shows an order once the sink has written it.
+        in_table_at_once += await asyncio.to_thread(in_table, config, placed.order_id)
+        # Now: the list waits for the instance's sync point and merges its view of `orders` with the table.
+        orders, _ = await gateway.orders_of(user)
+        listed_at_once += placed.order_id in {o["orderId"] for o in orders}
+        for _ in range(3000):  # polled every ~10 ms, 30 s at most
+            if await asyncio.to_thread(in_table, config, placed.order_id):
+                break
+            await asyncio.sleep(0.005)
+        row_after.append((time.monotonic() - accepted) * 1000)
+    table(
+        f"{PAIRS} orders, each read back the moment it was accepted",
+        ["read", "showed the order", ""],
+        [
+            ("the shared table alone (before)", f"{in_table_at_once} of {PAIRS}", "the sink's lag"),
+            ("GET .../orders through the gateway (now)", f"{listed_at_once} of {PAIRS}", "sync point + view"),
+        ],
+    )
+    print(f"The row appeared after a median {statistics.median(row_after):.0f} ms (max {max(row_after):.0f} ms).")
+    return listed_at_once == PAIRS
+
+
+async def tell(config: StackConfig, products: list[str]) -> bool:
     async with GatewayClient(f"http://127.0.0.1:{services.gateway_port(config)}") as gateway:
         await asyncio.to_thread(switch_order_store, config, "local")
         try:
-            await the_problem(gateway)
+            await the_problem(gateway, products)
         finally:
             await asyncio.to_thread(switch_order_store, config, config.get("ORDER_STORE", "kafka") or "kafka")
-        fixed = await the_fix(gateway)
-        synced = await the_price_change(config, gateway)
-        return fixed and synced
+        fixed = await the_fix(gateway, products)
+        synced = await the_price_change(config, gateway, products[1])
+        fresh = await read_your_writes(config, gateway, products[0])
+        return fixed and synced and fresh
 
 
 def main() -> int:
-    ok = asyncio.run(tell(StackConfig.load()))
+    config = StackConfig.load()
+    run = uuid.uuid4().hex[:6]
+    stock = {f"DEMO-{run}-{n + 1}": count for n, count in enumerate(STOCK)}
+    connection = operator_connection(config, config.get("CATALOG_DB", "catalogdb"))
+    try:
+        with products_in_catalog(connection, config, stock, "Demo product", UNIT_PRICE):
+            print(f"This run's products: {', '.join(stock)} (stock {', '.join(map(str, STOCK))}; removed at the end)")
+            ok = asyncio.run(tell(config, list(stock)))
+    finally:
+        connection.close()
     print("\nDemo finished: one consistent database." if ok else "\nDemo finished with a problem (see above).")
     return 0 if ok else 1
 

@@ -183,7 +183,10 @@ class OrderIntake:
             return Placed(_same_request(existing, request), None)
         if self._view is not None:
             try:
-                claim, mine = await self._view.claim(order_id, request.product_id, request.qty)
+                # Bounded like publishing: a claim the brokers cannot take now is a 503 the client retries.
+                claim, mine = await asyncio.wait_for(
+                    self._view.claim(order_id, request.product_id, request.qty), self._claim_wait_seconds
+                )
             except Exception as exc:
                 ORDERS_REFUSED.labels("not_claimed").inc()
                 raise OrderNotAccepted(f"the Idempotency-Key could not be claimed: {exc}") from exc
