@@ -18,6 +18,10 @@ done
 echo
 echo "=== bench/observability_cost.py"
 $PY -m bench.observability_cost || status=1
+# Read your own writes: the list with its sync point next to the table alone (two private instances).
+echo
+echo "=== bench/read_your_writes.py"
+$PY -m bench.read_your_writes || status=1
 # A cluster of its own beside the stack (3 brokers at RF 3), started and removed by the script.
 echo
 echo "=== bench/cluster_throughput.py"

@@ -37,6 +37,9 @@ class OrderSettings(ServiceSettings):
 
     # Read your own writes (view.py): the orders the table may not show yet that the view holds at most, and how
     # long a read waits for the view to reach its sync point before answering with X-Orders-Behind.
+    # false: the benchmark's baseline only (bench/read_your_writes.py): reads from the table alone, and an
+    # Idempotency-Key decided by each instance for itself.
+    order_view: bool = True
     order_view_max_entries: int = 200_000
     read_sync_timeout_seconds: float = 0.5
 

@@ -106,7 +106,7 @@ def order_sink(settings: OrderSettings, sessions: async_sessionmaker[AsyncSessio
 
 def order_view(settings: OrderSettings, sink: OrderSink) -> OrderView | None:
     """Orders published to Kafka are read back (read your own writes); the local store is its own truth."""
-    if not isinstance(sink, OrderPublisher):
+    if not isinstance(sink, OrderPublisher) or not settings.order_view:
         return None
     return OrderView(
         settings.kafka_access,

@@ -4,6 +4,7 @@ turns them into HTTP answers."""
 import asyncio
 import base64
 import datetime as dt
+import heapq
 import logging
 import time
 import uuid
@@ -22,7 +23,7 @@ from order_service.messaging import PublishFailed
 from order_service.models import OrderRow
 from order_service.schemas import OrderRequest
 from order_service.sinks import OrderSink
-from order_service.view import Freshness, OrderView, Position
+from order_service.view import Claim, Freshness, OrderView, Position
 from servicekit.errors import Conflict, InvalidInput, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
@@ -174,14 +175,11 @@ class OrderIntake:
         return placed
 
     async def _place_keyed(self, order_id: str, user_id: str, request: OrderRequest) -> Placed:
-        """One key, one order, on any instance: an order already committed answers (same body) or refuses (another
-        body); otherwise the first claim of the order id decides which body is the order (view.py)."""
-        existing = await self._known(order_id)
-        if existing is not None:
-            # A retry never publishes again, so it cannot take an order back from CONFIRMED to PENDING.
-            log.info("idempotent retry answered", extra={"order_id": order_id})
-            return Placed(_same_request(existing, request), None)
-        if self._view is not None:
+        """One key, one order, on any instance: the first claim of the order id decides which body is the order
+        (view.py); an order already committed answers a retry with the same body and refuses another."""
+        if self._view is None:
+            existing = await self._stored(order_id) or self._recent.get(order_id)
+        else:
             try:
                 # Bounded like publishing: a claim the brokers cannot take now is a 503 the client retries.
                 claim, mine = await asyncio.wait_for(
@@ -190,27 +188,31 @@ class OrderIntake:
             except Exception as exc:
                 ORDERS_REFUSED.labels("not_claimed").inc()
                 raise OrderNotAccepted(f"the Idempotency-Key could not be claimed: {exc}") from exc
-            if not claim.same_body(request.product_id, request.qty):
-                ORDERS_REFUSED.labels("key_reused").inc()
-                raise IdempotencyKeyReused(order_id)
-            if not mine:
-                # The same body, claimed first by another request: that one publishes, this one answers its order
-                # (or publishes it, the same record, once the claim is too old to be still on its way).
-                waited = claim.timestamp_ms / 1000 + self._claim_wait_seconds - time.time()
-                order = await self._view.wait_for_order(order_id, max(0.0, waited)) or await self._stored(order_id)
-                if order is not None:
-                    return Placed(_same_request(order, request), None)
+            if mine:
+                # Nobody claimed this order id within the claims window: only an older order can exist, in the table.
+                existing = await self._stored(order_id)
+            else:
+                existing = await self._claimed_before(order_id, claim, request)
+        if existing is not None:
+            # A retry never publishes again, so it cannot take an order back from CONFIRMED to PENDING.
+            log.info("idempotent retry answered", extra={"order_id": order_id})
+            return Placed(_same_request(existing, request), None)
         return await self._place_new(order_id, user_id, request)
 
-    async def _known(self, order_id: str) -> Order | None:
-        """The order as this instance knows it once every record committed before now is read: from the view (the
-        newest), else the shared table, else this instance's memory (the local store)."""
-        if self._view is not None:
-            await self._view.sync()
-            known = self._view.order(order_id)
-            if known is not None:
-                return known
-        return await self._stored(order_id) or self._recent.get(order_id)
+    async def _claimed_before(self, order_id: str, claim: Claim, request: OrderRequest) -> Order | None:
+        """Another request claimed the order id first (a retry, or one racing this one). Its order, once every record
+        committed before now is read; else a different body is refused, and the same body waits for that request's
+        order (None: it was not published in time, so this request publishes the same record)."""
+        assert self._view is not None
+        await self._view.sync()
+        existing = self._view.order(order_id) or await self._stored(order_id)
+        if existing is not None:
+            return existing
+        if not claim.same_body(request.product_id, request.qty):
+            ORDERS_REFUSED.labels("key_reused").inc()
+            raise IdempotencyKeyReused(order_id)
+        waited = claim.timestamp_ms / 1000 + self._claim_wait_seconds - time.time()
+        return await self._view.wait_for_order(order_id, max(0.0, waited)) or await self._stored(order_id)
 
     async def _place_new(self, order_id: str, user_id: str, request: OrderRequest) -> Placed:
         product = self._catalog.get(request.product_id)
@@ -284,13 +286,17 @@ class OrderIntake:
         table_more = len(rows) > limit
         # Rows past this page's last one were not read: a view order that sorts after them waits for its page.
         floor = (rows[-1].created_at, rows[-1].id) if table_more else None
+        candidates = []
         for order in self._view.orders_of(user_id) if self._view is not None else ():
             if order.order_id in merged:
                 merged[order.order_id] = (merged[order.order_id][0], order)
                 continue
             key = (order.created_at.astimezone(dt.UTC).replace(tzinfo=None), NOT_IN_TABLE)
             if (after is None or key < after) and (floor is None or key > floor):
-                merged[order.order_id] = (key, order)
+                candidates.append((key, order))
+        # A user with thousands of orders the table does not show yet: only the newest can be on this page.
+        for key, order in heapq.nlargest(limit + 1, candidates, key=lambda candidate: candidate[0]):
+            merged[order.order_id] = (key, order)
         ranked = sorted(merged.values(), key=lambda item: item[0], reverse=True)
         page = ranked[:limit]
         next_cursor = _cursor(*page[-1][0]) if len(ranked) > limit else None

@@ -218,23 +218,19 @@ class OrderView:
         assigned = await self._assignment()
         self._orders_partitions = sorted(tp for tp in assigned if tp.topic == ORDERS_TOPIC)
         self._claims_partitions = sorted(tp for tp in assigned if tp.topic == ORDER_CLAIMS_TOPIC)
-        # orders: from where the sink has written to (everything before is in the table).
-        await self._refresh_sink_offsets()
-        for tp in self._orders_partitions:
-            start_at = self._sink_offsets.get(tp.partition)
-            if start_at is None:
-                await consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, start_at)
-        # order-claims: the window a claim decides in.
+        # orders: from where the sink has written to (everything before is in the table); order-claims: the
+        # window a claim decides in.
         since = int(time.time() * 1000) - self._claims_window_ms
-        found = await consumer.offsets_for_times({tp: since for tp in self._claims_partitions})
-        for tp in self._claims_partitions:
-            at = found.get(tp)
-            if at is None:
-                await consumer.seek_to_end(tp)
-            else:
-                consumer.seek(tp, at.offset)
+        if await self._sink_offsets_at_start():
+            for tp in self._orders_partitions:
+                start_at = self._sink_offsets.get(tp.partition)
+                if start_at is None:  # the sink has written nothing of it yet
+                    await consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, start_at)
+        else:
+            await self._seek_to_time(self._orders_partitions, since)
+        await self._seek_to_time(self._claims_partitions, since)
         ends = await consumer.end_offsets([*self._orders_partitions, *self._claims_partitions])
         self._tasks = [
             asyncio.create_task(self._follow_forever(ends), name="order-view"),
@@ -250,6 +246,34 @@ class OrderView:
         if self._admin is not None:
             with contextlib.suppress(Exception):
                 await self._admin.close()
+
+    async def _sink_offsets_at_start(self, attempts: int = 10) -> bool:
+        """The sink's committed offsets, tried for ~10 s (a cluster just formed may have no group coordinator yet)."""
+        for attempt in range(attempts):
+            try:
+                await self._refresh_sink_offsets()
+                return True
+            except Exception as exc:
+                if attempt == attempts - 1:
+                    log.warning(
+                        "the sink's offsets (group %s) cannot be read (%s): the view starts from the claims window",
+                        ORDERS_SINK_GROUP,
+                        exc,
+                    )
+                    return False
+                await asyncio.sleep(1.0)
+        return False
+
+    async def _seek_to_time(self, partitions: list[TopicPartition], since_ms: int) -> None:
+        """Each partition from its first record at or after `since_ms` (its end when there is none)."""
+        assert self._consumer is not None
+        found = await self._consumer.offsets_for_times(dict.fromkeys(partitions, since_ms))
+        for tp in partitions:
+            at = found.get(tp)
+            if at is None:
+                await self._consumer.seek_to_end(tp)
+            else:
+                self._consumer.seek(tp, at.offset)
 
     async def _assignment(self) -> set[TopicPartition]:
         """The partitions of both topics, once the consumer has their metadata."""
@@ -344,6 +368,7 @@ class OrderView:
                 del self._by_user[entry.order.user_id]
 
     async def _evict_forever(self) -> None:
+        failing = False
         while True:
             await asyncio.sleep(self.EVICT_INTERVAL_SECONDS)
             try:
@@ -351,8 +376,13 @@ class OrderView:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("the sink's offsets could not be read (%s); the view keeps its orders", exc)
+                if not failing:  # once per outage, not every second
+                    log.warning("the sink's offsets cannot be read (%s); the view keeps its orders meanwhile", exc)
+                failing = True
                 continue
+            if failing:
+                log.info("the sink's offsets can be read again")
+                failing = False
             self.evict()
 
     def evict(self) -> None:
@@ -396,8 +426,9 @@ class OrderView:
         started = time.perf_counter()
         deadline = asyncio.get_running_loop().time() + self.sync_timeout
         try:
-            targets = dict(await asyncio.wait_for(self._sync_points.after_now(), self.sync_timeout))
-        except (TimeoutError, Exception) as exc:
+            async with asyncio.timeout(self.sync_timeout):  # a timer, not a task per read as wait_for makes
+                targets = await self._sync_points.after_now()
+        except Exception as exc:
             if position is not None:
                 self._check(position, None)
             log.warning("no sync point for a read (%s); answering from what the view holds", exc)
@@ -419,12 +450,12 @@ class OrderView:
     async def _wait_for(self, targets: dict[TopicPartition, int], deadline: float) -> Freshness:
         loop = asyncio.get_running_loop()
         while not self._reached(targets):
-            remaining = deadline - loop.time()
-            if remaining <= 0:
+            if deadline <= loop.time():
                 READS_BEHIND.inc()
                 return Freshness(self._behind(targets))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._progress.wait(), remaining)
+                async with asyncio.timeout_at(deadline):
+                    await self._progress.wait()
         behind = self._behind({})
         if behind:
             READS_BEHIND.inc()
