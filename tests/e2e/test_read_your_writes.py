@@ -2,6 +2,7 @@
 every order itself, and one Idempotency-Key is one order on any instance."""
 
 import asyncio
+import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from consistency_audit import Auditor, AuditSettings, Verdict
 from demo.gateway_client import GatewayClient, User
 from launcher import connect, services
 from launcher.environment import StackConfig
@@ -143,6 +145,7 @@ async def test_one_idempotency_key_sent_to_both_instances_at_once_is_one_order_w
     stack_config: StackConfig,
 ) -> None:
     product = next(iter(fresh_products))
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     user = await gateway.sign_up("Double Clicker")
     first, second = list(instances.values())[:2]
     url = f"/{user.user_id}/orders"
@@ -175,6 +178,21 @@ async def test_one_idempotency_key_sent_to_both_instances_at_once_is_one_order_w
         assert rows[order_id]["status"] == ledger[order_id]["status"] == "CONFIRMED"
     stock = (await gateway.stock())[product]
     assert fresh_products[product] - stock == sum(order["qty"] for order in accepted.values())
+    # The auditor, judging the orders of this test: every record, row, stock request and answer agree.
+    settings_now = AuditSettings(
+        audit_sink_lag_seconds=5, audit_outcome_lag_seconds=5, audit_settle_seconds=1, audit_since=since
+    )
+    auditor = Auditor(settings_now)
+    try:
+        verdict = await eventually(lambda: _consistent(auditor), within=120, what="a consistent audit", interval=1)
+    finally:
+        await auditor.close()
+    assert verdict.consistent, verdict.as_json()
+
+
+async def _consistent(auditor: Auditor) -> Verdict | None:
+    verdict = await auditor.run()
+    return verdict if verdict.consistent else None
 
 
 def _ledger(settings: ServiceSettings, stack_config: StackConfig, order_ids: list[str]) -> dict[str, dict[str, Any]]:
