@@ -2,7 +2,6 @@
 
 import asyncio
 import logging
-from dataclasses import fields
 
 from prometheus_client import Counter
 from sqlalchemy import delete, insert, select, update
@@ -10,6 +9,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from catalog_service.models import CatalogRow, ProcessedOrder
+from catalog_service.stock_rules import Decisions, decide, differences
 from order_contract.order import DEFAULT_ORDER_DEADLINE_SECONDS, Order, OrderStatus
 from order_contract.timestamps import now_ms
 from servicekit.errors import Conflict, NotFound
@@ -91,13 +91,6 @@ class LedgerRowChanged(Exception):
     """Another consumer settled a ledger row between our read and our write: the poll's transaction is retried."""
 
 
-def differences(notice: Order, recorded: Order) -> list[str]:
-    """The fields, status aside, in which an expiry notice disagrees with the ledger's row for its order."""
-    return [
-        f.name for f in fields(Order) if f.name != "status" and getattr(notice, f.name) != getattr(recorded, f.name)
-    ]
-
-
 # Tries of one poll's transaction when it meets another consumer's row, a deadlock or a lock wait timeout.
 MAX_ATTEMPTS = 5
 
@@ -143,12 +136,7 @@ class StockLedger:
         raise AssertionError("unreachable")
 
     async def _apply_together(self, orders: list[Order]) -> list[Order]:
-        to_publish: list[Order] = []
-        fresh: dict[str, Order] = {}
-        # Answered here (CONFIRMED or REJECTED, as recorded), then expired by the expirer: the answer taken back.
-        expired_late: dict[str, OrderStatus] = {}
-        disagreeing: list[tuple[Order, Order]] = []  # (notice, ledger row) where they differ
-        now = now_ms()
+        """Read the ledger rows and the stock (rows locked), decide (stock_rules.decide), write what it says."""
         async with self._sessions.begin() as session:
             recorded = {
                 row.order_id: row.to_order()
@@ -167,49 +155,17 @@ class StockLedger:
                     .with_for_update()
                 )
             }
-            change: dict[str, int] = {}  # stock taken (+) or given back (-) per product
-            for order in orders:
-                outcome = recorded.get(order.order_id)
-                if order.status is OrderStatus.EXPIRED:
-                    if outcome is None:
-                        # Never answered here: recorded so that its request, if read later, takes nothing.
-                        recorded[order.order_id] = fresh[order.order_id] = order
-                    elif outcome.status is not OrderStatus.EXPIRED:
-                        # The ledger row says what was taken; the notice only names the order.
-                        if differences(order, outcome):
-                            disagreeing.append((order, outcome))
-                        if outcome.status is OrderStatus.CONFIRMED:
-                            stock[outcome.product_id] = stock.get(outcome.product_id, 0) + outcome.qty
-                            change[outcome.product_id] = change.get(outcome.product_id, 0) - outcome.qty
-                        expired_late[order.order_id] = outcome.status
-                        recorded[order.order_id] = outcome.with_status(OrderStatus.EXPIRED)
-                        to_publish.append(recorded[order.order_id])
-                elif outcome is not None:
-                    log.info("redelivered order, outcome reused", extra={"order_id": order.order_id})
-                    if outcome.status is not OrderStatus.EXPIRED:  # the expirer answered for EXPIRED ones
-                        to_publish.append(outcome)
-                elif now >= order.deadline(self.deadline_seconds):
-                    # Past its deadline: the expirer settles it (or has); it must not take stock now.
-                    outcome = order.with_status(OrderStatus.EXPIRED)
-                    recorded[order.order_id] = fresh[order.order_id] = outcome
-                else:
-                    left = stock.get(order.product_id)
-                    if left is not None and left >= order.qty:
-                        stock[order.product_id] = left - order.qty
-                        change[order.product_id] = change.get(order.product_id, 0) + order.qty
-                        outcome = order.with_status(OrderStatus.CONFIRMED)
-                    else:
-                        outcome = order.with_status(OrderStatus.REJECTED)
-                    recorded[order.order_id] = fresh[order.order_id] = outcome
-                    to_publish.append(outcome)
-            for product_id, qty in change.items():
+            decisions = decide(orders, recorded, stock, now=now_ms(), deadline_seconds=self.deadline_seconds)
+            for product_id, qty in decisions.change.items():
                 if qty > 0:
                     await self._take_stock(session, product_id, qty)
                 elif qty < 0:
                     await self._give_back_stock(session, product_id, -qty)
-            if fresh:
-                await session.execute(insert(ProcessedOrder), [ProcessedOrder.values_of(o) for o in fresh.values()])
-            for order_id, answered in expired_late.items():
+            if decisions.fresh:
+                await session.execute(
+                    insert(ProcessedOrder), [ProcessedOrder.values_of(o) for o in decisions.fresh.values()]
+                )
+            for order_id, answered in decisions.expired_late.items():
                 # Only from the status we read: a consumer that settled it meanwhile must not have it given back twice.
                 settled = await session.execute(
                     update(ProcessedOrder)
@@ -218,6 +174,15 @@ class StockLedger:
                 )
                 if settled.rowcount != 1:  # type: ignore[attr-defined]  # an UPDATE's Result is a CursorResult
                     raise LedgerRowChanged(f"ledger row of {order_id} is no longer {answered.value}")
+        self._report(decisions, recorded)
+        return decisions.to_publish
+
+    @staticmethod
+    def _report(decisions: Decisions, recorded: dict[str, Order]) -> None:
+        """After the commit: the logs and counts of what the poll did."""
+        for order_id in decisions.redelivered:
+            log.info("redelivered order, outcome reused", extra={"order_id": order_id})
+        fresh, expired_late, disagreeing = decisions.fresh, decisions.expired_late, decisions.disagreeing
         for outcome in fresh.values():
             log.info(
                 "stock request applied",
@@ -247,7 +212,6 @@ class StockLedger:
                     "ledger_qty": row.qty,
                 },
             )
-        return to_publish
 
     @staticmethod
     async def _give_back_stock(session: AsyncSession, product_id: str, qty: int) -> None:
