@@ -36,9 +36,14 @@ from aiokafka import ConsumerRecord
 from sqlalchemy.exc import OperationalError
 
 from consistency_audit.config import AuditSettings
+from consistency_audit.folding import (
+    fold_dead_letter,
+    fold_order_record,
+    fold_outcome,
+    fold_row,
+    fold_stock_record,
+)
 from consistency_audit.reconcile import (
-    CONFIRMED,
-    PENDING,
     Kind,
     Ledger,
     Stock,
@@ -112,6 +117,19 @@ class FullPassNeeded(Exception):
     pass
 
 
+class _Laps:
+    """Seconds per step of a pass (the verdict's timings)."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._mark = time.perf_counter()
+
+    def __call__(self, step: str) -> None:
+        now = time.perf_counter()
+        self.timings[step] = now - self._mark
+        self._mark = now
+
+
 class Auditor:
     """Keeps its readers and its `Ledger` between passes; `await auditor.run()` is one pass."""
 
@@ -159,116 +177,28 @@ class Auditor:
         self, ledger: Ledger, *, full: bool, reason: str, started: float, started_at: dt.datetime
     ) -> Verdict:
         settings = self.settings
-        timings: dict[str, float] = {}
-        mark = time.perf_counter()
-
-        def lap(step: str) -> None:
-            nonlocal mark
-            timings[step] = time.perf_counter() - mark
-            mark = time.perf_counter()
-
-        unknown_records: list[str] = []
-
-        def on_record(kafka_record: ConsumerRecord[bytes, bytes]) -> None:
-            topic, timestamp_ms, value = kafka_record.topic, kafka_record.timestamp, kafka_record.value
-            if topic == settings.orders_topic:
-                record = parse_order_record(value, timestamp_ms)
-                if record is None:
-                    return
-                order = ledger.orders.get(record.order_id)
-                if order is None:
-                    if not full and record.status != PENDING:
-                        unknown_records.append(record.order_id)  # a new record for an order already folded
-                    order = ledger.track(record.order_id)
-                order.status, order.record_ms, order.created_ms = record.status, timestamp_ms, record.created_ms
-                order.record_at = f"{kafka_record.partition}:{kafka_record.offset}"
-            elif topic == settings.orders_dead_letter_topic:
-                refused = parse_dead_letter(value, kafka_record.headers, settings.orders_topic)
-                if refused is not None:
-                    ledger.track(refused[0]).dead_letter_of = refused[1]
-            else:
-                request = parse_stock_record(value, timestamp_ms)
-                if request is None:
-                    return
-                order = ledger.track(request.order_id)
-                if request.expiry_notice:
-                    order.expiry_notice = True
-                elif order.requested_ms is None:
-                    order.requested_ms = timestamp_ms
-
-        rows_read = 0
+        laps = _Laps()
         async with self._database.snapshot() as snapshot:
             snapshot_ms = int(time.time() * 1000)
-            # The topics up to offsets taken after the snapshot began: every record behind a row or a ledger row
-            # the snapshot holds is read (the sink and catalog-service write only after a record is committed).
-            topics = [settings.orders_topic, settings.stock_topic, settings.orders_dead_letter_topic]
-            records = await self._topics.read(topics, ledger.positions, on_record)
+            records = await self._read_topics(ledger, full=full)
+            laps("topics")
+            fresh, rows_read = await self._read_new_rows(snapshot, ledger)
+            laps("new_rows")
             if full:
-                ledger.history_from_ms = self._topics.history_from_ms.get(settings.orders_topic, 0)
-            lap("topics")
-            if unknown_records:
-                raise FullPassNeeded(f"new records for {len(unknown_records)} orders no longer watched")
-            fresh: set[str] = set()
-            async for top_id, batch in snapshot.rows_after(ledger.last_row_id):
-                for order_id, status, created_ms in batch:
-                    order = ledger.track(order_id)
-                    order.row = status
-                    if not order.created_ms:
-                        order.created_ms = created_ms
-                    fresh.add(order_id)
-                ledger.last_row_id = top_id
-                rows_read += len(batch)
-            lap("new_rows")
-            if full:
-                for order_id, order in ledger.orders.items():
-                    if order_id not in fresh:
-                        order.row = None  # every row was read
-                outcomes = await snapshot.all_outcomes()
-                for order_id, order in ledger.orders.items():
-                    order.outcome = outcomes.get(order_id)
-                del outcomes
-                ledger.confirmed = await snapshot.confirmed_qty()
-                lap("outcomes")
+                await self._read_everything_else(snapshot, ledger, fresh)
+                laps("outcomes")
             else:
-                # Rows that may have moved: not yet showing the last record's status. A row that shows it changes
-                # only behind our back, which the row count and checksum catch.
-                stale = [i for i, order in ledger.orders.items() if i not in fresh and order.row != order.status]
-                found = await snapshot.rows_of(stale)
-                for order_id in stale:
-                    ledger.orders[order_id].row = found.get(order_id)
-                rows_read += len(found)
-                lap("watched_rows")
-                waiting = [
-                    order_id
-                    for order_id, order in ledger.orders.items()
-                    if order.requested_ms is not None and (order.outcome is None or order.outcome != order.status)
-                ]
-                for order_id, outcome in (await snapshot.outcomes_of(waiting)).items():
-                    order = ledger.orders[order_id]
-                    if outcome.status != order.outcome:
-                        was = outcome.qty if order.outcome == CONFIRMED else 0
-                        now = outcome.qty if outcome.status == CONFIRMED else 0
-                        ledger.confirmed[outcome.product_id] = ledger.confirmed.get(outcome.product_id, 0) + now - was
-                        order.outcome = outcome.status
-                lap("outcomes")
-                if snapshot_ms - ledger.totals_checked_ms >= settings.audit_totals_every_seconds * 1000:
-                    totals, expected = await snapshot.row_totals(), ledger.expected_rows()
-                    lap("row_totals")
-                    if totals != expected:
-                        raise FullPassNeeded(
-                            f"mydb.orders has {totals[0]} rows (checksum {totals[1]}), expected {expected[0]} "
-                            f"({expected[1]}): rows changed behind the auditor's back"
-                        )
-                    ledger.totals_checked_ms = snapshot_ms
+                rows_read += await self._read_what_moved(snapshot, ledger, fresh, laps)
+                await self._check_totals(snapshot, ledger, snapshot_ms, laps)
             stock = await self._stock(snapshot, ledger)
-            lap("stock")
+            laps("stock")
 
         discrepancies = find_discrepancies(ledger, stock, snapshot_ms, settings.grace)
         refused = dead_lettered(ledger, settings.grace)
         settled = settle(ledger, snapshot_ms, settings.grace)
         if full:
             ledger.totals_checked_ms = snapshot_ms
-        lap("reconcile")
+        laps("reconcile")
         return Verdict(
             discrepancies=discrepancies,
             full=full,
@@ -279,9 +209,98 @@ class Auditor:
             rows_read=rows_read,
             watched=len(ledger.orders),
             settled=settled,
-            timings=timings,
+            timings=laps.timings,
             dead_lettered=refused,
         )
+
+    async def _read_topics(self, ledger: Ledger, *, full: bool) -> int:
+        """The three topics up to offsets taken after the snapshot began: every record behind a row or a ledger row
+        the snapshot holds is read (the sink and catalog-service write only after a record is committed)."""
+        settings = self.settings
+        unknown: list[str] = []
+
+        def on_record(kafka_record: ConsumerRecord[bytes, bytes]) -> None:
+            topic, value = kafka_record.topic, kafka_record.value
+            if topic == settings.orders_topic:
+                record = parse_order_record(value, kafka_record.timestamp)
+                at = f"{kafka_record.partition}:{kafka_record.offset}"
+                if record is not None and fold_order_record(ledger, record, at, full=full):
+                    unknown.append(record.order_id)
+            elif topic == settings.orders_dead_letter_topic:
+                refused = parse_dead_letter(value, kafka_record.headers, settings.orders_topic)
+                if refused is not None:
+                    fold_dead_letter(ledger, *refused)
+            else:
+                request = parse_stock_record(value, kafka_record.timestamp)
+                if request is not None:
+                    fold_stock_record(ledger, request)
+
+        topics = [settings.orders_topic, settings.stock_topic, settings.orders_dead_letter_topic]
+        records = await self._topics.read(topics, ledger.positions, on_record)
+        if full:
+            ledger.history_from_ms = self._topics.history_from_ms.get(settings.orders_topic, 0)
+        if unknown:
+            raise FullPassNeeded(f"new records for {len(unknown)} orders no longer watched")
+        return records
+
+    @staticmethod
+    async def _read_new_rows(snapshot: Snapshot, ledger: Ledger) -> tuple[set[str], int]:
+        """Rows with an id above the last one seen: (their order ids, how many)."""
+        fresh: set[str] = set()
+        rows_read = 0
+        async for top_id, batch in snapshot.rows_after(ledger.last_row_id):
+            for order_id, status, created_ms in batch:
+                fold_row(ledger, order_id, status, created_ms)
+                fresh.add(order_id)
+            ledger.last_row_id = top_id
+            rows_read += len(batch)
+        return fresh, rows_read
+
+    @staticmethod
+    async def _read_everything_else(snapshot: Snapshot, ledger: Ledger, fresh: set[str]) -> None:
+        """A full pass: every row was read (an order without one has none), every ledger outcome and the CONFIRMED
+        qty of every product."""
+        for order_id, order in ledger.orders.items():
+            if order_id not in fresh:
+                order.row = None
+        outcomes = await snapshot.all_outcomes()
+        for order_id, order in ledger.orders.items():
+            order.outcome = outcomes.get(order_id)
+        ledger.confirmed = await snapshot.confirmed_qty()
+
+    @staticmethod
+    async def _read_what_moved(snapshot: Snapshot, ledger: Ledger, fresh: set[str], laps: "_Laps") -> int:
+        """An incremental pass: the rows not yet showing their last record's status (a row that shows it changes
+        only behind our back, which the row count and checksum catch), and the ledger outcomes still to come or
+        to change. Returns the rows read."""
+        stale = [i for i, order in ledger.orders.items() if i not in fresh and order.row != order.status]
+        found = await snapshot.rows_of(stale)
+        for order_id in stale:
+            ledger.orders[order_id].row = found.get(order_id)
+        laps("watched_rows")
+        waiting = [
+            order_id
+            for order_id, order in ledger.orders.items()
+            if order.requested_ms is not None and (order.outcome is None or order.outcome != order.status)
+        ]
+        for order_id, outcome in (await snapshot.outcomes_of(waiting)).items():
+            fold_outcome(ledger, order_id, outcome)
+        laps("outcomes")
+        return len(found)
+
+    async def _check_totals(self, snapshot: Snapshot, ledger: Ledger, snapshot_ms: int, laps: "_Laps") -> None:
+        """At most every AUDIT_TOTALS_EVERY_SECONDS: mydb.orders' row count and checksum against what the ledger
+        expects; a difference means rows changed behind the auditor's back (a full pass names them)."""
+        if snapshot_ms - ledger.totals_checked_ms < self.settings.audit_totals_every_seconds * 1000:
+            return
+        totals, expected = await snapshot.row_totals(), ledger.expected_rows()
+        laps("row_totals")
+        if totals != expected:
+            raise FullPassNeeded(
+                f"mydb.orders has {totals[0]} rows (checksum {totals[1]}), expected {expected[0]} "
+                f"({expected[1]}): rows changed behind the auditor's back"
+            )
+        ledger.totals_checked_ms = snapshot_ms
 
     @staticmethod
     async def _stock(snapshot: Snapshot, ledger: Ledger) -> list[Stock]:
