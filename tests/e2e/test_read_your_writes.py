@@ -3,6 +3,7 @@ every order itself, and one Idempotency-Key is one order on any instance."""
 
 import asyncio
 import datetime as dt
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.stack
 
 PAIRS = 1000
 CLIENTS = 8
+SINK_PAUSE_SECONDS = 30
 
 
 @pytest.fixture
@@ -103,6 +105,7 @@ async def test_with_the_sink_paused_every_instance_lists_every_new_order_with_it
     assert paused.status_code == 202, paused.text
     try:
         await eventually(lambda: _sink_state(sink, auth) == "PAUSED", within=30, what="the sink paused")
+        paused_at = time.monotonic()
         # 49 that the stock allows, and one more (REJECTED).
         placed = [await gateway.place_order(user, product, 1) for _ in range(50)]
         order_ids = {p.order_id for p in placed}
@@ -119,6 +122,10 @@ async def test_with_the_sink_paused_every_instance_lists_every_new_order_with_it
             return seen[0]
 
         listed = await eventually(outcomes_everywhere, within=60, what="both instances list all 50 settled")
+        # The sink stays paused SINK_PAUSE_SECONDS in all; every answer meanwhile is the same, none from the table.
+        while time.monotonic() < paused_at + SINK_PAUSE_SECONDS:
+            assert await outcomes_everywhere() == listed
+            await asyncio.sleep(1.0)  # a stability check over a set time, not a wait for a state
         assert rows_by_id(orders_db, list(order_ids)) == {}, "the sink wrote while paused: the table listed them"
         assert list(listed.values()).count("REJECTED") == 1
     finally:
