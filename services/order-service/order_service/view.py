@@ -200,8 +200,7 @@ class OrderView:
         options = self._kafka.client_options()
         self._admin = AIOKafkaAdminClient(**options)
         await self._admin.start()
-        self._claims_producer = AIOKafkaProducer(**options, enable_idempotence=True, linger_ms=0)
-        await self._claims_producer.start()
+        self._claims_producer = await self._new_claims_producer()
         self._watermarks = AIOKafkaConsumer(**options, group_id=None, isolation_level="read_uncommitted")
         await self._watermarks.start()
         # No group: subscribed, the consumer takes every partition of both topics itself and commits nothing.
@@ -246,6 +245,11 @@ class OrderView:
         if self._admin is not None:
             with contextlib.suppress(Exception):
                 await self._admin.close()
+
+    async def _new_claims_producer(self) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(**self._kafka.client_options(), enable_idempotence=True, linger_ms=0)
+        await producer.start()
+        return producer
 
     async def _sink_offsets_at_start(self, attempts: int = 10) -> bool:
         """The sink's committed offsets, tried for ~10 s (a cluster just formed may have no group coordinator yet)."""
@@ -474,9 +478,20 @@ class OrderView:
     async def claim(self, order_id: str, product_id: str, qty: int) -> tuple[Claim, bool]:
         """Claim `order_id` for this body; returns the order id's first claim once it is known, and whether it is
         this one."""
-        assert self._claims_producer is not None
+        if self._claims_producer is None:
+            raise RuntimeError("the order view is not started")
+        producer: AIOKafkaProducer = self._claims_producer
         value = orjson.dumps({"orderId": order_id, "productId": product_id, "qty": qty, "instance": self._instance_id})
-        sent = await self._claims_producer.send_and_wait(ORDER_CLAIMS_TOPIC, value, key=order_id.encode())
+        try:
+            sent = await producer.send_and_wait(ORDER_CLAIMS_TOPIC, value, key=order_id.encode())
+        except BaseException:
+            # An idempotent producer can stay stuck after a broker blip (aiokafka #1017): the next claim gets a new
+            # one. Cancelled (the caller's bound ran out) counts too: the send may be what is stuck.
+            if self._claims_producer is producer:
+                self._claims_producer = await self._new_claims_producer()
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+            raise
         tp = TopicPartition(ORDER_CLAIMS_TOPIC, sent.partition)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(self.sync_timeout, 5.0)
