@@ -16,18 +16,18 @@ from pathlib import Path
 
 from consistency_audit.auditor import Auditor, Verdict
 from consistency_audit.config import AuditSettings
-from consistency_audit.reconcile import Ledger
+from consistency_audit.reconcile import AuditState
 from consistency_audit.report import render
 
 
-def load_state(path: Path) -> Ledger | None:
+def load_state(path: Path) -> AuditState | None:
     try:
-        return Ledger.from_json(json.loads(path.read_text()))
+        return AuditState.from_json(json.loads(path.read_text()))
     except (OSError, ValueError, KeyError, TypeError):
         return None  # none yet, or unreadable: a full pass rebuilds it
 
 
-def save_state(path: Path, ledger: Ledger) -> None:
+def save_state(path: Path, ledger: AuditState) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, prefix=".audit-") as out:
         json.dump(ledger.to_json(), out, separators=(",", ":"))

@@ -8,7 +8,7 @@ no grace; records newer than the snapshot wait out the allowed lags like any rec
 A full pass reads everything: both topics from their beginning, all of mydb.orders and the ledger, the CONFIRMED
 qty of every product, and compares order by order. It finds every discrepancy there is.
 
-An incremental pass starts from what the last pass remembered (`Ledger`: topic positions per partition, the last
+An incremental pass starts from what the last pass remembered (`AuditState`: topic positions per partition, the last
 row id seen, the orders still watched, the count and checksum of the rows of the orders folded away, the CONFIRMED
 qty per product) and reads only what changed: the records written since (per partition), rows with a higher id,
 the rows and ledger outcomes of the watched orders that have not caught up yet (`IN` batches), the catalog (one row
@@ -44,8 +44,8 @@ from consistency_audit.folding import (
     fold_stock_record,
 )
 from consistency_audit.reconcile import (
+    AuditState,
     Kind,
-    Ledger,
     Stock,
     dead_lettered,
     find_discrepancies,
@@ -55,7 +55,7 @@ from consistency_audit.sources import (
     DatabaseReader,
     Snapshot,
     SourceChanged,
-    TopicReader,
+    TopicScan,
     parse_dead_letter,
     parse_order_record,
     parse_stock_record,
@@ -131,12 +131,12 @@ class _Laps:
 
 
 class Auditor:
-    """Keeps its readers and its `Ledger` between passes; `await auditor.run()` is one pass."""
+    """Keeps its readers and its `AuditState` between passes; `await auditor.run()` is one pass."""
 
-    def __init__(self, settings: AuditSettings, ledger: Ledger | None = None) -> None:
+    def __init__(self, settings: AuditSettings, ledger: AuditState | None = None) -> None:
         self.settings = settings
         self.ledger = ledger
-        self._topics = TopicReader(settings.kafka_access)
+        self._topics = TopicScan(settings.kafka_access)
         self._database = DatabaseReader(settings)
 
     async def close(self) -> None:
@@ -161,7 +161,7 @@ class Auditor:
                 reason = "fell back to a full pass: a table changed under the snapshot (a migration ran)"
             log.info("audit falls back to a full pass", extra={"reason": reason})
         for attempt in range(SNAPSHOT_ATTEMPTS):
-            ledger = Ledger()
+            ledger = AuditState()
             try:
                 verdict = await self._pass(ledger, full=True, reason=reason, started=started, started_at=started_at)
             except OperationalError as exc:
@@ -174,7 +174,7 @@ class Auditor:
         raise AssertionError("unreachable")
 
     async def _pass(
-        self, ledger: Ledger, *, full: bool, reason: str, started: float, started_at: dt.datetime
+        self, ledger: AuditState, *, full: bool, reason: str, started: float, started_at: dt.datetime
     ) -> Verdict:
         settings = self.settings
         laps = _Laps()
@@ -213,7 +213,7 @@ class Auditor:
             dead_lettered=refused,
         )
 
-    async def _read_topics(self, ledger: Ledger, *, full: bool) -> int:
+    async def _read_topics(self, ledger: AuditState, *, full: bool) -> int:
         """The three topics up to offsets taken after the snapshot began: every record behind a row or a ledger row
         the snapshot holds is read (the sink and catalog-service write only after a record is committed)."""
         settings = self.settings
@@ -244,7 +244,7 @@ class Auditor:
         return records
 
     @staticmethod
-    async def _read_new_rows(snapshot: Snapshot, ledger: Ledger) -> tuple[set[str], int]:
+    async def _read_new_rows(snapshot: Snapshot, ledger: AuditState) -> tuple[set[str], int]:
         """Rows with an id above the last one seen: (their order ids, how many)."""
         fresh: set[str] = set()
         rows_read = 0
@@ -257,7 +257,7 @@ class Auditor:
         return fresh, rows_read
 
     @staticmethod
-    async def _read_everything_else(snapshot: Snapshot, ledger: Ledger, fresh: set[str]) -> None:
+    async def _read_everything_else(snapshot: Snapshot, ledger: AuditState, fresh: set[str]) -> None:
         """A full pass: every row was read (an order without one has none), every ledger outcome and the CONFIRMED
         qty of every product."""
         for order_id, order in ledger.orders.items():
@@ -269,7 +269,7 @@ class Auditor:
         ledger.confirmed = await snapshot.confirmed_qty()
 
     @staticmethod
-    async def _read_what_moved(snapshot: Snapshot, ledger: Ledger, fresh: set[str], laps: "_Laps") -> int:
+    async def _read_what_moved(snapshot: Snapshot, ledger: AuditState, fresh: set[str], laps: "_Laps") -> int:
         """An incremental pass: the rows not yet showing their last record's status (a row that shows it changes
         only behind our back, which the row count and checksum catch), and the ledger outcomes still to come or
         to change. Returns the rows read."""
@@ -288,7 +288,7 @@ class Auditor:
         laps("outcomes")
         return len(found)
 
-    async def _check_totals(self, snapshot: Snapshot, ledger: Ledger, snapshot_ms: int, laps: "_Laps") -> None:
+    async def _check_totals(self, snapshot: Snapshot, ledger: AuditState, snapshot_ms: int, laps: "_Laps") -> None:
         """At most every AUDIT_TOTALS_EVERY_SECONDS: mydb.orders' row count and checksum against what the ledger
         expects; a difference means rows changed behind the auditor's back (a full pass names them)."""
         if snapshot_ms - ledger.totals_checked_ms < self.settings.audit_totals_every_seconds * 1000:
@@ -303,7 +303,7 @@ class Auditor:
         ledger.totals_checked_ms = snapshot_ms
 
     @staticmethod
-    async def _stock(snapshot: Snapshot, ledger: Ledger) -> list[Stock]:
+    async def _stock(snapshot: Snapshot, ledger: AuditState) -> list[Stock]:
         """Every product's stock against the CONFIRMED qty we know of; a product that disagrees is summed again
         from the ledger (its rows may not all be ours: e.g. catalog-service's own tests write to it)."""
         levels = await snapshot.stock_levels()

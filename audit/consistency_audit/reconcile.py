@@ -1,6 +1,6 @@
 """The reconciliation itself, as pure functions over what the sources read (no Kafka, no database here).
 
-The auditor keeps one `Ledger` of what it knows between passes:
+The auditor keeps one `AuditState` of what it knows between passes:
 
 - `orders`: the orders it is still watching ("tracked"), each with what every source last said of it: the last
   committed record on `orders` (status, created_at, record time), the row in mydb.orders as of the last database
@@ -99,7 +99,7 @@ class Tracked:
 
 
 @dataclass
-class Ledger:
+class AuditState:
     """What the auditor remembers between passes (see the module docstring)."""
 
     positions: dict[str, dict[int, int]] = field(default_factory=dict)  # topic -> partition -> next offset
@@ -142,7 +142,7 @@ class Ledger:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, object]) -> "Ledger":
+    def from_json(cls, data: Mapping[str, object]) -> "AuditState":
         positions: Mapping[str, Mapping[str, int]] = data["positions"]  # type: ignore[assignment]  # our own file
         orders: Mapping[str, list[object]] = data["orders"]  # type: ignore[assignment]
         return cls(
@@ -186,7 +186,7 @@ def judged(order: Tracked, grace: Grace) -> bool:
     return not grace.since_ms or first_seen_ms(order) >= grace.since_ms
 
 
-def find_discrepancies(ledger: Ledger, stock: Iterable[Stock], now_ms: int, grace: Grace) -> dict[Kind, list[str]]:
+def find_discrepancies(ledger: AuditState, stock: Iterable[Stock], now_ms: int, grace: Grace) -> dict[Kind, list[str]]:
     """Every discrepancy, by kind, with the order ids (product ids for drift), sorted. `now_ms` is the time of the
     database snapshot the rows and outcomes come from; records and requests were read after it."""
     found: dict[Kind, list[str]] = {kind: [] for kind in Kind}
@@ -216,7 +216,7 @@ def find_discrepancies(ledger: Ledger, stock: Iterable[Stock], now_ms: int, grac
     return {kind: sorted(ids) for kind, ids in found.items()}
 
 
-def dead_lettered(ledger: Ledger, grace: Grace) -> list[str]:
+def dead_lettered(ledger: AuditState, grace: Grace) -> list[str]:
     """The orders whose last record the sink refused (in the judged window), sorted."""
     return sorted(
         order_id
@@ -225,7 +225,7 @@ def dead_lettered(ledger: Ledger, grace: Grace) -> list[str]:
     )
 
 
-def settle(ledger: Ledger, now_ms: int, grace: Grace) -> int:
+def settle(ledger: AuditState, now_ms: int, grace: Grace) -> int:
     """Stop watching the orders every source agrees on (folded into the row count and checksum); how many."""
     settle_ms = grace.settle * 1000
     done = []

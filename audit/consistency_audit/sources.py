@@ -96,7 +96,7 @@ def parse_dead_letter(
         return None
 
 
-class TopicReader:
+class TopicScan:
     """One group-less consumer for the topics the auditor reads (assigned partitions, nothing committed), kept between
     passes."""
 

@@ -1,5 +1,5 @@
 """The auditor's bookkeeping (consistency_audit.folding), one rule a test: what each record, row and ledger row
-read does to the Ledger."""
+read does to the AuditState."""
 
 import pytest
 
@@ -10,14 +10,14 @@ from consistency_audit.folding import (
     fold_row,
     fold_stock_record,
 )
-from consistency_audit.reconcile import Ledger
+from consistency_audit.reconcile import AuditState
 from consistency_audit.sources import OrderRecord, Outcome, StockRecord
 
 pytestmark = pytest.mark.unit
 
 
 def test_the_last_order_record_read_is_the_orders_status_and_where_it_is() -> None:
-    ledger = Ledger()
+    ledger = AuditState()
 
     fold_order_record(ledger, OrderRecord("o1", "PENDING", 100, 110), "0:5", full=True)
     fold_order_record(ledger, OrderRecord("o1", "CONFIRMED", 100, 150), "0:9", full=True)
@@ -27,7 +27,7 @@ def test_the_last_order_record_read_is_the_orders_status_and_where_it_is() -> No
 
 
 def test_a_settled_record_of_an_order_no_longer_watched_asks_for_a_full_pass() -> None:
-    ledger = Ledger()
+    ledger = AuditState()
 
     assert fold_order_record(ledger, OrderRecord("gone", "CONFIRMED", 1, 2), "1:1", full=False)
     assert not fold_order_record(ledger, OrderRecord("new", "PENDING", 1, 2), "1:2", full=False)
@@ -35,7 +35,7 @@ def test_a_settled_record_of_an_order_no_longer_watched_asks_for_a_full_pass() -
 
 
 def test_the_first_stock_request_counts_and_an_expiry_notice_is_remembered() -> None:
-    ledger = Ledger()
+    ledger = AuditState()
 
     fold_stock_record(ledger, StockRecord("o1", expiry_notice=False, timestamp_ms=10))
     fold_stock_record(ledger, StockRecord("o1", expiry_notice=False, timestamp_ms=20))
@@ -45,7 +45,7 @@ def test_the_first_stock_request_counts_and_an_expiry_notice_is_remembered() -> 
 
 
 def test_a_dead_letter_names_the_refused_record() -> None:
-    ledger = Ledger()
+    ledger = AuditState()
     fold_order_record(ledger, OrderRecord("o1", "PENDING", 1, 2), "2:7", full=True)
 
     fold_dead_letter(ledger, "o1", "2:7")
@@ -54,7 +54,7 @@ def test_a_dead_letter_names_the_refused_record() -> None:
 
 
 def test_a_row_keeps_the_created_at_its_record_gave() -> None:
-    ledger = Ledger()
+    ledger = AuditState()
     fold_order_record(ledger, OrderRecord("o1", "PENDING", 100, 110), "0:1", full=True)
 
     fold_row(ledger, "o1", "PENDING", 999)
@@ -65,7 +65,7 @@ def test_a_row_keeps_the_created_at_its_record_gave() -> None:
 
 
 def test_a_ledger_outcome_moves_its_qty_in_and_out_of_the_confirmed_total() -> None:
-    ledger = Ledger(confirmed={"P": 5})
+    ledger = AuditState(confirmed={"P": 5})
     ledger.track("o1")
 
     fold_outcome(ledger, "o1", Outcome("CONFIRMED", "P", 3))

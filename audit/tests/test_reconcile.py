@@ -5,9 +5,9 @@ import zlib
 import pytest
 
 from consistency_audit.reconcile import (
+    AuditState,
     Grace,
     Kind,
-    Ledger,
     Stock,
     Tracked,
     dead_lettered,
@@ -34,7 +34,7 @@ def settled_order(status: str = "CONFIRMED", age: float = 60) -> Tracked:
 
 def found(orders: dict[str, Tracked], stock: list[Stock] | None = None, grace: Grace = GRACE) -> dict[Kind, list[str]]:
     return {
-        kind: ids for kind, ids in find_discrepancies(Ledger(orders=orders), stock or [], NOW, grace).items() if ids
+        kind: ids for kind, ids in find_discrepancies(AuditState(orders=orders), stock or [], NOW, grace).items() if ids
     }
 
 
@@ -54,7 +54,7 @@ def test_a_row_without_any_record_is_named_at_once() -> None:
 
 def test_a_row_older_than_the_retained_history_is_not_called_recordless() -> None:
     old, new = Tracked(row="CONFIRMED", created_ms=ago(100)), Tracked(row="CONFIRMED", created_ms=ago(1))
-    ledger = Ledger(orders={"old": old, "new": new}, history_from_ms=ago(50))  # retention removed older records
+    ledger = AuditState(orders={"old": old, "new": new}, history_from_ms=ago(50))  # retention removed older records
     found = find_discrepancies(ledger, [], NOW, GRACE)
     assert {kind: ids for kind, ids in found.items() if ids} == {Kind.ROW_WITHOUT_RECORD: ["new"]}
     assert settle(ledger, NOW, GRACE) == 1 and list(ledger.orders) == ["new"]  # the old row is folded, not watched
@@ -118,7 +118,7 @@ def test_agreeing_orders_are_folded_into_the_row_checksum_and_the_rest_stay_watc
     ledger_disagrees.outcome = "CONFIRMED"
     ledger_disagrees.status = ledger_disagrees.row = "EXPIRED"  # stock not given back yet
     answered_alone = Tracked(requested_ms=ago(60), outcome="REJECTED")
-    ledger = Ledger(
+    ledger = AuditState(
         orders={
             "done": settled_order(),
             "young": young,
@@ -133,7 +133,7 @@ def test_agreeing_orders_are_folded_into_the_row_checksum_and_the_rest_stay_watc
 
 
 def test_expected_rows_count_folded_and_watched_rows() -> None:
-    ledger = Ledger(settled_count=5, settled_checksum=1234)
+    ledger = AuditState(settled_count=5, settled_checksum=1234)
     ledger.orders = {"a": Tracked(row="PENDING"), "b": Tracked(status="PENDING")}
     assert ledger.expected_rows() == (6, 1234 ^ row_checksum("a", "PENDING"))
 
@@ -144,7 +144,7 @@ def test_the_row_checksum_is_mariadbs_crc32_of_id_colon_status() -> None:
 
 
 def test_the_ledger_survives_its_json_form() -> None:
-    ledger = Ledger(
+    ledger = AuditState(
         positions={"orders": {0: 5, 1: 7}},
         last_row_id=9,
         orders={"a": settled_order()},
@@ -154,7 +154,7 @@ def test_the_ledger_survives_its_json_form() -> None:
         totals_checked_ms=NOW,
         history_from_ms=ago(9),
     )
-    assert Ledger.from_json(ledger.to_json()) == ledger
+    assert AuditState.from_json(ledger.to_json()) == ledger
 
 
 def test_an_order_whose_last_record_was_dead_lettered_is_reported_apart_and_watched() -> None:
@@ -176,9 +176,9 @@ def test_an_order_whose_last_record_was_dead_lettered_is_reported_apart_and_watc
         "lost": refused_then_lost,
     }
     assert found(orders) == {Kind.MISSING_ROW: ["lost"]}
-    ledger = Ledger(orders=orders)
+    ledger = AuditState(orders=orders)
     assert dead_lettered(ledger, GRACE) == ["never-landed", "outcome-refused"]
     assert dead_lettered(ledger, Grace(since_ms=ago(30))) == []  # outside the judged window
     settle(ledger, NOW, GRACE)
     assert {"never-landed", "outcome-refused"} <= set(ledger.orders)  # never folded: no row shows their record
-    assert Ledger.from_json(ledger.to_json()).orders["never-landed"] == never_landed
+    assert AuditState.from_json(ledger.to_json()).orders["never-landed"] == never_landed

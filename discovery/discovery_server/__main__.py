@@ -2,13 +2,13 @@
 
 import uvicorn
 
-from discovery_server.config import Settings
+from discovery_server.config import RegistrySettings
 from discovery_server.main import create_app
 from servicekit.log_setup import configure_logging
 
 
 def main() -> None:
-    settings = Settings()
+    settings = RegistrySettings()
     configure_logging("discovery", f"{settings.discovery_host}:{settings.discovery_port}", settings.discovery_log_level)
     uvicorn.run(
         create_app(settings),

@@ -10,7 +10,7 @@ from xml.etree import ElementTree
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
 from discovery_server import wire_format
-from discovery_server.config import Settings
+from discovery_server.config import RegistrySettings
 from discovery_server.metrics import REGISTRATIONS, RENEWALS
 from discovery_server.registry import InstanceTaken, Registry, RegistryFull, UnknownInstance
 
@@ -44,7 +44,7 @@ def _basic_credentials(authorization: str) -> tuple[bytes, bytes] | None:
 
 async def require_writer(request: Request) -> None:
     """401 unless the request carries the registry's Basic credentials (compared in constant time)."""
-    settings: Settings = request.app.state.settings
+    settings: RegistrySettings = request.app.state.settings
     given = _basic_credentials(request.headers.get("authorization", ""))
     expected = (settings.discovery_user.encode(), settings.discovery_password.encode())
     if given is None or not (hmac.compare_digest(given[0], expected[0]) & hmac.compare_digest(given[1], expected[1])):

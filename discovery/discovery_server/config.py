@@ -1,7 +1,7 @@
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class Settings(BaseSettings):
+class RegistrySettings(BaseSettings):
     """Read from the environment (and `.env` at the repo root)."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from discovery_server import api, dashboard
-from discovery_server.config import Settings
+from discovery_server.config import RegistrySettings
 from discovery_server.metrics import EVICTIONS, INSTANCES
 from discovery_server.registry import Registry
 from servicekit.metrics import MetricsMiddleware, metrics_router
@@ -43,7 +43,7 @@ async def evict_expired_leases(registry: Registry, interval_seconds: float) -> N
             )
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: RegistrySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         eviction = asyncio.create_task(

@@ -1,18 +1,19 @@
 """user-service against the real MariaDB, a real in-process discovery server and a small real order-service."""
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
 
-from discovery_server.config import Settings as RegistrySettings
+from discovery_server.config import RegistrySettings
 from discovery_server.main import create_app as create_registry_app
 from servicekit.discovery import DiscoveryClient, with_credentials
 from servicekit.testing import eventually, serving
-from servicekit.tokens import ADMIN_ROLE, issue_token
+from servicekit.tokens import ADMIN_ROLE, TokenClaims, TokenTrust, issue_token, jwks
 from user_service.config import ORDER_SERVICE_APP, UserServiceSettings
 from user_service.main import create_app
+from user_service.signing_keys import KeyStore, ensure_key_file
 
 from .order_service_stand_in import ORDERS_TIMEOUT_SECONDS, Bearer, FakeOrderService
 
@@ -20,8 +21,27 @@ POLL_DEADLINE_SECONDS = 15.0
 
 
 @pytest.fixture(scope="session")
-def settings() -> UserServiceSettings:
-    return UserServiceSettings(instance_id="user-service-test", orders_timeout_seconds=ORDERS_TIMEOUT_SECONDS)
+def settings(tmp_path_factory: pytest.TempPathFactory) -> UserServiceSettings:
+    """Signing keys of its own (not the stack's), and revocations and new keys picked up within half a second."""
+    return UserServiceSettings(
+        instance_id="user-service-test",
+        orders_timeout_seconds=ORDERS_TIMEOUT_SECONDS,
+        signing_keys_file=tmp_path_factory.mktemp("user-service") / "signing-keys.json",
+        token_trust_refresh_seconds=0.5,
+    )
+
+
+@pytest.fixture(scope="session")
+def key_store(settings: UserServiceSettings) -> KeyStore:
+    """The app's signing keys, as the tests read them."""
+    ensure_key_file(settings.signing_keys_file)
+    return KeyStore(settings.signing_keys_file, settings.key_activation_seconds)
+
+
+@pytest.fixture
+def verified(key_store: KeyStore) -> Callable[[str], TokenClaims]:
+    """`verified(token)`: its claims, checked against the keys user-service publishes now."""
+    return lambda token: TokenTrust.static(jwks(key_store.published())).verify(token)
 
 
 @pytest.fixture(scope="session")
@@ -88,11 +108,11 @@ def new_user() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def bearer(settings: UserServiceSettings) -> Bearer:
-    """`bearer(user_id)` / `bearer(user_id, admin=True)` -> an Authorization header signed like user-service's."""
+def bearer(key_store: KeyStore) -> Bearer:
+    """`bearer(user_id)` / `bearer(user_id, admin=True)` -> an Authorization header signed with user-service's key."""
 
     def headers(user_id: str, *, admin: bool = False) -> dict[str, str]:
         roles = (ADMIN_ROLE,) if admin else ()
-        return {"Authorization": f"Bearer {issue_token(user_id, settings.jwt_secret, 600, roles)}"}
+        return {"Authorization": f"Bearer {issue_token(user_id, key_store.signing_key(), 600, roles)}"}
 
     return headers
