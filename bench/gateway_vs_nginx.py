@@ -13,6 +13,7 @@ per-round ratio and the CPU microseconds each proxy spends per request, which mo
 """
 
 import argparse
+import json
 import os
 import re
 import secrets
@@ -251,10 +252,11 @@ def main() -> None:
         return
 
     ensure_debian_packages()
-    from servicekit.tokens import issue_token
+    from servicekit.tokens import SigningKey, issue_token, jwks
 
-    secret = secrets.token_urlsafe(32)
-    token = issue_token(USER_ID, secret, 3600)
+    # The gateway trusts this key alone (TRUSTED_JWKS), as it trusts user-service's on the stack.
+    key = SigningKey.generate("bench")
+    token = issue_token(USER_ID, key, 3600)
     workers = os.cpu_count() or 1
     python = sys.executable
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp_dir, processes() as started:
@@ -281,7 +283,7 @@ def main() -> None:
             "GATEWAY_PORT": str(gateway_port),
             "GATEWAY_MANAGEMENT_PORT": str(free_port()),
             "DISCOVERY_URL": discovery_url,
-            "JWT_SECRET": secret,
+            "TRUSTED_JWKS": json.dumps(jwks([key])),
             "GATEWAY_LOG_LEVEL": "WARNING",
             "GATEWAY_ROUTES": str(rate_limited_routes(tmp)),
         }

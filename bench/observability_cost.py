@@ -21,6 +21,7 @@ it uses the gateway and order benchmarks' helpers.
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
 import statistics
@@ -56,10 +57,10 @@ def spread(off: list[float], on: list[float]) -> str:
 
 
 def gateway_cost(args: argparse.Namespace) -> float:
-    from servicekit.tokens import issue_token
+    from servicekit.tokens import SigningKey, issue_token, jwks
 
-    secret = secrets.token_urlsafe(32)
-    token = issue_token(gateway_bench.USER_ID, secret, 3600)
+    key = SigningKey.generate("bench")
+    token = issue_token(gateway_bench.USER_ID, key, 3600)
     python = sys.executable
     quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     with tempfile.TemporaryDirectory(prefix="bench-tracing-") as tmp_dir, gateway_bench.processes() as started:
@@ -91,7 +92,7 @@ def gateway_cost(args: argparse.Namespace) -> float:
                 "GATEWAY_MANAGEMENT_PORT": str(free_port()),
                 "GATEWAY_WORKERS": "1",
                 "DISCOVERY_URL": discovery_url,
-                "JWT_SECRET": secret,
+                "TRUSTED_JWKS": json.dumps(jwks([key])),
                 "GATEWAY_LOG_LEVEL": "WARNING",
                 "TRACING": arm,
             }

@@ -52,10 +52,9 @@ from launcher.processes import port_open
 from order_contract.catalog_change import CatalogProduct, catalog_change_record
 from order_contract.topics import CATALOG_CHANGES_TOPIC, ORDER_CLAIMS_TOPIC, ORDERS_TOPIC, STOCK_TOPIC
 from order_service.config import OrderSettings
-from servicekit.config import ServiceSettings
 from servicekit.database import make_engine, make_sessions
 from servicekit.kafka import KafkaAccess, ensure_topics
-from servicekit.testing import free_port
+from servicekit.testing import free_port, stack_signing_key
 from servicekit.tokens import issue_token
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -205,11 +204,9 @@ async def publish_catalog(kafka: KafkaAccess, product: CatalogProduct) -> None:
 
 
 def bearer(user_id: str) -> str:
-    """order-service checks the caller's token itself: the bench calls as the user in its path."""
-    secret = ServiceSettings().jwt_secret
-    if not secret:
-        raise SystemExit("JWT_SECRET is not set (.env)")
-    return f"Bearer {issue_token(user_id, secret, 3600)}"
+    """order-service checks the caller's token itself: the bench calls as the user in its path, with a token
+    signed by the stack's own key (read from user-service's key file, as the operator can)."""
+    return f"Bearer {issue_token(user_id, stack_signing_key(), 3600)}"
 
 
 def wait_ready(instance: Instance, product_id: str, user_id: str) -> None:

@@ -1,4 +1,4 @@
-"""`python -m api_gateway`: GATEWAY_PORT, DISCOVERY_URL, JWT_SECRET, GATEWAY_WORKERS, GATEWAY_ROUTES."""
+"""`python -m api_gateway`: GATEWAY_PORT, DISCOVERY_URL, TRUSTED_JWKS (tests only), GATEWAY_WORKERS, GATEWAY_ROUTES."""
 
 from api_gateway.server import main
 

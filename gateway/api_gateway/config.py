@@ -2,14 +2,13 @@ import os
 import socket
 from pathlib import Path
 
-from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
 
-from servicekit.config import DiscoverySettings, TracingSettings, strong_secret
+from servicekit.config import DiscoverySettings, TokenSettings, TracingSettings
 
 
-class Settings(DiscoverySettings, TracingSettings):
-    """Read from the environment (and `.env` at the repo root). JWT_SECRET has no default on purpose."""
+class Settings(DiscoverySettings, TracingSettings, TokenSettings):
+    """Read from the environment (and `.env` at the repo root). Tokens are checked with USER-SERVICE's JWKS."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
@@ -19,7 +18,6 @@ class Settings(DiscoverySettings, TracingSettings):
     gateway_port: int = 8000
     # /metrics for Prometheus, apart from the clients' port (nginx's and Envoy's admin ports do the same).
     gateway_management_port: int = 8001
-    jwt_secret: str
     # Worker processes sharing the port through SO_REUSEPORT. 0 = half the cores (at least one): the
     # gateway shares the machine with the services behind it, and on 2 cores one worker beats two (more
     # context switches, less batching per wakeup; bench/perf-notes.md).
@@ -56,11 +54,6 @@ class Settings(DiscoverySettings, TracingSettings):
     gateway_log_level: str = "INFO"
     # Where upstream instances may be (CIDRs or host names): loopback natively; compose lists its services.
     gateway_upstream_allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
-
-    @field_validator("jwt_secret")
-    @classmethod
-    def _jwt_secret_is_strong(cls, value: str) -> str:
-        return str(strong_secret(value))
 
     @property
     def worker_count(self) -> int:

@@ -31,7 +31,7 @@ from api_gateway.upstream import (
     UpstreamTooLarge,
 )
 from servicekit.discovery import ServiceInstance
-from servicekit.tokens import InvalidToken
+from servicekit.tokens import InvalidToken, TokenTrust
 
 log = logging.getLogger("api_gateway")
 
@@ -160,6 +160,7 @@ class Gateway:
         pool: UpstreamPool,
         metrics: WorkerMetrics | None = None,
         tracing: GatewayTracing | None = None,
+        verifier: TokenVerifier | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics or WorkerMetrics()
@@ -167,7 +168,8 @@ class Gateway:
         self.routes = RouteTable(routes)
         self.balancer = balancer
         self.pool = pool
-        self.verifier = TokenVerifier(settings.jwt_secret)
+        # None: the keys of TRUSTED_JWKS (tests); the worker passes one fed from USER-SERVICE.
+        self.verifier = verifier or TokenVerifier(TokenTrust.static(orjson.loads(settings.trusted_jwks or "{}")))
         self.max_body_bytes = settings.gateway_max_body_bytes
         self.clients: set[ClientConnection] = set()
         self.limiter = RateLimiter()

@@ -15,8 +15,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+import httpx
+import orjson
 import uvloop
 
+from api_gateway.auth import TokenVerifier
 from api_gateway.balancer import LoadBalancer, UpstreamAllowList
 from api_gateway.config import Settings
 from api_gateway.metrics import WorkerMetrics, render
@@ -26,6 +29,8 @@ from api_gateway.tracing import GatewayTracing
 from api_gateway.upstream import UpstreamPool
 from servicekit import log_setup, tracing
 from servicekit.discovery import DiscoveryClient
+from servicekit.token_trust import TrustRefresher, from_user_service
+from servicekit.tokens import TokenTrust
 
 log = logging.getLogger("api_gateway")
 
@@ -47,6 +52,20 @@ def listening_socket(host: str, port: int) -> socket.socket:
     sock.listen(LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock
+
+
+def token_verifier(
+    settings: Settings, discovery: DiscoveryClient, http: httpx.AsyncClient
+) -> tuple[TokenVerifier, TrustRefresher | None]:
+    """TRUSTED_JWKS as given (tests, benchmarks), or USER-SERVICE's keys, fetched by this worker in the background."""
+    if settings.trusted_jwks:
+        return TokenVerifier(TokenTrust.static(orjson.loads(settings.trusted_jwks))), None
+    trust = TokenTrust()
+    refresher = TrustRefresher(trust, from_user_service(discovery, http), settings.token_trust_refresh_seconds)
+    verifier = TokenVerifier(trust, refresher)
+    refresher.on_keys_changed = verifier.forget
+    refresher.start()
+    return verifier, refresher
 
 
 async def serve_worker(
@@ -73,7 +92,9 @@ async def serve_worker(
         UpstreamAllowList(settings.gateway_upstream_allow),
         metrics,
     )
-    gateway = Gateway(settings, routes, balancer, pool, metrics, GatewayTracing.start(settings))
+    trust_http = httpx.AsyncClient()
+    verifier, refresher = token_verifier(settings, discovery, trust_http)
+    gateway = Gateway(settings, routes, balancer, pool, metrics, GatewayTracing.start(settings), verifier)
     server = await loop.create_server(
         lambda: ClientConnection(gateway),
         sock=listening_socket(settings.gateway_host, settings.gateway_port),
@@ -94,6 +115,9 @@ async def serve_worker(
     for client in list(gateway.clients):
         client.close()
     pool.close_all()
+    if refresher is not None:
+        await refresher.stop()
+    await trust_http.aclose()
     await discovery.stop()
     tracing.shutdown()
 
@@ -217,7 +241,7 @@ class Supervisor:
 
 
 def main() -> None:
-    settings = Settings()  # JWT_SECRET comes from the environment
+    settings = Settings()
     configure_logging(settings.gateway_log_level, "supervisor")
     supervisor = Supervisor(settings)
     try:

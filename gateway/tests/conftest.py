@@ -14,14 +14,12 @@ import httpx
 import pytest
 import yaml
 
-from servicekit.testing import eventually_blocking, free_port, start_server, stop_process
-from servicekit.tokens import issue_token
+from servicekit.testing import bearer, eventually_blocking, free_port, kit_jwks, start_server, stop_process
 
 from .health_check import known_instances
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ECHO_INSTANCE = Path(__file__).with_name("echo_instance.py")
-JWT_SECRET = "gateway-test-secret-of-at-least-32-bytes"
 DISCOVERY_USER, DISCOVERY_PASSWORD = "eureka-test", "gateway-test-registry-password-32b"
 # Apps that only the tests route to: `/<app in lower case>/**` → lb://<APP>.
 TEST_APPS = [
@@ -93,7 +91,7 @@ def gateway_env(
         "GATEWAY_PORT": str(port),
         "GATEWAY_MANAGEMENT_PORT": str(management_port or free_port()),
         "DISCOVERY_URL": discovery_url,
-        "JWT_SECRET": JWT_SECRET,
+        "TRUSTED_JWKS": kit_jwks(),
         "GATEWAY_WORKERS": str(workers),
         "GATEWAY_ROUTES": str(routes_file),
         "GATEWAY_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
@@ -220,7 +218,7 @@ def start_module_instances(discovery_url: str, gateway_url: str) -> Iterator[Sta
 @pytest.fixture
 def token_for() -> Callable[..., str]:
     """`token_for(user_id, *roles)`: the header value of a valid token for that user."""
-    return lambda user_id, *roles: f"Bearer {issue_token(user_id, JWT_SECRET, 600, roles)}"
+    return lambda user_id, *roles: bearer(user_id, *roles)
 
 
 @pytest.fixture

@@ -52,7 +52,7 @@ class AnswersAtOnce:
     """The part of Gateway a connection uses, answering every request with 204 at once."""
 
     def __init__(self) -> None:
-        self.settings = Settings(jwt_secret="s" * 48, _env_file=None)
+        self.settings = Settings(_env_file=None)
         self.max_body_bytes = 1024
         self.clients: set[ClientConnection] = set()
         self.metrics = WorkerMetrics()

@@ -66,6 +66,8 @@ COPY ${PROJECT} ${PROJECT}
 # looks for them, relative to /app.
 RUN if [ -f /run/host-ca.crt ]; then export PIP_CERT=/run/host-ca.crt; fi \
     && pip install --no-deps -e "./${PROJECT}"
+# user-service's signing-key volume takes this directory's owner and mode when first mounted (0700, app).
+RUN install -d -o app -g app -m 0700 /var/lib/kafka-sync/user-service
 
 USER app
 ENV APP_MODULE=${MODULE}

@@ -15,6 +15,7 @@ from launcher.environment import (
     ORDER_SERVICE_KAFKA,
     ORDERS_MIGRATOR_DB,
     REPO_ROOT,
+    STACK_DIR,
     USER_SERVICE_DB,
     VENV_PYTHON,
     StackConfig,
@@ -34,9 +35,11 @@ def eureka_url(config: StackConfig) -> str:
     return config.get("DISCOVERY_URL", f"http://127.0.0.1:{discovery_port(config)}/eureka").rstrip("/")
 
 
-# The only secrets of .env a Python component sees besides its own accounts (given as DB_*/KAFKA_* below).
+# The only secret of .env a Python component sees besides its own accounts (given as DB_*/KAFKA_* below).
+# Tokens need none: user-service keeps its signing keys in a file of its own, the others fetch its public keys.
 REGISTRY_SECRETS = ("DISCOVERY_PASSWORD",)
-TOKEN_SECRETS = ("DISCOVERY_PASSWORD", "JWT_SECRET")
+# user-service's private signing keys (made at its first start, mode 0600); no other component is told the path.
+SIGNING_KEYS_FILE = STACK_DIR / "user-service" / "signing-keys.json"
 
 
 def service_instances(config: StackConfig) -> list[tuple[Component, str, str, dict[str, str]]]:
@@ -47,7 +50,11 @@ def service_instances(config: StackConfig) -> list[tuple[Component, str, str, di
         (Component(name), "catalog_service", "CATALOG-SERVICE", {"INSTANCE_ID": name, **catalog_env})
         for name in (f"catalog-service-{n}" for n in range(1, config.catalog_instances + 1))
     ]
-    user_env = {"INSTANCE_ID": "user-service-1", **USER_SERVICE_DB.env(config)}
+    user_env = {
+        "INSTANCE_ID": "user-service-1",
+        "SIGNING_KEYS_FILE": str(SIGNING_KEYS_FILE),
+        **USER_SERVICE_DB.env(config),
+    }
     instances.append((Component("user-service-1"), "user_service", "USER-SERVICE", user_env))
     # order-service reads mydb.orders with its own account; its migration runs with the migrator's.
     order_env = {
@@ -181,8 +188,7 @@ def _start_python(config: StackConfig, component: Component, module: str, extra:
         return None
     step(f"starting {component.name}")
     started_ms = int(time.time() * 1000)
-    shared = REGISTRY_SECRETS if module == "discovery_server" else TOKEN_SECRETS
-    start(component, [str(VENV_PYTHON), "-m", module], config.component_env(shared, **extra))
+    start(component, [str(VENV_PYTHON), "-m", module], config.component_env(REGISTRY_SECRETS, **extra))
     return started_ms
 
 

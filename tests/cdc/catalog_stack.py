@@ -14,7 +14,7 @@ from demo.gateway_client import User
 from launcher.catalog_views import instance_base_urls, priced_everywhere
 from launcher.environment import StackConfig
 from servicekit.testing import DictConnection, eventually
-from servicekit.tokens import issue_token
+from servicekit.tokens import SigningKey, issue_token
 
 # A change committed to catalogdb.catalogs is priced by every order-service instance within this (issue #12).
 CHANGE_DEADLINE_SECONDS = 3.0
@@ -113,11 +113,11 @@ def read_models(config: StackConfig) -> dict[str, dict[str, Any]]:
     return found
 
 
-def user_with_token(secret: str, name: str = "cdc") -> User:
+def user_with_token(key: SigningKey, name: str = "cdc") -> User:
     """A user id of this test's own with a token for it, as user-service would sign it (no sign-up needed:
     order-service trusts the token, and sign-ups are rate limited)."""
     user_id = f"{name}-{uuid.uuid4().hex[:12]}"
-    return User(user_id=user_id, email=f"{user_id}@example.com", token=issue_token(user_id, secret, 600))
+    return User(user_id=user_id, email=f"{user_id}@example.com", token=issue_token(user_id, key, 600))
 
 
 async def order_on_every_instance(config: StackConfig, user: User, body: dict[str, Any]) -> dict[str, httpx.Response]:

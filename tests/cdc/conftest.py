@@ -10,7 +10,8 @@ from demo.gateway_client import GatewayClient
 from launcher import services
 from launcher.environment import StackConfig
 from servicekit.config import ServiceSettings
-from servicekit.testing import database
+from servicekit.testing import database, stack_signing_key
+from servicekit.tokens import SigningKey
 from tests.cdc.catalog_stack import TestProducts
 
 
@@ -29,6 +30,6 @@ def products(settings: ServiceSettings, stack_config: StackConfig) -> Iterator[T
 
 
 @pytest.fixture
-def jwt_secret(settings: ServiceSettings) -> str:
-    assert settings.jwt_secret, "the stack's .env sets JWT_SECRET"
-    return settings.jwt_secret
+def signing_key() -> SigningKey:
+    """The stack's token signing key, read from user-service's key file as the operator can."""
+    return stack_signing_key()

@@ -12,6 +12,7 @@ from launcher.environment import StackConfig
 from launcher.processes import Component
 from order_contract.topics import CATALOG_CHANGES_TOPIC
 from servicekit.testing import eventually
+from servicekit.tokens import SigningKey
 from tests.cdc.catalog_stack import (
     CHANGE_DEADLINE_SECONDS,
     TestProducts,
@@ -78,7 +79,7 @@ def logged_skips(instance_id: str, since: int, offsets: set[int]) -> set[int]:
 
 
 async def test_a_record_that_is_not_a_catalog_row_is_skipped_logged_and_counted_and_the_last_good_price_stays(
-    stack_config: StackConfig, products: TestProducts, admin_producer: AIOKafkaProducer, jwt_secret: str
+    stack_config: StackConfig, products: TestProducts, admin_producer: AIOKafkaProducer, signing_key: SigningKey
 ) -> None:
     product, other = products.add(unit_price=555), products.add(unit_price=444)
     await priced_on_every_instance(stack_config, {product: 555, other: 444}, within=30, what="the new products")
@@ -111,7 +112,7 @@ async def test_a_record_that_is_not_a_catalog_row_is_skipped_logged_and_counted_
             what=f"every instance logs each skipped record with its offset {sorted(offsets)}",
         )
 
-        user = user_with_token(jwt_secret)
+        user = user_with_token(signing_key)
         answers = await order_on_every_instance(stack_config, user, {"productId": product, "qty": 1})
         assert {i: (a.status_code, a.json().get("unitPrice")) for i, a in answers.items()} == {
             i: (201, 555) for i in answers

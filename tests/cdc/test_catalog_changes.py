@@ -12,7 +12,7 @@ from launcher.environment import StackConfig
 from launcher.processes import Component, stop
 from order_contract.topics import ORDERS_TOPIC
 from servicekit.testing import DictConnection, TopicReader, eventually
-from servicekit.tokens import ADMIN_ROLE, issue_token
+from servicekit.tokens import ADMIN_ROLE, SigningKey, issue_token
 from tests.cdc.catalog_stack import (
     CHANGE_DEADLINE_SECONDS,
     TestProducts,
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.stack
 
 
 async def test_a_price_updated_by_sql_prices_the_next_order_on_every_instance_within_3_s(
-    stack_config: StackConfig, products: TestProducts, gateway: GatewayClient, jwt_secret: str
+    stack_config: StackConfig, products: TestProducts, gateway: GatewayClient, signing_key: SigningKey
 ) -> None:
     product = products.add(unit_price=700)
     await priced_on_every_instance(stack_config, {product: 700}, within=30, what="the new product")
@@ -38,7 +38,7 @@ async def test_a_price_updated_by_sql_prices_the_next_order_on_every_instance_wi
     )
     lag = time.monotonic() - committed
 
-    user = user_with_token(jwt_secret)
+    user = user_with_token(signing_key)
     answers = await order_on_every_instance(stack_config, user, {"productId": product, "qty": 3})
     through_gateway = await gateway.http.post(
         f"/order-service/{user.user_id}/orders", json={"productId": product, "qty": 2}, headers=user.auth
@@ -56,7 +56,7 @@ async def test_an_order_stating_the_old_price_gets_409_naming_the_current_one_an
     products: TestProducts,
     gateway: GatewayClient,
     orders_db: DictConnection,
-    jwt_secret: str,
+    signing_key: SigningKey,
 ) -> None:
     product = products.add(unit_price=400)
     await priced_on_every_instance(stack_config, {product: 400}, within=30, what="the new product")
@@ -64,7 +64,7 @@ async def test_an_order_stating_the_old_price_gets_409_naming_the_current_one_an
     await priced_on_every_instance(
         stack_config, {product: 480}, within=CHANGE_DEADLINE_SECONDS, what=f"{product} at its new price 480"
     )
-    user = user_with_token(jwt_secret, "stale-price")
+    user = user_with_token(signing_key, "stale-price")
     stale = {"productId": product, "qty": 1, "unitPrice": 400}
 
     async with TopicReader(stack_config.kafka_access, ORDERS_TOPIC) as orders_topic:
@@ -102,9 +102,9 @@ async def test_an_order_stating_the_old_price_gets_409_naming_the_current_one_an
 
 
 async def test_a_product_inserted_by_sql_is_orderable_everywhere_within_3_s_and_once_deleted_is_unknown(
-    stack_config: StackConfig, products: TestProducts, gateway: GatewayClient, jwt_secret: str
+    stack_config: StackConfig, products: TestProducts, gateway: GatewayClient, signing_key: SigningKey
 ) -> None:
-    user = user_with_token(jwt_secret)
+    user = user_with_token(signing_key)
 
     product = products.add(unit_price=1234)
     await priced_on_every_instance(
@@ -134,11 +134,11 @@ async def test_with_catalog_service_stopped_orders_are_still_accepted_and_confir
     products: TestProducts,
     gateway: GatewayClient,
     orders_db: DictConnection,
-    jwt_secret: str,
+    signing_key: SigningKey,
 ) -> None:
     product = products.add(unit_price=310, stock=100)
     await priced_on_every_instance(stack_config, {product: 310}, within=30, what="the new product")
-    user = user_with_token(jwt_secret, "while-catalog-away")
+    user = user_with_token(signing_key, "while-catalog-away")
     catalog = Component("catalog-service-1")
     try:
         await asyncio.to_thread(stop, catalog)
@@ -163,12 +163,12 @@ async def test_with_catalog_service_stopped_orders_are_still_accepted_and_confir
 
 
 async def test_writes_through_the_gateway_need_the_admin_role_and_an_admins_change_reaches_every_instance(
-    stack_config: StackConfig, products: TestProducts, gateway: GatewayClient, jwt_secret: str
+    stack_config: StackConfig, products: TestProducts, gateway: GatewayClient, signing_key: SigningKey
 ) -> None:
     product = products.new_id()  # created below through the gateway; deleted afterwards like the others
     new = {"productId": product, "productName": "Gateway Test", "unitPrice": 640, "stock": 50}
-    admin = {"Authorization": f"Bearer {issue_token('cdc-admin', jwt_secret, 600, (ADMIN_ROLE,))}"}
-    plain = user_with_token(jwt_secret).auth
+    admin = {"Authorization": f"Bearer {issue_token('cdc-admin', signing_key, 600, (ADMIN_ROLE,))}"}
+    plain = user_with_token(signing_key).auth
 
     refused = [
         await gateway.http.post("/catalog-service/catalogs", json=new),

@@ -17,6 +17,7 @@ from order_contract.catalog_change import CatalogProduct, InvalidCatalogChange, 
 from order_contract.topics import CATALOG_CHANGES_TOPIC
 from servicekit.config import ServiceSettings
 from servicekit.testing import Record, TopicReader, database, eventually, eventually_blocking
+from servicekit.tokens import SigningKey
 from tests.cdc.catalog_stack import (
     CHANGE_DEADLINE_SECONDS,
     SEED_PRODUCTS,
@@ -161,7 +162,7 @@ async def test_mariadb_restarted_loses_no_change_and_every_component_recovers(
     products: TestProducts,
     gateway: GatewayClient,
     settings: ServiceSettings,
-    jwt_secret: str,
+    signing_key: SigningKey,
 ) -> None:
     before, after, gone = (products.add(unit_price=300) for _ in range(3))
     await priced_on_every_instance(
@@ -197,7 +198,7 @@ async def test_mariadb_restarted_loses_no_change_and_every_component_recovers(
 
     # The sink, catalog-service, order-service and user-service reconnected: an order placed now is written,
     # confirmed against the stock and listed; a new user can sign up and log in.
-    user = user_with_token(jwt_secret, "after-db-restart")
+    user = user_with_token(signing_key, "after-db-restart")
     placed = await gateway.http.post(
         f"/order-service/{user.user_id}/orders", json={"productId": after, "qty": 1}, headers=user.auth
     )

@@ -1,11 +1,12 @@
 """Bad input through the gateway: a clear 4xx JSON naming the problem, and nothing published or written."""
 
+import jwt
 import pytest
 
 from demo.gateway_client import GatewayClient
 from servicekit.config import ServiceSettings
-from servicekit.testing import DictConnection, eventually
-from servicekit.tokens import issue_token
+from servicekit.testing import DictConnection, eventually, stack_signing_key
+from servicekit.tokens import SigningKey, issue_token
 from tests.e2e.orders_table import SEED_PRICE, rows_of_user, settled
 
 pytestmark = pytest.mark.stack
@@ -64,9 +65,10 @@ async def test_missing_bad_expired_and_foreign_tokens_get_401_or_403(
 ) -> None:
     alice, bob = await gateway.sign_up("Alice"), await gateway.sign_up("Bob")
     path = f"/order-service/{alice.user_id}/orders"
-    assert settings.jwt_secret, "the stack's .env sets JWT_SECRET"
-    forged = issue_token(alice.user_id, "a-secret-that-is-not-ours-but-long-enough", 600)
-    expired = issue_token(alice.user_id, settings.jwt_secret, -10)
+    # Another Ed25519 key under the stack's own key id; and the stack's key, read as the operator can.
+    kid = jwt.get_unverified_header(alice.token)["kid"]
+    forged = issue_token(alice.user_id, SigningKey.generate(kid), 600)
+    expired = issue_token(alice.user_id, stack_signing_key(), -10)
 
     cases = {
         "missing": ({}, 401),

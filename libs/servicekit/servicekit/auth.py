@@ -4,16 +4,21 @@ Routes take `caller: Caller` and, where the path names a user, `require_self(cal
 without `Caller` is public on purpose (health checks, sign-up, login, catalog reads).
 """
 
+import json
 import time
 from typing import Annotated
 
+import httpx
 from fastapi import Depends, FastAPI, Request
 
+from servicekit.config import TokenSettings
 from servicekit.errors import DomainError
-from servicekit.tokens import InvalidToken, TokenClaims, verify_token
+from servicekit.token_trust import TrustDocuments, TrustRefresher, TrustSource, from_user_service
+from servicekit.tokens import InvalidToken, TokenClaims, TokenTrust, UnknownKey
 
 MAX_CACHED_TOKENS = 10_000
-# A verification is reused at most this long (never past the token's expiry): HS256 checks cost ~40 us each.
+# A verification is reused at most this long (never past the token's expiry; revocations are checked on every
+# use): an Ed25519 check costs ~60 us.
 CACHE_SECONDS = 60.0
 
 
@@ -28,30 +33,55 @@ class Forbidden(DomainError):
 class VerifiedTokens:
     """Verifies `Authorization: Bearer <jwt>` values and remembers the recent ones."""
 
-    def __init__(self, secret: str) -> None:
-        self._secret = secret
+    def __init__(self, trust: TokenTrust, refresher: TrustRefresher | None = None) -> None:
+        self._trust = trust
+        # None: the trust is static (tests); else started on first use, in the serving event loop.
+        self._refresher = refresher
         self._verified: dict[str, TokenClaims] = {}
         self._trusted_until: dict[str, float] = {}
 
-    def claims(self, authorization: str | None) -> TokenClaims:
+    async def stop(self) -> None:
+        """Stop fetching (before what the trust source uses goes away, e.g. the database engine)."""
+        if self._refresher is not None:
+            await self._refresher.stop()
+
+    def forget(self) -> None:
+        """Drop remembered verifications (the published keys changed)."""
+        self._verified.clear()
+        self._trusted_until.clear()
+
+    async def claims(self, authorization: str | None) -> TokenClaims:
         if not authorization:
             raise Unauthenticated("missing bearer token")
         now = time.time()
-        if self._trusted_until.get(authorization, 0.0) > now:
-            return self._verified[authorization]
-        scheme, _, token = authorization.strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated("expected 'Authorization: Bearer <token>'")
         try:
-            claims = verify_token(token.strip(), self._secret)
+            if self._trusted_until.get(authorization, 0.0) > now:
+                claims = self._verified[authorization]
+                self._trust.check_not_revoked(claims)
+                return claims
+            scheme, _, token = authorization.strip().partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthenticated("expected 'Authorization: Bearer <token>'")
+            claims = await self._verify(token.strip())
         except InvalidToken as exc:
             raise Unauthenticated(f"invalid token: {exc}") from exc
         if len(self._verified) >= MAX_CACHED_TOKENS:
-            self._verified.clear()
-            self._trusted_until.clear()
+            self.forget()
         self._verified[authorization] = claims
         self._trusted_until[authorization] = min(claims.expires, now + CACHE_SECONDS)
         return claims
+
+    async def _verify(self, token: str) -> TokenClaims:
+        refresher = self._refresher
+        if refresher is None:
+            return self._trust.verify(token)
+        refresher.start()
+        try:
+            return self._trust.verify(token)
+        except UnknownKey:
+            # A key published since the last fetch (or user-service was not up yet): ask once more.
+            await refresher.refresh_if_due()
+            return self._trust.verify(token)
 
 
 async def bearer_claims(request: Request) -> TokenClaims:
@@ -60,7 +90,7 @@ async def bearer_claims(request: Request) -> TokenClaims:
     if len(values) > 1:
         raise DomainError("more than one Authorization header")
     tokens: VerifiedTokens = request.app.state.verified_tokens
-    return tokens.claims(values[0] if values else None)
+    return await tokens.claims(values[0] if values else None)
 
 
 Caller = Annotated[TokenClaims, Depends(bearer_claims)]
@@ -77,6 +107,21 @@ def require_role(caller: TokenClaims, role: str) -> None:
         raise Forbidden(f"needs the {role} role")
 
 
-def install_token_check(app: FastAPI, secret: str) -> None:
-    """What `Caller` verifies tokens with, for the lifetime of `app`."""
-    app.state.verified_tokens = VerifiedTokens(secret)
+def install_token_check(app: FastAPI, settings: TokenSettings, source: TrustSource | None = None) -> None:
+    """What `Caller` verifies tokens with, for the lifetime of `app`: `settings.trusted_jwks` when set, else what
+    `source` gives (user-service's own keys), else USER-SERVICE's JWKS through `app.state.discovery`."""
+    if settings.trusted_jwks:
+        app.state.verified_tokens = VerifiedTokens(TokenTrust.static(json.loads(settings.trusted_jwks)))
+        return
+    trust = TokenTrust()
+
+    http: list[httpx.AsyncClient] = []  # made in the serving loop, on first use; lives as long as the process
+
+    async def from_registry() -> TrustDocuments:
+        if not http:
+            http.append(httpx.AsyncClient())
+        return await from_user_service(app.state.discovery, http[0])()
+
+    refresher = TrustRefresher(trust, source or from_registry, settings.token_trust_refresh_seconds)
+    app.state.verified_tokens = tokens = VerifiedTokens(trust, refresher)
+    refresher.on_keys_changed = tokens.forget

@@ -9,26 +9,11 @@ from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from servicekit.discovery import with_credentials
-from servicekit.tokens import MIN_SECRET_BYTES
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
     from servicekit.kafka import KafkaAccess
-
-PLACEHOLDER_SECRET = "change-me"
-
-
-def strong_secret(value: str | None) -> str | None:
-    """A signing key is refused when it is the shipped placeholder or shorter than HS256 needs."""
-    if value is None:
-        return None
-    if value == PLACEHOLDER_SECRET or len(value.encode()) < MIN_SECRET_BYTES:
-        raise ValueError(
-            f"JWT_SECRET must be at least {MIN_SECRET_BYTES} random bytes and not {PLACEHOLDER_SECRET!r}: "
-            "remove it from .env and run `make up` to have one generated"
-        )
-    return value
 
 
 class DiscoverySettings(BaseSettings):
@@ -70,7 +55,20 @@ class TracingSettings(BaseSettings):
         return f"http://{self.zipkin_host}:{self.zipkin_port}/api/v2/spans"
 
 
-class ServiceSettings(DiscoverySettings, TracingSettings):
+class TokenSettings(BaseSettings):
+    """How a verifier learns user-service's public keys (servicekit.token_trust); it holds no secret."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # A JWKS document trusted as it is, instead of fetching USER-SERVICE's (in-process tests, a benchmark's
+    # private gateway). Never set on the stack.
+    trusted_jwks: str | None = None
+    # How often the keys and the revoked token versions are fetched again: a password change reaches every
+    # verifier within this time, and a new key must be published this long before it signs (twice, to be safe).
+    token_trust_refresh_seconds: float = 5.0
+
+
+class ServiceSettings(DiscoverySettings, TracingSettings, TokenSettings):
     """Subclass per service for its own fields; environment variables win over `.env`."""
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
@@ -94,10 +92,6 @@ class ServiceSettings(DiscoverySettings, TracingSettings):
     # false: look others up but stay out of the registry (a benchmark's private instance).
     discovery_register: bool = True
 
-    # Services that check tokens (all but catalog-service's public reads) require it in their own settings.
-    jwt_secret: str | None = None
-    jwt_ttl_seconds: int = 86400
-
     # Stable across restarts when set (order-service-1); else `host:app:port` once the port is known.
     instance_id: str | None = None
     host: str = "127.0.0.1"
@@ -119,11 +113,6 @@ class ServiceSettings(DiscoverySettings, TracingSettings):
             return KafkaAccess(self.kafka_bootstrap_servers, self.kafka_username, self.kafka_password, **copies)
         password = self.kafka_admin_password
         return KafkaAccess(self.kafka_bootstrap_servers, "admin" if password else None, password, **copies)
-
-    @field_validator("jwt_secret")
-    @classmethod
-    def _jwt_secret_is_strong(cls, value: str | None) -> str | None:
-        return strong_secret(value)
 
     def database_url(self, database: str | None, *, driver: str = "mysql+aiomysql") -> "URL":
         """A SQLAlchemy URL for one database on the shared server (None = server level, no database)."""

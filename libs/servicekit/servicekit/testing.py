@@ -2,7 +2,9 @@
 
 import asyncio
 import contextlib
+import functools
 import inspect
+import json
 import os
 import socket
 import subprocess
@@ -22,7 +24,7 @@ from pymysql.cursors import DictCursor
 from servicekit.config import ServiceSettings
 from servicekit.discovery import ServiceInstance
 from servicekit.kafka import KafkaAccess
-from servicekit.tokens import issue_token
+from servicekit.tokens import SigningKey, issue_token, jwks
 
 T = TypeVar("T")
 
@@ -178,11 +180,36 @@ async def serving(app: FastAPI) -> AsyncIterator[str]:
         sock.close()
 
 
+@functools.cache
+def kit_signing_key() -> SigningKey:
+    """The key the test kit signs with for apps under test, which trust it through `kit_jwks()`."""
+    return SigningKey.generate("test-kit")
+
+
+def kit_jwks() -> str:
+    """TRUSTED_JWKS for an in-process app or a private gateway: they then accept the test kit's tokens only."""
+    return json.dumps(jwks([kit_signing_key()]))
+
+
+def stack_signing_key() -> SigningKey:
+    """The running stack's oldest published signing key, read from user-service's key file as the operator can
+    (natively: under STACK_DIR). For whole-stack tests that need a token for a user that never logged in."""
+    path = Path(os.environ.get("STACK_DIR") or Path(__file__).resolve().parents[3] / ".stack")
+    entries = json.loads((path / "user-service" / "signing-keys.json").read_text())["keys"]
+    oldest = min(entries, key=lambda entry: float(entry["created"]))
+    return SigningKey.from_raw(oldest["kid"], oldest["private"], float(oldest["created"]))
+
+
+def bearer(user_id: str, *roles: str, key: SigningKey | None = None, ttl_seconds: int = 600) -> str:
+    """An Authorization header value for `user_id`, signed with `key` (the test kit's by default)."""
+    return f"Bearer {issue_token(user_id, key or kit_signing_key(), ttl_seconds, roles)}"
+
+
 class SignedAsPathUser(httpx.Auth):
     """Sends each request with a token for the user its path starts with (`/{userId}/orders`), as that user would."""
 
-    def __init__(self, secret: str, ttl_seconds: int = 3600) -> None:
-        self._secret = secret
+    def __init__(self, key: SigningKey | None = None, ttl_seconds: int = 3600) -> None:
+        self._key = key or kit_signing_key()
         self._ttl_seconds = ttl_seconds
         self._tokens: dict[str, str] = {}
 
@@ -190,7 +217,7 @@ class SignedAsPathUser(httpx.Auth):
         user_id = request.url.path.split("/")[1]
         if user_id and "authorization" not in request.headers:
             if user_id not in self._tokens:
-                self._tokens[user_id] = issue_token(user_id, self._secret, self._ttl_seconds)
+                self._tokens[user_id] = issue_token(user_id, self._key, self._ttl_seconds)
             request.headers["Authorization"] = f"Bearer {self._tokens[user_id]}"
         yield request
 

@@ -7,8 +7,7 @@ from servicekit.config import ServiceSettings
 
 class CatalogSettings(ServiceSettings):
     catalog_db: str = "catalogdb"
-    # Writes to the catalog (POST, PUT /catalogs) need a token with the admin role.
-    jwt_secret: str
+    # Writes to the catalog (POST, PUT /catalogs) need a token with the admin role (checked with USER-SERVICE's JWKS).
     consumer_group: str = "catalog-service"
     stock_topic: str = STOCK_TOPIC
     dead_letter_topic: str = STOCK_DEAD_LETTER_TOPIC

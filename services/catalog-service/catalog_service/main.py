@@ -49,6 +49,6 @@ def create_app(settings: CatalogSettings, *, consume: bool = True) -> FastAPI:
 
     app = FastAPI(title="catalog-service", lifespan=lifespan)
     install_edge(app, settings, APP_NAME)
-    install_token_check(app, settings.jwt_secret)
+    install_token_check(app, settings)
     app.include_router(api.router)
     return app

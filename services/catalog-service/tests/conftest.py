@@ -23,13 +23,17 @@ from order_contract.order import Order, OrderStatus
 from order_contract.timestamps import now_ms
 from servicekit.database import make_engine, make_sessions, run_migrations
 from servicekit.kafka import ensure_topics
+from servicekit.testing import kit_jwks
 
 RUN = uuid.uuid4().hex[:8]
 
 
 @pytest.fixture(scope="session")
 def settings() -> CatalogSettings:
-    return CatalogSettings(instance_id=f"catalog-test-{RUN}", consumer_group=f"catalog-test-{RUN}")
+    # Tokens from the test kit: the instance trusts its key instead of USER-SERVICE's.
+    return CatalogSettings(
+        instance_id=f"catalog-test-{RUN}", consumer_group=f"catalog-test-{RUN}", trusted_jwks=kit_jwks()
+    )
 
 
 @pytest.fixture(scope="session")

@@ -14,13 +14,14 @@ from catalog_service import service
 from catalog_service.config import CatalogSettings
 from catalog_service.models import CatalogRow
 from order_contract.order import MAX_UNIT_PRICE
-from servicekit.tokens import ADMIN_ROLE, issue_token
+from servicekit.testing import kit_signing_key
+from servicekit.tokens import ADMIN_ROLE, SigningKey, issue_token
 
 pytestmark = pytest.mark.stack
 
 
-def bearer(settings: CatalogSettings, *roles: str, secret: str | None = None) -> dict[str, str]:
-    token = issue_token(f"catalog-writer-{uuid.uuid4().hex[:6]}", secret or settings.jwt_secret, 600, roles)
+def bearer(settings: CatalogSettings, *roles: str, key: SigningKey | None = None) -> dict[str, str]:
+    token = issue_token(f"catalog-writer-{uuid.uuid4().hex[:6]}", key or kit_signing_key(), 600, roles)
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -67,7 +68,9 @@ async def test_creating_a_product_needs_a_valid_token_with_the_admin_role(
     body = new_product(fresh_id)
 
     anonymous = await client.post("/catalogs", json=body)
-    forged = await client.post("/catalogs", json=body, headers=bearer(settings, ADMIN_ROLE, secret="f" * 40))
+    forged = await client.post(
+        "/catalogs", json=body, headers=bearer(settings, ADMIN_ROLE, key=SigningKey.generate("test-kit"))
+    )
     plain_user = await client.post("/catalogs", json=body, headers=bearer(settings))
     other_role = await client.post("/catalogs", json=body, headers=bearer(settings, "catalog-editor"))
 
@@ -207,7 +210,7 @@ async def test_changing_a_product_needs_a_valid_token_with_the_admin_role(
     expired = await client.put(
         path,
         json=body,
-        headers={"Authorization": f"Bearer {issue_token('x', settings.jwt_secret, -10, (ADMIN_ROLE,))}"},
+        headers={"Authorization": f"Bearer {issue_token('x', kit_signing_key(), -10, (ADMIN_ROLE,))}"},
     )
     plain_user = await client.put(path, json=body, headers=bearer(settings))
 

@@ -13,8 +13,6 @@ class OrderSettings(ServiceSettings):
     # only reads mydb.orders. Unset: migrate with the service's own account (a developer's operator account).
     migration_db_user: str | None = None
     migration_db_password: str | None = None
-    # Every order route checks the caller's token itself.
-    jwt_secret: str
     # kafka: publish to Kafka, read the shared table. local: the demo's "before", one database per instance.
     order_store: Literal["kafka", "local"] = "kafka"
 

@@ -74,7 +74,7 @@ def create_app(settings: OrderSettings) -> FastAPI:
 
     app = FastAPI(title="order-service", lifespan=lifespan)
     install_edge(app, settings, APP_NAME)
-    install_token_check(app, settings.jwt_secret)
+    install_token_check(app, settings)
     app.include_router(api.router)
     return app
 

@@ -18,14 +18,15 @@ from order_service.catalog import CatalogReadModel
 from order_service.config import OrderSettings
 from order_service.main import create_app
 from servicekit.database import make_engine, make_sessions
-from servicekit.testing import FixedRegistry, SignedAsPathUser, eventually, serving
+from servicekit.testing import FixedRegistry, SignedAsPathUser, eventually, kit_jwks, serving
 
 RUN = uuid.uuid4().hex[:8]
 
 
 @pytest.fixture(scope="session")
 def settings() -> OrderSettings:
-    return OrderSettings(instance_id=f"order-test-{RUN}", order_store="kafka")
+    # Tokens from the test kit: the instance trusts its key instead of USER-SERVICE's.
+    return OrderSettings(instance_id=f"order-test-{RUN}", order_store="kafka", trusted_jwks=kit_jwks())
 
 
 @pytest.fixture(scope="session")
@@ -49,8 +50,7 @@ async def order_service(settings: OrderSettings, registry: FixedRegistry) -> Asy
 @pytest.fixture
 async def client(order_service: OrderService, settings: OrderSettings) -> AsyncIterator[httpx.AsyncClient]:
     """Calls order-service as the user named in each path (the routes check the token's subject)."""
-    assert settings.jwt_secret
-    auth = SignedAsPathUser(settings.jwt_secret)
+    auth = SignedAsPathUser()
     async with httpx.AsyncClient(base_url=order_service[1], timeout=30, auth=auth) as http:
         yield http
 

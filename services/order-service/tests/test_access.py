@@ -5,8 +5,8 @@ import pytest
 from fastapi import FastAPI
 
 from order_service.config import OrderSettings
-from servicekit.testing import TopicReader
-from servicekit.tokens import issue_token
+from servicekit.testing import TopicReader, bearer
+from servicekit.tokens import SigningKey
 
 pytestmark = pytest.mark.stack
 
@@ -16,8 +16,8 @@ async def anonymous(order_service: tuple[FastAPI, str]) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=order_service[1], timeout=30)
 
 
-def bearer(settings: OrderSettings, user_id: str, secret: str | None = None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(user_id, secret or settings.jwt_secret, 600)}"}
+def signed(user_id: str, key: SigningKey | None = None) -> dict[str, str]:
+    return {"Authorization": bearer(user_id, key=key)}
 
 
 async def test_without_a_token_orders_are_neither_read_nor_placed(
@@ -37,9 +37,9 @@ async def test_another_users_token_is_403_and_a_forged_one_401(
     settings: OrderSettings, anonymous: httpx.AsyncClient, user_id: str
 ) -> None:
     async with anonymous:
-        foreign = await anonymous.get(f"/{user_id}/orders", headers=bearer(settings, "someone-else"))
-        forged = await anonymous.get(f"/{user_id}/orders", headers=bearer(settings, user_id, "x" * 40))
-        own = await anonymous.get(f"/{user_id}/orders", headers=bearer(settings, user_id))
+        foreign = await anonymous.get(f"/{user_id}/orders", headers=signed("someone-else"))
+        forged = await anonymous.get(f"/{user_id}/orders", headers=signed(user_id, SigningKey.generate("test-kit")))
+        own = await anonymous.get(f"/{user_id}/orders", headers=signed(user_id))
     assert (foreign.status_code, forged.status_code, own.status_code) == (403, 401, 200)
 
 
@@ -47,8 +47,8 @@ async def test_two_authorization_headers_are_refused(
     settings: OrderSettings, anonymous: httpx.AsyncClient, user_id: str
 ) -> None:
     headers = [
-        ("Authorization", bearer(settings, "someone-else")["Authorization"]),
-        ("Authorization", bearer(settings, user_id)["Authorization"]),
+        ("Authorization", signed("someone-else")["Authorization"]),
+        ("Authorization", signed(user_id)["Authorization"]),
     ]
     async with anonymous:
         response = await anonymous.get(f"/{user_id}/orders", headers=headers)

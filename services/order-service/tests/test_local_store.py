@@ -37,7 +37,7 @@ async def local_instances(settings: OrderSettings, registry: FixedRegistry) -> A
             app = create_app(instance)
             app.state.discovery = registry
             url = await stack.enter_async_context(serving(app))
-            auth = SignedAsPathUser(instance.jwt_secret)
+            auth = SignedAsPathUser()
             clients.append((app, await stack.enter_async_context(httpx.AsyncClient(base_url=url, auth=auth))))
         yield clients
     server = create_async_engine(settings.database_url(None))

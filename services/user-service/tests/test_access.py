@@ -14,7 +14,7 @@ import pytest
 
 from servicekit.discovery import DiscoveryClient
 from servicekit.testing import eventually
-from servicekit.tokens import verify_token
+from servicekit.tokens import TokenClaims
 from user_service.config import UserServiceSettings
 from user_service.main import create_app
 
@@ -98,7 +98,8 @@ async def test_a_user_changes_their_own_name_and_password_only(
 
     foreign = await api.put(f"/users/{other}", json={"name": "Mallory"}, headers=bearer(alice))
     empty = await api.put(f"/users/{alice}", json={}, headers=headers)
-    changed = await api.put(f"/users/{alice}", json={"name": "Alice B", "pwd": "a-new-password"}, headers=headers)
+    change = {"name": "Alice B", "pwd": "a-new-password", "currentPwd": new_user["pwd"]}
+    changed = await api.put(f"/users/{alice}", json=change, headers=headers)
 
     assert (foreign.status_code, empty.status_code, changed.status_code) == (403, 422, 200)
     assert changed.json()["name"] == "Alice B"
@@ -108,7 +109,7 @@ async def test_a_user_changes_their_own_name_and_password_only(
 
 
 async def test_the_admin_email_from_env_gets_the_admin_role_in_its_token(
-    app_with: App, settings: UserServiceSettings, new_user: dict[str, str]
+    app_with: App, verified: Callable[[str], TokenClaims], new_user: dict[str, str]
 ) -> None:
     async with app_with(admin_email=new_user["email"].upper()) as api:
         await signed_up(api, new_user)
@@ -116,7 +117,7 @@ async def test_the_admin_email_from_env_gets_the_admin_role_in_its_token(
         token = login.json()["token"]
         listed = await api.get("/users", headers={"Authorization": f"Bearer {token}"})
 
-    assert verify_token(token, settings.jwt_secret).is_admin
+    assert verified(token).is_admin
     assert listed.status_code == 200
 
 
@@ -126,7 +127,7 @@ def grant_admin(email: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_grant_admin_command_makes_an_existing_account_admin(
-    api: httpx.AsyncClient, settings: UserServiceSettings, new_user: dict[str, str]
+    api: httpx.AsyncClient, verified: Callable[[str], TokenClaims], new_user: dict[str, str]
 ) -> None:
     await signed_up(api, new_user)
     before = await api.post("/login", json=login_body(new_user), headers=from_address(fresh_address()))
@@ -137,8 +138,8 @@ async def test_grant_admin_command_makes_an_existing_account_admin(
     assert done.returncode == 0, done.stderr
     assert missing.returncode != 0 and "no user" in missing.stderr
     after = await api.post("/login", json=login_body(new_user), headers=from_address(fresh_address()))
-    assert not verify_token(before.json()["token"], settings.jwt_secret).is_admin
-    assert verify_token(after.json()["token"], settings.jwt_secret).is_admin
+    assert not verified(before.json()["token"]).is_admin
+    assert verified(after.json()["token"]).is_admin
 
 
 async def test_twenty_wrong_passwords_lock_the_account_from_the_sixth_but_not_another_account(

@@ -1,16 +1,17 @@
 """POST /login: a JWT for the user, in the headers and the body."""
 
+from collections.abc import Callable
+
 import httpx
 import pytest
 
-from servicekit.tokens import verify_token
-from user_service.config import UserServiceSettings
+from servicekit.tokens import TokenClaims
 
 pytestmark = pytest.mark.stack
 
 
 async def test_login_answers_the_token_and_user_id_in_headers_and_body(
-    api: httpx.AsyncClient, settings: UserServiceSettings, new_user: dict[str, str]
+    api: httpx.AsyncClient, verified: Callable[[str], TokenClaims], new_user: dict[str, str]
 ) -> None:
     created = (await api.post("/users", json=new_user)).json()
 
@@ -20,7 +21,7 @@ async def test_login_answers_the_token_and_user_id_in_headers_and_body(
     body = response.json()
     assert body == {"token": response.headers["token"], "userId": created["userId"]}
     assert response.headers["userId"] == created["userId"]
-    assert verify_token(body["token"], settings.jwt_secret).subject == created["userId"]
+    assert verified(body["token"]).subject == created["userId"]
 
 
 async def test_login_with_a_wrong_password_is_401(api: httpx.AsyncClient, new_user: dict[str, str]) -> None:

@@ -1,6 +1,7 @@
 """`python -m user_service`: migrate, then serve on a free port registered in discovery as USER-SERVICE.
 
 `python -m user_service grant-admin <email>`: give an existing account the admin role (the next token carries it).
+`python -m user_service rotate-key [--force]`: add a new signing key, live without a restart (docs/access.md).
 """
 
 import argparse
@@ -12,6 +13,7 @@ from servicekit.tokens import ADMIN_ROLE
 from user_service import service
 from user_service.config import APP_NAME, UserServiceSettings
 from user_service.main import ALEMBIC_INI, create_app
+from user_service.signing_keys import RotationRefused, rotate
 
 
 async def grant_admin(settings: UserServiceSettings, email: str) -> None:
@@ -30,8 +32,22 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command")
     grant = commands.add_parser("grant-admin", help="give an existing account the admin role")
     grant.add_argument("email")
+    rotation = commands.add_parser("rotate-key", help="add a new signing key; the previous one stays published")
+    rotation.add_argument("--force", action="store_true", help="drop the oldest key even if its tokens live")
     args = parser.parse_args()
     settings = UserServiceSettings()
+    if args.command == "rotate-key":
+        try:
+            key = rotate(
+                settings.signing_keys_file,
+                settings.jwt_ttl_seconds,
+                settings.key_activation_seconds,
+                force=args.force,
+            )
+        except RotationRefused as exc:
+            raise SystemExit(f"error: {exc}") from exc
+        print(f"published key {key.kid}; it signs from {settings.key_activation_seconds:g} s from now")
+        return
     if args.command == "grant-admin":
         try:
             asyncio.run(grant_admin(settings, args.email))

@@ -4,13 +4,14 @@ Sign-up and login are public; listing users needs the admin role; a user's page 
 """
 
 from ipaddress import IPv4Network, IPv6Network, ip_address
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response, status
 
 from servicekit.auth import Caller, require_role, require_self
 from servicekit.database import SessionDep
-from servicekit.tokens import ADMIN_ROLE, issue_token
+from servicekit.token_trust import JWKS_PATH, REVOCATIONS_PATH
+from servicekit.tokens import ADMIN_ROLE, issue_token, jwks
 from user_service import service
 from user_service.config import UserServiceSettings
 from user_service.schemas import (
@@ -21,6 +22,7 @@ from user_service.schemas import (
     UserView,
     UserWithOrders,
 )
+from user_service.signing_keys import KeyStore
 
 router = APIRouter()
 
@@ -35,7 +37,13 @@ async def get_order_service(request: Request) -> service.OrderServiceClient:
     return client
 
 
+async def get_key_store(request: Request) -> KeyStore:
+    keys: KeyStore = request.app.state.key_store
+    return keys
+
+
 SettingsDep = Annotated[UserServiceSettings, Depends(get_settings)]
+KeyStoreDep = Annotated[KeyStore, Depends(get_key_store)]
 OrderServiceDep = Annotated[service.OrderServiceClient, Depends(get_order_service)]
 
 
@@ -63,11 +71,16 @@ async def register(registration: UserRegistration, session: SessionDep, settings
 
 @router.post("/login")
 async def login(
-    credentials: LoginRequest, session: SessionDep, settings: SettingsDep, request: Request, response: Response
+    credentials: LoginRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    keys: KeyStoreDep,
+    request: Request,
+    response: Response,
 ) -> LoginResponse:
     address = client_address(request, settings.trusted_proxies)
     user = await service.log_in(session, credentials.email, credentials.password, address, settings)
-    token = issue_token(user.user_id, settings.jwt_secret, settings.jwt_ttl_seconds, user.role_names)
+    token = issue_token(user.user_id, keys.signing_key(), settings.jwt_ttl_seconds, user.role_names, user.token_version)
     # Headers as in the original Spring filter; the body carries the same for clients that prefer JSON.
     response.headers["token"] = token
     response.headers["userId"] = user.user_id
@@ -94,3 +107,16 @@ async def get_user(
 async def update_user(user_id: str, update: UserUpdate, session: SessionDep, caller: Caller) -> UserView:
     require_self(caller, user_id)
     return UserView.of(await service.update_user(session, user_id, update))
+
+
+@router.get(JWKS_PATH)
+async def signing_keys(keys: KeyStoreDep) -> dict[str, Any]:
+    """Public: the keys tokens are signed with (the current one, the previous one, a coming one)."""
+    return jwks(keys.published())
+
+
+@router.get(REVOCATIONS_PATH)
+async def token_revocations(session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+    """Public, for the verifiers: per user whose password changed within a token lifetime, the lowest valid
+    token version. It names user ids (random UUIDs) and nothing else."""
+    return {"minVersions": await service.revoked_token_versions(session, settings)}

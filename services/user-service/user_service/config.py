@@ -1,6 +1,7 @@
 """user-service settings: the shared ones (servicekit) plus its own database, its first admin and login limits."""
 
 from ipaddress import IPv4Network, IPv6Network
+from pathlib import Path
 
 from servicekit.config import ServiceSettings
 
@@ -10,8 +11,9 @@ ORDER_SERVICE_APP = "ORDER-SERVICE"
 
 class UserServiceSettings(ServiceSettings):
     users_db: str = "userdb"
-    # user-service signs the tokens, so it cannot start without the secret.
-    jwt_secret: str
+    # The only copy of the token signing keys (made at first start, mode 0600; `python -m user_service rotate-key`).
+    signing_keys_file: Path = Path(".stack/user-service/signing-keys.json")
+    jwt_ttl_seconds: int = 86400
     # The account with this e-mail gets the admin role when it signs up or logs in (`.env`: ADMIN_EMAIL).
     admin_email: str | None = None
     # A user page waits at most this long for order-service before answering without orders.
@@ -26,3 +28,8 @@ class UserServiceSettings(ServiceSettings):
     login_max_lock_seconds: float = 900.0
     # Networks of the peers whose X-Forwarded-For is believed: the gateway (natively on this machine).
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = (IPv4Network("127.0.0.0/8"), IPv6Network("::1/128"))
+
+    @property
+    def key_activation_seconds(self) -> float:
+        """A new key signs only after every verifier has had two chances to fetch it."""
+        return 2 * self.token_trust_refresh_seconds

@@ -10,11 +10,14 @@ from fastapi import FastAPI
 
 from servicekit.auth import install_token_check
 from servicekit.database import make_engine, make_sessions, run_migrations
+from servicekit.token_trust import TrustDocuments
+from servicekit.tokens import jwks
 from servicekit.tracing import instrument_http_client
 from servicekit.web import install_edge
-from user_service import api
+from user_service import api, service
 from user_service.config import APP_NAME, UserServiceSettings
 from user_service.service import OrderServiceClient
+from user_service.signing_keys import KeyStore, ensure_key_file
 
 ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
 
@@ -33,11 +36,21 @@ def create_app(settings: UserServiceSettings) -> FastAPI:
             try:
                 yield
             finally:
+                await app.state.verified_tokens.stop()
                 await engine.dispose()
 
+    async def own_trust() -> TrustDocuments:
+        """user-service verifies tokens with its own keys and revocations, not through the registry."""
+        async with app.state.sessions() as session:
+            revoked = await service.revoked_token_versions(session, settings)
+        return jwks(key_store.published()), {"minVersions": revoked}
+
+    ensure_key_file(settings.signing_keys_file)
+    key_store = KeyStore(settings.signing_keys_file, settings.key_activation_seconds)
     app = FastAPI(title="user-service", lifespan=lifespan)
     app.state.settings = settings
+    app.state.key_store = key_store
     install_edge(app, settings, APP_NAME)
-    install_token_check(app, settings.jwt_secret)
+    install_token_check(app, settings, own_trust)
     app.include_router(api.router)
     return app

@@ -23,6 +23,9 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(mysql.DATETIME(fsp=3))
     # Comma-separated role names carried into the user's tokens ("admin" or empty).
     roles: Mapped[str] = mapped_column(String(255), default="")
+    # Tokens carry the version they were issued at; a password change raises it, which ends every older token.
+    token_version: Mapped[int] = mapped_column(Integer, default=0)
+    token_version_at: Mapped[datetime | None] = mapped_column(mysql.DATETIME(fsp=3), nullable=True)
 
     @property
     def role_names(self) -> tuple[str, ...]:

@@ -16,17 +16,20 @@ class UserRegistration(BaseModel):
 
 
 class UserUpdate(BaseModel):
-    """PUT /users/{userId}: a new name and/or a new password."""
+    """PUT /users/{userId}: a new name and/or a new password; a new password needs the current one."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(default=None, min_length=2, max_length=100)
     pwd: str | None = Field(default=None, min_length=8, max_length=128)
+    currentPwd: str | None = Field(default=None, min_length=1, max_length=128)
 
     @model_validator(mode="after")
     def _changes_something(self) -> "UserUpdate":
         if self.name is None and self.pwd is None:
             raise ValueError("give name and/or pwd")
+        if self.pwd is not None and self.currentPwd is None:
+            raise ValueError("a new pwd needs currentPwd, the password it replaces")
         return self
 
 

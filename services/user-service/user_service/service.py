@@ -40,6 +40,13 @@ class InvalidCredentials(DomainError):
         super().__init__("wrong email or password")
 
 
+class WrongCurrentPassword(DomainError):
+    status_code = 403
+
+    def __init__(self) -> None:
+        super().__init__("currentPwd is not this user's password", field="currentPwd")
+
+
 class UserNotFound(NotFound):
     def __init__(self, user_id: str) -> None:
         super().__init__(f"no user {user_id}")
@@ -120,14 +127,26 @@ async def grant_role(session: AsyncSession, email: str, role: str) -> User:
 
 
 async def update_user(session: AsyncSession, user_id: str, update: UserUpdate) -> User:
+    """A new password needs the current one, and ends every token issued before it (a new token version)."""
     user = await find_user(session, user_id)
+    if update.pwd is not None:
+        if not await password_matches(user.password_hash, update.currentPwd or ""):
+            raise WrongCurrentPassword()
+        user.password_hash = await hash_password(update.pwd)
+        user.token_version += 1
+        user.token_version_at = datetime.now(UTC).replace(tzinfo=None)
     if update.name is not None:
         user.name = update.name
-    if update.pwd is not None:
-        user.password_hash = await hash_password(update.pwd)
     await session.commit()
-    log.info("user updated", extra={"user_id": user_id})
+    log.info("user updated", extra={"user_id": user_id, "password_changed": update.pwd is not None})
     return user
+
+
+async def revoked_token_versions(session: AsyncSession, settings: UserServiceSettings) -> dict[str, int]:
+    """userId -> the lowest token version still valid, for users whose older tokens may not have expired yet."""
+    since = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=settings.jwt_ttl_seconds)
+    rows = await session.execute(select(User.user_id, User.token_version).where(User.token_version_at >= since))
+    return {user_id: version for user_id, version in rows.tuples()}
 
 
 async def list_users(session: AsyncSession) -> Sequence[User]:

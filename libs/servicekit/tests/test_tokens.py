@@ -1,0 +1,75 @@
+"""servicekit.tokens and token_trust: what a verifier accepts, with no stack and no secret."""
+
+import time
+
+import jwt
+import pytest
+
+from servicekit.token_trust import TrustDocuments, TrustRefresher, apply
+from servicekit.tokens import InvalidToken, SigningKey, TokenTrust, UnknownKey, issue_token, jwks
+
+pytestmark = pytest.mark.unit
+
+OLD_SHARED_SECRET = "the-hs256-secret-every-service-used-to-hold-32b"
+
+
+def test_a_token_signed_by_a_published_key_is_accepted_with_its_claims() -> None:
+    key = SigningKey.generate("k1")
+    claims = TokenTrust.static(jwks([key])).verify(issue_token("alice", key, 60, ("admin",), version=3))
+    assert (claims.subject, claims.roles, claims.version) == ("alice", frozenset({"admin"}), 3)
+
+
+def test_an_hs256_token_is_refused_even_with_a_known_kid() -> None:
+    key = SigningKey.generate("k1")
+    now = int(time.time())
+    forged = jwt.encode({"sub": "alice", "iat": now, "exp": now + 60}, OLD_SHARED_SECRET, "HS256", {"kid": "k1"})
+    with pytest.raises(InvalidToken):
+        TokenTrust.static(jwks([key])).verify(forged)
+
+
+def test_a_token_with_an_unknown_kid_is_refused() -> None:
+    published, other = SigningKey.generate("k1"), SigningKey.generate("k2")
+    with pytest.raises(UnknownKey):
+        TokenTrust.static(jwks([published])).verify(issue_token("alice", other, 60))
+
+
+def test_a_key_with_a_published_kid_but_other_bytes_is_refused() -> None:
+    published, impostor = SigningKey.generate("k1"), SigningKey.generate("k1")
+    with pytest.raises(InvalidToken):
+        TokenTrust.static(jwks([published])).verify(issue_token("alice", impostor, 60))
+
+
+def test_an_expired_token_is_refused() -> None:
+    key = SigningKey.generate("k1")
+    with pytest.raises(InvalidToken):
+        TokenTrust.static(jwks([key])).verify(issue_token("alice", key, -10))
+
+
+def test_a_raised_token_version_ends_older_tokens_only() -> None:
+    key = SigningKey.generate("k1")
+    trust = TokenTrust.static(jwks([key]))
+    old, new = issue_token("alice", key, 60, version=0), issue_token("alice", key, 60, version=1)
+    apply(trust, (jwks([key]), {"minVersions": {"alice": 1}}))
+    with pytest.raises(InvalidToken):
+        trust.verify(old)
+    assert trust.verify(new).version == 1
+
+
+async def test_rotation_is_learned_by_refreshing_and_the_previous_key_stays_valid() -> None:
+    first, second = SigningKey.generate("k1"), SigningKey.generate("k2")
+    published = [first]
+
+    async def source() -> TrustDocuments:
+        return jwks(published), {"minVersions": {}}
+
+    changes: list[bool] = []
+    trust = TokenTrust()
+    refresher = TrustRefresher(trust, source, 60.0, lambda: changes.append(True))
+    await refresher.refresh()
+    published.append(second)
+    with pytest.raises(UnknownKey):
+        trust.verify(issue_token("alice", second, 60))
+    await refresher.refresh()
+    assert trust.verify(issue_token("alice", second, 60)).subject == "alice"
+    assert trust.verify(issue_token("alice", first, 60)).subject == "alice"
+    assert len(changes) == 2
