@@ -5,7 +5,7 @@ import httpx
 import pymysql
 import pytest
 
-from launcher import connect
+from launcher import connect, services
 from launcher.environment import (
     CATALOG_SERVICE_DB,
     ORDER_SERVICE_DB,
@@ -123,3 +123,23 @@ def test_the_connect_worker_holds_only_its_connectors_secrets(stack_config: Stac
     foreign = [key for key in stack_config.values if key.endswith(("_PASSWORD", "_SECRET")) and key not in its_own]
     environment = b"\0".join(variables.values())
     assert [key for key in foreign if stack_config.get(key).encode() in environment] == []
+
+
+def environment_of(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/environ", "rb") as environ:
+        entries = environ.read().split(b"\0")
+    return dict(entry.decode(errors="replace").split("=", 1) for entry in entries if b"=" in entry)
+
+
+def test_only_user_service_is_given_signing_material(stack_config: StackConfig) -> None:
+    """Nobody holds JWT_SECRET; the signing key file's path goes to user-service alone, and only its owner reads it."""
+    given: dict[str, bool] = {}
+    for component in services.all_components(stack_config):
+        pid = component.pid()
+        assert pid is not None, f"{component.name} is not running"
+        environment = environment_of(pid)
+        assert stack_config.get("JWT_SECRET") not in environment.values(), component.name
+        given[component.name] = "SIGNING_KEYS_FILE" in environment
+    assert [name for name, has_it in given.items() if has_it] == ["user-service-1"]
+    assert services.SIGNING_KEYS_FILE.stat().st_mode & 0o777 == 0o600
+    assert services.SIGNING_KEYS_FILE.parent.stat().st_mode & 0o777 == 0o700

@@ -191,13 +191,18 @@ def kit_jwks() -> str:
     return json.dumps(jwks([kit_signing_key()]))
 
 
-def stack_signing_key() -> SigningKey:
-    """The running stack's oldest published signing key, read from user-service's key file as the operator can
-    (natively: under STACK_DIR). For whole-stack tests that need a token for a user that never logged in."""
+def stack_signing_key(activation_seconds: float = 10.0) -> SigningKey:
+    """The running stack's current signing key (the newest one every verifier knows: user-service's rule, with
+    the default refresh), read from user-service's key file as the operator can (natively: under STACK_DIR).
+    For whole-stack tests that need a token for a user that never logged in."""
     path = Path(os.environ.get("STACK_DIR") or Path(__file__).resolve().parents[3] / ".stack")
     entries = json.loads((path / "user-service" / "signing-keys.json").read_text())["keys"]
-    oldest = min(entries, key=lambda entry: float(entry["created"]))
-    return SigningKey.from_raw(oldest["kid"], oldest["private"], float(oldest["created"]))
+    keys = sorted(
+        (SigningKey.from_raw(entry["kid"], entry["private"], float(entry["created"])) for entry in entries),
+        key=lambda key: key.created,
+    )
+    active = [key for key in keys if key.created <= time.time() - activation_seconds]
+    return active[-1] if active else keys[0]
 
 
 def bearer(user_id: str, *roles: str, key: SigningKey | None = None, ttl_seconds: int = 600) -> str:
