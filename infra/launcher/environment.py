@@ -33,7 +33,7 @@ def metrics_agent(port: int, rules: str) -> str:
 PLACEHOLDER = "change-me"
 # The first line of a .env the launcher wrote itself: only there may it fill placeholders on its own.
 GENERATED_MARKER = "# Written by `make up` from .env.example; secrets are random. Edit freely."
-# HS256 keys need 32 bytes (RFC 7518); the same floor serves every password here.
+# 32 random bytes (what an HS256 key needs, RFC 7518) is the floor for every secret here.
 MIN_SECRET_BYTES = 32
 
 
@@ -289,7 +289,7 @@ class StackConfig:
 
     def component_env(self, shared_secrets: tuple[str, ...], **extra: str) -> dict[str, str]:
         """Environment for one of our components: ours plus .env, without any secret of .env except
-        `shared_secrets` (e.g. JWT_SECRET), plus its own accounts in `extra`."""
+        `shared_secrets` (e.g. DISCOVERY_PASSWORD), plus its own accounts in `extra`."""
         env = {key: value for key, value in self.process_env().items() if key in shared_secrets or not is_secret(key)}
         env.update(extra)
         return env
