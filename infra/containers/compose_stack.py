@@ -237,6 +237,10 @@ def run_e2e_in_container(engine: str, pytest_args: list[str]) -> int:
         "STACK_ENV_FILE": "/tmp/stack.env",
     }
     command = [engine, "run", "--rm", "--network", f"{TEST_PROJECT}_default", "--env-file", str(REPO / ".env")]
+    # user-service's signing keys, read-only: tests that need a token for a user who never logged in sign it as
+    # the operator can (servicekit.testing.stack_signing_key). The runner is the same `app` user as user-service.
+    command += ["--volume", f"{TEST_PROJECT}_user-service-keys:/run/stack-keys:ro"]
+    command += ["--env", "SIGNING_KEYS_FILE=/run/stack-keys/signing-keys.json"]
     for key, value in inside.items():
         command += ["--env", f"{key}={value}"]
     command += [TEST_RUNNER_IMAGE, "python", "-m", "pytest", "-p", "no:cacheprovider", "tests/e2e", *pytest_args]
