@@ -77,6 +77,11 @@ class OffsetReader:
         if coordinator is None:
             coordinator = self._coordinators[group] = await self.admin.find_coordinator(group)
         offsets = await self.admin.list_consumer_group_offsets(group, group_coordinator_id=coordinator)
+        if not offsets:
+            # aiokafka drops OffsetFetch's top-level error: a coordinator that lost the group (NOT_COORDINATOR after
+            # two of three brokers returned) answers "no offsets" for good. Ask who coordinates it now, once.
+            coordinator = self._coordinators[group] = await self.admin.find_coordinator(group)
+            offsets = await self.admin.list_consumer_group_offsets(group, group_coordinator_id=coordinator)
         return {Partition(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
 
     async def _end_offsets(self, partitions: set[Partition]) -> dict[Partition, int]:

@@ -16,10 +16,10 @@ from tests.e2e.catalog_rows import products_in_catalog
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[SideStack]:
-    """Fresh, and down afterwards; KEEP_CLUSTER=1 reuses a running one and leaves it up (while writing tests)."""
+    """Fresh, and down afterwards; KEEP_CLUSTER=1 reuses the last one (fresh when there is none) and leaves it up."""
     stack = SideStack("cluster-test", 20000, CLUSTER_LAYOUT)
     keep = bool(os.environ.get("KEEP_CLUSTER"))
-    if keep:
+    if keep and stack.stack_dir.exists():
         stack.up()
     else:
         stack.up_fresh()

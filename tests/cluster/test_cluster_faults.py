@@ -4,6 +4,8 @@ run in order, each leaving the cluster whole again."""
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -12,12 +14,17 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from demo.gateway_client import GatewayClient, User
-from launcher import connect, kafka
+from launcher import connect, kafka, services
 from launcher.side_stack import SideStack
+from order_contract.order import Order, OrderStatus
+from order_contract.timestamps import now_ms
 from order_contract.topics import ORDERS_TOPIC, STOCK_TOPIC
+from order_service.expiry import EXPIRY_GROUP
+from order_service.messaging import OrderPublisher, PublishFailed
 from order_service.service import idempotent_order_id
 from servicekit.testing import DictConnection, TopicReader, eventually
 from tests.e2e.orders_table import SEED_STOCK, rows_of_user, settled, stock_drift
@@ -257,6 +264,35 @@ async def test_killing_one_of_two_catalog_instances_rebalances_and_takes_no_stoc
     await assert_no_drift(gateway, orders_db, scarce_product)
 
 
+async def monitor_saw_past(cluster: SideStack, record: Any) -> bool:
+    """The monitor's lag view of catalog-service's group has its committed offset past `record`."""
+    url = f"http://127.0.0.1:{services.monitor_port(cluster.config)}/v3/kafka/local/consumer/catalog-service/lag"
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            status = (await client.get(url)).json()["status"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return False
+    ends = {(p["topic"], p["partition"]): p["end"]["offset"] for p in status["partitions"] if p.get("end")}
+    return bool(ends.get((record.topic, record.partition), -1) > record.offset)
+
+
+def status_of(record: Any) -> str:
+    return str(json.loads(record.value)["payload"]["status"])
+
+
+def described(records: list[Any]) -> str:
+    """Each record on one line: where, when, and the status (orders) or the whole value (other topics)."""
+    lines = []
+    for r in records:
+        try:
+            payload = json.loads(r.value)
+            what = payload["payload"]["status"] if "payload" in payload else payload
+        except (ValueError, KeyError, TypeError):
+            what = r.value
+        lines.append(f"{r.topic}[{r.partition}]@{r.offset} ts={r.timestamp} {what}")
+    return "\n".join(lines)
+
+
 async def test_two_of_three_brokers_down_fails_orders_fast_with_503_and_their_retries_succeed_after_return(
     cluster: SideStack, gateway: GatewayClient, buyers: list[User], orders_db: DictConnection
 ) -> None:
@@ -277,6 +313,7 @@ async def test_two_of_three_brokers_down_fails_orders_fast_with_503_and_their_re
             assert rows_of_user(orders_db, buyer.user_id) == []
         finally:
             await asyncio.to_thread(cluster.start, *victims)
+        returned = time.monotonic()  # the launcher waits until both nodes serve: the quorum is back
 
         async def retried() -> httpx.Response | None:
             """The client's retry of the refused order, with its Idempotency-Key, until accepted."""
@@ -287,20 +324,105 @@ async def test_two_of_three_brokers_down_fails_orders_fast_with_503_and_their_re
             return response if response.status_code == 201 else None
 
         accepted = await eventually(retried, within=120, what="the retried order accepted", interval=0.5)
+        accepted_after = time.monotonic() - returned
         assert accepted.json()["orderId"] == order_id, "the retry is the same order"
 
         def of_order(records: list[Any]) -> list[Any]:
             return [r for r in records if r.key is not None and order_id.encode() in (r.value or b"")]
 
-        # Each topic holds, committed, exactly what the accepted retry wrote: the refused attempt left nothing.
-        await orders.read_until(lambda rs: len(of_order(rs)) >= 2, within=60, what="the order and its outcome")
-        await requests.read_until(lambda rs: len(of_order(rs)) >= 1, within=60, what="its stock request")
-        assert len(of_order(requests.records)) == 1
-        assert len(of_order(orders.records)) == 2  # PENDING from order-service, CONFIRMED from catalog-service
-    # Accepted once, settled once. Whether CONFIRMED or EXPIRED depends on how soon catalog-service's consumer
-    # group finds its coordinator again after the quorum came back (it can take longer than the order's deadline);
-    # either way the stock moved by exactly what was confirmed.
-    await assert_settled_once(orders_db, [buyer], [order_id], {"CONFIRMED", "EXPIRED"})
+        def answered(records: list[Any]) -> bool:
+            return any(b'"PENDING"' not in r.value for r in of_order(records))
+
+        await orders.read_until(answered, within=120, what="catalog-service's answer to the order")
+        answer = next(r for r in of_order(orders.records) if status_of(r) != "PENDING")
+        answered_after = time.monotonic() - returned
+
+        async def read_past_answer(group: str) -> bool:
+            """`group` committed an offset past the answer on its partition: it reads `orders` again."""
+            async with admin_of(cluster) as admin:
+                offsets = await admin.list_consumer_group_offsets(group)
+            tp = TopicPartition(answer.topic, answer.partition)
+            return tp in offsets and offsets[tp].offset > answer.offset
+
+        await eventually(lambda: settled(orders_db, [order_id]), within=60, what="the sink wrote the answer")
+        written_after = time.monotonic() - returned
+        await eventually(partial(read_past_answer, EXPIRY_GROUP), within=60, what="the expirers read past the answer")
+        expirers_after = time.monotonic() - returned
+        await requests.read_until(lambda rs: bool(of_order(rs)), within=60, what="the order's stock request")
+        request = of_order(requests.records)[0]
+        await eventually(partial(monitor_saw_past, cluster, request), within=60, what="the monitor saw it answered")
+        monitor_after = time.monotonic() - returned
+        print(
+            f"\nquorum back -> retry accepted {accepted_after:.1f} s, answered {answered_after:.1f} s,"
+            f" row written {written_after:.1f} s, expirers past it {expirers_after:.1f} s,"
+            f" monitor saw it {monitor_after:.1f} s"
+        )
+        # Each consumer group answers within 10 s of the order being accepted: the stock consumers (the answer),
+        # the sink (the row), the expirers (their committed offset, moved at most every 5 s when idle), and the
+        # monitor sees the stock consumers' commit (it polls every few seconds).
+        for what, after in (
+            ("answer", answered_after),
+            ("row", written_after),
+            ("expirers", expirers_after),
+            ("monitor", monitor_after),
+        ):
+            assert after - accepted_after < 10, f"the {what} came {after - accepted_after:.1f} s after acceptance"
+        # Accepted once, settled once; then each topic holds, committed, exactly what the accepted retry wrote
+        # (the refused attempt left nothing): PENDING from order-service, CONFIRMED from catalog-service.
+        await assert_settled_once(orders_db, [buyer], [order_id])
+        await orders.read_to_end()
+        await requests.read_to_end()
+        assert [status_of(r) for r in of_order(orders.records)] == ["PENDING", "CONFIRMED"], described(
+            of_order(orders.records)
+        )
+        assert len(of_order(requests.records)) == 1, described(of_order(requests.records))
     await assert_no_drift(gateway, orders_db, {product: SEED_STOCK[product]})
+    for node in cluster.config.kafka_nodes[1:]:
+        await eventually(partial(in_every_isr, cluster, node.node_id), within=ISR_DEADLINE_SECONDS, what=node.name)
+
+
+async def test_an_order_answered_503_while_two_brokers_are_down_is_not_committed_once_they_return(
+    cluster: SideStack,
+) -> None:
+    # The POST above is refused at its claim; here the publisher alone: its records were sent, the transaction
+    # could not commit within the timeout, and the brokers return after the 503. A refused order leaves nothing.
+    run = uuid.uuid4().hex[:8]
+    kafka_access = cluster.config.kafka_access
+    refused = Order(
+        f"refused-{run}", f"user-{run}", f"NO-SUCH-PRODUCT-{run}", 1, 100, 100, OrderStatus.PENDING, now_ms()
+    )
+    publisher = OrderPublisher(kafka_access, f"cluster-test-refused-{run}", lanes=1, commit_timeout=5.0)
+    victims = [node.name for node in cluster.config.kafka_nodes[1:]]
+    await publisher.start()
+    try:
+        async with TopicReader(kafka_access, ORDERS_TOPIC) as orders:
+            try:
+                for name in victims:
+                    await asyncio.to_thread(cluster.kill, name)
+                with pytest.raises(PublishFailed):
+                    await publisher.publish(refused)
+            finally:
+                await asyncio.to_thread(cluster.start, *victims)
+            later = Order(f"later-{run}", *dataclasses.astuple(refused)[1:])
+
+            async def published() -> bool:
+                # One lane: it takes this order only once the refused one's transaction has ended.
+                try:
+                    await publisher.publish(later)
+                except PublishFailed:
+                    return False
+                return True
+
+            await eventually(published, within=120, what="an order published once the brokers are back")
+            await orders.read_until(
+                lambda rs: any(later.order_id.encode() in (r.value or b"") for r in rs),
+                within=30,
+                what="the later order visible",
+            )
+            records = await orders.read_to_end()
+    finally:
+        await publisher.stop()
+    mine = [r for r in records if refused.order_id.encode() in (r.value or b"")]
+    assert mine == [], f"the refused order was committed after its 503:\n{described(mine)}"
     for node in cluster.config.kafka_nodes[1:]:
         await eventually(partial(in_every_isr, cluster, node.node_id), within=ISR_DEADLINE_SECONDS, what=node.name)

@@ -4,6 +4,12 @@ Each of the instance's lanes (one transactional producer each) drains every queu
 transaction (group commit): while one lane commits, new orders queue up and the next free lane sends them, so a
 commit is paid per batch, not per request.
 
+A 503 is the truth: an order whose request was answered "not committed in time" is never committed later. Its
+transaction waits for its records to be written, then aborts if any of its requests was answered meanwhile (with
+two of three brokers down the records cannot be written, so that is where the wait is); once the commit request is
+out, the expiry waits for its outcome (up to another timeout). Before this, a refused order's transaction committed
+when the brokers returned, and the client's retry published the order again (docs/cluster.md).
+
 Tracing: each order keeps the trace context of the request that made it. Its two records get one "send" span each
 (children of that request's span), and each record carries its own span's traceparent in its headers, so a
 transaction of 500 orders from 500 requests still continues 500 traces.
@@ -77,6 +83,8 @@ class OrderPublisher:
         self._deadlines: deque[tuple[float, asyncio.Future[Position]]] = deque()
         self._expiry_interval = max(0.01, min(0.25, commit_timeout / 4))
         self._producers: dict[str, AIOKafkaProducer] = {}
+        # Waiters whose transaction is committing (its records written): answered by the commit, not the expiry.
+        self._committing: set[asyncio.Future[Position]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         # Counters for logs, tests and the benchmark: orders per transaction = the group commit at work.
         self.committed_transactions = 0
@@ -126,12 +134,17 @@ class OrderPublisher:
             now = loop.time()
             expired = 0
             while self._deadlines and (self._deadlines[0][1].done() or self._deadlines[0][0] <= now):
-                _, waiter = self._deadlines.popleft()
+                deadline, waiter = self._deadlines[0]
+                if waiter in self._committing and now < deadline + self.commit_timeout:
+                    break  # its commit request is out: the commit answers it (a 503 now might be untrue)
+                self._deadlines.popleft()
                 if not waiter.done():
-                    # Not sent yet? Then it never will be (done waiters are skipped). Already sent: it may still
-                    # commit, which is why clients retry with an Idempotency-Key.
+                    # Not sent yet: it never will be (done waiters are skipped). Sent: its transaction is aborted
+                    # (_commit). Committing for another whole timeout: the one answer that may be untrue, logged.
                     waiter.set_exception(PublishFailed(f"no commit within {self.commit_timeout} s"))
                     expired += 1
+                    if waiter in self._committing:
+                        log.error("answered 503 while its commit was still out: it may yet commit")
             if expired:
                 self.expired_orders += expired
                 self.expiry_passes += 1
@@ -169,10 +182,11 @@ class OrderPublisher:
                     if not waiter.done():
                         waiter.set_result(position)
 
-    @staticmethod
-    async def _commit(producer: AIOKafkaProducer, batch: list[_Pending]) -> list[Position]:
-        """Both records of every order in one transaction; where each order's `orders` record is."""
+    async def _commit(self, producer: AIOKafkaProducer, batch: list[_Pending]) -> list[Position]:
+        """Both records of every order in one transaction; where each order's `orders` record is. Aborted, not
+        committed, when a waiter of the batch was answered 503 meanwhile: a refused order must leave nothing."""
         spans: list[Span | None] = []
+        waiters = {waiter for _, waiter, _ in batch}
         try:
             async with producer.transaction():
                 deliveries = []
@@ -184,12 +198,20 @@ class OrderPublisher:
                         span, headers = tracing.start_send(topic, key, trace_context)
                         spans.append(span)
                         deliveries.append(await producer.send(topic, value, key=key, headers=headers or None))
-            # Committed; surface any per-record failure the commit did not already raise.
-            sent = await asyncio.gather(*deliveries)
+                # Every record written (not visible yet) before the commit is decided: while the brokers cannot
+                # take them (2 of 3 down), this is where the wait is, and where the expiry may answer 503.
+                sent = await asyncio.gather(*deliveries)
+                refused = [w for w in waiters if w.done() and not w.cancelled()]
+                if refused:
+                    raise PublishFailed(f"{len(refused)} of its orders answered 503 before their records were written")
+                # From here the commit's outcome is each waiter's answer; the expiry leaves them alone.
+                self._committing |= waiters
         except BaseException as exc:
             for span in spans:
                 tracing.end_failed(span, exc)
             raise
+        finally:
+            self._committing -= waiters
         for span, metadata in zip(spans, sent, strict=True):
             tracing.end_send(span, partition=metadata.partition, offset=metadata.offset)
         # Two records per order, the `orders` one first.

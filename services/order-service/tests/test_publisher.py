@@ -82,8 +82,8 @@ async def test_orders_not_committed_in_time_fail_promptly_and_those_still_queued
     assert slowest < COMMIT_TIMEOUT + 1.0, f"a publish took {slowest:.2f} s with a {COMMIT_TIMEOUT} s timeout"
     assert succeeded <= committed
     assert publisher.expired_orders == len(failed)
-    # A failed order was either still queued (and is never sent) or in the one transaction open when its expiry
-    # pass ran (one lane of one order), which may still commit: at most one per pass.
+    # A failed order was still queued (never sent) or in the transaction open when its expiry pass ran, which is
+    # aborted; only one whose commit request was out for a whole further timeout may still commit: one per pass.
     assert 1 <= publisher.expiry_passes <= 3, "the orders were queued together, so their deadlines pass together"
     assert len(failed & committed) <= publisher.expiry_passes, f"{len(failed & committed)} failed orders published"
     assert publisher.committed_orders == len(committed)
