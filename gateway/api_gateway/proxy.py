@@ -31,7 +31,7 @@ from api_gateway.upstream import (
     UpstreamTooLarge,
 )
 from servicekit.discovery import ServiceInstance
-from servicekit.tokens import InvalidToken, TokenTrust
+from servicekit.tokens import InvalidToken, TokenTrust, TrustNotReady
 
 log = logging.getLogger("api_gateway")
 
@@ -262,6 +262,9 @@ class Gateway:
             return None, None
         try:
             claims = self.verifier.claims(authorization)
+        except TrustNotReady as exc:
+            # Just started, user-service's keys not fetched yet: the client tries again (a 401 would be final).
+            return (503, f"tokens cannot be checked yet: {exc}"), None
         except InvalidToken as exc:
             return (401, f"invalid or missing token: {exc}"), None
         variable = route.subject_path_variable

@@ -31,8 +31,13 @@ SINK_PAUSE_SECONDS = 30
 async def instances(stack_config: StackConfig) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
     """A client straight to each registered order-service instance, by instance id."""
     registered = services.registered_instances(stack_config, "ORDER-SERVICE")
+    # No kept-alive connections: an instance closing an idle one as the next request goes out is a transport error
+    # that says nothing about reading your own writes.
+    limits = httpx.Limits(max_keepalive_connections=0)
     clients = {
-        str(i["instanceId"]): httpx.AsyncClient(base_url=f"http://{i['hostName']}:{_port(i)}", timeout=15)
+        str(i["instanceId"]): httpx.AsyncClient(
+            base_url=f"http://{i['hostName']}:{_port(i)}", timeout=15, limits=limits
+        )
         for i in registered
         if i.get("status") == "UP"
     }

@@ -12,9 +12,9 @@ import httpx
 from fastapi import Depends, FastAPI, Request
 
 from servicekit.config import TokenSettings
-from servicekit.errors import DomainError
+from servicekit.errors import DomainError, Unavailable
 from servicekit.token_trust import TrustDocuments, TrustRefresher, TrustSource, from_user_service
-from servicekit.tokens import InvalidToken, TokenClaims, TokenTrust, UnknownKey
+from servicekit.tokens import InvalidToken, TokenClaims, TokenTrust, TrustNotReady, UnknownKey
 
 MAX_CACHED_TOKENS = 10_000
 # A verification is reused at most this long (never past the token's expiry; revocations are checked on every
@@ -63,6 +63,8 @@ class VerifiedTokens:
             if scheme.lower() != "bearer" or not token.strip():
                 raise Unauthenticated("expected 'Authorization: Bearer <token>'")
             claims = await self._verify(token.strip())
+        except TrustNotReady as exc:
+            raise Unavailable(f"tokens cannot be checked yet: {exc}") from exc
         except InvalidToken as exc:
             raise Unauthenticated(f"invalid token: {exc}") from exc
         if len(self._verified) >= MAX_CACHED_TOKENS:

@@ -28,6 +28,11 @@ class UnknownKey(InvalidToken):
     """Signed with a key id the verifier does not know (yet): worth asking user-service again."""
 
 
+class TrustNotReady(UnknownKey):
+    """The verifier has no published key yet (it just started, and user-service has not answered it): no token can
+    be judged, so the answer is 503 and the client tries again, not 401."""
+
+
 @dataclass(frozen=True, slots=True)
 class TokenClaims:
     """What a verified token says about its bearer."""
@@ -119,6 +124,8 @@ class TokenTrust:
             raise InvalidToken(str(exc)) from exc
         key = self.keys.get(kid) if isinstance(kid, str) else None
         if key is None:
+            if not self.keys:
+                raise TrustNotReady("user-service's keys are not loaded yet")
             raise UnknownKey(f"unknown key id {kid!r}")
         try:
             # Only EdDSA: a token "signed" with HS256 (or alg none) never reaches a key.

@@ -5,8 +5,10 @@ import time
 import jwt
 import pytest
 
-from servicekit.token_trust import TrustDocuments, TrustRefresher, apply
-from servicekit.tokens import InvalidToken, SigningKey, TokenTrust, UnknownKey, issue_token, jwks
+from servicekit.auth import VerifiedTokens
+from servicekit.errors import DomainError
+from servicekit.token_trust import TrustDocuments, TrustRefresher, TrustUnavailable, apply
+from servicekit.tokens import InvalidToken, SigningKey, TokenTrust, TrustNotReady, UnknownKey, issue_token, jwks
 
 pytestmark = pytest.mark.unit
 
@@ -73,3 +75,23 @@ async def test_rotation_is_learned_by_refreshing_and_the_previous_key_stays_vali
     assert trust.verify(issue_token("alice", second, 60)).subject == "alice"
     assert trust.verify(issue_token("alice", first, 60)).subject == "alice"
     assert len(changes) == 2
+
+
+async def test_before_any_key_is_loaded_a_token_cannot_be_judged_and_the_answer_is_503_not_401() -> None:
+    """A verifier that just started and has not heard from user-service yet: the client is to try again."""
+    token = issue_token("alice", SigningKey.generate("k1"), 60)
+    with pytest.raises(TrustNotReady):
+        TokenTrust().verify(token)
+
+    async def user_service_away() -> TrustDocuments:
+        raise TrustUnavailable("no USER-SERVICE instance registered")
+
+    trust = TokenTrust()
+    refresher = TrustRefresher(trust, user_service_away, refresh_seconds=5)
+    tokens = VerifiedTokens(trust, refresher)
+    try:
+        with pytest.raises(DomainError) as refused:
+            await tokens.claims(f"Bearer {token}")
+    finally:
+        await tokens.stop()
+    assert refused.value.status_code == 503
