@@ -173,6 +173,7 @@ class OrderView:
         self._consumer: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
         self._claims_producer: AIOKafkaProducer | None = None
+        self._replacing: set[AIOKafkaProducer] = set()
         # Asks the brokers for high watermarks (read_uncommitted ListOffsets); it reads nothing.
         self._watermarks: AIOKafkaConsumer | None = None
         self._orders_partitions: list[TopicPartition] = []
@@ -245,6 +246,17 @@ class OrderView:
         if self._admin is not None:
             with contextlib.suppress(Exception):
                 await self._admin.close()
+
+    async def _replace_claims_producer(self, stuck: AIOKafkaProducer) -> None:
+        try:
+            self._claims_producer = await self._new_claims_producer()
+        except Exception:
+            log.exception("no new producer for order-claims yet; the next failed claim tries again")
+            return
+        finally:
+            self._replacing.discard(stuck)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(stuck.stop(), 30.0)
 
     async def _new_claims_producer(self) -> AIOKafkaProducer:
         producer = AIOKafkaProducer(**self._kafka.client_options(), enable_idempotence=True, linger_ms=0)
@@ -485,12 +497,13 @@ class OrderView:
         try:
             sent = await producer.send_and_wait(ORDER_CLAIMS_TOPIC, value, key=order_id.encode())
         except BaseException:
-            # An idempotent producer can stay stuck after a broker blip (aiokafka #1017): the next claim gets a new
-            # one. Cancelled (the caller's bound ran out) counts too: the send may be what is stuck.
-            if self._claims_producer is producer:
-                self._claims_producer = await self._new_claims_producer()
-                with contextlib.suppress(Exception):
-                    await producer.stop()
+            # An idempotent producer can stay stuck after a broker blip (aiokafka #1017): it is replaced in the
+            # background (stopping it flushes what it holds, which waits for the brokers), and this request answers
+            # at once. Cancelled (the caller's bound ran out) counts too: the send may be what is stuck.
+            if producer is self._claims_producer and producer not in self._replacing:
+                self._replacing.add(producer)
+                task = asyncio.create_task(self._replace_claims_producer(producer), name="order-claims-producer")
+                self._tasks = [*(t for t in self._tasks if not t.done()), task]
             raise
         tp = TopicPartition(ORDER_CLAIMS_TOPIC, sent.partition)
         loop = asyncio.get_running_loop()
