@@ -14,8 +14,8 @@ help:
 	@echo "  demo          the seed scenario end to end through the gateway, with a report"
 	@echo "  audit         the consistency auditor over the running stack (exit 1 on a discrepancy)"
 	@echo "  chaos         orders flow while components are killed in turn; the auditor's verdict"
-	@echo "  check         lint, mypy, the lock check, unit tests, gateway and discovery suites (needs only .venv)"
-	@echo "  test          make check, then every other suite against the native stack (what CI runs)"
+	@echo "  check         lint, mypy, the lock check, unit tests (needs only .venv, under a minute)"
+	@echo "  test          make check, then every suite against the native stack (what CI runs)"
 	@echo "  lint          ruff and mypy only"
 	@echo "  lock          recompile requirements.lock after changing constraints.txt or a pyproject.toml"
 	@echo "  bench         the benchmarks, each next to its anchor (never part of make test)"
@@ -51,14 +51,14 @@ demo: up
 chaos: up
 	@$(PY) -m chaos $(CHAOS_ARGS)
 
-# No stack needed, only .venv: lint, types, the lock, the unit tests of pure logic, gateway and discovery.
+# No stack needed, only .venv: lint, types, the lock, the unit tests of pure logic (under a minute).
 check:
 	@bash infra/install.sh --python
 	@bash infra/check.sh
 
-# make check first (it runs the gateway and discovery suites), then every other suite against the real stack.
+# make check first, then every suite (the gateway's and discovery's too) against the real stack.
 test: install
-	@bash infra/check.sh && bash infra/run-tests.sh --ignore=gateway --ignore=discovery
+	@bash infra/check.sh && bash infra/run-tests.sh
 
 lint:
 	@bash infra/install.sh --python
