@@ -143,7 +143,7 @@ class OrderIntake:
         self._view = view
         # How long a request whose body another instance claimed first waits for that order to be published.
         self._claim_wait_seconds = claim_wait_seconds
-        # Keyed orders this instance answered lately (the local store has no view to find them in).
+        # Keyed orders this instance answered lately, kept only without a view (the local store).
         self._recent: OrderedDict[str, Order] = OrderedDict()
         self._in_flight: dict[str, asyncio.Future[Placed]] = {}
 
@@ -169,9 +169,10 @@ class OrderIntake:
             raise
         finally:
             del self._in_flight[order_id]
-        self._recent[order_id] = placed.order
-        if len(self._recent) > self.RECENT_KEYED_ORDERS:
-            self._recent.popitem(last=False)
+        if self._view is None:  # with a view, the view and the table know every committed order
+            self._recent[order_id] = placed.order
+            if len(self._recent) > self.RECENT_KEYED_ORDERS:
+                self._recent.popitem(last=False)
         return placed
 
     async def _place_keyed(self, order_id: str, user_id: str, request: OrderRequest) -> Placed:
@@ -205,14 +206,14 @@ class OrderIntake:
         order (None: it was not published in time, so this request publishes the same record)."""
         assert self._view is not None
         await self._view.sync()
-        existing = self._view.order(order_id) or await self._stored(order_id)
+        existing = await self._current(order_id)
         if existing is not None:
             return existing
         if not claim.same_body(request.product_id, request.qty):
             ORDERS_REFUSED.labels("key_reused").inc()
             raise IdempotencyKeyReused(order_id)
         waited = claim.timestamp_ms / 1000 + self._claim_wait_seconds - time.time()
-        return await self._view.wait_for_order(order_id, max(0.0, waited)) or await self._stored(order_id)
+        return await self._view.wait_for_order(order_id, max(0.0, waited)) or await self._current(order_id)
 
     async def _place_new(self, order_id: str, user_id: str, request: OrderRequest) -> Placed:
         product = self._catalog.get(request.product_id)
@@ -242,6 +243,11 @@ class OrderIntake:
         log.info("order published", extra={"order_id": order_id})
         return Placed(order, position)
 
+    async def _current(self, order_id: str) -> Order | None:
+        """The order's latest status: the view's record (never older than the row), else the table's row."""
+        known = self._view.order(order_id) if self._view is not None else None
+        return known or await self._stored(order_id)
+
     async def _stored(self, order_id: str) -> Order | None:
         async with self._sessions() as session:
             row = await session.scalar(select(OrderRow).where(OrderRow.order_id == order_id))
@@ -257,7 +263,7 @@ class OrderIntake:
     ) -> tuple[Order, Freshness]:
         """One of the user's orders, with its current status (read your own writes, as orders_of)."""
         freshness = await self._sync(position)
-        order = (self._view.order(order_id) if self._view is not None else None) or await self._stored(order_id)
+        order = await self._current(order_id)
         if order is None or order.user_id != user_id:
             raise UnknownOrder(order_id)
         return order, freshness
