@@ -29,7 +29,7 @@ from api_gateway.tracing import GatewayTracing
 from api_gateway.upstream import UpstreamPool
 from servicekit import log_setup, tracing
 from servicekit.discovery import DiscoveryClient
-from servicekit.token_trust import TrustRefresher, from_user_service
+from servicekit.token_trust import FIRST_KEYS_WAIT_SECONDS, TrustRefresher, from_user_service
 from servicekit.tokens import TokenTrust
 
 log = logging.getLogger("api_gateway")
@@ -94,6 +94,9 @@ async def serve_worker(
     )
     trust_http = httpx.AsyncClient()
     verifier, refresher = token_verifier(settings, discovery, trust_http)
+    # Listen once user-service's keys are in (bounded: without them every token is answered 503, not 401).
+    if refresher is not None and not await refresher.wait_loaded(FIRST_KEYS_WAIT_SECONDS):
+        log.warning("listening without user-service's token keys; tokens are answered 503 until they come")
     gateway = Gateway(settings, routes, balancer, pool, metrics, GatewayTracing.start(settings), verifier)
     server = await loop.create_server(
         lambda: ClientConnection(gateway),

@@ -13,7 +13,13 @@ from fastapi import Depends, FastAPI, Request
 
 from servicekit.config import TokenSettings
 from servicekit.errors import DomainError, Unavailable
-from servicekit.token_trust import TrustDocuments, TrustRefresher, TrustSource, from_user_service
+from servicekit.token_trust import (
+    FIRST_KEYS_WAIT_SECONDS,
+    TrustDocuments,
+    TrustRefresher,
+    TrustSource,
+    from_user_service,
+)
 from servicekit.tokens import InvalidToken, TokenClaims, TokenTrust, TrustNotReady, UnknownKey
 
 MAX_CACHED_TOKENS = 10_000
@@ -80,8 +86,12 @@ class VerifiedTokens:
         refresher.start()
         try:
             return self._trust.verify(token)
+        except TrustNotReady:
+            # Just started: wait a little for user-service's keys rather than answer 503 at once.
+            await refresher.wait_loaded(FIRST_KEYS_WAIT_SECONDS)
+            return self._trust.verify(token)
         except UnknownKey:
-            # A key published since the last fetch (or user-service was not up yet): ask once more.
+            # A key published since the last fetch: ask once more.
             await refresher.refresh_if_due()
             return self._trust.verify(token)
 

@@ -24,6 +24,9 @@ REVOCATIONS_PATH = "/tokens/revocations"
 # An unknown key id asks user-service again at most this often, so forged kids cannot make a verifier hammer it.
 MIN_REFETCH_SECONDS = 1.0
 FETCH_TIMEOUT_SECONDS = 2.0
+LOADED_POLL_SECONDS = 0.1
+# A verifier that has no key yet (just started) waits this long for user-service's before answering 503.
+FIRST_KEYS_WAIT_SECONDS = 5.0
 
 # (JWKS document, revocations document {"minVersions": {userId: version}})
 TrustDocuments = tuple[Mapping[str, Any], Mapping[str, Any]]
@@ -100,6 +103,17 @@ class TrustRefresher:
         """For a token with an unknown key id: ask again, unless that was done a moment ago."""
         if time.monotonic() - self._last_attempt >= MIN_REFETCH_SECONDS:
             await self.refresh()
+
+    async def wait_loaded(self, within: float) -> bool:
+        """Until the trust holds user-service's keys (asking at most once a second) or `within` seconds have passed:
+        a verifier that just started is not to judge tokens with no key at all."""
+        self.start()
+        for _ in range(max(1, int(within / LOADED_POLL_SECONDS))):
+            if self.trust.keys:
+                return True
+            await self.refresh_if_due()
+            await asyncio.sleep(LOADED_POLL_SECONDS)
+        return bool(self.trust.keys)
 
     def want_refresh(self) -> None:
         """The synchronous form of refresh_if_due (the gateway's hot path): the background loop fetches soon."""
