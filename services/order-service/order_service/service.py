@@ -17,8 +17,8 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from order_contract.catalog_change import CatalogProduct
-from order_contract.order import Order, OrderStatus
-from order_contract.timestamps import now_ms
+from order_contract.order import MAX_TEXT_LENGTH, Order, OrderStatus
+from order_contract.timestamps import as_utc, now_ms
 from order_service.messaging import PublishFailed
 from order_service.models import OrderRow
 from order_service.schemas import OrderRequest
@@ -90,8 +90,9 @@ class OrderPage:
     freshness: Freshness
 
 
-# The row id a cursor gives an order the table does not show yet: after every row of the same moment.
-NOT_IN_TABLE = 2**63 - 1
+# Where an order sorts in a user's list, newest first: (created_at as the table holds it, order id). The view's
+# record and the row give an order the same key, so an order keeps its place while the sink writes it.
+OrderKey = tuple[dt.datetime, str]
 
 
 class InvalidCursor(InvalidInput):
@@ -99,19 +100,52 @@ class InvalidCursor(InvalidInput):
         super().__init__("cursor: not a cursor this service gave out", field="cursor")
 
 
-def _cursor(created_at: dt.datetime, row_id: int) -> str:
-    """Where the next page starts: after this order in (created_at, row id) order, opaque to clients."""
-    position = f"{created_at.strftime('%Y%m%d%H%M%S%f')}.{row_id}"
+def order_key(order: Order) -> OrderKey:
+    return as_utc(order.created_at).replace(tzinfo=None), order.order_id
+
+
+def _cursor(key: OrderKey) -> str:
+    """Where the next page starts: after this order in key order, opaque to clients."""
+    created_at, order_id = key
+    position = f"{created_at.strftime('%Y%m%d%H%M%S%f')}.{order_id}"
     return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
 
 
-def _position(cursor: str) -> tuple[dt.datetime, int]:
+def _position(cursor: str) -> OrderKey:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        moment, row_id = text.split(".")
-        return dt.datetime.strptime(moment, "%Y%m%d%H%M%S%f"), int(row_id)
+        moment, order_id = text.split(".", 1)
+        if not 0 < len(order_id) <= MAX_TEXT_LENGTH:
+            raise ValueError(order_id)
+        return dt.datetime.strptime(moment, "%Y%m%d%H%M%S%f"), order_id
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidCursor from exc
+
+
+def merge_page(
+    rows: list[Order], pending: list[Order], *, after: OrderKey | None, limit: int
+) -> tuple[list[Order], OrderKey | None]:
+    """One page of a user's orders, newest first, and the key the next page starts after (None: the last page).
+
+    `rows` are the table's first `limit + 1` orders after `after`, newest first; `pending` are the view's orders of
+    the user, each the order's latest record (newer than its row, if it has one). An order the table does not show
+    yet takes the place its row will take; one past the last row read belongs to a later page."""
+    merged = {order.order_id: (order_key(order), order) for order in rows}
+    floor = order_key(rows[-1]) if len(rows) > limit else None  # rows past this one were not read
+    candidates = []
+    for order in pending:
+        if order.order_id in merged:
+            merged[order.order_id] = (merged[order.order_id][0], order)
+            continue
+        key = order_key(order)
+        if (after is None or key < after) and (floor is None or key > floor):
+            candidates.append((key, order))
+    # A user with thousands of orders the table does not show yet: only the newest can be on this page.
+    for key, order in heapq.nlargest(limit + 1, candidates, key=lambda candidate: candidate[0]):
+        merged[order.order_id] = (key, order)
+    ranked = sorted(merged.values(), key=lambda item: item[0], reverse=True)
+    page = ranked[:limit]
+    return [order for _, order in page], (page[-1][0] if len(ranked) > limit else None)
 
 
 class Catalog(Protocol):
@@ -277,36 +311,19 @@ class OrderIntake:
         freshness = await self._sync(position)
         query = select(OrderRow).where(OrderRow.user_id == user_id)
         if after is not None:
-            created_at, row_id = after
+            created_at, order_id = after
             query = query.where(
                 or_(
                     OrderRow.created_at < created_at,
-                    and_(OrderRow.created_at == created_at, OrderRow.id < row_id),
+                    and_(OrderRow.created_at == created_at, OrderRow.order_id < order_id),
                 )
             )
-        query = query.order_by(OrderRow.created_at.desc(), OrderRow.id.desc()).limit(limit + 1)
+        query = query.order_by(OrderRow.created_at.desc(), OrderRow.order_id.desc()).limit(limit + 1)
         async with self._sessions() as session:
-            rows = list(await session.scalars(query))
-        # (created_at as the table holds it, row id) -> order; the view's record is newer than the row.
-        merged = {row.order_id: ((row.created_at, row.id), row.to_order()) for row in rows}
-        table_more = len(rows) > limit
-        # Rows past this page's last one were not read: a view order that sorts after them waits for its page.
-        floor = (rows[-1].created_at, rows[-1].id) if table_more else None
-        candidates = []
-        for order in self._view.orders_of(user_id) if self._view is not None else ():
-            if order.order_id in merged:
-                merged[order.order_id] = (merged[order.order_id][0], order)
-                continue
-            key = (order.created_at.astimezone(dt.UTC).replace(tzinfo=None), NOT_IN_TABLE)
-            if (after is None or key < after) and (floor is None or key > floor):
-                candidates.append((key, order))
-        # A user with thousands of orders the table does not show yet: only the newest can be on this page.
-        for key, order in heapq.nlargest(limit + 1, candidates, key=lambda candidate: candidate[0]):
-            merged[order.order_id] = (key, order)
-        ranked = sorted(merged.values(), key=lambda item: item[0], reverse=True)
-        page = ranked[:limit]
-        next_cursor = _cursor(*page[-1][0]) if len(ranked) > limit else None
-        return OrderPage([order for _, order in page], next_cursor, freshness)
+            rows = [row.to_order() for row in await session.scalars(query)]
+        pending = self._view.orders_of(user_id) if self._view is not None else []
+        orders, next_key = merge_page(rows, pending, after=after, limit=limit)
+        return OrderPage(orders, _cursor(next_key) if next_key is not None else None, freshness)
 
 
 def _same_request(order: Order, request: OrderRequest) -> Order:

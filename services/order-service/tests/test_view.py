@@ -12,6 +12,7 @@ from aiokafka.structs import ConsumerRecord
 
 from order_contract.connect_record import order_record_value
 from order_contract.order import Order, OrderStatus
+from order_service.service import InvalidCursor, OrderKey, _cursor, _position, merge_page, order_key
 from order_service.view import Freshness, InvalidPosition, OrderView, Position
 from servicekit.kafka import KafkaAccess
 
@@ -119,3 +120,36 @@ def test_the_first_claim_of_an_order_id_decides_and_claims_leave_after_their_win
     seen._claims_window_ms = 0
     seen.evict()
     assert seen._claims == {}
+
+
+def test_a_page_places_a_view_order_where_its_row_will_be_and_repeats_none_across_pages() -> None:
+    """Seven orders in the same millisecond, pages of three: the rows of five, the view's records of all seven
+    (the sink has written five and not yet committed its offsets). Every order comes once, in key order; an order
+    that moves from the view to the table between two pages keeps its place."""
+    same_moment = [order() for _ in range(7)]
+    expected = sorted(same_moment, key=order_key, reverse=True)
+    in_table = set(o.order_id for o in expected[:2] + expected[4:])
+
+    def table_after(after: OrderKey | None, limit: int) -> list[Order]:
+        rows = [o for o in expected if o.order_id in in_table and (after is None or order_key(o) < after)]
+        return rows[: limit + 1]
+
+    seen: list[Order] = []
+    after: OrderKey | None = None
+    for _ in range(4):
+        page, after = merge_page(table_after(after, 3), same_moment, after=after, limit=3)
+        seen += page
+        in_table.update(o.order_id for o in same_moment)  # the sink catches up between the pages
+        if after is None:
+            break
+
+    assert [o.order_id for o in seen] == [o.order_id for o in expected]
+
+
+def test_a_cursor_names_its_key_and_one_not_given_out_is_refused() -> None:
+    placed = order()
+
+    assert _position(_cursor(order_key(placed))) == order_key(placed)
+    for forged in ["bm90LWEtY3Vyc29y", "", "%%%", _cursor((CREATED.replace(tzinfo=None), "x" * 65))]:
+        with pytest.raises(InvalidCursor):
+            _position(forged)
