@@ -2,13 +2,15 @@
 under .stack/prometheus/. Rules: infra/prometheus/rules.yml (make check runs promtool on them)."""
 
 import json
+import os
 import shutil
+import signal
 
 import httpx
 
 from launcher.environment import INFRA_DIR, STACK_DIR, StackConfig, render_template
 from launcher.processes import Component, done, needs_start, start, step, wait_until
-from launcher.services import discovery_port
+from launcher.services import discovery_port, monitor_port
 
 PROMETHEUS_DIR = STACK_DIR / "prometheus"
 CONFIG = PROMETHEUS_DIR / "prometheus.yml"
@@ -50,7 +52,10 @@ def up(config: StackConfig) -> None:
     )
     if not needs_start(prometheus, prometheus_port(config)):
         # Running already: it reads the configuration again (what an older checkout started it with may differ).
-        httpx.post(f"{url(config)}/-/reload", timeout=10).raise_for_status()
+        # A signal, not POST /-/reload: the lifecycle API is off, so no web page can stop or reload it.
+        pid = prometheus.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGHUP)
         return
     step(f"starting prometheus on {url(config)}")
     argv = [
@@ -59,10 +64,17 @@ def up(config: StackConfig) -> None:
         f"--storage.tsdb.path={PROMETHEUS_DIR / 'data'}",
         "--storage.tsdb.retention.time=2d",
         f"--web.listen-address=127.0.0.1:{prometheus_port(config)}",
-        "--web.enable-lifecycle",
+        # No --web.enable-lifecycle (PUT /-/quit from any page in a browser stopped it), and answers readable
+        # cross-origin by the console's page only (the default is every origin).
+        f"--web.cors.origin={console_origin_pattern(monitor_port(config))}",
     ]
     start(prometheus, argv, {"PATH": "/usr/bin:/bin"})
     wait_until(prometheus, lambda: _ready(config), 60, "ready")
+
+
+def console_origin_pattern(port: int) -> str:
+    """The console's origins as Prometheus' --web.cors.origin regex (anchored by Prometheus)."""
+    return rf"http://(127\.0\.0\.1|localhost):{port}"
 
 
 def jvm_static_configs(kind: str, targets: list[str]) -> str:

@@ -5,6 +5,7 @@ import httpx
 
 from launcher.environment import INFRA_DIR, StackConfig
 from launcher.processes import Component, needs_start, start, step, wait_until
+from launcher.services import monitor_port
 
 ZIPKIN_JAR = INFRA_DIR / "target" / "zipkin" / "zipkin.jar"
 # Spans kept before the oldest traces are dropped: about 50 MB of a 256 MB heap (Zipkin's default, 500,000,
@@ -48,10 +49,18 @@ def up(config: StackConfig) -> None:
         "--armeria.ports[0].protocols[0]=http",
         "--zipkin.storage.type=mem",
         f"--zipkin.storage.mem.max-spans={MAX_SPANS}",
+        # Traces (user and order ids in their tags) readable cross-origin by the console's page only, not by any
+        # page in a browser on this host (Zipkin's default is every origin).
+        f"--zipkin.query.allowed-origins={console_origins(monitor_port(config))}",
     ]
     # Not our environment: Zipkin reads KAFKA_BOOTSTRAP_SERVERS (and RABBIT_*, ...) as collectors to start.
     start(zipkin, argv, {"PATH": "/usr/bin:/bin"})
     wait_until(zipkin, lambda: _ready(config), 180, "ready")
+
+
+def console_origins(port: int) -> str:
+    """The console's origins, as Zipkin's comma-separated zipkin.query.allowed-origins."""
+    return f"http://127.0.0.1:{port},http://localhost:{port}"
 
 
 def _ready(config: StackConfig) -> bool:
