@@ -193,3 +193,35 @@ async def test_many_failures_from_one_address_lock_that_address_only(
     from_attacker = await api.post("/login", json=login_body(new_user), headers=attacker)
     from_elsewhere = await api.post("/login", json=login_body(new_user), headers=someone_else)
     assert (from_attacker.status_code, from_elsewhere.status_code) == (429, 200)
+
+
+def spelled_otherwise(email: str) -> list[str]:
+    """Five spellings of a `user-...@example.com` address that the users table's collation (utf8mb4_unicode_ci)
+    takes for the same account: other case, other accents."""
+    local, domain = email.split("@")
+    assert local.startswith("user-"), local
+    rest = local.removeprefix("user-")
+    return [
+        f"USER-{rest}@{domain}",
+        f"\u00fas\u00e9r-{rest}@{domain}",
+        f"\u00f9ser-{rest}@{domain.upper()}",
+        f"us\u00e8r-{rest}@{domain}",
+        f"\u00dcSER-{rest}@{domain}",
+    ]
+
+
+async def test_spellings_of_one_email_share_the_accounts_failure_budget(
+    api: httpx.AsyncClient, settings: UserServiceSettings, new_user: dict[str, str]
+) -> None:
+    await signed_up(api, new_user)
+    address = from_address(fresh_address())
+    variants = spelled_otherwise(new_user["email"])
+    assert len(set(variants)) == settings.login_failures_per_account
+
+    for variant in variants:
+        # Each variant is the same account: the collation finds it, so the right password would log in.
+        wrong = await api.post("/login", json={"email": variant, "password": "wrong-password"}, headers=address)
+        assert wrong.status_code == 401, wrong.text
+    right_password = await api.post("/login", json=login_body(new_user), headers=address)
+
+    assert right_password.status_code == 429

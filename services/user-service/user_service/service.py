@@ -80,26 +80,24 @@ async def register_user(session: AsyncSession, registration: UserRegistration, s
     return user
 
 
-async def authenticate(session: AsyncSession, email: str, password: str) -> User:
-    user = await session.scalar(select(User).where(User.email == email))
-    # Checked even for an unknown email, so the answer takes as long either way.
-    matched = await password_matches(user.password_hash if user is not None else None, password)
-    if user is None or not matched:
-        raise InvalidCredentials()
-    return user
+async def user_by_email(session: AsyncSession, email: str) -> User | None:
+    """The account with this e-mail as the users table compares it (utf8mb4_unicode_ci: case and accents aside)."""
+    return await session.scalar(select(User).where(User.email == email))
 
 
 async def log_in(session: AsyncSession, email: str, password: str, address: str, settings: UserServiceSettings) -> User:
     """The user, unless the account or the client address is locked (429) or the credentials are wrong (401)."""
-    by_account, by_address = throttle.account_key(email), throttle.address_key(address)
+    user = await user_by_email(session, email)
+    by_account = throttle.account_key(user.user_id if user is not None else None, email)
+    by_address = throttle.address_key(address)
     await throttle.refuse_if_locked(session, [by_account, by_address])
-    try:
-        user = await authenticate(session, email, password)
-    except InvalidCredentials:
+    # Checked even for an unknown email, so the answer takes as long either way.
+    matched = await password_matches(user.password_hash if user is not None else None, password)
+    if user is None or not matched:
         await throttle.record_failure(session, by_account, _policy(settings, settings.login_failures_per_account))
         await throttle.record_failure(session, by_address, _policy(settings, settings.login_failures_per_address))
         await session.commit()
-        raise
+        raise InvalidCredentials()
     await throttle.forget(session, by_account)
     if _is_first_admin(user.email, settings) and ADMIN_ROLE not in user.role_names:
         user.roles = ",".join((*user.role_names, ADMIN_ROLE))
@@ -117,7 +115,7 @@ def _policy(settings: UserServiceSettings, failures_allowed: int) -> throttle.Th
 
 
 async def grant_role(session: AsyncSession, email: str, role: str) -> User:
-    user = await session.scalar(select(User).where(User.email == email))
+    user = await user_by_email(session, email)
     if user is None:
         raise UserNotFound(email)
     if role not in user.role_names:

@@ -31,8 +31,12 @@ class ThrottlePolicy:
         return min(longer, self.longest_lock)
 
 
-def account_key(email: str) -> str:
-    return f"account:{email.lower()}"
+def account_key(user_id: str | None, typed_email: str) -> str:
+    """The account itself once found, so no spelling of its e-mail (case, accents: the users table's collation
+    finds them all) starts a budget of its own; for an e-mail no account has, the e-mail as typed, case-folded."""
+    if user_id is not None:
+        return f"user:{user_id}"
+    return f"email:{typed_email.casefold()}"
 
 
 def address_key(address: str) -> str:
