@@ -3,6 +3,8 @@
 import asyncio
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -10,7 +12,8 @@ import pytest
 from demo.gateway_client import GatewayClient, User
 from launcher import services
 from launcher.environment import REPO_ROOT, StackConfig
-from servicekit.testing import DictConnection, eventually
+from servicekit.config import ServiceSettings
+from servicekit.testing import DictConnection, database, eventually
 from tests.e2e.orders_table import SEED_PRICE, settled
 
 pytestmark = pytest.mark.stack
@@ -102,3 +105,37 @@ async def log_in_again(gateway: GatewayClient, user: User) -> User:
     response = await gateway.http.post("/user-service/login", json={"email": user.email, "password": user.password})
     response.raise_for_status()
     return User(user_id=user.user_id, email=user.email, token=response.headers["token"], password=user.password)
+
+
+@pytest.fixture
+def users_db(settings: ServiceSettings, stack_config: StackConfig) -> Iterator[DictConnection]:
+    connection = database(settings, stack_config.get("USERS_DB", "userdb"))
+    yield connection
+    connection.close()
+
+
+def failures_counted_for(users_db: DictConnection, address: str) -> int:
+    with users_db.cursor() as cursor:
+        cursor.execute("SELECT failures FROM login_throttle WHERE throttle_key = %s", (f"address:{address}",))
+        row = cursor.fetchone()
+    return int(row["failures"]) if row else 0
+
+
+async def test_a_client_cannot_choose_the_address_its_failed_logins_count_against(
+    gateway: GatewayClient, users_db: DictConnection
+) -> None:
+    user = await gateway.sign_up("Throttled")
+    chosen = f"2001:db8::{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}"
+
+    wrong = {"email": user.email, "password": "not-" + user.password}
+    spoofs = (
+        {"X-Forwarded-For": chosen},
+        {"X-Forwarded-For": f"{chosen}, {chosen}"},
+        {"Forwarded": f'for="[{chosen}]"'},
+    )
+    for forwarded in spoofs:
+        answer = await gateway.http.post("/user-service/login", json=wrong, headers=forwarded)
+        assert answer.status_code == 401, answer.text
+
+    # user-service believes only the hop the gateway added (the client's own address), never the client's header.
+    assert failures_counted_for(users_db, chosen) == 0

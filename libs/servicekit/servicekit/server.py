@@ -81,6 +81,9 @@ def serve(app: FastAPI, settings: ServiceSettings, app_name: str) -> None:
         http="httptools",
         log_config=None,
         access_log=False,
+        # request.client stays the peer: uvicorn's default would take X-Forwarded-For from any loopback caller.
+        # A service that needs the client's address reads the gateway's hop itself (user-service's TRUSTED_PROXIES).
+        proxy_headers=False,
         lifespan="on",
         timeout_graceful_shutdown=10,
     )

@@ -26,8 +26,9 @@ class UserServiceSettings(ServiceSettings):
     login_window_seconds: float = 60.0
     login_lock_seconds: float = 30.0
     login_max_lock_seconds: float = 900.0
-    # Networks of the peers whose X-Forwarded-For is believed: the gateway (natively on this machine).
-    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = (IPv4Network("127.0.0.0/8"), IPv6Network("::1/128"))
+    # The peers whose X-Forwarded-For is believed, and then only its last hop (the one the gateway added): the
+    # gateway's address. Natively that is loopback, which every local process shares; compose sets the gateway's.
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = (IPv4Network("127.0.0.1/32"), IPv6Network("::1/128"))
 
     @property
     def key_activation_seconds(self) -> float:
