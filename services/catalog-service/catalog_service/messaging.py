@@ -8,6 +8,9 @@ ledger answers them with the recorded outcome.
 Errors are sorted: the database or the broker away (infrastructure) is retried without end, since every record
 would fail the same; anything else failing the same poll MAX_POLL_ATTEMPTS times in a row is narrowed down record
 by record, and the record that still fails goes to the dead-letter topic with the reason, so the partition moves on.
+A database error counts as infrastructure by its MariaDB error number (connection, server, lock and capacity
+errors), not by the driver's class: pymysql raises OperationalError for a lost connection and for every server
+error it has no class for, such as a CHECK constraint (4025), which a retry never fixes (security review N15).
 """
 
 import asyncio
@@ -19,7 +22,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import IllegalStateError, KafkaError
 from opentelemetry.trace import Span
 from prometheus_client import Counter
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from catalog_service.service import StockLedger
 from order_contract.connect_record import order_record_key, order_record_value
@@ -37,13 +41,55 @@ DEAD_LETTERS = Counter("dead_letters_total", "Records sent to a dead-letter topi
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 # Failures that say nothing about the records: wait for the database or the broker to come back.
-INFRASTRUCTURE_ERRORS = (OperationalError, InterfaceError, KafkaError, OSError, TimeoutError)
+INFRASTRUCTURE_ERRORS = (InterfaceError, DisconnectionError, PoolTimeoutError, KafkaError, OSError, TimeoutError)
+# MariaDB's error numbers that say nothing about the records either: the server away, full, shutting down, not
+# ready (a Galera node outside the primary component: 1047), refusing our account, or a lock given up (retried).
+# Every client-side number (2000-2999: connection lost, server gone) counts too.
+INFRASTRUCTURE_DB_ERRNOS = frozenset(
+    {
+        1040,  # too many connections
+        1043,  # bad handshake
+        1044,  # access denied to the database
+        1045,  # access denied for the account
+        1047,  # Galera: WSREP has not yet prepared node for application use
+        1053,  # server shutdown in progress
+        1129,  # host blocked
+        1130,  # host not allowed
+        1152,  # aborted connection
+        1158,  # network read error
+        1159,  # network read timeout
+        1160,  # network write error
+        1161,  # network write timeout
+        1180,  # error during COMMIT
+        1203,  # max user connections
+        1205,  # lock wait timeout
+        1213,  # deadlock
+        1226,  # user resource exceeded
+        1290,  # read-only (--read-only and the like)
+        1317,  # query interrupted
+        1614,  # XA deadlock
+        1637,  # too many active concurrent transactions
+        1836,  # read-only mode
+        1927,  # connection killed
+        1969,  # statement timeout
+        4031,  # disconnected by the server for inactivity
+    }
+)
 # Consecutive failures of a poll for another reason before its records are tried one by one.
 MAX_POLL_ATTEMPTS = 3
 
 
 def is_infrastructure_error(exc: BaseException) -> bool:
-    return isinstance(exc, INFRASTRUCTURE_ERRORS)
+    if isinstance(exc, INFRASTRUCTURE_ERRORS):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:  # SQLAlchemy's dialect saw a disconnect
+        return True
+    errno = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+    if not isinstance(errno, int):
+        return False
+    return 2000 <= errno < 3000 or errno in INFRASTRUCTURE_DB_ERRNOS
 
 
 class StockRequestConsumer:

@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from catalog_service.config import CatalogSettings
@@ -255,6 +256,60 @@ async def test_a_request_that_keeps_failing_is_dead_lettered_and_its_neighbours_
     assert answered[before.order_id] == answered[after.order_id] == [OrderStatus.CONFIRMED]
     assert doomed.order_id not in answered
     assert ledger.failures >= 3, "tried as a poll several times before it was narrowed down"
+
+
+class LedgerRefusedByTheDatabaseOn(StockLedger):
+    """The real ledger, except that MariaDB itself refuses any poll holding `order_id` with an error pymysql has no
+    class for (4025, a CHECK constraint: OperationalError, like a lost connection), every time."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], order_id: str) -> None:
+        super().__init__(sessions)
+        self.sessions = sessions
+        self.order_id = order_id
+        self.failures = 0
+
+    async def apply_all(self, orders: list[Order]) -> list[Order]:
+        if any(order.order_id == self.order_id for order in orders):
+            self.failures += 1
+            async with self.sessions() as session:
+                await session.execute(
+                    text("SIGNAL SQLSTATE '23000' SET MYSQL_ERRNO = 4025, MESSAGE_TEXT = 'CONSTRAINT `stock` failed'")
+                )
+        return await super().apply_all(orders)
+
+
+async def test_a_request_the_database_keeps_refusing_is_dead_lettered_not_retried_forever(
+    topics: CatalogSettings,
+    producer: AIOKafkaProducer,
+    start_consumer: StartConsumer,
+    new_product: NewProduct,
+    pending_order: PendingOrder,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    product_id = await new_product(stock=10)
+    before, doomed, after = (pending_order(product_id, qty=1) for _ in range(3))
+    ledger = LedgerRefusedByTheDatabaseOn(sessions, doomed.order_id)
+    async with (
+        TopicReader(topics.kafka_access, topics.dead_letter_topic) as dead_letters,
+        TopicReader(topics.kafka_access, topics.outcome_topic) as outcomes,
+    ):
+        for order in (before, doomed, after):  # one partition (keyed by product), in this order
+            await send_stock_request(producer, topics.stock_topic, order)
+        consumer = await start_consumer(ledger=ledger)
+        dead = await dead_letters.read_until(
+            lambda rs: any(r.value == stock_request_value(doomed) for r in rs), within=60, what="the dead letter"
+        )
+        records = await outcomes.read_until(
+            lambda rs: {before.order_id, after.order_id} <= set(outcomes_of(rs)), within=30, what="the neighbours"
+        )
+
+    headers = dict(next(r for r in dead if r.value == stock_request_value(doomed)).headers)
+    assert headers["error.class"] == b"OperationalError"
+    assert b"4025" in headers["error.message"]
+    answered = outcomes_of(records)
+    assert answered[before.order_id] == answered[after.order_id] == [OrderStatus.CONFIRMED]
+    assert doomed.order_id not in answered
+    assert consumer.assignment(), "the consumer keeps running"
 
 
 async def test_an_order_applied_before_a_crash_is_republished_with_its_recorded_outcome(
