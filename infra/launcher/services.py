@@ -127,6 +127,27 @@ def up(config: StackConfig) -> None:
     if _start_python(config, gateway, "api_gateway", {}) is not None:
         wait_until(gateway, lambda: _gateway_ready(config), 60, "ready")
     start_monitor(config)
+    create_first_admin(config)
+
+
+def create_first_admin(config: StackConfig) -> None:
+    """The account ADMIN_EMAIL names, made once with a generated password that only this output shows; later runs
+    find it an admin and say so. An account someone else signed up with that e-mail is refused, never promoted."""
+    if not config.get("ADMIN_EMAIL", ""):
+        return
+    step(f"first admin {config.get('ADMIN_EMAIL')} (user_service create-admin)")
+    result = subprocess.run(
+        [str(VENV_PYTHON), "-m", "user_service", "create-admin"],
+        cwd=REPO_ROOT,
+        env=config.component_env((), **USER_SERVICE_DB.env(config)),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        done(f"NOT MADE: {result.stderr.strip()[-2000:]}")
+        return
+    done("\n" + result.stdout.strip())
 
 
 def start_monitor(config: StackConfig) -> None:

@@ -133,6 +133,23 @@ async def test_a_client_cannot_choose_the_address_its_failed_logins_count_agains
         {"X-Forwarded-For": f"{chosen}, {chosen}"},
         {"Forwarded": f'for="[{chosen}]"'},
     )
+async def test_the_admin_made_by_create_admin_logs_in_with_the_printed_password_and_lists_users(
+    gateway: GatewayClient,
+) -> None:
+    email = f"first-admin-{uuid.uuid4().hex[:10]}@example.com"
+    command = [sys.executable, "-m", "user_service", "create-admin", email]
+    made = await asyncio.to_thread(subprocess.run, command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    [password] = [line.removeprefix("password: ") for line in made.stdout.splitlines() if line.startswith("password: ")]
+
+    login = await gateway.http.post("/user-service/login", json={"email": email, "password": password})
+    assert login.status_code == 200, login.text
+    listed = await gateway.http.get("/user-service/users", headers={"Authorization": f"Bearer {login.json()['token']}"})
+
+    assert listed.status_code == 200
+    assert email in [entry["email"] for entry in listed.json()]
+
+
     for forwarded in spoofs:
         answer = await gateway.http.post("/user-service/login", json=wrong, headers=forwarded)
         assert answer.status_code == 401, answer.text

@@ -108,7 +108,7 @@ async def test_a_user_changes_their_own_name_and_password_only(
     assert (old.status_code, new.status_code) == (401, 200)
 
 
-async def test_the_admin_email_from_env_gets_the_admin_role_in_its_token(
+async def test_signing_up_with_the_admin_email_gives_no_admin_role(
     app_with: App, verified: Callable[[str], TokenClaims], new_user: dict[str, str]
 ) -> None:
     async with app_with(admin_email=new_user["email"].upper()) as api:
@@ -117,13 +117,49 @@ async def test_the_admin_email_from_env_gets_the_admin_role_in_its_token(
         token = login.json()["token"]
         listed = await api.get("/users", headers={"Authorization": f"Bearer {token}"})
 
-    assert verified(token).is_admin
-    assert listed.status_code == 200
+    assert not verified(token).is_admin
+    assert listed.status_code == 403
 
 
-def grant_admin(email: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "user_service", "grant-admin", email]
+def run_command(*arguments: str) -> subprocess.CompletedProcess[str]:
+    """`python -m user_service <arguments>` as the operator runs it from the repository root."""
+    command = [sys.executable, "-m", "user_service", *arguments]
     return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False)
+
+
+def printed_password(output: str) -> str | None:
+    lines = [line.removeprefix("password: ") for line in output.splitlines() if line.startswith("password: ")]
+    assert len(lines) <= 1, output
+    return lines[0] if lines else None
+
+
+async def test_create_admin_makes_the_account_with_a_password_printed_once(
+    api: httpx.AsyncClient, verified: Callable[[str], TokenClaims], new_user: dict[str, str]
+) -> None:
+    first = await asyncio.to_thread(run_command, "create-admin", new_user["email"])
+    again = await asyncio.to_thread(run_command, "create-admin", new_user["email"])
+
+    assert first.returncode == 0, first.stderr
+    password = printed_password(first.stdout)
+    assert password is not None and len(password) >= 32
+    assert again.returncode == 0, again.stderr
+    assert printed_password(again.stdout) is None and "admin already" in again.stdout
+    login = await api.post("/login", json=login_body(new_user, password), headers=from_address(fresh_address()))
+    assert login.status_code == 200, login.text
+    assert verified(login.json()["token"]).is_admin
+
+
+async def test_create_admin_refuses_an_email_someone_signed_up_with_first(
+    api: httpx.AsyncClient, verified: Callable[[str], TokenClaims], new_user: dict[str, str]
+) -> None:
+    await signed_up(api, new_user)
+
+    refused = await asyncio.to_thread(run_command, "create-admin", new_user["email"].upper())
+
+    assert refused.returncode != 0
+    assert "already has an account" in refused.stderr and printed_password(refused.stdout) is None
+    login = await api.post("/login", json=login_body(new_user), headers=from_address(fresh_address()))
+    assert not verified(login.json()["token"]).is_admin
 
 
 async def test_grant_admin_command_makes_an_existing_account_admin(
@@ -132,8 +168,8 @@ async def test_grant_admin_command_makes_an_existing_account_admin(
     await signed_up(api, new_user)
     before = await api.post("/login", json=login_body(new_user), headers=from_address(fresh_address()))
 
-    done = await asyncio.to_thread(grant_admin, new_user["email"])
-    missing = await asyncio.to_thread(grant_admin, "nobody-" + new_user["email"])
+    done = await asyncio.to_thread(run_command, "grant-admin", new_user["email"])
+    missing = await asyncio.to_thread(run_command, "grant-admin", "nobody-" + new_user["email"])
 
     assert done.returncode == 0, done.stderr
     assert missing.returncode != 0 and "no user" in missing.stderr

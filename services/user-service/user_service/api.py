@@ -65,8 +65,8 @@ def _is_trusted(peer: str, networks: tuple[IPv4Network | IPv6Network, ...]) -> b
 
 
 @router.post("/users", status_code=status.HTTP_201_CREATED)
-async def register(registration: UserRegistration, session: SessionDep, settings: SettingsDep) -> UserView:
-    return UserView.of(await service.register_user(session, registration, settings))
+async def register(registration: UserRegistration, session: SessionDep) -> UserView:
+    return UserView.of(await service.register_user(session, registration))
 
 
 @router.post("/login")

@@ -14,7 +14,8 @@ class UserServiceSettings(ServiceSettings):
     # The only copy of the token signing keys (made at first start, mode 0600; `python -m user_service rotate-key`).
     signing_keys_file: Path = Path(".stack/user-service/signing-keys.json")
     jwt_ttl_seconds: int = 86400
-    # The account with this e-mail gets the admin role when it signs up or logs in (`.env`: ADMIN_EMAIL).
+    # The first admin's e-mail, for `python -m user_service create-admin` (`make up` runs it when `.env` sets
+    # ADMIN_EMAIL). Signing up or logging in with it gives no role.
     admin_email: str | None = None
     # A user page waits at most this long for order-service before answering without orders.
     orders_timeout_seconds: float = 2.0

@@ -1,6 +1,7 @@
 """What user-service does: register and authenticate users, and show a user with their orders."""
 
 import logging
+import secrets
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 _ORDER_LIST = TypeAdapter(list[OrderView])
 # A user page shows this many of the latest orders (order-service's default page).
 ORDERS_PAGE = 50
+# The generated first admin password: 24 random bytes, 32 URL-safe characters.
+ADMIN_PASSWORD_BYTES = 24
 
 
 class EmailAlreadyRegistered(Conflict):
@@ -56,19 +59,17 @@ class OrdersUnavailable(Exception):
     """order-service could not say which orders a user has; the message says why."""
 
 
-def _is_first_admin(email: str, settings: UserServiceSettings) -> bool:
-    return bool(settings.admin_email) and email.lower() == str(settings.admin_email).lower()
+class AdminEmailTaken(Conflict):
+    def __init__(self, email: str) -> None:
+        super().__init__(
+            f"{email} already has an account without the admin role: whoever signed it up may not be you. "
+            "If it is yours, give it the role with grant-admin"
+        )
 
 
-async def register_user(session: AsyncSession, registration: UserRegistration, settings: UserServiceSettings) -> User:
-    user = User(
-        user_id=str(uuid.uuid4()),
-        email=registration.email,
-        name=registration.name,
-        password_hash=await hash_password(registration.pwd),
-        created_at=datetime.now(UTC).replace(tzinfo=None),
-        roles=ADMIN_ROLE if _is_first_admin(registration.email, settings) else "",
-    )
+async def register_user(session: AsyncSession, registration: UserRegistration) -> User:
+    """A new account without roles, whatever its e-mail (ADMIN_EMAIL included: an e-mail proves nothing here)."""
+    user = _new_user(registration.email, registration.name, await hash_password(registration.pwd), roles="")
     session.add(user)
     try:
         await session.commit()
@@ -78,6 +79,38 @@ async def register_user(session: AsyncSession, registration: UserRegistration, s
         raise EmailAlreadyRegistered() from exc
     log.info("user registered", extra={"user_id": user.user_id})
     return user
+
+
+def _new_user(email: str, name: str, password_hash: str, roles: str) -> User:
+    return User(
+        user_id=str(uuid.uuid4()),
+        email=email,
+        name=name,
+        password_hash=password_hash,
+        created_at=datetime.now(UTC).replace(tzinfo=None),
+        roles=roles,
+    )
+
+
+async def create_admin(session: AsyncSession, email: str) -> tuple[User, str | None]:
+    """The operator's first admin: a new account with a generated password, returned once and kept nowhere but
+    as its hash. An admin with this e-mail already there: (it, None). Anyone else's account: AdminEmailTaken,
+    so signing up first with the address gains nothing."""
+    existing = await user_by_email(session, email)
+    if existing is not None:
+        if ADMIN_ROLE in existing.role_names:
+            return existing, None
+        raise AdminEmailTaken(email)
+    password = secrets.token_urlsafe(ADMIN_PASSWORD_BYTES)
+    user = _new_user(email, "Administrator", await hash_password(password), roles=ADMIN_ROLE)
+    session.add(user)
+    try:
+        await session.commit()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise AdminEmailTaken(email) from exc
+    log.info("admin created", extra={"user_id": user.user_id})
+    return user, password
 
 
 async def user_by_email(session: AsyncSession, email: str) -> User | None:
@@ -99,8 +132,6 @@ async def log_in(session: AsyncSession, email: str, password: str, address: str,
         await session.commit()
         raise InvalidCredentials()
     await throttle.forget(session, by_account)
-    if _is_first_admin(user.email, settings) and ADMIN_ROLE not in user.role_names:
-        user.roles = ",".join((*user.role_names, ADMIN_ROLE))
     await session.commit()
     return user
 
