@@ -5,6 +5,7 @@ import asyncio
 import itertools
 import logging
 import os
+import re
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -109,6 +110,10 @@ def _has_dot_segments(path: str) -> bool:
     return any(segment in (".", "..") for segment in unquote(path).split("/"))
 
 
+# Percent-encodings of unreserved characters (RFC 3986 2.3: equivalent to the character itself).
+_ENCODED_UNRESERVED = re.compile(r"%(?:[46][1-9a-fA-F]|[57][0-9aA]|3[0-9]|2[dDeE]|5[fF]|7[eE])")
+
+
 def _path_problem(path: str) -> str | None:
     """Paths routes could read differently from the services behind them are refused, not normalised."""
     if not path.startswith("/"):
@@ -119,6 +124,9 @@ def _path_problem(path: str) -> str | None:
         lowered = path.lower()
         if "%2f" in lowered or "%5c" in lowered:
             return "invalid path: encoded slash"
+        if _ENCODED_UNRESERVED.search(path):
+            # `/user-service/%6Detrics` would pass the routes as something else than the /metrics it is upstream.
+            return "invalid path: encoded letter, digit or -._~"
     if ("." in path or "%" in path) and _has_dot_segments(path):
         return "invalid path"
     return None

@@ -61,6 +61,38 @@ async def test_path_tricks_do_not_reach_another_users_data(gateway: GatewayClien
     assert bob.email not in response.text
 
 
+INTERNALS = [
+    "metrics",
+    "docs",
+    "openapi.json",
+    "redoc",
+    "docs/oauth2-redirect",
+    "%6Detrics",
+    "%6fpenapi.json",
+    "d%6Fcs",
+]
+
+
+@pytest.mark.parametrize("service", ["user-service", "catalog-service", "order-service"])
+async def test_a_services_internals_are_not_reachable_through_the_gateway_with_a_users_token(
+    gateway: GatewayClient, service: str
+) -> None:
+    user = await gateway.sign_up("Curious")
+
+    answers = {internal: await gateway.http.get(f"/{service}/{internal}", headers=user.auth) for internal in INTERNALS}
+
+    reached = {internal: a.status_code for internal, a in answers.items() if a.status_code not in (400, 403)}
+    assert reached == {}
+
+
+async def test_user_services_keys_and_revocations_stay_public_at_its_port(stack_config: StackConfig) -> None:
+    # The gateway and every service fetch them through discovery, straight from user-service's port.
+    async with httpx.AsyncClient(timeout=5) as http:
+        for url in instance_urls(stack_config, "USER-SERVICE"):
+            assert (await http.get(f"{url}/.well-known/jwks.json")).json()["keys"]
+            assert (await http.get(f"{url}/tokens/revocations")).status_code == 200
+
+
 async def test_service_ports_answer_401_without_a_token(gateway: GatewayClient, stack_config: StackConfig) -> None:
     user = await gateway.sign_up("Direct Caller")
     async with httpx.AsyncClient(timeout=5) as http:
@@ -101,6 +133,23 @@ async def test_an_admin_made_with_grant_admin_lists_users_after_logging_in_again
     assert user.email in [entry["email"] for entry in listed.json()]
 
 
+async def test_the_admin_made_by_create_admin_logs_in_with_the_printed_password_and_lists_users(
+    gateway: GatewayClient,
+) -> None:
+    email = f"first-admin-{uuid.uuid4().hex[:10]}@example.com"
+    command = [sys.executable, "-m", "user_service", "create-admin", email]
+    made = await asyncio.to_thread(subprocess.run, command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    [password] = [line.removeprefix("password: ") for line in made.stdout.splitlines() if line.startswith("password: ")]
+
+    login = await gateway.http.post("/user-service/login", json={"email": email, "password": password})
+    assert login.status_code == 200, login.text
+    listed = await gateway.http.get("/user-service/users", headers={"Authorization": f"Bearer {login.json()['token']}"})
+
+    assert listed.status_code == 200
+    assert email in [entry["email"] for entry in listed.json()]
+
+
 async def log_in_again(gateway: GatewayClient, user: User) -> User:
     response = await gateway.http.post("/user-service/login", json={"email": user.email, "password": user.password})
     response.raise_for_status()
@@ -133,23 +182,6 @@ async def test_a_client_cannot_choose_the_address_its_failed_logins_count_agains
         {"X-Forwarded-For": f"{chosen}, {chosen}"},
         {"Forwarded": f'for="[{chosen}]"'},
     )
-async def test_the_admin_made_by_create_admin_logs_in_with_the_printed_password_and_lists_users(
-    gateway: GatewayClient,
-) -> None:
-    email = f"first-admin-{uuid.uuid4().hex[:10]}@example.com"
-    command = [sys.executable, "-m", "user_service", "create-admin", email]
-    made = await asyncio.to_thread(subprocess.run, command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
-    assert made.returncode == 0, made.stderr
-    [password] = [line.removeprefix("password: ") for line in made.stdout.splitlines() if line.startswith("password: ")]
-
-    login = await gateway.http.post("/user-service/login", json={"email": email, "password": password})
-    assert login.status_code == 200, login.text
-    listed = await gateway.http.get("/user-service/users", headers={"Authorization": f"Bearer {login.json()['token']}"})
-
-    assert listed.status_code == 200
-    assert email in [entry["email"] for entry in listed.json()]
-
-
     for forwarded in spoofs:
         answer = await gateway.http.post("/user-service/login", json=wrong, headers=forwarded)
         assert answer.status_code == 401, answer.text
