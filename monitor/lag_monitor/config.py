@@ -12,6 +12,12 @@ class MonitorSettings(ServiceSettings):
     db_user: str = ""
     db_password: str = ""
 
+    # Host names a request may give besides 127.0.0.1, localhost and HOST (its own), comma-separated (gate.py).
+    monitor_allowed_hosts: str = ""
+    # Both set: every route but /health_check and /metrics needs HTTP Basic with them. Unset: loopback only.
+    monitor_user: str = ""
+    monitor_password: str = ""
+
     # The cluster's name in /v3/kafka/{cluster}/... (Burrow names each cluster in its config).
     monitor_cluster: str = "local"
     # Seconds between polls of committed and end offsets (Burrow's offset-refresh).

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from lag_monitor import api, console
 from lag_monitor.audit_task import install_audit
 from lag_monitor.config import MonitorSettings
+from lag_monitor.gate import MonitorGate
 from lag_monitor.history import LagHistory
 from lag_monitor.metrics import RATINGS
 from lag_monitor.offsets import OffsetPoller, OffsetReader
@@ -34,8 +35,10 @@ def create_app(settings: MonitorSettings, *, history: LagHistory | None = None, 
             if poller is not None:
                 await poller.stop()
 
-    app = FastAPI(title="monitor", lifespan=lifespan)
+    # No /docs or /openapi.json: the Burrow API is Burrow's, documented there.
+    app = FastAPI(title="monitor", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     install_edge(app, settings, APP_NAME)
+    app.add_middleware(MonitorGate, settings=settings)  # outermost: before anything else reads the request
     app.include_router(api.router)
     app.include_router(console.router(settings))
     install_audit(app, settings, run=poll)

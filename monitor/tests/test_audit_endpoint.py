@@ -24,7 +24,7 @@ async def app() -> AsyncIterator[FastAPI]:
 
 
 def client(app: FastAPI) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://monitor")
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8090")
 
 
 async def test_audit_answers_503_naming_why_when_the_auditor_is_off(app: FastAPI) -> None:

@@ -32,7 +32,7 @@ def history() -> LagHistory:
 async def client(history: LagHistory) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(MonitorSettings(instance_id="monitor-test"), history=history, poll=False)
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://monitor") as http:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8090") as http:
             yield http
 
 

@@ -50,3 +50,12 @@ def test_zipkin_answers_are_readable_cross_origin_by_the_console_only(stack_conf
     assert "access-control-allow-origin" not in preflight.headers
     console = httpx.get(services_url, headers={"Origin": console_origin(stack_config)}, timeout=10)
     assert console.headers.get("access-control-allow-origin") == console_origin(stack_config)
+
+
+def test_the_monitor_answers_only_requests_naming_it_by_its_own_host_name(stack_config: StackConfig) -> None:
+    # DNS rebinding: a page at attacker.example:8090 whose name now resolves to 127.0.0.1 sends its own name.
+    monitor = f"http://127.0.0.1:{services.monitor_port(stack_config)}"
+    foreign = httpx.get(f"{monitor}/console/state", headers={"Host": "attacker.example:8090"}, timeout=10)
+    assert foreign.status_code == 421, foreign.text[:200]
+    assert httpx.get(f"{monitor}/v3/kafka", timeout=10).status_code == 200
+    assert httpx.get(f"{monitor}/docs", timeout=10).status_code == 404
