@@ -13,15 +13,21 @@ command=${1:?usage: compose.sh up|down|test|config}
 say() { echo "==> $*"; }
 die() { echo "ERROR: $*" >&2; exit 1; }
 
-# The Kafka image copies the jars Maven fetched, the create-topics one-shot runs the launcher's code, and the
-# secrets come from .env: make them as make up does, when missing.
-if [ "$command" != down ]; then
-  bash infra/install.sh
-  .venv/bin/python -c 'from launcher.environment import ensure_env_file; ensure_env_file()'
+# Nothing from the host goes into an image or the stack: Maven runs in the Kafka image's build, and the `secrets`
+# one-shot makes every password (a .env's win). Only compose-test's host-side suite (tests/compose) needs .venv.
+PYTHON=
+if [ "$command" = test ]; then
+  bash infra/install.sh --python
+  PYTHON=.venv/bin/python
 fi
 
 if docker info >/dev/null 2>&1 && docker compose version >/dev/null 2>&1; then
   export ENGINE=docker
+  case $command in
+    up) say "docker compose up (first build: several minutes)"; exec docker compose up --detach --build --wait ;;
+    down) exec docker compose down ;;
+  esac
+  PYTHON=${PYTHON:-.venv/bin/python}
 else
   export ENGINE=podman
   # Podman's settings for these containers (infra/containers/containers.conf says why each is there).
@@ -56,6 +62,8 @@ else
     sha256sum <"$lock" >"$venv/.lock.sha256"
   fi
   export COMPOSE_TOOL=$venv/bin/podman-compose
+  # compose_stack.py needs only PyYAML, which podman-compose's venv has (.venv runs only tests/compose).
+  PYTHON=$venv/bin/python
 
   if [ "$command" != down ]; then
     # No registry reachable is the case this path is for: the base image, made here from Debian's packages.
@@ -70,4 +78,4 @@ else
   fi
 fi
 
-exec .venv/bin/python infra/containers/compose_stack.py "$@"
+exec "$PYTHON" infra/containers/compose_stack.py "$@"

@@ -54,15 +54,17 @@ def say(message: str) -> None:
 class Compose:
     """One compose project, run with Docker Compose or podman-compose."""
 
-    def __init__(self, project: str) -> None:
+    def __init__(self, project: str, env_file: Path | None = None) -> None:
+        """`env_file` replaces the .env beside docker-compose.yml (compose-test gives an empty one: no .env)."""
         self.project = project
         self.engine = os.environ.get("ENGINE", "podman")
         tool = os.environ.get("COMPOSE_TOOL", "podman-compose")
+        chosen = ["--env-file", str(env_file)] if env_file is not None else []
         if self.engine == "docker":
-            self.compose = ["docker", "compose", "-p", project]
+            self.compose = ["docker", "compose", *chosen, "-p", project]
         else:
             # Each container in its own network namespace, as Docker does (pods would share one).
-            self.compose = [tool, "--in-pod", "false", "-p", project]
+            self.compose = [tool, "--in-pod", "false", *chosen, "-p", project]
 
     def run(self, *args: str, quiet: bool = False, expected: tuple[str, ...] = ()) -> None:
         """A compose command; its stderr without podman's systemd complaints and the `expected` lines."""
@@ -219,11 +221,35 @@ def timed(what: str, timings: dict[str, float]) -> Iterator[None]:
 
 # The image of the create-topics one-shot: every project and the tests (python.Dockerfile, stage stack-tools).
 TEST_RUNNER_IMAGE = "kafka-sync/stack-tools"
+# The `secrets` one-shot's volume with every secret under its .env name (launcher/compose_secrets.py), and the
+# group its files belong to.
+OPERATOR_SECRETS_VOLUME = f"{TEST_PROJECT}_secrets-operator"
+SECRETS_GID = "10010"
+SECRET_SUFFIXES = ("_PASSWORD", "_SECRET")
+
+
+def operator_secrets(engine: str) -> dict[str, str]:
+    """Every secret the compose stack made, read from its operator volume (the host tests log in with them)."""
+    listing = 'for f in /s/*; do printf "%s=%s\\n" "${f##*/}" "$(cat "$f")"; done'
+    command = [engine, "run", "--rm", "--group-add", SECRETS_GID, "--volume", f"{OPERATOR_SECRETS_VOLUME}:/s:ro"]
+    command += ["--entrypoint", "sh", TEST_RUNNER_IMAGE, "-c", listing]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
+
+
+def example_settings() -> dict[str, str]:
+    """.env.example's settings other than secrets (DB_USER, the database names, ...): what a .env would give."""
+    settings = {}
+    for line in (REPO / ".env.example").read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith("#") and value.strip() and not key.strip().endswith(SECRET_SUFFIXES):
+            settings[key.strip()] = value.strip()
+    return settings
 
 
 def run_e2e_in_container(engine: str, pytest_args: list[str]) -> int:
     """tests/e2e on the compose network, through the compose gateway: the services register their container names,
-    which resolve there (and not on the host). Secrets from .env; addresses where they differ from it."""
+    which resolve there (and not on the host). Secrets from the stack's operator volume; addresses as inside."""
     inside = {
         "GATEWAY_URL": "http://gateway:8000",
         "DB_HOST": "mariadb",
@@ -236,12 +262,14 @@ def run_e2e_in_container(engine: str, pytest_args: list[str]) -> int:
         # The launcher's config reader completes its .env file in place: a copy of its own, not the host's.
         "STACK_ENV_FILE": "/tmp/stack.env",
     }
-    command = [engine, "run", "--rm", "--network", f"{TEST_PROJECT}_default", "--env-file", str(REPO / ".env")]
+    command = [engine, "run", "--rm", "--network", f"{TEST_PROJECT}_default"]
+    # Every secret under its .env name, exported by the image's entrypoint (with-secrets).
+    command += ["--group-add", SECRETS_GID, "--volume", f"{OPERATOR_SECRETS_VOLUME}:/run/stack-secrets:ro"]
     # user-service's signing keys, read-only: tests that need a token for a user who never logged in sign it as
     # the operator can (servicekit.testing.stack_signing_key). The runner is the same `app` user as user-service.
     command += ["--volume", f"{TEST_PROJECT}_user-service-keys:/run/stack-keys:ro"]
     command += ["--env", "SIGNING_KEYS_FILE=/run/stack-keys/signing-keys.json"]
-    for key, value in inside.items():
+    for key, value in {**example_settings(), **inside}.items():
         command += ["--env", f"{key}={value}"]
     command += [TEST_RUNNER_IMAGE, "python", "-m", "pytest", "-p", "no:cacheprovider", "tests/e2e", *pytest_args]
     return subprocess.run(command, cwd=REPO, check=False).returncode
@@ -268,10 +296,14 @@ def host_test_environment() -> dict[str, str]:
 
 
 def compose_test(pytest_args: list[str]) -> int:
-    """The compose stack under its own project name and ports; the e2e suite through its gateway; then, from the
-    host, containers killed and restarted while orders flow (tests/compose); `down --volumes` whatever happened."""
+    """The compose stack under its own project name and ports, as a bare clone has it (an empty env file in place
+    of .env: every secret made by the stack itself); the e2e suite through its gateway; then, from the host,
+    containers killed and restarted while orders flow (tests/compose); `down --volumes` whatever happened."""
     os.environ.update({key: str(port) for key, port in TEST_HOST_PORTS.items()})
-    compose = Compose(TEST_PROJECT)
+    no_env = REPO / ".stack" / "compose-test.env"
+    no_env.parent.mkdir(exist_ok=True)
+    no_env.write_text("# compose-test: no .env, as on a bare clone\n")
+    compose = Compose(TEST_PROJECT, env_file=no_env)
     timings: dict[str, float] = {}
     results: dict[str, int] = {}
     try:
@@ -288,7 +320,7 @@ def compose_test(pytest_args: list[str]) -> int:
             results["tests/compose"] = subprocess.run(
                 [str(REPO / ".venv/bin/python"), "-m", "pytest", "-p", "no:cacheprovider", "tests/compose"],
                 cwd=REPO,
-                env={**os.environ, **host_test_environment()},
+                env={**example_settings(), **os.environ, **operator_secrets(compose.engine), **host_test_environment()},
                 check=False,
             ).returncode
     finally:

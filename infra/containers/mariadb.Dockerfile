@@ -9,7 +9,8 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && mkdir -p /var/lib/kafka-sync/mariadb && chown mysql:mysql /var/lib/kafka-sync/mariadb
 
-COPY infra/containers/bin/render-template infra/containers/bin/start-mariadb /usr/local/bin/
+COPY infra/containers/bin/render-template infra/containers/bin/start-mariadb infra/containers/bin/load-secrets \
+     infra/containers/bin/with-secrets /usr/local/bin/
 COPY infra/mariadb/my.cnf /etc/mysql/kafka-sync.cnf.template
 # Later keys win: listen on the container's network (compose publishes the port on the host's loopback only), and
 # log to stderr (the engine keeps the log) instead of a file. The client tools find the server's socket.
@@ -21,4 +22,6 @@ RUN T_stack_dir=/var/lib/kafka-sync T_db_port=3306 render-template /etc/mysql/ka
 
 USER mysql
 EXPOSE 3306
+# The accounts' passwords from the secret volume docker-compose.yml mounts (with-secrets), then the server.
+ENTRYPOINT ["with-secrets"]
 CMD ["start-mariadb"]

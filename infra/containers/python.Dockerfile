@@ -15,7 +15,9 @@ RUN apt-get update \
     && useradd --system --no-create-home --uid 10001 app
 # The first process of a container gets no default signal actions: Python would ignore the engine's SIGTERM and
 # be killed 10 s later. tini is that first process and passes the signal on to Python, which then stops as natively.
-ENTRYPOINT ["/usr/bin/tini", "--"]
+# Then with-secrets (copied below) exports the component's secret files (docker-compose.yml's secret volumes) as
+# variables.
+ENTRYPOINT ["/usr/bin/tini", "--", "with-secrets"]
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -35,6 +37,7 @@ COPY libs libs
 COPY audit audit
 RUN if [ -f /run/host-ca.crt ]; then export PIP_CERT=/run/host-ca.crt; fi \
     && pip install --no-deps ./libs/*/ ./audit
+COPY infra/containers/bin/load-secrets infra/containers/bin/with-secrets /usr/local/bin/
 
 # Every project and the tests, as in the native .venv: compose's create-topics one-shot runs the launcher's code
 # in it, and make compose-test the e2e suite on the compose network, where the instances' registered addresses

@@ -70,7 +70,10 @@ def ensure_env_file() -> Path:
     if not env_file.exists():
         lines = [GENERATED_MARKER]
         lines += [f"{key}={_filled(key, value)}" if key else line for key, value, line in _example_lines()]
-        env_file.write_text("\n".join(lines) + "\n")
+        # Owner-only from its creation: a chmod after writing would leave every secret readable for a moment.
+        descriptor = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as created:
+            created.write("\n".join(lines) + "\n")
     else:
         _complete(env_file)
     if env_file.stat().st_mode & 0o077:
@@ -107,8 +110,8 @@ def weak_secrets(values: dict[str, str]) -> list[str]:
             problems.append(f"{key} is the placeholder {PLACEHOLDER!r}")
         elif len(value.encode()) < MIN_SECRET_BYTES:
             problems.append(f"{key} is {len(value.encode())} bytes; it needs at least {MIN_SECRET_BYTES}")
-        elif re.search(r'["\\;\s]', value):
-            problems.append(f"{key} holds a quote, backslash, semicolon or space (JAAS configs cannot carry them)")
+        elif re.search(r'["\'\\;\s]', value):
+            problems.append(f"{key} holds a quote, backslash, semicolon or space (JAAS and SQL cannot carry them)")
     return problems
 
 

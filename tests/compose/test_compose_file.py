@@ -21,7 +21,8 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
-from launcher.environment import PLACEHOLDER, StackConfig
+from launcher.compose_secrets import COMPONENT_SECRETS, OPERATOR, SECRETS_GID, secret_keys
+from launcher.environment import PLACEHOLDER, StackConfig, is_secret
 from launcher.mariadb import database_grants
 from order_contract.order import ORDER_FIELDS
 from order_contract.table import ORDERS_TABLE
@@ -179,6 +180,26 @@ def service_environment(service: dict[str, Any]) -> dict[str, str]:
     return {key: str(value) for key, value in environment.items()}
 
 
+SECRETS_MOUNT = "/run/stack-secrets"
+
+
+def secret_volume(service: dict[str, Any]) -> str | None:
+    """The component whose secrets the service mounts at SECRETS_MOUNT (its volume is secrets-<component>)."""
+    for mount in service.get("volumes", []):
+        source, _, rest = str(mount).partition(":")
+        if rest.split(":")[0] == SECRETS_MOUNT:
+            assert source.startswith("secrets-"), mount
+            return source.removeprefix("secrets-")
+    return None
+
+
+def secret_environment(service: dict[str, Any]) -> dict[str, str]:
+    """What with-secrets exports in the service's container: its secret volume's files, by name."""
+    component = secret_volume(service)
+    files = COMPONENT_SECRETS[component] if component is not None else {}
+    return {name: f"{name.lower()}-from-its-file-0123456789abcdef" for name in files}
+
+
 @dataclass(frozen=True)
 class PythonService:
     name: str
@@ -329,7 +350,11 @@ def test_settings_load_from_the_container_environment_alone_without_loopback_add
 ) -> None:
     """Every setting without a default is set; none that the service uses points at the container itself."""
     service = next(found for found in python_services(services) if found.name == service_name)
-    environment = {**image_environment(service.dockerfile), **service_environment(services[service_name])}
+    environment = {
+        **image_environment(service.dockerfile),
+        **service_environment(services[service_name]),
+        **secret_environment(services[service_name]),
+    }
     classes = settings_classes(service.project, service.package)
     assert classes, f"{service_name}: no settings class found in {service.package}"
     for name in list(os.environ):
@@ -345,6 +370,65 @@ def test_settings_load_from_the_container_environment_alone_without_loopback_add
             if field in BROWSER_FACING:
                 continue
             assert not LOOPBACK.search(str(value)), f"{service_name}: {field}={value} is loopback in a container"
+
+
+@pytest.mark.unit
+def test_no_secret_is_in_any_environment_but_the_secrets_one_shots_and_only_from_a_dot_env() -> None:
+    """Raw file: compose's `config` or `inspect` lists a container's environment; no secret may be there. Only
+    the `secrets` one-shot takes a .env's secrets (${KEY:-}: empty without a .env), to write them to the volumes."""
+    document: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())
+    for name, service in document["services"].items():
+        secrets_here = {key: value for key, value in service_environment(service).items() if is_secret(key)}
+        if name == "secrets":
+            assert secrets_here == {key: f"${{{key}:-}}" for key in secret_keys()}
+        else:
+            assert not secrets_here, f"{name} has secrets in its environment: {sorted(secrets_here)}"
+
+
+@pytest.mark.unit
+def test_each_component_mounts_only_its_own_secrets_read_only_after_they_are_made(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    writer = services["secrets"]
+    written = {str(mount).split(":")[1].removeprefix("/secrets/") for mount in writer["volumes"]}
+    assert written == set(COMPONENT_SECRETS) | {OPERATOR}
+    assert writer["restart"] == "no" and str(writer["user"]).startswith("0")
+    assert writer["cap_drop"] == ["ALL"] and writer["cap_add"] == ["CHOWN"], "root, with only what chown needs"
+
+    readers = {name: secret_volume(service) for name, service in services.items() if secret_volume(service)}
+    for name, component in readers.items():
+        service = services[name]
+        mount = next(str(m) for m in service["volumes"] if f":{SECRETS_MOUNT}" in str(m))
+        assert mount.endswith(":ro"), name
+        assert [str(group) for group in service.get("group_add", [])] == [str(SECRETS_GID)], name
+        assert sum(str(m).startswith("secrets-") for m in service["volumes"]) == 1, name
+        assert component != OPERATOR, f"{name} mounts every secret"
+        # The volume is filled before the container starts: it waits for the one-shot, or for one that did.
+        waited, todo = set(), [name]
+        while todo:
+            for dependency in services[todo.pop()].get("depends_on") or {}:
+                if dependency not in waited:
+                    waited.add(dependency)
+                    todo.append(dependency)
+        assert "secrets" in waited, name
+    # Everyone that logs in with a password reads it from its own volume; Prometheus and Zipkin hold none.
+    assert readers == {
+        "mariadb": "mariadb",
+        **{f"kafka-{n}": "kafka-admin" for n in (1, 2, 3)},
+        "create-topics": "kafka-admin",
+        "kafka-access": "kafka-access",
+        "connect-1": "connect",
+        "connect-2": "connect",
+        "register-connectors": "connect-client",
+        "connect-watchdog": "connect-client",
+        "discovery": "discovery",
+        "gateway": "discovery",
+        "user-service": "user-service",
+        "catalog-service": "catalog-service",
+        "order-service-1": "order-service",
+        "order-service-2": "order-service",
+        "monitor": "monitor",
+    }
 
 
 @pytest.mark.unit
@@ -410,8 +494,15 @@ def test_the_connect_worker_resolves_every_env_reference_of_each_connector(
     services: dict[str, dict[str, Any]], connector: Path
 ) -> None:
     referenced = set(re.findall(r"\$\{env:(\w+)\}", connector.read_text()))
+    # start-worker makes the worker's Kafka login from KAFKA_CONNECT_PASSWORD (a file of its secret volume).
+    made = (
+        {"CONNECT_KAFKA_JAAS"}
+        if "export CONNECT_KAFKA_JAAS" in (REPO / "infra/containers/bin/start-worker").read_text()
+        else set()
+    )
     for worker in ("connect-1", "connect-2"):
-        assert referenced <= service_environment(services[worker]).keys(), worker
+        environment = service_environment(services[worker]) | secret_environment(services[worker])
+        assert referenced <= environment.keys() | made, worker
 
 
 @pytest.mark.unit

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from demo.gateway_client import GatewayClient
+from launcher.compose_secrets import COMPONENT_SECRETS, secret_keys
 from servicekit.testing import DictConnection, eventually
 from tests.compose.orders import priced_by_every_instance
 from tests.e2e.orders_table import settled, stock_drift
@@ -96,6 +97,10 @@ def test_every_container_of_the_stack_runs_as_a_user_other_than_root() -> None:
     names = project_containers()
     assert len(names) >= 12
     for name in names:
+        service = engine("inspect", "--format", '{{index .Config.Labels "com.docker.compose.service"}}', name).strip()
+        if service == "secrets":
+            # The one-shot that gives each secret file its group: root with CHOWN alone (test_compose_file checks).
+            continue
         user = engine("inspect", "--format", "{{.Config.User}}", name).strip()
         assert user not in ("", "root", "0", "0:0"), f"{name} runs as {user or 'root (no USER)'}"
         if engine("inspect", "--format", "{{.State.Status}}", name).strip() == "running":
@@ -163,3 +168,28 @@ async def test_a_replica_crashing_a_broker_and_connect_restarting_while_orders_f
     assert {row["status"] for row in rows.values()} == {"CONFIRMED"}, "5,000 in stock: every order fits"
     stock = await eventually(gateway.stock, within=30, what="the catalog through the gateway")
     assert set(stock_drift(orders_db, own_products, stock).values()) == {0}, "stock moved by the confirmed orders"
+
+
+def test_no_secret_is_in_any_containers_configuration_or_log_and_each_holds_only_its_own() -> None:
+    """The `secrets` one-shot made them (no .env under compose-test); the runner passed them to this suite."""
+    secrets = {key: os.environ[key] for key in secret_keys()}
+    assert all(len(value) >= 32 for value in secrets.values())
+    for name in project_containers():
+        service = engine("inspect", "--format", '{{index .Config.Labels "com.docker.compose.service"}}', name).strip()
+        configuration = engine("inspect", name)
+        log = subprocess.run([ENGINE, "logs", name], capture_output=True, text=True, check=False, timeout=60)
+        for key, value in secrets.items():
+            assert value not in configuration, f"{key} is in {service}'s configuration"
+            assert value not in log.stdout + log.stderr, f"{key} is in {service}'s log"
+        mounts = json.loads(engine("inspect", "--format", "{{json .Mounts}}", name))
+        volumes = sorted(m.get("Name", "") for m in mounts if m.get("Name", "").startswith(f"{PROJECT}_secrets-"))
+        if service == "secrets":
+            continue
+        assert f"{PROJECT}_secrets-operator" not in volumes, f"{service} mounts every secret"
+        if not volumes:
+            continue
+        assert len(volumes) == 1, f"{service}: {volumes}"
+        component = volumes[0].removeprefix(f"{PROJECT}_secrets-")
+        if engine("inspect", "--format", "{{.State.Status}}", name).strip() == "running":
+            held = engine("exec", name, "ls", "/run/stack-secrets").split()
+            assert sorted(held) == sorted(COMPONENT_SECRETS[component]), service

@@ -36,6 +36,30 @@ def test_placeholders_and_short_secrets_are_named_and_long_ones_pass() -> None:
     assert "DB_PASSWORD" in problems[1] and "5 bytes" in problems[1]
 
 
+@pytest.mark.unit
+@pytest.mark.parametrize("character", ['"', "'", "\\", ";", " "])
+def test_a_long_secret_that_sql_or_jaas_cannot_carry_is_named(character: str) -> None:
+    """start-mariadb pastes passwords into SQL between single quotes, JAAS configs between double quotes."""
+    problems = weak_secrets({"CDC_DB_PASSWORD": "x" * 20 + character + "y" * 20})
+
+    assert len(problems) == 1 and "CDC_DB_PASSWORD" in problems[0]
+
+
+@pytest.mark.unit
+def test_a_new_env_is_owner_only_from_its_creation_whatever_the_umask(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STACK_ENV_FILE", str(tmp_path / ".env"))
+    monkeypatch.setattr(Path, "chmod", lambda *_: pytest.fail("written readable by others first, then chmod'ed"))
+    previous = os.umask(0)
+    try:
+        created = ensure_env_file()
+    finally:
+        os.umask(previous)
+
+    assert created.stat().st_mode & 0o777 == 0o600
+
+
 def test_make_up_with_a_copied_env_of_placeholders_starts_nothing_and_says_which_keys(tmp_path: Path) -> None:
     copied = tmp_path / ".env"
     copied.write_text((REPO_ROOT / ".env.example").read_text())

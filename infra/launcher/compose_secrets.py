@@ -1,0 +1,157 @@
+"""The compose stack's secrets, made on its first `up` with nothing on the host: `python -m launcher.compose_secrets
+/secrets` (docker-compose.yml's `secrets` one-shot, as root) writes one volume per component, mounted at
+/secrets/<component>, each file named by the variable the component reads (load-secrets exports it).
+
+Every secret of .env.example gets a value: the one the environment gives (compose passes a `.env`'s, which win;
+a placeholder or a short one is refused as `make up` refuses it), else the one an earlier `up` made, else a new
+random one. `operator` holds them all under their .env names: the test runner and an operator's tools mount it,
+no service does. Files are 0440, owned by root and the group SECRETS_GID, which each reading container adds.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+from launcher.environment import _example_lines, is_secret, new_secret, weak_secrets
+
+# The group every container that reads a secret volume adds (docker-compose.yml's x-secrets-group).
+SECRETS_GID = 10010
+OPERATOR = "operator"
+
+# component -> {the variable the component reads: the .env key it takes its value from}
+COMPONENT_SECRETS: dict[str, dict[str, str]] = {
+    "mariadb": {
+        key: key
+        for key in (
+            "DB_PASSWORD",
+            "ORDERS_MIGRATOR_DB_PASSWORD",
+            "ORDER_SERVICE_DB_PASSWORD",
+            "ORDERS_SINK_DB_PASSWORD",
+            "CDC_DB_PASSWORD",
+            "MONITOR_DB_PASSWORD",
+            "CATALOG_SERVICE_DB_PASSWORD",
+            "USER_SERVICE_DB_PASSWORD",
+        )
+    },
+    # The brokers' inter-broker login and the one-shot that creates the topics.
+    "kafka-admin": {"KAFKA_ADMIN_PASSWORD": "KAFKA_ADMIN_PASSWORD"},
+    # Makes every component's SCRAM login.
+    "kafka-access": {
+        key: key
+        for key in (
+            "KAFKA_ADMIN_PASSWORD",
+            "KAFKA_ORDER_SERVICE_PASSWORD",
+            "KAFKA_CATALOG_SERVICE_PASSWORD",
+            "KAFKA_CONNECT_PASSWORD",
+            "KAFKA_MONITOR_PASSWORD",
+        )
+    },
+    # The workers: their REST user, their Kafka login, and the connectors' database accounts.
+    "connect": {
+        "CONNECT_PASSWORD": "CONNECT_PASSWORD",
+        "KAFKA_CONNECT_PASSWORD": "KAFKA_CONNECT_PASSWORD",
+        "SINK_DB_PASSWORD": "ORDERS_SINK_DB_PASSWORD",
+        "CDC_DB_PASSWORD": "CDC_DB_PASSWORD",
+    },
+    # register-connectors and connect-watchdog: Connect's REST API only.
+    "connect-client": {"CONNECT_PASSWORD": "CONNECT_PASSWORD"},
+    # The registry and the gateway (the registry's writes need it).
+    "discovery": {"DISCOVERY_PASSWORD": "DISCOVERY_PASSWORD"},
+    "user-service": {"DB_PASSWORD": "USER_SERVICE_DB_PASSWORD", "DISCOVERY_PASSWORD": "DISCOVERY_PASSWORD"},
+    "catalog-service": {
+        "DB_PASSWORD": "CATALOG_SERVICE_DB_PASSWORD",
+        "KAFKA_PASSWORD": "KAFKA_CATALOG_SERVICE_PASSWORD",
+        "DISCOVERY_PASSWORD": "DISCOVERY_PASSWORD",
+    },
+    "order-service": {
+        "DB_PASSWORD": "ORDER_SERVICE_DB_PASSWORD",
+        "MIGRATION_DB_PASSWORD": "ORDERS_MIGRATOR_DB_PASSWORD",
+        "KAFKA_PASSWORD": "KAFKA_ORDER_SERVICE_PASSWORD",
+        "DISCOVERY_PASSWORD": "DISCOVERY_PASSWORD",
+    },
+    "monitor": {
+        "DB_PASSWORD": "MONITOR_DB_PASSWORD",
+        "KAFKA_PASSWORD": "KAFKA_MONITOR_PASSWORD",
+        "CONNECT_PASSWORD": "CONNECT_PASSWORD",
+        "DISCOVERY_PASSWORD": "DISCOVERY_PASSWORD",
+    },
+}
+
+
+def secret_keys() -> list[str]:
+    """Every secret .env.example names (JWT_SECRET aside: no process is given it any more)."""
+    return [key for key, _, _ in _example_lines() if key and is_secret(key) and key != "JWT_SECRET"]
+
+
+def settle(provided: dict[str, str], earlier: dict[str, str]) -> dict[str, str]:
+    """Each secret's value: provided (a .env's) wins, then an earlier run's, then a new one. A weak provided
+    value raises ValueError naming every weak key."""
+    given = {key: provided[key] for key in secret_keys() if provided.get(key)}
+    problems = weak_secrets(given)
+    if problems:
+        raise ValueError("\n".join(problems))
+    return {key: given.get(key) or earlier.get(key) or new_secret() for key in secret_keys()}
+
+
+def layout(values: dict[str, str]) -> dict[str, dict[str, str]]:
+    """component -> {file name: content}, the operator's volume included."""
+    files = {
+        component: {name: values[key] for name, key in wanted.items()}
+        for component, wanted in COMPONENT_SECRETS.items()
+    }
+    files[OPERATOR] = dict(values)
+    return files
+
+
+def _write(path: Path, content: str) -> None:
+    """0440 root:SECRETS_GID from its creation (never readable by others, even for a moment), then renamed over."""
+    partial = path.with_name(f".{path.name}.new")
+    partial.unlink(missing_ok=True)
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o440)
+    try:
+        os.fchown(descriptor, 0, SECRETS_GID)
+        os.write(descriptor, content.encode())
+    finally:
+        os.close(descriptor)
+    partial.replace(path)
+
+
+def write_volumes(root: Path, files: dict[str, dict[str, str]]) -> None:
+    for component, secrets in files.items():
+        folder = root / component
+        folder.mkdir(exist_ok=True)
+        os.chown(folder, 0, SECRETS_GID)
+        folder.chmod(0o750)
+        for name, content in secrets.items():
+            _write(folder / name, content)
+        for stale in set(path.name for path in folder.iterdir()) - set(secrets):
+            (folder / stale).unlink()
+
+
+def main(argv: list[str]) -> int:
+    root = Path(argv[1] if len(argv) > 1 else "/secrets")
+    operator = root / OPERATOR
+    earlier = (
+        {path.name: path.read_text() for path in operator.iterdir() if not path.name.startswith(".")}
+        if operator.is_dir()
+        else {}
+    )
+    try:
+        values = settle(dict(os.environ), earlier)
+    except ValueError as weak:
+        listed = "\n".join(f"  - {line}" for line in str(weak).splitlines())
+        print(
+            f"the .env beside docker-compose.yml has weak secrets, so nothing was started:\n{listed}\n"
+            "Fix: delete those lines from .env (missing secrets are generated into the compose volumes), or set each "
+            "to 32+ random bytes, e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
+            file=sys.stderr,
+        )
+        return 1
+    write_volumes(root, layout(values))
+    made = sorted(set(values) - set(earlier))
+    print(f"secrets: {len(values)} in {len(COMPONENT_SECRETS) + 1} volumes; new this time: {len(made)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
