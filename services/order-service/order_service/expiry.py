@@ -23,11 +23,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
-from order_contract.connect_record import order_from_record_value, order_record_key, order_record_value
-from order_contract.order import InvalidMessage, Order, OrderStatus
+from order_contract.connect_record import order_record_key, order_record_value
+from order_contract.order import Order, OrderStatus
 from order_contract.stock_request import expiry_notice_value, stock_request_key
 from order_contract.timestamps import now_ms
 from order_contract.topics import ORDERS_TOPIC, STOCK_TOPIC
+from order_service.expiry_rules import Deadline, WaitingOrders
 from servicekit.kafka import KafkaAccess, committed_consumer, fresh_producer
 from servicekit.tasks import cancel_and_wait
 
@@ -43,11 +44,11 @@ COMMIT_INTERVAL_SECONDS = 5.0
 
 @dataclass
 class _Partition:
-    """One owned partition of `orders`: its PENDING orders without an outcome, by order id, with their offsets."""
+    """One owned partition of `orders`: its producer, and its PENDING orders without an outcome (expiry_rules)."""
 
     transactional_id: str
     producer: AIOKafkaProducer
-    waiting: dict[str, tuple[Order, int]] = field(default_factory=dict)
+    waiting: WaitingOrders = field(default_factory=WaitingOrders)
     # Set when an order there is overdue: the end offset to read up to before expiring, and when it was asked.
     barrier: tuple[int, dt.datetime] | None = None
     committed: int = -1
@@ -58,8 +59,7 @@ class OrderExpirer:
         self, kafka: KafkaAccess, *, deadline_seconds: float, grace_seconds: float, transactional_prefix: str
     ) -> None:
         self.kafka = kafka
-        self.deadline_seconds = deadline_seconds
-        self.grace = dt.timedelta(seconds=grace_seconds)
+        self.deadline = Deadline(deadline_seconds, dt.timedelta(seconds=grace_seconds))
         self.transactional_prefix = transactional_prefix
         self._consumer: AIOKafkaConsumer | None = None
         self._owned: dict[TopicPartition, _Partition] = {}
@@ -118,7 +118,7 @@ class OrderExpirer:
                     owned = self._owned.get(tp)
                     if owned is not None:
                         for record in records:
-                            self._read(owned, record.value, record.offset)
+                            owned.waiting.read(record.value, record.offset)
                 await self._expire_overdue()
                 if asyncio.get_running_loop().time() - last_commit >= COMMIT_INTERVAL_SECONDS:
                     await self._commit_read_positions()
@@ -131,23 +131,12 @@ class OrderExpirer:
                 log.exception("expiry pass failed; trying again")
                 await asyncio.sleep(1.0)
 
-    @staticmethod
-    def _read(owned: _Partition, value: bytes | None, offset: int) -> None:
-        try:
-            order = order_from_record_value(value)
-        except InvalidMessage:
-            return  # the sink dead-letters it; it is no order to expire
-        if order.status is OrderStatus.PENDING:
-            owned.waiting.setdefault(order.order_id, (order, offset))
-        else:
-            owned.waiting.pop(order.order_id, None)
-
     async def _expire_overdue(self) -> None:
         assert self._consumer is not None
         now = now_ms()
         for tp, owned in list(self._owned.items()):
             if owned.barrier is None:
-                if any(self._overdue(order, now) for order, _ in owned.waiting.values()):
+                if owned.waiting.overdue(self.deadline, now):
                     # Read up to the end as of now: any answer committed before this moment is seen first.
                     end = (await self._consumer.end_offsets([tp]))[tp]
                     owned.barrier = (end, now)
@@ -155,13 +144,10 @@ class OrderExpirer:
             end, asked_at = owned.barrier
             if await self._consumer.position(tp) < end:
                 continue
-            overdue = [order for order, _ in owned.waiting.values() if self._overdue(order, asked_at)]
+            overdue = owned.waiting.overdue(self.deadline, asked_at)
             owned.barrier = None
             if overdue and self._owned.get(tp) is owned:
                 await self._publish_expired(tp, owned, overdue)
-
-    def _overdue(self, order: Order, moment: dt.datetime) -> bool:
-        return moment >= order.deadline(self.deadline_seconds) + self.grace
 
     async def _publish_expired(self, tp: TopicPartition, owned: _Partition, overdue: list[Order]) -> None:
         expiring = {order.order_id for order in overdue}
@@ -179,8 +165,7 @@ class OrderExpirer:
             if self._owned.get(tp) is owned:  # still ours: a clean producer (a former one's would fence the owner)
                 owned.producer = await fresh_producer(self.kafka, owned.transactional_id, owned.producer)
             return
-        for order_id in expiring:
-            owned.waiting.pop(order_id, None)
+        owned.waiting.settle(expiring)
         owned.committed = commit_at
         ORDERS_EXPIRED.inc(len(overdue))
         for order in overdue:
@@ -192,8 +177,7 @@ class OrderExpirer:
         """Where a new owner of `tp` must start: the oldest order still waiting (but `settled`), or where this one
         has read to."""
         assert self._consumer is not None
-        waiting = (offset for order_id, (_, offset) in owned.waiting.items() if order_id not in settled)
-        return min(waiting, default=int(await self._consumer.position(tp)))
+        return owned.waiting.restart_offset(int(await self._consumer.position(tp)), settled)
 
     async def _commit_read_positions(self) -> None:
         assert self._consumer is not None
