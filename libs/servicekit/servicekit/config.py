@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from servicekit.discovery import with_credentials
+from servicekit.discovery import LOOPBACK, HostAllowList, with_credentials
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -24,6 +24,14 @@ class DiscoverySettings(BaseSettings):
     discovery_url: str = "http://127.0.0.1:8761/eureka"
     discovery_user: str = "eureka"
     discovery_password: str | None = None
+    # Where the instances this process calls may be (CIDRs or host names): loopback natively, the services' names
+    # in compose. Whoever can register (any component holds DISCOVERY_PASSWORD) cannot draw requests, and the users'
+    # tokens they carry, elsewhere. The gateway has its own, GATEWAY_UPSTREAM_ALLOW.
+    upstream_host_allow: tuple[str, ...] = LOOPBACK
+
+    @property
+    def allowed_hosts(self) -> HostAllowList:
+        return HostAllowList(self.upstream_host_allow)
 
     @property
     def discovery_service_url(self) -> str:

@@ -6,10 +6,11 @@ background), so no request ever waits on the discovery server.
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
@@ -67,6 +68,30 @@ class RoundRobin:
         turn = self._turns.get(app, 0)
         self._turns[app] = turn + 1
         return turn
+
+
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+
+
+class HostAllowList:
+    """Networks (CIDR) and host names a caller may send requests to: an instance registered anywhere else (another
+    machine, a metadata service) gets none, whoever managed to register it. Names match literally, never resolved."""
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        self._networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        self._names: set[str] = set()
+        for entry in entries:
+            try:
+                self._networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                self._names.add(entry.lower())
+
+    def allows(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return host.lower() in self._names
+        return any(address in network for network in self._networks)
 
 
 class NoInstanceAvailable(Exception):
@@ -154,7 +179,10 @@ class DiscoveryClient:
         lease_duration: float = 15.0,
         registry_refresh_interval: float = 2.0,
         metadata: dict[str, str] | None = None,
+        allowed_hosts: HostAllowList | None = None,
     ) -> None:
+        """`allowed_hosts`: the instances this process may call; others are left out of every answer here (None:
+        all, for a reader that filters itself, such as the gateway, or only looks)."""
         if app_name is not None and port is None:
             raise ValueError("a port is needed to register an instance")
         # Credentials ride in the service URL, as with Eureka clients (`http://user:password@host/eureka`);
@@ -170,6 +198,7 @@ class DiscoveryClient:
         self.lease_duration = lease_duration
         self.registry_refresh_interval = registry_refresh_interval
         self.metadata = dict(metadata or {})
+        self._allowed_hosts = allowed_hosts
         self._registry: dict[str, list[ServiceInstance]] = {}
         self._up: dict[str, tuple[ServiceInstance, ...]] = {}
         self._round_robin = RoundRobin()
@@ -240,14 +269,28 @@ class DiscoveryClient:
         self.delta_fetches += 1
 
     def _replace(self, registry: dict[str, list[ServiceInstance]]) -> None:
-        self._up = {app: tuple(i for i in found if i.status == "UP") for app, found in registry.items()}
+        self._up = {
+            app: tuple(i for i in found if i.status == "UP" and self._may_call(i)) for app, found in registry.items()
+        }
         self._registry = registry
+
+    def _may_call(self, instance: ServiceInstance) -> bool:
+        if self._allowed_hosts is None or self._allowed_hosts.allows(instance.host):
+            return True
+        if instance not in self._registry.get(instance.app, ()):  # said once per registration, not per refresh
+            log.warning(
+                "ignoring %s/%s: its host %s is not in the upstream allow-list",
+                instance.app,
+                instance.instance_id,
+                instance.host,
+            )
+        return False
 
     def instances(self, app_name: str) -> list[ServiceInstance]:
         return list(self.up_instances(app_name))
 
     def up_instances(self, app_name: str) -> tuple[ServiceInstance, ...]:
-        """UP instances from the local copy, without copying (for per-request callers such as the gateway)."""
+        """UP instances on allowed hosts from the local copy, without copying (for per-request callers)."""
         up = self._up.get(app_name)
         return up if up is not None else self._up.get(app_name.upper(), ())
 

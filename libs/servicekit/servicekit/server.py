@@ -73,6 +73,7 @@ def serve(app: FastAPI, settings: ServiceSettings, app_name: str) -> None:
         instance_id=settings.instance_id,
         host=settings.host,
         port=port,
+        allowed_hosts=settings.allowed_hosts,
     )
     app.state.discovery = discovery
     config = uvicorn.Config(

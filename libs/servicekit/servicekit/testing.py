@@ -160,10 +160,10 @@ class _QuietServer(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[str]:
-    """Run `app` (lifespan included) on a free 127.0.0.1 port in this event loop; yields its base URL."""
+async def serving(app: FastAPI, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """Run `app` (lifespan included) on a free port of `host` in this event loop; yields its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind((host, 0))
     port = sock.getsockname()[1]
     server = _QuietServer(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -173,7 +173,7 @@ async def serving(app: FastAPI) -> AsyncIterator[str]:
                 task.result()
                 raise RuntimeError("server stopped during startup")
             await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{host}:{port}"
     finally:
         server.should_exit = True
         await task
