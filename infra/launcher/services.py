@@ -2,6 +2,7 @@
 
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -40,6 +41,9 @@ def eureka_url(config: StackConfig) -> str:
 REGISTRY_SECRETS = ("DISCOVERY_PASSWORD",)
 # user-service's private signing keys (made at its first start, mode 0600); no other component is told the path.
 SIGNING_KEYS_FILE = STACK_DIR / "user-service" / "signing-keys.json"
+GATEWAY_ROUTES = REPO_ROOT / "gateway" / "routes.yaml"
+# Where every Python component runs: not the repo root, whose .env (every secret) pydantic-settings would read.
+RUN_DIR = STACK_DIR / "run"
 
 
 def service_instances(config: StackConfig) -> list[tuple[Component, str, str, dict[str, str]]]:
@@ -56,10 +60,11 @@ def service_instances(config: StackConfig) -> list[tuple[Component, str, str, di
         **USER_SERVICE_DB.env(config),
     }
     instances.append((Component("user-service-1"), "user_service", "USER-SERVICE", user_env))
-    # order-service reads mydb.orders with its own account; its migration runs with the migrator's.
+    # order-service only reads mydb.orders: the launcher migrated it with the migrator's account before
+    # (migrate_orders_table), so the instances are not given that account.
     order_env = {
+        "MIGRATE_ORDERS_TABLE": "false",
         **ORDER_SERVICE_DB.env(config),
-        **ORDERS_MIGRATOR_DB.env(config, prefix="MIGRATION_DB"),
         **ORDER_SERVICE_KAFKA.env(config),
     }
     for number in range(1, config.number("ORDER_INSTANCES", 2) + 1):
@@ -124,7 +129,7 @@ def up(config: StackConfig) -> None:
     for component, module, app, extra in service_instances(config):
         _start_instance(config, component, module, app, extra)
     gateway = gateway_component(config)
-    if _start_python(config, gateway, "api_gateway", {}) is not None:
+    if _start_python(config, gateway, "api_gateway", {"GATEWAY_ROUTES": str(GATEWAY_ROUTES)}) is not None:
         wait_until(gateway, lambda: _gateway_ready(config), 60, "ready")
     start_monitor(config)
     create_first_admin(config)
@@ -165,7 +170,7 @@ def start_monitor(config: StackConfig) -> None:
         **MONITOR_KAFKA.env(config),
         **MONITOR_DB.env(config),
     )
-    start(monitor, [str(VENV_PYTHON), "-m", "lag_monitor"], env)
+    start(monitor, [str(VENV_PYTHON), "-m", "lag_monitor"], env, cwd=run_dir())
     wait_until(monitor, lambda: _registered(config, "MONITOR", instance_id, started_ms), 60, "registered as MONITOR")
 
 
@@ -209,8 +214,14 @@ def _start_python(config: StackConfig, component: Component, module: str, extra:
         return None
     step(f"starting {component.name}")
     started_ms = int(time.time() * 1000)
-    start(component, [str(VENV_PYTHON), "-m", module], config.component_env(REGISTRY_SECRETS, **extra))
+    start(component, [str(VENV_PYTHON), "-m", module], config.component_env(REGISTRY_SECRETS, **extra), cwd=run_dir())
     return started_ms
+
+
+def run_dir() -> Path:
+    """The empty working directory of the Python components (relative paths in their settings would miss it)."""
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    return RUN_DIR
 
 
 def _discovery_ready(config: StackConfig) -> bool:

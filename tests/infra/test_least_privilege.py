@@ -1,6 +1,8 @@
 """Each component reaches only its own data: MariaDB accounts per component, Connect's REST API behind Basic auth,
 and a Connect worker that holds no secret it does not need."""
 
+from pathlib import Path
+
 import httpx
 import pymysql
 import pytest
@@ -9,6 +11,7 @@ from launcher import connect, services
 from launcher.environment import (
     CATALOG_SERVICE_DB,
     ORDER_SERVICE_DB,
+    ORDERS_MIGRATOR_DB,
     ORDERS_SINK_DB,
     USER_SERVICE_DB,
     DbAccount,
@@ -143,3 +146,29 @@ def test_only_user_service_is_given_signing_material(stack_config: StackConfig) 
     assert [name for name, has_it in given.items() if has_it] == ["user-service-1"]
     assert services.SIGNING_KEYS_FILE.stat().st_mode & 0o777 == 0o600
     assert services.SIGNING_KEYS_FILE.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_no_python_component_runs_where_it_could_read_the_env_file(stack_config: StackConfig) -> None:
+    """pydantic-settings reads `.env` from the working directory: the repo root's holds every secret."""
+    readable = []
+    for component in services.all_components(stack_config):
+        pid = component.pid()
+        assert pid is not None, f"{component.name} is not running"
+        if (Path(f"/proc/{pid}/cwd") / ".env").exists():
+            readable.append(component.name)
+    assert readable == []
+
+
+def test_order_service_is_not_given_an_account_that_may_change_the_orders_table(stack_config: StackConfig) -> None:
+    """The launcher migrates mydb.orders as orders_migrator before the instances start; they only read it."""
+    instances = [c for c in services.all_components(stack_config) if c.name.startswith("order-service-")]
+    assert instances
+    holding = []
+    for component in instances:
+        pid = component.pid()
+        assert pid is not None, f"{component.name} is not running"
+        given = set(environment_of(pid).values())
+        for key in (ORDERS_MIGRATOR_DB.password_key, "DB_PASSWORD"):
+            if stack_config.get(key) in given:
+                holding.append(f"{component.name}: {key}")  # the key's name only: never print a secret
+    assert holding == []

@@ -13,6 +13,9 @@ class OrderSettings(ServiceSettings):
     # only reads mydb.orders. Unset: migrate with the service's own account (a developer's operator account).
     migration_db_user: str | None = None
     migration_db_password: str | None = None
+    # false: the shared table is migrated before the service starts (the launcher does, as orders_migrator), so the
+    # service holds no account that may change it.
+    migrate_orders_table: bool = True
     # kafka: publish to Kafka, read the shared table. local: the demo's "before", one database per instance.
     order_store: Literal["kafka", "local"] = "kafka"
 

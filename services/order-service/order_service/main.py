@@ -36,8 +36,10 @@ def create_app(settings: OrderSettings) -> FastAPI:
         local = settings.order_store == "local"
         database = settings.local_database() if local else settings.orders_db
         # A local store is the instance's own database: it migrates that with its own account.
-        migrating_as = settings if local else settings.migrator()
-        await asyncio.to_thread(run_migrations, ALEMBIC_INI, database, migrating_as)
+        if local:
+            await asyncio.to_thread(run_migrations, ALEMBIC_INI, database, settings)
+        elif settings.migrate_orders_table:
+            await asyncio.to_thread(run_migrations, ALEMBIC_INI, database, settings.migrator())
         engine = make_engine(settings, database)
         sessions = make_sessions(engine)
         catalog = CatalogReadModel(settings.kafka_access)
