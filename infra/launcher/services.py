@@ -39,6 +39,9 @@ def eureka_url(config: StackConfig) -> str:
 # The only secret of .env a Python component sees besides its own accounts (given as DB_*/KAFKA_* below).
 # Tokens need none: user-service keeps its signing keys in a file of its own, the others fetch its public keys.
 REGISTRY_SECRETS = ("DISCOVERY_PASSWORD",)
+# The monitor's: Connect's REST password (its console reads connector states) and its own Basic auth password, which
+# turns Basic auth on when .env sets MONITOR_USER and MONITOR_PASSWORD (off without them: lag_monitor/gate.py).
+MONITOR_SECRETS = (*REGISTRY_SECRETS, "CONNECT_PASSWORD", "MONITOR_PASSWORD")
 # user-service's private signing keys (made at its first start, mode 0600); no other component is told the path.
 SIGNING_KEYS_FILE = STACK_DIR / "user-service" / "signing-keys.json"
 GATEWAY_ROUTES = REPO_ROOT / "gateway" / "routes.yaml"
@@ -156,8 +159,7 @@ def create_first_admin(config: StackConfig) -> None:
 
 
 def start_monitor(config: StackConfig) -> None:
-    """The monitor, on its fixed MONITOR_PORT, with its own Kafka login and database account; of the shared
-    secrets only the registry's and Connect's REST password (its console reads connector states)."""
+    """The monitor, on its fixed MONITOR_PORT, with its own Kafka login and database account, and MONITOR_SECRETS."""
     monitor = monitor_component(config)
     if not needs_start(monitor, monitor.port):
         return
@@ -165,7 +167,7 @@ def start_monitor(config: StackConfig) -> None:
     started_ms = int(time.time() * 1000)
     instance_id = "monitor-1"
     env = config.component_env(
-        (*REGISTRY_SECRETS, "CONNECT_PASSWORD"),
+        MONITOR_SECRETS,
         INSTANCE_ID=instance_id,
         **MONITOR_KAFKA.env(config),
         **MONITOR_DB.env(config),
