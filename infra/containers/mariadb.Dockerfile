@@ -14,7 +14,9 @@ COPY infra/containers/bin/render-template infra/containers/bin/start-mariadb inf
 COPY infra/mariadb/my.cnf /etc/mysql/kafka-sync.cnf.template
 # Later keys win: listen on the container's network (compose publishes the port on the host's loopback only), and
 # log to stderr (the engine keeps the log) instead of a file. The client tools find the server's socket.
-RUN T_stack_dir=/var/lib/kafka-sync T_db_port=3306 render-template /etc/mysql/kafka-sync.cnf.template \
+# The binlog carries this database alone (binlog_do_db): another CATALOG_DB needs --build-arg CATALOG_DB=...
+ARG CATALOG_DB=catalogdb
+RUN T_stack_dir=/var/lib/kafka-sync T_db_port=3306 T_catalog_db="$CATALOG_DB" render-template /etc/mysql/kafka-sync.cnf.template \
       >/etc/mysql/kafka-sync.cnf \
     && printf 'bind-address=0.0.0.0\nlog-error=/dev/stderr\n' >>/etc/mysql/kafka-sync.cnf \
     && sed -n 's/^socket=/socket=/p' /etc/mysql/kafka-sync.cnf | sed '1i [client]' \

@@ -48,7 +48,13 @@ def up(config: StackConfig) -> None:
 
 
 def _start_server(mariadb: Component, config: StackConfig) -> None:
-    render_template(INFRA_DIR / "mariadb" / "my.cnf", CONFIG, stack_dir=STACK_DIR, db_port=config.db_port)
+    render_template(
+        INFRA_DIR / "mariadb" / "my.cnf",
+        CONFIG,
+        stack_dir=STACK_DIR,
+        db_port=config.db_port,
+        catalog_db=config.databases[1],
+    )
     (MARIADB_DIR / "binlog").mkdir(parents=True, exist_ok=True)
     _initialise_datadir(mariadb)
     step(f"starting mariadb on 127.0.0.1:{config.db_port}")

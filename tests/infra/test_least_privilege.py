@@ -1,6 +1,8 @@
 """Each component reaches only its own data: MariaDB accounts per component, Connect's REST API behind Basic auth,
 and a Connect worker that holds no secret it does not need."""
 
+import re
+import uuid
 from pathlib import Path
 
 import httpx
@@ -8,8 +10,10 @@ import pymysql
 import pytest
 
 from launcher import connect, services
+from launcher.mariadb import operator_connection
 from launcher.environment import (
     CATALOG_SERVICE_DB,
+    CDC_DB,
     ORDER_SERVICE_DB,
     ORDERS_MIGRATOR_DB,
     ORDERS_SINK_DB,
@@ -172,3 +176,49 @@ def test_order_service_is_not_given_an_account_that_may_change_the_orders_table(
             if stack_config.get(key) in given:
                 holding.append(f"{component.name}: {key}")  # the key's name only: never print a secret
     assert holding == []
+
+
+def binlog_tables_written(config: StackConfig, write: str) -> set[str]:
+    """The `db.table` names of the row events the cdc account finds in the binlog after the operator ran `write`."""
+    reader = connect_as(config, CDC_DB)
+    operator = operator_connection(config, config.databases[1])
+    try:
+        with reader.cursor() as cursor:
+            cursor.execute("SHOW MASTER STATUS")
+            binlog_file, position = cursor.fetchone()[:2]
+            with operator.cursor() as writer:
+                for statement in write.split(";"):
+                    writer.execute(statement)
+            cursor.execute(f"SHOW BINLOG EVENTS IN '{binlog_file}' FROM {int(position)}")
+            maps = [row[5] for row in cursor.fetchall() if row[2] == "Table_map"]
+    finally:
+        operator.close()
+        reader.close()
+    return {found.group(1) for info in maps if (found := re.search(r"\(([^)]+)\)", info))}
+
+
+def test_the_cdc_account_finds_only_the_catalogs_changes_in_the_binlog(stack_config: StackConfig) -> None:
+    """The binlog carries catalogdb alone (binlog_do_db): the cdc account, which reads it as a replica, sees no row
+    of another database (before: every users row, e-mail and password hash, and every order)."""
+    catalog = stack_config.databases[1]
+    probe = f"binlog_probe_{uuid.uuid4().hex[:8]}"
+    elsewhere = f"bench_{probe}"
+    try:
+        foreign = binlog_tables_written(
+            stack_config,
+            f"CREATE DATABASE `{elsewhere}`; CREATE TABLE `{elsewhere}`.t (id INT PRIMARY KEY); "
+            f"INSERT INTO `{elsewhere}`.t VALUES (1)",
+        )
+        own = binlog_tables_written(
+            stack_config,
+            f"CREATE TABLE `{catalog}`.`{probe}` (id INT PRIMARY KEY); INSERT INTO `{catalog}`.`{probe}` VALUES (1)",
+        )
+    finally:
+        cleanup = operator_connection(stack_config, catalog)
+        with cleanup.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{elsewhere}`")
+            cursor.execute(f"DROP TABLE IF EXISTS `{catalog}`.`{probe}`")
+        cleanup.close()
+
+    assert foreign == set()
+    assert own == {f"{catalog}.{probe}"}
