@@ -3,7 +3,6 @@
 Sign-up and login are public; listing users needs the admin role; a user's page only its own token.
 """
 
-from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response, status
@@ -14,6 +13,7 @@ from servicekit.token_trust import JWKS_PATH, REVOCATIONS_PATH
 from servicekit.tokens import ADMIN_ROLE, issue_token, jwks
 from user_service import service
 from user_service.config import UserServiceSettings
+from user_service.proxies import TrustedProxies
 from user_service.schemas import (
     LoginRequest,
     LoginResponse,
@@ -47,21 +47,13 @@ KeyStoreDep = Annotated[KeyStore, Depends(get_key_store)]
 OrderServiceDep = Annotated[service.OrderServiceClient, Depends(get_order_service)]
 
 
-def client_address(request: Request, trusted_proxies: tuple[IPv4Network | IPv6Network, ...]) -> str:
+async def client_address(request: Request, trusted: TrustedProxies) -> str:
     """The caller's address: the last X-Forwarded-For hop when the peer is our gateway, else the peer itself."""
     peer = request.client.host if request.client else "unknown"
     forwarded = request.headers.get("x-forwarded-for")
-    if forwarded and _is_trusted(peer, trusted_proxies):
+    if forwarded and await trusted.trusts(peer):
         return forwarded.rsplit(",", 1)[-1].strip() or peer
     return peer
-
-
-def _is_trusted(peer: str, networks: tuple[IPv4Network | IPv6Network, ...]) -> bool:
-    try:
-        address = ip_address(peer)
-    except ValueError:
-        return False
-    return any(address in network for network in networks)
 
 
 @router.post("/users", status_code=status.HTTP_201_CREATED)
@@ -78,7 +70,7 @@ async def login(
     request: Request,
     response: Response,
 ) -> LoginResponse:
-    address = client_address(request, settings.trusted_proxies)
+    address = await client_address(request, request.app.state.trusted_proxies)
     user = await service.log_in(session, credentials.email, credentials.password, address, settings)
     token = issue_token(user.user_id, keys.signing_key(), settings.jwt_ttl_seconds, user.role_names, user.token_version)
     # Headers as in the original Spring filter; the body carries the same for clients that prefer JSON.

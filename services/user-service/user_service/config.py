@@ -30,6 +30,9 @@ class UserServiceSettings(ServiceSettings):
     # The peers whose X-Forwarded-For is believed, and then only its last hop (the one the gateway added): the
     # gateway's address. Natively that is loopback, which every local process shares; compose sets the gateway's.
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = (IPv4Network("127.0.0.1/32"), IPv6Network("::1/128"))
+    # Proxies named instead (compose: `gateway`, whose address the engine assigns), looked up again after this long.
+    trusted_proxy_names: tuple[str, ...] = ()
+    trusted_proxy_refresh_seconds: float = 30.0
 
     @property
     def key_activation_seconds(self) -> float:

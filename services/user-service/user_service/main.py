@@ -16,6 +16,7 @@ from servicekit.tracing import instrument_http_client
 from servicekit.web import install_edge
 from user_service import api, service
 from user_service.config import APP_NAME, UserServiceSettings
+from user_service.proxies import TrustedProxies
 from user_service.service import OrderServiceClient
 from user_service.signing_keys import KeyStore, ensure_key_file
 
@@ -50,6 +51,9 @@ def create_app(settings: UserServiceSettings) -> FastAPI:
     app = FastAPI(title="user-service", lifespan=lifespan)
     app.state.settings = settings
     app.state.key_store = key_store
+    app.state.trusted_proxies = TrustedProxies(
+        settings.trusted_proxies, settings.trusted_proxy_names, refresh_seconds=settings.trusted_proxy_refresh_seconds
+    )
     install_edge(app, settings, APP_NAME)
     install_token_check(app, settings, own_trust)
     app.include_router(api.router)
