@@ -10,7 +10,6 @@ import pymysql
 import pytest
 
 from launcher import connect, services
-from launcher.mariadb import operator_connection
 from launcher.environment import (
     CATALOG_SERVICE_DB,
     CDC_DB,
@@ -21,6 +20,7 @@ from launcher.environment import (
     DbAccount,
     StackConfig,
 )
+from launcher.mariadb import operator_connection
 
 pytestmark = pytest.mark.stack
 
@@ -185,7 +185,9 @@ def binlog_tables_written(config: StackConfig, write: str) -> set[str]:
     try:
         with reader.cursor() as cursor:
             cursor.execute("SHOW MASTER STATUS")
-            binlog_file, position = cursor.fetchone()[:2]
+            status = cursor.fetchone()
+            assert status is not None, "the binlog is off"
+            binlog_file, position = status[:2]
             with operator.cursor() as writer:
                 for statement in write.split(";"):
                     writer.execute(statement)
