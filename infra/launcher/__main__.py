@@ -3,6 +3,7 @@ clean; start and kill one component for failure tests."""
 
 import argparse
 import logging
+import os
 import shutil
 import sys
 import time
@@ -71,7 +72,11 @@ def every_component(config: StackConfig) -> list[Component]:
 def up(config: StackConfig, infra_only: bool) -> None:
     started = time.monotonic()
     check_layout(config)
+    # Every file the stack writes (data, logs, keys, pids) is the owner's alone: new ones 0600/0700, and .stack
+    # itself 0700, so what an older stack left with wider modes is out of others' reach too.
+    os.umask(0o077)
     LOG_DIR.mkdir(parents=True, exist_ok=True)
+    STACK_DIR.chmod(0o700)
     LAYOUT_FILE.write_text("".join(f"{key}={value}\n" for key, value in config.layout.items()))
     mariadb.up(config)
     kafka.up(config)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from launcher import connect, kafka, mariadb, services
-from launcher.environment import REPO_ROOT, StackConfig
+from launcher.environment import REPO_ROOT, STACK_DIR, StackConfig
 from launcher.processes import Component, port_open, started_by_us
 
 pytestmark = pytest.mark.stack
@@ -59,3 +59,9 @@ def test_down_stops_every_process_it_started_and_up_brings_the_stack_back(stack_
         result = launcher("up")
     assert result.returncode == 0, result.stdout + result.stderr
     assert all(c.running() for c in components(stack_config))
+
+
+def test_the_stacks_files_are_the_owners_alone() -> None:
+    """Kafka's segments, MariaDB's files, logs and keys: nothing under .stack is reachable by another user."""
+    launcher("up")
+    assert STACK_DIR.stat().st_mode & 0o077 == 0, oct(STACK_DIR.stat().st_mode)
