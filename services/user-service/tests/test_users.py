@@ -57,6 +57,8 @@ async def test_register_with_the_same_email_in_other_case_is_409(
     [
         ({"email": "not-an-email"}, "email"),
         ({"pwd": "short"}, "pwd"),
+        ({"pwd": "password123"}, "pwd"),
+        ({"pwd": "12345678"}, "pwd"),
         ({"name": ""}, "name"),
         ({"name": 42}, "name"),
         ({"pwd": None}, "pwd"),

@@ -2,9 +2,17 @@
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationInfo, field_validator, model_validator
 
 from user_service.models import User
+from user_service.password_rules import weakness
+
+
+def _guessable_refused(pwd: str, email: str | None = None) -> str:
+    reason = weakness(pwd, email)
+    if reason is not None:
+        raise ValueError(f"too easy to guess ({reason})")
+    return pwd
 
 
 class UserRegistration(BaseModel):
@@ -13,6 +21,11 @@ class UserRegistration(BaseModel):
     email: EmailStr = Field(max_length=255)
     name: str = Field(min_length=2, max_length=100)
     pwd: str = Field(min_length=8, max_length=128)
+
+    @field_validator("pwd")
+    @classmethod
+    def _pwd_not_guessable(cls, pwd: str, info: ValidationInfo) -> str:
+        return _guessable_refused(pwd, info.data.get("email"))
 
 
 class UserUpdate(BaseModel):
@@ -31,6 +44,11 @@ class UserUpdate(BaseModel):
         if self.pwd is not None and self.currentPwd is None:
             raise ValueError("a new pwd needs currentPwd, the password it replaces")
         return self
+
+    @field_validator("pwd")
+    @classmethod
+    def _pwd_not_guessable(cls, pwd: str | None) -> str | None:
+        return _guessable_refused(pwd) if pwd is not None else None
 
 
 class LoginRequest(BaseModel):
