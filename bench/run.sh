@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 $PY -m launcher up >/dev/null || { echo "ERROR: the stack did not start; run make up to see why"; exit 1; }
 status=0
-for bench in bench/sink_vs_raw.py bench/order_publish.py bench/gateway_vs_nginx.py bench/catalog_change_lag.py bench/audit_cost.py; do
+for bench in bench/sink_vs_raw.py bench/order_publish.py bench/gateway_vs_nginx.py bench/token_verify_cost.py bench/catalog_change_lag.py \
+    bench/audit_cost.py; do
   [ -f "$bench" ] || continue
   echo
   echo "=== $bench"
