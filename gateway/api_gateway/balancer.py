@@ -74,6 +74,10 @@ class LoadBalancer:
         self._failures: dict[str, int] = {}
         self._ejected_until: dict[str, float] = {}
 
+    def is_internal(self, host: str) -> bool:
+        """Whether `host` is where instances may be (the upstream allow-list)."""
+        return self._allow.allows(host)
+
     def up_count(self, app: str) -> int:
         return len(self._usable(app))
 

@@ -33,8 +33,9 @@ class Settings(DiscoverySettings, TracingSettings, TokenSettings):
     gateway_body_timeout_seconds: float = 60.0
     gateway_max_pipelined: int = 16
     gateway_write_buffer_bytes: int = 256 * 1024
-    # Client connections per worker; more are answered 503 and closed.
+    # Client connections per worker, and per client address in a worker; more are answered 503 and closed.
     gateway_max_clients: int = 10_000
+    gateway_max_connections_per_client: int = 1_000
     # Upstream answers larger than this become 502 (they are buffered whole before they are sent on).
     gateway_max_response_bytes: int = 8 * 1024 * 1024
     gateway_connect_timeout_seconds: float = 2.0

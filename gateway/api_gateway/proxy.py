@@ -30,6 +30,7 @@ from api_gateway.upstream import (
     UpstreamResponse,
     UpstreamTimeout,
     UpstreamTooLarge,
+    connection_options,
 )
 from servicekit.discovery import ServiceInstance
 from servicekit.tokens import InvalidToken, TokenTrust, TrustNotReady
@@ -42,6 +43,8 @@ REQUEST_HEADERS_NOT_FORWARDED = frozenset(
         b"connection",
         b"keep-alive",
         b"proxy-connection",
+        b"proxy-authorization",
+        b"proxy-authenticate",
         b"te",
         b"trailer",
         b"transfer-encoding",
@@ -56,8 +59,18 @@ REQUEST_HEADERS_NOT_FORWARDED = frozenset(
         b"traceparent",
     }
 )
+# And every Proxy-* header, and those the answer's Connection header names.
 RESPONSE_HEADERS_NOT_FORWARDED = frozenset(
-    {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"x-request-id"}
+    {
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+        b"x-request-id",
+    }
 )
 REJECTED_CONNECTION_LINGER_SECONDS = 2.0
 REASONS = {
@@ -76,6 +89,15 @@ REASONS = {
     503: b"Service Unavailable",
     504: b"Gateway Timeout",
 }
+
+
+class Refused(Exception):
+    """The gateway answers the request itself, with this status, and does not pass it on."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
 
 
 @dataclass(slots=True)
@@ -111,6 +133,8 @@ def _has_dot_segments(path: str) -> bool:
 
 
 # Percent-encodings of unreserved characters (RFC 3986 2.3: equivalent to the character itself).
+# An absolute or scheme-relative URL: its authority and what follows it.
+_ABSOLUTE_URL = re.compile(rb"(?:[A-Za-z][A-Za-z0-9+.-]*:)?//([^/?#]*)(.*)", re.DOTALL)
 _ENCODED_UNRESERVED = re.compile(r"%(?:[46][1-9a-fA-F]|[57][0-9aA]|3[0-9]|2[dDeE]|5[fF]|7[eE])")
 
 
@@ -180,9 +204,33 @@ class Gateway:
         self.verifier = verifier or TokenVerifier(TokenTrust.static(orjson.loads(settings.trusted_jwks or "{}")))
         self.max_body_bytes = settings.gateway_max_body_bytes
         self.clients: set[ClientConnection] = set()
+        self._connections_by_address: dict[str, int] = {}
         self.limiter = RateLimiter()
         self._rate_limits = {route.id: route.rate_limit for route in routes if route.rate_limit is not None}
         self._apps = sorted({route.app for route in routes})
+
+    def admit(self, client: "ClientConnection") -> str | None:
+        """Count a new connection in, or say why it is refused: the worker's slots or its address's are taken."""
+        settings = self.settings
+        if len(self.clients) >= settings.gateway_max_clients:
+            return "too many connections; try again later"
+        address = client.client_ip
+        held = self._connections_by_address.get(address, 0)
+        if held >= settings.gateway_max_connections_per_client:
+            return "too many connections from your address; try again later"
+        self._connections_by_address[address] = held + 1
+        self.clients.add(client)
+        return None
+
+    def release(self, client: "ClientConnection") -> None:
+        """An admitted connection closed."""
+        self.clients.discard(client)
+        address = client.client_ip
+        held = self._connections_by_address.get(address, 0)
+        if held > 1:
+            self._connections_by_address[address] = held - 1
+        else:
+            self._connections_by_address.pop(address, None)
 
     def sweep_clients(self, idle_seconds: float) -> None:
         """Close keep-alive connections idle for a while; answer 408 to a request head or body past its deadline."""
@@ -228,21 +276,10 @@ class Gateway:
         if path == "/gateway/health_check" and request.method in ("GET", "HEAD"):
             request.route = "gateway-health"
             return self.health(request_id, keep_alive)
-        problem = _path_problem(path)
-        if problem is not None:
-            return error_response(400, problem, request_id, keep_alive)
-        if head.authorizations > 1:
-            return error_response(400, "more than one Authorization header", request_id, keep_alive)
-
-        matched = self.routes.match(request.method, path)
-        if matched is None:
-            return error_response(404, f"no route for {request.method} {path}", request_id, keep_alive)
-        route, variables = matched
-        request.route = route.id
-        refusal, subject = self._authorize(route, variables, head.authorization)
-        if refusal is not None:
-            status, detail = refusal
-            return error_response(status, detail, request_id, keep_alive)
+        try:
+            route, subject = self._admit(request, path, head)
+        except Refused as refused:
+            return error_response(refused.status, refused.detail, request_id, keep_alive)
         if route.rate_limit is not None:
             key = subject if route.rate_limit.key == "subject" and subject else client.client_ip
             limited = self._rate_limited(route.id, route.rate_limit, key, request_id, keep_alive)
@@ -252,6 +289,8 @@ class Gateway:
         forwarded = head.forwarded
         if route.removed_headers:
             forwarded = _without_headers(forwarded, route.removed_headers)
+        if head.connection is not None and (named := connection_options(head.connection)):
+            forwarded = _without_headers(forwarded, named)
         target = route.rewritten(path).encode("latin-1")
         if query:
             target += b"?" + query
@@ -262,25 +301,49 @@ class Gateway:
         Exchange(self, client, request, route, request_line, head_tail, retryable, request_id).try_next()
         return None
 
-    def _authorize(
-        self, route: Route, variables: dict[str, str], authorization: bytes | None
-    ) -> tuple[tuple[int, str] | None, str | None]:
-        """(status and detail when refused, else None; the token's subject when the route needs a token)."""
+    def refusal(self, method: str, url: bytes, headers: list[tuple[bytes, bytes]]) -> Refused | None:
+        """How the gateway would refuse a request whose body has not come yet (`Expect: 100-continue`), if it
+        would; rate limits are left to the whole request."""
+        path = url.partition(b"?")[0].decode("latin-1")
+        if path == "/gateway/health_check":
+            return None
+        try:
+            self._admit(IncomingRequest(method, url, headers, b"", False), path, _read_headers(headers))
+        except Refused as refused:
+            return refused
+        return None
+
+    def _admit(self, request: IncomingRequest, path: str, head: "RequestHead") -> tuple[Route, str | None]:
+        """The route that takes the request, and the token's subject when it needs one; raises Refused."""
+        problem = _path_problem(path)
+        if problem is not None:
+            raise Refused(400, problem)
+        if head.authorizations > 1:
+            raise Refused(400, "more than one Authorization header")
+        matched = self.routes.match(request.method, path)
+        if matched is None:
+            raise Refused(404, f"no route for {request.method} {path}")
+        route, variables = matched
+        request.route = route.id
+        return route, self._authorize(route, variables, head.authorization)
+
+    def _authorize(self, route: Route, variables: dict[str, str], authorization: bytes | None) -> str | None:
+        """The token's subject when the route needs a token; raises Refused."""
         if not route.requires_token:
-            return None, None
+            return None
         try:
             claims = self.verifier.claims(authorization)
         except TrustNotReady as exc:
             # Just started, user-service's keys not fetched yet: the client tries again (a 401 would be final).
-            return (503, f"tokens cannot be checked yet: {exc}"), None
+            raise Refused(503, f"tokens cannot be checked yet: {exc}") from None
         except InvalidToken as exc:
-            return (401, f"invalid or missing token: {exc}"), None
+            raise Refused(401, f"invalid or missing token: {exc}") from None
         variable = route.subject_path_variable
         if variable is not None and claims.subject != unquote(variables.get(variable, "")):
-            return (403, "the token belongs to another user"), claims.subject
+            raise Refused(403, "the token belongs to another user")
         if route.required_role is not None and route.required_role not in claims.roles:
-            return (403, f"needs the {route.required_role} role"), claims.subject
-        return None, claims.subject
+            raise Refused(403, f"needs the {route.required_role} role")
+        return claims.subject
 
     def _rate_limited(
         self, route_id: str, limit: RateLimit, key: str, request_id: bytes, keep_alive: bool
@@ -301,6 +364,7 @@ class RequestHead:
     authorization: bytes | None = None
     authorizations: int = 0
     host: bytes | None = None
+    connection: bytes | None = None
     forwarded_for: bytes | None = None
     request_id: bytes | None = None
     traceparent: bytes | None = None
@@ -322,6 +386,8 @@ def _read_headers(headers: list[tuple[bytes, bytes]]) -> RequestHead:
                 head.forwarded_for = value
             elif lowered == b"traceparent":
                 head.traceparent = value
+            elif lowered == b"connection":
+                head.connection = value
             continue
         if lowered == b"authorization":
             head.authorization = value
@@ -467,8 +533,7 @@ class Exchange:
         self.gateway.balancer.succeeded(self.instance)
         self.gateway.pool.release(connection)
         self.request.upstream = self.instance.instance_id
-        head = self.request.method == "HEAD"
-        self.client.answer(self.request, _client_response(response, self.request_id, self.request.keep_alive, head))
+        self.client.answer(self.request, _client_response(response, self))
 
     def on_upstream_failure(self, connection: UpstreamConnection, exc: Exception) -> None:
         try:
@@ -509,6 +574,26 @@ class Exchange:
         self.try_next()
 
 
+def _relocated(location: bytes, exchange: Exchange) -> bytes | None:
+    """A Location naming the answering instance becomes a path at the gateway (the route's rewrite undone when it
+    took a prefix off, else None); one naming another host where instances may be is None (dropped)."""
+    found = _ABSOLUTE_URL.fullmatch(location)
+    if found is None:
+        return location  # a path: the client resolves it against the URL it asked for
+    authority, rest = found.groups()
+    instance = exchange.instance
+    assert instance is not None
+    if authority.lower() == b"%s:%d" % (instance.host.lower().encode(), instance.port):
+        gateway_path = exchange.request.url.partition(b"?")[0]
+        upstream_path = exchange.request_line.split(b" ", 2)[1].partition(b"?")[0]
+        if not gateway_path.endswith(upstream_path):
+            return None
+        return gateway_path[: len(gateway_path) - len(upstream_path)] + (rest if rest[:1] == b"/" else b"/" + rest)
+    host = authority.rpartition(b"@")[2]
+    host = host[1 : host.find(b"]")] if host[:1] == b"[" else host.partition(b":")[0]
+    return None if exchange.gateway.balancer.is_internal(host.decode("latin-1")) else location
+
+
 def _without_headers(forwarded: list[bytes], removed: frozenset[bytes]) -> list[bytes]:
     """`forwarded` holds name, ': ', value, CRLF quadruples with lower-case names."""
     kept: list[bytes] = []
@@ -518,12 +603,27 @@ def _without_headers(forwarded: list[bytes], removed: frozenset[bytes]) -> list[
     return kept
 
 
-def _client_response(response: UpstreamResponse, request_id: bytes, keep_alive: bool, head: bool) -> bytes:
+def _client_response(response: UpstreamResponse, exchange: Exchange) -> bytes:
+    request = exchange.request
+    head = request.method == "HEAD"
+    keep_alive = request.keep_alive
+    request_id = exchange.request_id
+    not_forwarded = RESPONSE_HEADERS_NOT_FORWARDED
+    if response.connection_options:
+        not_forwarded = not_forwarded | response.connection_options
     parts = [b"HTTP/1.1 %d %s\r\n" % (response.status, response.reason or REASONS.get(response.status, b""))]
     for name, value in response.headers:
         lowered = name.lower()
-        if lowered not in RESPONSE_HEADERS_NOT_FORWARDED or (head and lowered == b"content-length"):
-            parts.append(b"%s: %s\r\n" % (name, value))
+        if lowered in not_forwarded or lowered.startswith(b"proxy-"):
+            if head and lowered == b"content-length":
+                parts.append(b"%s: %s\r\n" % (name, value))
+            continue
+        if lowered == b"location":
+            relocated = _relocated(value, exchange)
+            if relocated is None:
+                continue
+            value = relocated
+        parts.append(b"%s: %s\r\n" % (name, value))
     if not head and response.status not in (204, 304) and not 100 <= response.status < 200:
         parts.append(b"Content-Length: %d\r\n" % len(response.body))
     parts.append(b"X-Request-Id: %s\r\n" % request_id)
@@ -552,6 +652,9 @@ class ClientConnection(asyncio.Protocol):
         self.client_ip = ""
         self._parser = httptools.HttpRequestParser(self)
         self._queue: deque[IncomingRequest] = deque()
+        # Bytes read but not parsed yet: the queue had no room for the requests they may hold.
+        self._unparsed = b""
+        self._admitted = False
         self._busy = False
         self._rejection: tuple[int, str] | None = None
         self._draining = False
@@ -565,6 +668,8 @@ class ClientConnection(asyncio.Protocol):
         self._header_bytes = 0
         self._head_bytes_seen = 0
         self._message_began = False
+        # The request arriving said `Expect: 100-continue` and its body has not begun.
+        self._awaiting_continue = False
         self._body: list[bytes] = []
         self._body_size = 0
         # Set while a request's head (or body) is arriving: the sweep answers 408 past the deadline.
@@ -582,22 +687,30 @@ class ClientConnection(asyncio.Protocol):
     def reading(self) -> bool:
         return self._reading
 
+    @property
+    def queued(self) -> int:
+        """Requests parsed and waiting for the one in flight."""
+        return len(self._queue)
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        if len(self.gateway.clients) >= self.gateway.settings.gateway_max_clients:
-            detail = "too many connections; try again later"
-            self.transport.write(error_response(503, detail, new_request_id(), keep_alive=False))
-            self.transport.close()
-            return
-        self.transport.set_write_buffer_limits(high=self.gateway.settings.gateway_write_buffer_bytes)
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
+        refusal = self.gateway.admit(self)
+        if refusal is not None:
+            self.transport.write(error_response(503, refusal, new_request_id(), keep_alive=False))
+            self.transport.close()
+            return
+        self._admitted = True
+        self.transport.set_write_buffer_limits(high=self.gateway.settings.gateway_write_buffer_bytes)
         self.last_active = self.loop.time()
-        self.gateway.clients.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._queue.clear()
-        self.gateway.clients.discard(self)
+        self._unparsed = b""
+        if self._admitted:
+            self._admitted = False
+            self.gateway.release(self)
 
     def pause_writing(self) -> None:
         """The client is not reading its answers: stop reading its requests until it does."""
@@ -615,7 +728,7 @@ class ClientConnection(asyncio.Protocol):
             self._reading = False
 
     def _resume_reading(self) -> None:
-        if self._write_paused or len(self._queue) >= self._max_pipelined or self._draining:
+        if self._write_paused or len(self._queue) >= self._max_pipelined or self._draining or self._unparsed:
             return
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
@@ -643,26 +756,62 @@ class ClientConnection(asyncio.Protocol):
         self.last_active = self.loop.time()
         if self._draining or self._rejection is not None:
             return
-        head_before = self.receiving_head_since is not None
-        self._message_began = False
+        if self._unparsed:
+            self._unparsed += data  # read before the pause took effect: after what waits, in order
+        else:
+            self._parse(data)
+        # Answered outside the parser's callbacks, so an answer can never re-enter the parser.
+        if not self._busy:
+            self._answer_queued()
+
+    def _parse(self, data: bytes) -> None:
+        """Parse no further than the queue has room for; keep the rest, and stop reading, until it drains."""
         try:
-            self._parser.feed_data(data)
+            room = self._max_pipelined - len(self._queue)
+            # A request's head holds at least two line ends, so n of them end at most n // 2 + 1 requests.
+            if data.count(b"\n") < 2 * room:
+                self._feed(data)
+            else:
+                self._unparsed = self._feed_within_room(data)
         except httptools.HttpParserUpgrade:
             self._rejection = self._rejection or (400, "protocol upgrades are not supported")
         except httptools.HttpParserError as exc:
             self._rejection = self._rejection or (400, f"malformed request: {exc}")
-        # The whole chunk belongs to one unfinished head only when that head began before it and no request began
-        # in it (a pipelining client's chunk holds the end of one head, whole requests, the start of another).
+        if self._unparsed or len(self._queue) >= self._max_pipelined:
+            self._pause_reading()
+
+    def _feed_within_room(self, data: bytes) -> bytes:
+        """Feed `data` in pieces that cannot end more requests than the queue has room for; what is left."""
+        view = memoryview(data)
+        start = 0
+        while start < len(data):
+            room = self._max_pipelined - len(self._queue)
+            if self._rejection is not None:
+                return b""
+            if room <= 0:
+                return data[start:]
+            end = start
+            for _ in range(2 * room - 1):
+                end = data.find(b"\n", end) + 1
+                if end == 0:
+                    break
+            if end == 0:
+                end = len(data)
+            self._feed(view[start:end])
+            start = end
+        return b""
+
+    def _feed(self, data: bytes | memoryview) -> None:
+        head_before = self.receiving_head_since is not None
+        self._message_began = False
+        self._parser.feed_data(data)
+        # The whole piece belongs to one unfinished head only when that head began before it and no request began
+        # in it (a pipelining client's read holds the end of one head, whole requests, the start of another).
         if head_before and not self._message_began and self.receiving_head_since is not None:
             # httptools buffers a header until it ends: count what arrives before the head is complete.
             self._head_bytes_seen += len(data)
             if self._head_bytes_seen > self._max_header_bytes + self._max_url and self._rejection is None:
                 self._rejection = (431, f"request head larger than {self._max_header_bytes} bytes")
-        if len(self._queue) >= self._max_pipelined:
-            self._pause_reading()
-        # Answered outside the parser's callbacks, so an answer can never re-enter the parser.
-        if not self._busy:
-            self._answer_queued()
 
     def _reject(self) -> None:
         assert self.transport is not None and self._rejection is not None
@@ -682,31 +831,51 @@ class ClientConnection(asyncio.Protocol):
         self.loop.call_later(REJECTED_CONNECTION_LINGER_SECONDS, self.transport.close)
 
     def _answer_queued(self) -> None:
-        self._in_queue_loop = True
-        try:
-            while self._queue and not self._write_paused:
-                request = self._queue.popleft()
-                self._busy = True
-                self._answered_inline = False
-                try:
-                    immediate = self.gateway.handle(request, self)
-                except Exception:
-                    log.exception("unexpected error answering %s %r", request.method, request.url)
-                    request.keep_alive = False
-                    immediate = error_response(500, "gateway error", new_request_id(), keep_alive=False)
-                if immediate is None:
-                    if self._answered_inline and self._reading_on():
-                        continue  # an Exchange answered at once (no instance): next one, without recursing
-                    return  # an Exchange calls answer() later
-                if not self._write(request, immediate):
-                    return
-        finally:
-            self._in_queue_loop = False
-        self._busy = False
+        while True:
+            self._in_queue_loop = True
+            try:
+                while self._queue and not self._write_paused:
+                    request = self._queue.popleft()
+                    self._busy = True
+                    self._answered_inline = False
+                    try:
+                        immediate = self.gateway.handle(request, self)
+                    except Exception:
+                        log.exception("unexpected error answering %s %r", request.method, request.url)
+                        request.keep_alive = False
+                        immediate = error_response(500, "gateway error", new_request_id(), keep_alive=False)
+                    if immediate is None:
+                        if self._answered_inline and self._reading_on():
+                            continue  # an Exchange answered at once (no instance): next one, without recursing
+                        return  # an Exchange calls answer() later
+                    if not self._write(request, immediate):
+                        return
+            finally:
+                self._in_queue_loop = False
+            self._busy = False
+            if self._rejection is not None or not self._unparsed or self._write_paused:
+                break
+            # The queue drained: parse what was kept back (a loop, not recursion: it may hold many requests).
+            unparsed, self._unparsed = self._unparsed, b""
+            self._parse(unparsed)
+        if self._rejection is None and self._awaiting_continue and not self._write_paused:
+            self._answer_expectation()
         if self._rejection is not None:
             self._reject()
         elif not self._reading:
             self._resume_reading()
+
+    def _answer_expectation(self) -> None:
+        """The request now first in line waits for `100 Continue` before its body: the gateway judges its head
+        first (route, token, role), and refuses it without the 100 (RFC 9110 10.1.1)."""
+        self._awaiting_continue = False
+        assert self.transport is not None
+        method = self._parser.get_method().decode()
+        refused = self.gateway.refusal(method, b"".join(self._url), self._headers)
+        if refused is None:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        else:
+            self._rejection = (refused.status, refused.detail)
 
     def _reading_on(self) -> bool:
         """The connection still takes requests (an inline answer may have closed it)."""
@@ -783,10 +952,11 @@ class ClientConnection(asyncio.Protocol):
                 if int(value) > self.gateway.max_body_bytes:
                     self._rejection = (413, f"body larger than {self.gateway.max_body_bytes} bytes")
                     return
-            elif lowered == b"expect" and value.lower() == b"100-continue" and self.transport is not None:
-                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            elif lowered == b"expect" and value.lower() == b"100-continue":
+                self._awaiting_continue = True  # answered once the gateway has judged the head
 
     def on_body(self, body: bytes) -> None:
+        self._awaiting_continue = False
         self._body_size += len(body)
         if self._body_size > self.gateway.max_body_bytes:
             self._rejection = self._rejection or (413, f"body larger than {self.gateway.max_body_bytes} bytes")
@@ -795,7 +965,12 @@ class ClientConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self.receiving_body_since = None
+        self._awaiting_continue = False
         if self._rejection is not None:
+            return
+        if self._parser.should_upgrade():
+            # Refused, not passed on: the gateway speaks HTTP/1.1 only (httptools stops parsing after it).
+            self._rejection = (400, "protocol upgrades are not supported")
             return
         self._queue.append(
             IncomingRequest(

@@ -30,6 +30,16 @@ class UpstreamResponse:
     reason: bytes
     headers: list[tuple[bytes, bytes]]
     body: bytes
+    # Headers its Connection header names (lower case): hop-by-hop, like Connection itself.
+    connection_options: frozenset[bytes] = frozenset()
+
+
+_CONNECTION_TOKENS_WITHOUT_HEADERS = frozenset({b"close", b"keep-alive", b""})
+
+
+def connection_options(value: bytes) -> frozenset[bytes]:
+    """The header names a Connection header lists (RFC 9110 7.6.1), lower case; `close`/`keep-alive` name none."""
+    return frozenset(token.strip().lower() for token in value.split(b",")) - _CONNECTION_TOKENS_WITHOUT_HEADERS
 
 
 class ResponseListener(Protocol):
@@ -65,6 +75,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._body_size = 0
         self._headers_done = False
         self._has_length = False
+        self._connection: bytes | None = None
         self._received_anything = False
         self._skip_body = False
         self._outcome = None
@@ -78,7 +89,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._received_anything = True
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             if self._outcome is None:
                 self._outcome = UpstreamBroken(f"bad response: {exc}", received_anything=True)
             self.close()
@@ -109,11 +120,18 @@ class UpstreamConnection(asyncio.Protocol):
         lowered = name.lower()
         if lowered == b"content-length" or (lowered == b"transfer-encoding" and b"chunked" in value.lower()):
             self._has_length = True
+        elif lowered == b"connection":
+            self._connection = value
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
         status = self._parser.get_status_code()
+        if status == 101 and self._outcome is None:
+            # The gateway never asks to switch protocols (it sends no Upgrade): nothing to pass on.
+            self._outcome = UpstreamBroken("switched protocols unasked", received_anything=True)
+            self.close()
+            return
         if self._skip_body or status in (204, 304) or 100 <= status < 200:
             self._has_length = True
             if self._skip_body:
@@ -130,6 +148,13 @@ class UpstreamConnection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if 100 <= self._parser.get_status_code() < 200:
+            # An interim answer (100, 102, 103): the gateway passes on only the final one, which follows.
+            self._reason = b""
+            self._headers = []
+            self._headers_done = self._has_length = False
+            self._connection = None
+            return
         if self._outcome is None and self._listener is not None:
             self._complete(keep_alive=self._parser.should_keep_alive())
 
@@ -137,8 +162,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _complete(self, keep_alive: bool) -> None:
         self.reusable = keep_alive and not self.closed
+        options = connection_options(self._connection) if self._connection else frozenset()
         self._outcome = UpstreamResponse(
-            self._parser.get_status_code(), self._reason, self._headers, b"".join(self._body)
+            self._parser.get_status_code(), self._reason, self._headers, b"".join(self._body), options
         )
 
     def _deliver(self) -> None:

@@ -3,8 +3,10 @@ register themselves. Each scenario gets its own app name, so scenarios never sha
 
 import functools
 import os
+import socket
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ TEST_APPS = [
     "ELSEWHERE",
     "LIMITED",
     "EDGE",
+    "SCRIPTED",
 ]
 # The LIMITED app's route: a burst of 3, then one request every 5 s per client address.
 LIMITED_FILTER = "RequestRateLimiter=0.2, 3, address"
@@ -235,6 +238,7 @@ def edge(discovery_url: str, routes_file: Path) -> Iterator[tuple[str, int, subp
         "GATEWAY_HEAD_TIMEOUT_SECONDS": "1",
         "GATEWAY_BODY_TIMEOUT_SECONDS": "1",
         "GATEWAY_MAX_CLIENTS": "20",
+        "GATEWAY_MAX_CONNECTIONS_PER_CLIENT": "10",
         "GATEWAY_MAX_RESPONSE_BYTES": "4096",
         "GATEWAY_MAX_PIPELINED": "16",
     }
@@ -267,3 +271,49 @@ def _register_at(discovery_url: str, app: str, host: str, port: int) -> str:
     }
     assert httpx.post(f"{discovery_url}/apps/{app}", json=body).status_code == 204
     return instance_id
+
+
+class ScriptedUpstream:
+    """An instance that answers bytes no well-behaved service would send: `answers[path]` as written, with
+    `{port}` replaced by its own port; the connection is closed after each answer."""
+
+    def __init__(self, answers: dict[bytes, bytes]) -> None:
+        self.answers = answers
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                return  # closed
+            with connection:
+                received = b""
+                while b"\r\n\r\n" not in received and (chunk := connection.recv(65536)):
+                    received += chunk
+                path = received.split(b" ", 2)[1] if received.count(b" ") >= 2 else b""
+                answer = self.answers.get(path, b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+                connection.sendall(answer.replace(b"{port}", str(self.port).encode()))
+
+    def close(self) -> None:
+        self.server.close()
+
+
+@pytest.fixture(scope="module")
+def scripted_upstream(discovery_url: str) -> Iterator[Callable[[str, dict[bytes, bytes]], ScriptedUpstream]]:
+    """`scripted_upstream(app, answers)`: a ScriptedUpstream registered as an UP instance of `app`; gone after
+    the module."""
+    started: list[tuple[ScriptedUpstream, str, str]] = []
+
+    def start(app: str, answers: dict[bytes, bytes]) -> ScriptedUpstream:
+        upstream = ScriptedUpstream(answers)
+        started.append((upstream, app, _register_at(discovery_url, app, "127.0.0.1", upstream.port)))
+        return upstream
+
+    yield start
+    for upstream, app, instance_id in started:
+        httpx.delete(f"{discovery_url}/apps/{app}/{instance_id}")
+        upstream.close()

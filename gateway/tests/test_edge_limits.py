@@ -20,14 +20,19 @@ from .health_check import known_instances
 # The `edge` gateway's limits (conftest.py).
 HEAD_TIMEOUT_SECONDS = 1.0
 MAX_CLIENTS = 20
+MAX_CONNECTIONS_PER_CLIENT = 10
 MAX_RESPONSE_BYTES = 4096
 
 
-def raw_exchange(port: int, payload: bytes, timeout: float = 5.0) -> bytes:
-    """Send `payload` and read until the gateway closes or `timeout`."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+def raw_exchange(port: int, payload: bytes, timeout: float = 5.0, source: str = "127.0.0.1") -> bytes:
+    """Send `payload` (from the client address `source`) and read until the gateway closes or `timeout`."""
+    with connect_from(source, port, timeout) as sock:
         sock.sendall(payload)
         return read_until_closed(sock, timeout)
+
+
+def connect_from(source: str, port: int, timeout: float = 5.0) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
 
 
 def read_until_closed(sock: socket.socket, timeout: float) -> bytes:
@@ -109,11 +114,13 @@ def test_a_slow_head_gets_408_within_its_deadline(edge: tuple[str, int, Any]) ->
 
 def test_connections_past_the_cap_are_refused_and_others_still_served(edge: tuple[str, int, Any]) -> None:
     url, port, _ = edge
-    held = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(MAX_CLIENTS)]
+    # Two client addresses (all of 127/8 is loopback), so that neither reaches its own cap first.
+    held = [connect_from(f"127.0.0.{2 + n % 2}", port) for n in range(MAX_CLIENTS)]
     try:
-        # Each held connection has sent nothing yet; the next one is over the cap.
-        extra = raw_exchange(port, b"GET /gateway/health_check HTTP/1.1\r\nHost: x\r\n\r\n")
+        # Each held connection has sent nothing yet; the next one, from a third address, is over the cap.
+        extra = raw_exchange(port, b"GET /gateway/health_check HTTP/1.1\r\nHost: x\r\n\r\n", source="127.0.0.4")
         assert status_of(extra) == 503
+        assert b"too many connections;" in extra
     finally:
         for sock in held:
             sock.close()
@@ -122,6 +129,125 @@ def test_connections_past_the_cap_are_refused_and_others_still_served(edge: tupl
         return httpx.get(f"{url}/gateway/health_check", timeout=2).status_code == 200
 
     eventually_blocking(served, within=10, what="served again after the held connections closed")
+
+
+def test_one_client_address_cannot_take_every_connection_slot(edge: tuple[str, int, Any]) -> None:
+    _, port, _ = edge
+    health = b"GET /gateway/health_check HTTP/1.1\r\nHost: x\r\n\r\n"
+    held = [connect_from("127.0.0.5", port) for _ in range(MAX_CONNECTIONS_PER_CLIENT)]
+    try:
+        same_address = raw_exchange(port, health, source="127.0.0.5")
+        other_address = raw_exchange(port, health + health.replace(b"1.1", b"1.0"), source="127.0.0.6")
+    finally:
+        for sock in held:
+            sock.close()
+    assert status_of(same_address) == 503
+    assert b"too many connections from your address" in same_address
+    assert status_of(other_address) == 200
+
+
+def test_an_upgrade_request_is_answered_once_and_not_proxied(
+    edge: tuple[str, int, Any], start_instances: Callable[..., list[Any]]
+) -> None:
+    url, port, _ = edge
+    edge_instance(url, start_instances)
+    for method in (b"GET", b"POST"):
+        answer = raw_exchange(
+            port,
+            method + b" /edge/upgrade HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+            b"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        )
+        assert re.findall(rb"HTTP/1\.1 (\d{3}) ", answer) == [b"400"], answer
+
+
+def read_until(sock: socket.socket, marker: bytes, within: float) -> bytes:
+    """What arrives until `marker` has, or the gateway closes, or `within` seconds pass."""
+    received = b""
+    deadline = time.monotonic() + within
+    while marker not in received and (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            break
+        if not chunk:
+            break
+        received += chunk
+    return received
+
+
+def test_expect_100_continue_is_answered_only_after_the_token_is_checked(
+    edge: tuple[str, int, Any], start_instances: Callable[..., list[Any]], token_for: Callable[..., str]
+) -> None:
+    url, port, _ = edge
+    edge_instance(url, start_instances)
+    order = b'{"productId": "P-1", "qty": 1}'
+    head = b"POST /order-service/u-1/orders HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nExpect: 100-continue\r\n"
+    refused = raw_exchange(port, head % len(order) + b"\r\n")
+    with connect_from("127.0.0.1", port) as sock:
+        sock.sendall(head % len(order) + b"Authorization: %s\r\n\r\n" % token_for("u-1").encode())
+        allowed = read_until(sock, b"\r\n\r\n", within=5)
+    with connect_from("127.0.0.1", port) as sock:
+        sock.sendall(b"POST /edge/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        went_on = read_until(sock, b"\r\n\r\n", within=5)
+        sock.sendall(b"hello")
+        echoed = read_until(sock, b'"body": "hello"}', within=5)
+    assert status_of(refused) == 401, refused
+    assert b"100 Continue" not in refused
+    assert allowed == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert went_on == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert status_of(echoed) == 200 and echoed.endswith(b'"body": "hello"}'), echoed
+
+
+# What the SCRIPTED instance answers, by path; the route strips /scripted.
+SCRIPTED_ANSWERS = {
+    b"/early-hints": b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+    b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-real: yes\r\n\r\nfinal",
+    b"/switch": b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    b"/hop-by-hop": b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\n"
+    b"Keep-Alive: timeout=5\r\nUpgrade: h2c\r\nProxy-Authenticate: Basic\r\nProxy-Status: x\r\nTrailer: X-T\r\n"
+    b"TE: trailers\r\nX-Kept: 1\r\n\r\nok",
+    b"/moved/": b"HTTP/1.1 307 Temporary Redirect\r\ncontent-length: 0\r\nLocation: http://127.0.0.1:{port}/moved?a=1\r\n\r\n",
+    b"/elsewhere-internal": b"HTTP/1.1 302 Found\r\ncontent-length: 0\r\nLocation: http://127.0.0.2:9/x\r\n\r\n",
+    b"/outside": b"HTTP/1.1 302 Found\r\ncontent-length: 0\r\nLocation: https://example.com/x\r\n\r\n",
+}
+
+
+@pytest.fixture(scope="module")
+def scripted(edge: tuple[str, int, Any], scripted_upstream: Callable[..., Any]) -> str:
+    """The edge gateway's URL, with a SCRIPTED instance known to it."""
+    url, _, _ = edge
+    scripted_upstream("SCRIPTED", SCRIPTED_ANSWERS)
+    eventually_blocking(
+        lambda: known_instances(url, "SCRIPTED") == 1, within=20, what="the edge gateway sees the SCRIPTED instance"
+    )
+    return url
+
+
+def test_an_upstream_1xx_is_not_the_answer_and_a_101_is_502(scripted: str) -> None:
+    early = httpx.get(f"{scripted}/scripted/early-hints", timeout=5)
+    switched = httpx.get(f"{scripted}/scripted/switch", timeout=5)
+    assert (early.status_code, early.text, early.headers.get("x-real")) == (200, "final", "yes")
+    assert "link" not in early.headers
+    assert switched.status_code == 502
+    assert "upgrade" not in switched.headers
+
+
+def test_hop_by_hop_headers_of_an_upstream_answer_are_not_passed_on(scripted: str) -> None:
+    answer = httpx.get(f"{scripted}/scripted/hop-by-hop", timeout=5)
+    assert answer.status_code == 200
+    assert answer.headers["x-kept"] == "1"
+    passed = {"connection", "x-hop", "keep-alive", "upgrade", "proxy-authenticate", "proxy-status", "trailer", "te"}
+    assert passed & set(answer.headers) == set(), answer.headers
+
+
+def test_a_location_at_the_instance_is_rewritten_to_the_gateway_and_other_internal_ones_dropped(scripted: str) -> None:
+    moved = httpx.get(f"{scripted}/scripted/moved/", timeout=5)
+    internal = httpx.get(f"{scripted}/scripted/elsewhere-internal", timeout=5)
+    outside = httpx.get(f"{scripted}/scripted/outside", timeout=5)
+    assert (moved.status_code, moved.headers["location"]) == (307, "/scripted/moved?a=1")
+    assert internal.status_code == 302 and "location" not in internal.headers
+    assert outside.headers["location"] == "https://example.com/x"
 
 
 def test_an_upstream_answer_past_the_cap_is_502(

@@ -19,6 +19,7 @@ class RecordingTransport(asyncio.Transport):
         super().__init__()
         self.written = bytearray()
         self.closing = False
+        self.reading = True
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.written += data
@@ -30,10 +31,10 @@ class RecordingTransport(asyncio.Transport):
         self.closing = True
 
     def pause_reading(self) -> None:
-        pass
+        self.reading = False
 
     def resume_reading(self) -> None:
-        pass
+        self.reading = True
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         pass
@@ -57,8 +58,27 @@ class AnswersAtOnce:
         self.clients: set[ClientConnection] = set()
         self.metrics = WorkerMetrics()
 
-    def handle(self, request: IncomingRequest, connection: ClientConnection) -> bytes:
+    def admit(self, connection: ClientConnection) -> str | None:
+        self.clients.add(connection)
+        return None
+
+    def release(self, connection: ClientConnection) -> None:
+        self.clients.discard(connection)
+
+    def handle(self, request: IncomingRequest, connection: ClientConnection) -> bytes | None:
         return NO_CONTENT
+
+
+class AnswersLater(AnswersAtOnce):
+    """Keeps every request in flight until the test answers it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_flight: list[IncomingRequest] = []
+
+    def handle(self, request: IncomingRequest, connection: ClientConnection) -> bytes | None:
+        self.in_flight.append(request)
+        return None
 
 
 async def test_pipelined_chunks_that_end_inside_a_head_are_not_one_huge_head() -> None:
@@ -73,3 +93,29 @@ async def test_pipelined_chunks_that_end_inside_a_head_are_not_one_huge_head() -
         connection.data_received(stream[start : start + chunk])
     assert bytes(transport.written) == NO_CONTENT * 5_000
     assert not transport.closing
+
+
+async def test_a_pipelining_client_never_has_more_requests_parsed_than_the_queue_holds() -> None:
+    """Reads are parsed only as far as the queue has room (16 here); the rest waits, unparsed, with reading
+    paused, and every request is still answered in order (a 64 KiB read once queued about 1,500 requests)."""
+    gateway = AnswersLater()
+    connection = ClientConnection(cast(Gateway, gateway))
+    transport = RecordingTransport()
+    connection.connection_made(transport)
+    requests = [b"GET /edge/%d HTTP/1.1\r\nHost: x\r\n\r\n" % n for n in range(5_000)]
+    stream = b"".join(requests)
+    chunk = 64 * 1024
+    sent = answered = 0
+    most_queued = 0
+    while answered < len(requests):
+        while transport.reading and sent < len(stream):
+            connection.data_received(stream[sent : sent + chunk])
+            sent += chunk
+            most_queued = max(most_queued, connection.queued)
+        request = gateway.in_flight[answered]
+        assert request.url == b"/edge/%d" % answered
+        answered += 1
+        connection.answer(request, NO_CONTENT)
+        most_queued = max(most_queued, connection.queued)
+    assert most_queued <= gateway.settings.gateway_max_pipelined
+    assert bytes(transport.written) == NO_CONTENT * len(requests)
