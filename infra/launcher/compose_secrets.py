@@ -44,6 +44,7 @@ COMPONENT_SECRETS: dict[str, dict[str, str]] = {
             "KAFKA_CATALOG_SERVICE_PASSWORD",
             "KAFKA_CONNECT_PASSWORD",
             "KAFKA_MONITOR_PASSWORD",
+            "KAFKA_CONNECT_WATCHDOG_PASSWORD",
         )
     },
     # The workers: their REST user, their Kafka login, and the connectors' database accounts.
@@ -53,8 +54,12 @@ COMPONENT_SECRETS: dict[str, dict[str, str]] = {
         "SINK_DB_PASSWORD": "ORDERS_SINK_DB_PASSWORD",
         "CDC_DB_PASSWORD": "CDC_DB_PASSWORD",
     },
-    # register-connectors and connect-watchdog: Connect's REST API only.
+    # register-connectors: Connect's REST API only.
     "connect-client": {"CONNECT_PASSWORD": "CONNECT_PASSWORD"},
+    # connect-watchdog: the REST API, and for its sink recovery its own Kafka login and the sink's database account.
+    "connect-watchdog": {
+        key: key for key in ("CONNECT_PASSWORD", "KAFKA_CONNECT_WATCHDOG_PASSWORD", "ORDERS_SINK_DB_PASSWORD")
+    },
     # The registry and the gateway (the registry's writes need it).
     "discovery": {"DISCOVERY_PASSWORD": "DISCOVERY_PASSWORD"},
     "user-service": {"DB_PASSWORD": "USER_SERVICE_DB_PASSWORD", "DISCOVERY_PASSWORD": "DISCOVERY_PASSWORD"},

@@ -13,6 +13,7 @@ from launcher.environment import (
     CDC_DB,
     CONNECT_KAFKA,
     CONNECT_PLUGINS,
+    CONNECT_WATCHDOG_KAFKA,
     INFRA_DIR,
     ORDERS_SINK_DB,
     STACK_DIR,
@@ -22,7 +23,7 @@ from launcher.environment import (
     metrics_agent,
     render_template,
 )
-from launcher.processes import Component, StartupFailed, done, needs_start, start, step, wait_until
+from launcher.processes import Component, StartupFailed, done, needs_start, run_dir, start, step, wait_until
 
 CONNECT_DIR = STACK_DIR / "connect"
 REST_JAAS = STACK_DIR / "connect" / "rest-jaas.conf"
@@ -65,10 +66,17 @@ def up(config: StackConfig) -> None:
     watchdog = watchdog_component()
     if needs_start(watchdog):
         step("starting connect-watchdog (restarts FAILED connectors and tasks)")
-        start(watchdog, [str(VENV_PYTHON), "-m", "launcher.connect_watchdog"], config.process_env())
+        start(watchdog, [str(VENV_PYTHON), "-m", "launcher.connect_watchdog"], watchdog_env(config), cwd=run_dir())
         done()
     for name in CONNECTORS:
         register_connector(config, name, CONNECTOR_DIR / f"{name}.json")
+
+
+def watchdog_env(config: StackConfig) -> dict[str, str]:
+    """Of .env's secrets, only the watchdog's own: Connect's REST login (it restarts, stops and resumes connectors),
+    its Kafka login and the sink's database account (its recovery writes the rows the sink would)."""
+    own = ("CONNECT_PASSWORD", CONNECT_WATCHDOG_KAFKA.password_key, ORDERS_SINK_DB.password_key)
+    return config.component_env(own)
 
 
 def rest_auth(config: StackConfig) -> httpx.BasicAuth:

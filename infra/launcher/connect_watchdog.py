@@ -57,7 +57,7 @@ def check_once(http: httpx.Client, recoveries: dict[str, SinkRecovery]) -> None:
 def main() -> None:
     configure_logging("connect-watchdog", None)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll would drown the restarts
-    config = StackConfig.load()
+    config = StackConfig.from_environment()  # what the launcher gave it (connect.watchdog_env), never .env
     interval = float(os.environ.get("CONNECT_WATCHDOG_INTERVAL_SECONDS", "3"))
     urls = config.connect_urls
     log.info("watching %s every %.0f s", ", ".join(urls), interval)

@@ -149,6 +149,11 @@ class StackConfig:
         values.update({k: v for k, v in os.environ.items() if k in values})
         return cls(values)
 
+    @classmethod
+    def from_environment(cls) -> "StackConfig":
+        """The process environment alone, no .env: a component the launcher started with what it may hold."""
+        return cls(dict(os.environ))
+
     def with_values(self, **values: str) -> "StackConfig":
         return StackConfig({**self.values, **values})
 
@@ -366,7 +371,9 @@ ORDER_SERVICE_KAFKA = KafkaLogin("order-service")
 CATALOG_SERVICE_KAFKA = KafkaLogin("catalog-service")
 CONNECT_KAFKA = KafkaLogin("connect")
 MONITOR_KAFKA = KafkaLogin("monitor")
-KAFKA_LOGINS = (ORDER_SERVICE_KAFKA, CATALOG_SERVICE_KAFKA, CONNECT_KAFKA, MONITOR_KAFKA)
+# The connect-watchdog's sink recovery: replays orders, dead-letters what the database refuses.
+CONNECT_WATCHDOG_KAFKA = KafkaLogin("connect-watchdog")
+KAFKA_LOGINS = (ORDER_SERVICE_KAFKA, CATALOG_SERVICE_KAFKA, CONNECT_KAFKA, MONITOR_KAFKA, CONNECT_WATCHDOG_KAFKA)
 
 
 def render_template(template: Path, target: Path, *, private: bool = False, **values: object) -> Path:

@@ -17,6 +17,16 @@ from launcher.environment import LOG_DIR, PID_DIR, REPO_ROOT, STACK_DIR
 STACK_ID = str(REPO_ROOT if STACK_DIR == REPO_ROOT / ".stack" else STACK_DIR)
 
 
+# Where every Python component runs: not the repo root, whose .env (every secret) pydantic-settings would read.
+RUN_DIR = STACK_DIR / "run"
+
+
+def run_dir() -> Path:
+    """The empty working directory of the Python components (relative paths in their settings would miss it)."""
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    return RUN_DIR
+
+
 class StartupFailed(Exception):
     """A component did not become ready; the message names it and its log file."""
 

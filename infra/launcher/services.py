@@ -2,7 +2,6 @@
 
 import subprocess
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,7 +20,7 @@ from launcher.environment import (
     VENV_PYTHON,
     StackConfig,
 )
-from launcher.processes import Component, StartupFailed, done, needs_start, start, step, wait_until
+from launcher.processes import Component, StartupFailed, done, needs_start, run_dir, start, step, wait_until
 
 
 def discovery_port(config: StackConfig) -> int:
@@ -45,8 +44,6 @@ MONITOR_SECRETS = (*REGISTRY_SECRETS, "CONNECT_PASSWORD", "MONITOR_PASSWORD")
 # user-service's private signing keys (made at its first start, mode 0600); no other component is told the path.
 SIGNING_KEYS_FILE = STACK_DIR / "user-service" / "signing-keys.json"
 GATEWAY_ROUTES = REPO_ROOT / "gateway" / "routes.yaml"
-# Where every Python component runs: not the repo root, whose .env (every secret) pydantic-settings would read.
-RUN_DIR = STACK_DIR / "run"
 
 
 def service_instances(config: StackConfig) -> list[tuple[Component, str, str, dict[str, str]]]:
@@ -218,12 +215,6 @@ def _start_python(config: StackConfig, component: Component, module: str, extra:
     started_ms = int(time.time() * 1000)
     start(component, [str(VENV_PYTHON), "-m", module], config.component_env(REGISTRY_SECRETS, **extra), cwd=run_dir())
     return started_ms
-
-
-def run_dir() -> Path:
-    """The empty working directory of the Python components (relative paths in their settings would miss it)."""
-    RUN_DIR.mkdir(parents=True, exist_ok=True)
-    return RUN_DIR
 
 
 def _discovery_ready(config: StackConfig) -> bool:

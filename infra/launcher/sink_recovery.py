@@ -29,11 +29,12 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from launcher.environment import ORDERS_SINK_DB, StackConfig
+from launcher.environment import CONNECT_WATCHDOG_KAFKA, ORDERS_SINK_DB, StackConfig
 from order_contract.connect_record import order_from_record_value
 from order_contract.order import InvalidMessage
 from order_contract.table import ORDERS_TABLE, OrderColumns
 from order_contract.topics import ORDERS_DEAD_LETTER_TOPIC, ORDERS_TOPIC
+from servicekit.kafka import KafkaAccess
 
 log = logging.getLogger("connect-watchdog")
 
@@ -153,7 +154,7 @@ class SinkRecovery:
 
     async def _replay(self, committed: dict[int, int]) -> list[Refused]:
         """Upsert each partition's records after its committed offset until the end or a refused one."""
-        kafka = self.config.kafka_access
+        kafka = self._kafka()
         consumer = AIOKafkaConsumer(
             **kafka.client_options(), isolation_level="read_committed", enable_auto_commit=False
         )
@@ -215,6 +216,11 @@ class SinkRecovery:
             return str(exc.orig)
         return None
 
+    def _kafka(self) -> KafkaAccess:
+        """The watchdog's own principal: read orders, write orders-dlq (infra/kafka/acls.txt), not `admin`."""
+        password = self.config.get(CONNECT_WATCHDOG_KAFKA.password_key)
+        return KafkaAccess(self.config.kafka_bootstrap_servers, CONNECT_WATCHDOG_KAFKA.user, password)
+
     def _sink_engine(self) -> Engine:
         url = URL.create(
             "mysql+pymysql",
@@ -228,7 +234,7 @@ class SinkRecovery:
         return create_engine(url, connect_args={"init_command": "SET SESSION sql_mode='STRICT_ALL_TABLES'"})
 
     async def _dead_letter(self, refused: list[Refused]) -> None:
-        producer = AIOKafkaProducer(**self.config.kafka_access.client_options(), acks="all")
+        producer = AIOKafkaProducer(**self._kafka().client_options(), acks="all")
         await producer.start()
         try:
             for record in refused:

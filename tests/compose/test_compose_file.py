@@ -420,7 +420,7 @@ def test_each_component_mounts_only_its_own_secrets_read_only_after_they_are_mad
         "connect-1": "connect",
         "connect-2": "connect",
         "register-connectors": "connect-client",
-        "connect-watchdog": "connect-client",
+        "connect-watchdog": "connect-watchdog",
         "discovery": "discovery",
         "gateway": "discovery",
         "user-service": "user-service",

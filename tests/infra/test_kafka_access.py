@@ -5,7 +5,8 @@ transactions."""
 import uuid
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 from aiokafka.errors import (
     GroupAuthorizationFailedError,
     KafkaConnectionError,
@@ -14,7 +15,14 @@ from aiokafka.errors import (
     TransactionalIdAuthorizationFailed,
 )
 
-from launcher.environment import CATALOG_SERVICE_KAFKA, CONNECT_KAFKA, ORDER_SERVICE_KAFKA, KafkaLogin, StackConfig
+from launcher.environment import (
+    CATALOG_SERVICE_KAFKA,
+    CONNECT_KAFKA,
+    CONNECT_WATCHDOG_KAFKA,
+    ORDER_SERVICE_KAFKA,
+    KafkaLogin,
+    StackConfig,
+)
 from order_contract.topics import ORDERS_TOPIC, STOCK_TOPIC
 from servicekit.kafka import KafkaAccess, transactional_producer
 
@@ -103,3 +111,32 @@ async def test_order_service_may_use_its_own_transactional_ids(stack_config: Sta
     )
     await producer.start()
     await producer.stop()
+
+
+async def test_connect_may_not_repartition_or_reconfigure_its_internal_topics(stack_config: StackConfig) -> None:
+    """`connect` creates, reads and writes its topics; ALTER (partitions, configs) and DELETE are not its to use."""
+    admin = AIOKafkaAdminClient(**access_of(stack_config, CONNECT_KAFKA).client_options(), request_timeout_ms=5000)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(["connect-status"])
+        count = len(described[0]["partitions"])
+        # Validation only: were it allowed, nothing would change.
+        with pytest.raises(TopicAuthorizationFailedError):
+            await admin.create_partitions({"connect-status": NewPartitions(count + 1)}, validate_only=True)
+    finally:
+        await admin.close()
+
+
+async def test_the_watchdog_may_read_orders_but_write_only_dead_letters(stack_config: StackConfig) -> None:
+    """The sink recovery's login (not `admin` any more): it replays orders; it may not forge an order or a price."""
+    watchdog = access_of(stack_config, CONNECT_WATCHDOG_KAFKA)
+    for topic in (ORDERS_TOPIC, STOCK_TOPIC, CATALOG_CHANGES_TOPIC):
+        assert isinstance(await send_refused(watchdog, topic), TopicAuthorizationFailedError), topic
+    consumer = AIOKafkaConsumer(**watchdog.client_options(), request_timeout_ms=5000, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(ORDERS_TOPIC, 0)])
+        await consumer.seek_to_end(TopicPartition(ORDERS_TOPIC, 0))
+        await consumer.getmany(timeout_ms=1000)  # no authorization error
+    finally:
+        await consumer.stop()

@@ -224,3 +224,13 @@ def test_the_cdc_account_finds_only_the_catalogs_changes_in_the_binlog(stack_con
 
     assert foreign == set()
     assert own == {f"{catalog}.{probe}"}
+
+
+def test_the_connect_watchdog_holds_only_its_own_secrets_and_no_env_file(stack_config: StackConfig) -> None:
+    """Connect's REST login, its own Kafka login and the sink's database account: not `admin`, not .env."""
+    pid = connect.watchdog_component().pid()
+    assert pid is not None, "connect-watchdog is not running"
+    environment = environment_of(pid)
+    secrets = {name for name in environment if name.endswith(("_PASSWORD", "_SECRET"))}
+    assert secrets == {"CONNECT_PASSWORD", "KAFKA_CONNECT_WATCHDOG_PASSWORD", "ORDERS_SINK_DB_PASSWORD"}
+    assert not (Path(f"/proc/{pid}/cwd") / ".env").exists()
