@@ -70,10 +70,11 @@ COMPONENT_SECRETS: dict[str, dict[str, str]] = {
     },
     "order-service": {
         "DB_PASSWORD": "ORDER_SERVICE_DB_PASSWORD",
-        "MIGRATION_DB_PASSWORD": "ORDERS_MIGRATOR_DB_PASSWORD",
         "KAFKA_PASSWORD": "KAFKA_ORDER_SERVICE_PASSWORD",
         "DISCOVERY_PASSWORD": "DISCOVERY_PASSWORD",
     },
+    # The one-shot that migrates mydb.orders (the replicas only read it).
+    "orders-migrator": {"DB_PASSWORD": "ORDERS_MIGRATOR_DB_PASSWORD"},
     "monitor": {
         "DB_PASSWORD": "MONITOR_DB_PASSWORD",
         "KAFKA_PASSWORD": "KAFKA_MONITOR_PASSWORD",
