@@ -47,9 +47,11 @@ COMPONENT_SECRETS: dict[str, dict[str, str]] = {
             "KAFKA_CONNECT_WATCHDOG_PASSWORD",
         )
     },
-    # The workers: their REST user, their Kafka login, and the connectors' database accounts.
+    # The workers: their REST users (the admin, the monitor's read-only one), their Kafka login, and the connectors'
+    # database accounts.
     "connect": {
         "CONNECT_PASSWORD": "CONNECT_PASSWORD",
+        "CONNECT_MONITOR_PASSWORD": "CONNECT_MONITOR_PASSWORD",
         "KAFKA_CONNECT_PASSWORD": "KAFKA_CONNECT_PASSWORD",
         "SINK_DB_PASSWORD": "ORDERS_SINK_DB_PASSWORD",
         "CDC_DB_PASSWORD": "CDC_DB_PASSWORD",
@@ -75,10 +77,11 @@ COMPONENT_SECRETS: dict[str, dict[str, str]] = {
     },
     # The one-shot that migrates mydb.orders (the replicas only read it).
     "orders-migrator": {"DB_PASSWORD": "ORDERS_MIGRATOR_DB_PASSWORD"},
+    # Connect's REST login is the read-only user's (CONNECT_USER in docker-compose.yml), not the admin's.
     "monitor": {
         "DB_PASSWORD": "MONITOR_DB_PASSWORD",
         "KAFKA_PASSWORD": "KAFKA_MONITOR_PASSWORD",
-        "CONNECT_PASSWORD": "CONNECT_PASSWORD",
+        "CONNECT_PASSWORD": "CONNECT_MONITOR_PASSWORD",
         "DISCOVERY_PASSWORD": "DISCOVERY_PASSWORD",
     },
 }

@@ -84,12 +84,25 @@ def rest_auth(config: StackConfig) -> httpx.BasicAuth:
     return httpx.BasicAuth(config.get("CONNECT_USER", "connect-admin"), config.get("CONNECT_PASSWORD"))
 
 
+def monitor_rest_user(config: StackConfig) -> str:
+    """The REST user that may only read connector states (the worker's guard refuses it anything else)."""
+    return config.get("CONNECT_MONITOR_USER", "connect-monitor")
+
+
+def monitor_rest_auth(config: StackConfig) -> httpx.BasicAuth:
+    return httpx.BasicAuth(monitor_rest_user(config), config.get("CONNECT_MONITOR_PASSWORD"))
+
+
 def _write_rest_credentials(config: StackConfig) -> None:
-    """The JAAS entry BasicAuthSecurityRestExtension reads, and its users file (owner-only: it holds a password)."""
+    """The JAAS entry BasicAuthSecurityRestExtension reads, and its users file (owner-only: it holds passwords):
+    the admin, and the monitor's read-only user."""
     REST_USERS.parent.mkdir(parents=True, exist_ok=True)
     REST_USERS.touch(mode=0o600)
     REST_USERS.chmod(0o600)
-    REST_USERS.write_text(f"{config.get('CONNECT_USER', 'connect-admin')}: {config.get('CONNECT_PASSWORD')}\n")
+    REST_USERS.write_text(
+        f"{config.get('CONNECT_USER', 'connect-admin')}: {config.get('CONNECT_PASSWORD')}\n"
+        f"{monitor_rest_user(config)}: {config.get('CONNECT_MONITOR_PASSWORD')}\n"
+    )
     module = "org.apache.kafka.connect.rest.basic.auth.extension.PropertyFileLoginModule"
     REST_JAAS.write_text(f'KafkaConnect {{\n  {module} required\n  file="{REST_USERS}";\n}};\n')
 
@@ -126,6 +139,7 @@ def start_workers(config: StackConfig, workers: list[ConnectWorker]) -> None:
             private=True,
             kafka_bootstrap_servers=config.kafka_bootstrap_servers,
             kafka_jaas=kafka_jaas(config),
+            connect_monitor_user=monitor_rest_user(config),
             connect_host="127.0.0.1",
             connect_port=worker.port,
             replication_factor=config.kafka_replication_factor,

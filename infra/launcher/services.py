@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 
+from launcher import connect
 from launcher.environment import (
     CATALOG_SERVICE_DB,
     CATALOG_SERVICE_KAFKA,
@@ -38,9 +39,10 @@ def eureka_url(config: StackConfig) -> str:
 # The only secret of .env a Python component sees besides its own accounts (given as DB_*/KAFKA_* below).
 # Tokens need none: user-service keeps its signing keys in a file of its own, the others fetch its public keys.
 REGISTRY_SECRETS = ("DISCOVERY_PASSWORD",)
-# The monitor's: Connect's REST password (its console reads connector states) and its own Basic auth password, which
-# turns Basic auth on when .env sets MONITOR_USER and MONITOR_PASSWORD (off without them: lag_monitor/gate.py).
-MONITOR_SECRETS = (*REGISTRY_SECRETS, "CONNECT_PASSWORD", "MONITOR_PASSWORD")
+# The monitor's: its own Basic auth password, which turns Basic auth on when .env sets MONITOR_USER and
+# MONITOR_PASSWORD (off without them: lag_monitor/gate.py). Connect's REST login is its read-only user's
+# (monitor_env), never the admin's CONNECT_PASSWORD.
+MONITOR_SECRETS = (*REGISTRY_SECRETS, "MONITOR_PASSWORD")
 # user-service's private signing keys (made at its first start, mode 0600); no other component is told the path.
 SIGNING_KEYS_FILE = STACK_DIR / "user-service" / "signing-keys.json"
 GATEWAY_ROUTES = REPO_ROOT / "gateway" / "routes.yaml"
@@ -155,6 +157,19 @@ def create_first_admin(config: StackConfig) -> None:
     done("\n" + result.stdout.strip())
 
 
+def monitor_env(config: StackConfig, instance_id: str) -> dict[str, str]:
+    """MONITOR_SECRETS, its own Kafka login and database account, and Connect's read-only REST user as its
+    CONNECT_USER / CONNECT_PASSWORD: the console only reads connector states."""
+    return config.component_env(
+        MONITOR_SECRETS,
+        INSTANCE_ID=instance_id,
+        CONNECT_USER=connect.monitor_rest_user(config),
+        CONNECT_PASSWORD=config.get("CONNECT_MONITOR_PASSWORD"),
+        **MONITOR_KAFKA.env(config),
+        **MONITOR_DB.env(config),
+    )
+
+
 def start_monitor(config: StackConfig) -> None:
     """The monitor, on its fixed MONITOR_PORT, with its own Kafka login and database account, and MONITOR_SECRETS."""
     monitor = monitor_component(config)
@@ -163,13 +178,7 @@ def start_monitor(config: StackConfig) -> None:
     step("starting monitor (consumer lag)")
     started_ms = int(time.time() * 1000)
     instance_id = "monitor-1"
-    env = config.component_env(
-        MONITOR_SECRETS,
-        INSTANCE_ID=instance_id,
-        **MONITOR_KAFKA.env(config),
-        **MONITOR_DB.env(config),
-    )
-    start(monitor, [str(VENV_PYTHON), "-m", "lag_monitor"], env, cwd=run_dir())
+    start(monitor, [str(VENV_PYTHON), "-m", "lag_monitor"], monitor_env(config, instance_id), cwd=run_dir())
     wait_until(monitor, lambda: _registered(config, "MONITOR", instance_id, started_ms), 60, "registered as MONITOR")
 
 

@@ -1,14 +1,18 @@
 """The monitor's Kafka login sees every consumer group's offsets and the topics' end offsets, and nothing more:
-no record, no group of its own, no write."""
+no record, no group of its own, no write. Its Connect REST user reads connector states and nothing more."""
 
+import json
 import uuid
+from collections.abc import Iterator
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
 
 from lag_monitor.history import OffsetSnapshot
 from lag_monitor.offsets import OffsetReader
+from launcher import connect, services
 from launcher.environment import MONITOR_KAFKA, StackConfig
 from order_contract.connect_record import order_record_key, order_record_value
 from order_contract.order import Order, OrderStatus
@@ -104,3 +108,49 @@ async def test_the_monitor_may_not_write(monitor_login: KafkaAccess) -> None:
             await producer.send_and_wait(ORDERS_TOPIC, b"forged", key=b"forged")
     finally:
         await producer.stop()
+
+
+@pytest.fixture
+def monitor_rest(stack_config: StackConfig) -> Iterator[httpx.Client]:
+    auth = connect.monitor_rest_auth(stack_config)
+    with httpx.Client(base_url=stack_config.connect_url, auth=auth, timeout=30) as client:
+        yield client
+
+
+def test_the_monitors_connect_user_reads_the_connector_states(monitor_rest: httpx.Client) -> None:
+    listed = monitor_rest.get("/connectors", params={"expand": "status"})
+    status = monitor_rest.get(f"/connectors/{connect.SINK_CONNECTOR}/status")
+    task = monitor_rest.get(f"/connectors/{connect.SINK_CONNECTOR}/tasks/0/status")
+
+    assert (listed.status_code, status.status_code, task.status_code) == (200, 200, 200), listed.text
+    assert set(connect.CONNECTORS) <= listed.json().keys()
+
+
+def test_the_monitors_connect_user_may_change_nothing(stack_config: StackConfig, monitor_rest: httpx.Client) -> None:
+    # Requests an admin could make without changing anything that runs: a validation, a config PUT equal to the
+    # running one, a connector that is not there.
+    sink = json.loads((connect.CONNECTOR_DIR / f"{connect.SINK_CONNECTOR}.json").read_text())
+    plugin = connect.SINK_CLASS.rsplit(".", 1)[-1]
+    missing = f"monitor-test-{uuid.uuid4().hex[:8]}"
+    answers = {
+        "PUT config": monitor_rest.put(f"/connectors/{connect.SINK_CONNECTOR}/config", json=sink),
+        "PUT validate": monitor_rest.put(f"/connector-plugins/{plugin}/config/validate", json=sink),
+        "POST connectors": monitor_rest.post("/connectors", json={"name": missing, "config": sink}),
+        "POST restart": monitor_rest.post(f"/connectors/{missing}/restart"),
+        "DELETE": monitor_rest.delete(f"/connectors/{missing}"),
+        "GET config": monitor_rest.get(f"/connectors/{connect.SINK_CONNECTOR}/config"),
+    }
+
+    assert {request: answer.status_code for request, answer in answers.items()} == dict.fromkeys(answers, 403)
+    assert connect.connector_running(stack_config, connect.SINK_CONNECTOR)
+
+
+def test_the_monitor_process_holds_connects_read_only_login_not_the_admins(stack_config: StackConfig) -> None:
+    pid = services.monitor_component(stack_config).pid()
+    assert pid is not None, "the monitor is not running"
+    with open(f"/proc/{pid}/environ", "rb") as environ:
+        values = environ.read().decode(errors="replace").split("\0")
+
+    assert f"CONNECT_USER={connect.monitor_rest_user(stack_config)}" in values
+    assert f"CONNECT_PASSWORD={stack_config.get('CONNECT_MONITOR_PASSWORD')}" in values
+    assert not any(stack_config.get("CONNECT_PASSWORD") in value for value in values)
