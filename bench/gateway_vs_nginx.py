@@ -28,12 +28,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import yaml
 
 from servicekit.testing import free_port, wait_answering
+
+if TYPE_CHECKING:
+    from servicekit.tokens import SigningKey
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NGINX = "/usr/sbin/nginx"
@@ -311,12 +314,12 @@ def main() -> None:
             "nginx": f"http://127.0.0.1:{nginx_port}{path}",
         }
         wait_answering(gateway, f"http://127.0.0.1:{gateway_port}/gateway/health_check", within=30)
-        wait_for_both_instances(gateway_port, gateway)
+        wait_for_both_instances(gateway_port, key)
         wait_answering(nginx, f"http://127.0.0.1:{nginx_port}/order-service/openapi.json", within=30)
 
         upstream_pids = [pid for process in started[1:3] for pid in process_tree(process.pid)]
         proxies = {"gateway": process_tree(gateway.pid), "nginx": process_tree(nginx.pid)}
-        gateway_workers = httpx.get(f"http://127.0.0.1:{gateway_port}/gateway/health_check").json()["workers"]
+        gateway_workers = gateway_details(gateway_port, key)["workers"]
         print(
             f"wrk -c{args.connections}, {args.seconds} s per run, {args.rounds} rounds, {workers} cores, "
             f"gateway workers {gateway_workers}, nginx workers {workers}; warming up"
@@ -347,11 +350,19 @@ def rate_limited_routes(directory: Path) -> Path:
     return path
 
 
-def wait_for_both_instances(gateway_port: int, gateway: subprocess.Popen[bytes]) -> None:
+def gateway_details(gateway_port: int, key: "SigningKey") -> dict[str, Any]:
+    """The gateway's health document as an admin sees it (workers, instances per app); anyone else sees UP only."""
+    from servicekit.tokens import issue_token
+
+    admin = {"Authorization": f"Bearer {issue_token('bench-operator', key, 60, ('admin',))}"}
+    details: dict[str, Any] = httpx.get(f"http://127.0.0.1:{gateway_port}/gateway/health_check", headers=admin).json()
+    return details
+
+
+def wait_for_both_instances(gateway_port: int, key: "SigningKey") -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        health = httpx.get(f"http://127.0.0.1:{gateway_port}/gateway/health_check").json()
-        if health["instances"].get("ORDER-SERVICE") == 2:
+        if gateway_details(gateway_port, key)["instances"].get("ORDER-SERVICE") == 2:
             return
         time.sleep(0.1)
     raise TimeoutError("the gateway did not see both upstream instances")

@@ -109,7 +109,7 @@ def gateway_cost(args: argparse.Namespace) -> float:
             except (AssertionError, RuntimeError):
                 print((tmp / f"gateway-tracing-{arm}.log").read_text(errors="replace")[-3000:], file=sys.stderr)
                 raise
-            gateway_bench.wait_for_both_instances(ports[arm], gateways[arm])
+            gateway_bench.wait_for_both_instances(ports[arm], key)
 
         script = tmp / "post_order.lua"
         script.write_text(gateway_bench.WRK_SCRIPT.format(body=gateway_bench.ORDER, token=token))

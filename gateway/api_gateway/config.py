@@ -53,6 +53,9 @@ class Settings(DiscoverySettings, TracingSettings, TokenSettings):
     # Client keep-alive connections idle this long are closed (nginx: keepalive_timeout 75 s).
     gateway_client_idle_seconds: float = 75.0
     gateway_log_level: str = "INFO"
+    # A client's traceparent flagged sampled is recorded this often per second per worker (a token bucket, bursts of
+    # as many); past it TRACING_SAMPLE_RATIO decides, as for a new trace. 0: the ratio always decides.
+    gateway_client_sampled_per_second: float = 5.0
     # Where upstream instances may be (CIDRs or host names): loopback natively; compose lists its services.
     gateway_upstream_allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
 

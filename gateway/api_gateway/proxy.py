@@ -124,8 +124,13 @@ def new_request_id() -> bytes:
     return f"{_REQUEST_ID_PREFIX}{next(_request_numbers):016x}".encode()
 
 
+# A client's X-Request-Id is kept (to find its request in the logs) only when it is short and plain; anything else
+# is replaced, so no client's bytes reach the logs or another header.
+_ACCEPTABLE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
+
+
 def _is_acceptable_request_id(value: bytes) -> bool:
-    return 0 < len(value) <= 128 and value.isascii() and all(32 < byte < 127 for byte in value)
+    return _ACCEPTABLE_REQUEST_ID.fullmatch(value) is not None
 
 
 def _has_dot_segments(path: str) -> bool:
@@ -251,7 +256,14 @@ class Gateway:
         if self._rate_limits:
             self.limiter.prune(self._rate_limits, now)
 
-    def health(self, request_id: bytes, keep_alive: bool) -> bytes:
+    def health(self, authorization: bytes | None, request_id: bytes, keep_alive: bool) -> bytes:
+        """UP to anyone (probes, `make status`); the process and what it routes to only with an admin token."""
+        try:
+            admin = authorization is not None and self.verifier.claims(authorization).is_admin
+        except InvalidToken:
+            admin = False
+        if not admin:
+            return json_response(200, {"status": "UP"}, request_id, keep_alive)
         document = {
             "status": "UP",
             "app": "GATEWAY",
@@ -275,7 +287,7 @@ class Gateway:
 
         if path == "/gateway/health_check" and request.method in ("GET", "HEAD"):
             request.route = "gateway-health"
-            return self.health(request_id, keep_alive)
+            return self.health(head.authorization, request_id, keep_alive)
         try:
             route, subject = self._admit(request, path, head)
         except Refused as refused:

@@ -1,6 +1,7 @@
 """Requests through a running gateway to echo instances found in discovery."""
 
 import itertools
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -10,6 +11,8 @@ import pytest
 
 from servicekit.discovery import DiscoveryClient, ServiceInstance
 from servicekit.testing import eventually
+
+from .health_check import gateway_details
 
 
 def test_round_robin_spreads_evenly_over_two_instances(
@@ -69,6 +72,29 @@ def test_incoming_request_id_is_passed_on_and_returned(gateway_url: str) -> None
 
 
 @pytest.mark.usefixtures("echo")
+def test_a_request_id_of_64_plain_characters_is_kept(gateway_url: str) -> None:
+    plain = "Ab0._-" * 10 + "Zz9-"
+
+    response = httpx.get(f"{gateway_url}/headers/x", headers={"X-Request-Id": plain})
+
+    assert response.headers["x-request-id"] == response.json()["headers"]["x-request-id"] == plain
+
+
+@pytest.mark.usefixtures("echo")
+@pytest.mark.parametrize(
+    "client_id", [b"a" * 65, b"a/b", b"<script>", b'a"b', b"a b", b"caf\xe9", b"id,other", b"%0d%0a"]
+)
+def test_a_request_id_too_long_or_of_other_characters_is_replaced_by_the_gateways(
+    gateway_url: str, client_id: bytes
+) -> None:
+    response = httpx.get(f"{gateway_url}/headers/x", headers={b"X-Request-Id": client_id})
+
+    ours = response.headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", ours), ours
+    assert response.json()["headers"]["x-request-id"] == ours
+
+
+@pytest.mark.usefixtures("echo")
 def test_chunked_request_body_is_forwarded_whole(gateway_url: str) -> None:
 
     def chunks() -> Iterator[bytes]:
@@ -119,11 +145,19 @@ def test_app_without_instances_is_503_json(gateway_url: str) -> None:
     assert "NOBODY-HOME" in response.json()["detail"]
 
 
-def test_health_check_names_the_gateway(gateway_url: str) -> None:
-    response = httpx.get(f"{gateway_url}/gateway/health_check")
+def test_health_check_tells_anyone_only_that_the_gateway_is_up(gateway_url: str, token_for: Callable[..., str]) -> None:
+    for authorization in ({}, {"Authorization": token_for("someone")}, {"Authorization": "Bearer not-a-token"}):
+        response = httpx.get(f"{gateway_url}/gateway/health_check", headers=authorization)
 
-    assert response.status_code == 200
-    assert response.json()["app"] == "GATEWAY"
+        assert response.status_code == 200
+        assert response.json() == {"status": "UP"}
+
+
+def test_health_check_names_the_gateway_and_its_process_to_an_admin(gateway_url: str) -> None:
+    details = gateway_details(gateway_url)
+
+    assert (details["status"], details["app"]) == ("UP", "GATEWAY")
+    assert details["pid"] > 0 and details["workers"] == 1
 
 
 async def test_gateway_registers_itself_in_discovery(gateway_url: str, discovery_url: str) -> None:

@@ -7,6 +7,8 @@ import httpx
 
 from servicekit.testing import eventually_blocking
 
+from .health_check import gateway_details
+
 
 def test_an_instance_outside_the_allow_list_gets_no_traffic(
     gateway_url: str,
@@ -22,8 +24,8 @@ def test_an_instance_outside_the_allow_list_gets_no_traffic(
     try:
 
         def refused() -> bool:
-            health: dict[str, dict[str, int]] = httpx.get(f"{gateway_url}/gateway/health_check").json()
-            return health["notAllowed"].get("ELSEWHERE") == 1
+            not_allowed: dict[str, int] = gateway_details(gateway_url)["notAllowed"]
+            return not_allowed.get("ELSEWHERE") == 1
 
         eventually_blocking(refused, within=20, what="the gateway sees the outsider and refuses it")
         answers = [httpx.get(f"{gateway_url}/elsewhere/orders", timeout=10) for _ in range(10)]

@@ -8,6 +8,8 @@ import httpx
 
 from servicekit.testing import eventually_blocking
 
+from .health_check import gateway_details
+
 JSON = {"Accept": "application/json"}
 
 
@@ -20,7 +22,7 @@ def test_workers_share_the_port_and_the_gateway_leaves_discovery_on_sigterm(
     registered = f"{discovery_url}/apps/GATEWAY/{instance_id}"
     pids: set[int] = set()
     for _ in range(200):  # new connections, spread over the workers by the kernel
-        pids.add(httpx.get(f"{url}/gateway/health_check").json()["pid"])
+        pids.add(gateway_details(url)["pid"])
         if len(pids) == 2:
             break
     assert len(pids) == 2
