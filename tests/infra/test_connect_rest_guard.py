@@ -36,10 +36,13 @@ def assert_no_worker_secret(config: StackConfig, answer: httpx.Response) -> None
 
 def settled(request: "httpx.Request", client: httpx.Client) -> httpx.Response:
     """Send until the worker group is not rebalancing (409)."""
+
+    def answered() -> httpx.Response | None:
+        answer = client.send(request)
+        return None if answer.status_code == 409 else answer
+
     return eventually_blocking(
-        lambda: (answer := client.send(request)).status_code != 409 and answer,
-        within=60,
-        what=f"{request.method} {request.url.path} answered without a rebalance",
+        answered, within=60, what=f"{request.method} {request.url.path} answered without a rebalance"
     )
 
 
