@@ -6,14 +6,12 @@ import ipaddress
 import logging
 import re
 import time
-from collections.abc import Iterable
 
 from api_gateway.metrics import WorkerMetrics
-from servicekit.discovery import DiscoveryClient, RoundRobin, ServiceInstance
+from servicekit.discovery import LOOPBACK, DiscoveryClient, HostAllowList, RoundRobin, ServiceInstance
 
 log = logging.getLogger("api_gateway")
 
-LOOPBACK_ONLY = ("127.0.0.0/8", "::1/128")
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
@@ -33,39 +31,19 @@ def is_valid_address(host: str, port: int) -> bool:
         return is_valid_host_name(host)
 
 
-class UpstreamAllowList:
-    """Networks (CIDR) and host names the gateway may connect to: a registration pointing anywhere else
-    (a metadata service, another machine) gets no traffic, whoever managed to register it."""
-
-    def __init__(self, entries: Iterable[str]) -> None:
-        self._networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-        self._names: set[str] = set()
-        for entry in entries:
-            try:
-                self._networks.append(ipaddress.ip_network(entry, strict=False))
-            except ValueError:
-                self._names.add(entry.lower())
-
-    def allows(self, host: str) -> bool:
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return host.lower() in self._names
-        return any(address in network for network in self._networks)
-
-
 class LoadBalancer:
     def __init__(
         self,
         discovery: DiscoveryClient,
         eject_after_failures: int,
         ejection_seconds: float,
-        allowed: UpstreamAllowList | None = None,
+        allowed: HostAllowList | None = None,
         metrics: WorkerMetrics | None = None,
     ) -> None:
         self._discovery = discovery
         self._metrics = metrics or WorkerMetrics()
-        self._allow = allowed or UpstreamAllowList(LOOPBACK_ONLY)
+        # Hosts it may connect to (GATEWAY_UPSTREAM_ALLOW): a registration pointing anywhere else gets no traffic.
+        self._allow = allowed or HostAllowList(LOOPBACK)
         # Per app: the registry copy's tuple and what of it is allowed; recomputed only when the copy changes.
         self._allowed: dict[str, tuple[tuple[ServiceInstance, ...], tuple[ServiceInstance, ...]]] = {}
         self._eject_after = eject_after_failures

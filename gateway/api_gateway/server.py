@@ -20,7 +20,7 @@ import orjson
 import uvloop
 
 from api_gateway.auth import TokenVerifier
-from api_gateway.balancer import LoadBalancer, UpstreamAllowList
+from api_gateway.balancer import LoadBalancer
 from api_gateway.config import Settings
 from api_gateway.metrics import WorkerMetrics, render
 from api_gateway.proxy import ClientConnection, Gateway
@@ -28,7 +28,7 @@ from api_gateway.routes import Route, load_routes
 from api_gateway.tracing import GatewayTracing
 from api_gateway.upstream import UpstreamPool
 from servicekit import log_setup, tracing
-from servicekit.discovery import DiscoveryClient
+from servicekit.discovery import DiscoveryClient, HostAllowList
 from servicekit.token_trust import FIRST_KEYS_WAIT_SECONDS, TrustRefresher, from_user_service
 from servicekit.tokens import TokenTrust
 
@@ -89,7 +89,7 @@ async def serve_worker(
         discovery,
         settings.gateway_eject_after_failures,
         settings.gateway_ejection_seconds,
-        UpstreamAllowList(settings.gateway_upstream_allow),
+        HostAllowList(settings.gateway_upstream_allow),
         metrics,
     )
     trust_http = httpx.AsyncClient()
