@@ -37,7 +37,7 @@ COPY libs libs
 COPY audit audit
 RUN if [ -f /run/host-ca.crt ]; then export PIP_CERT=/run/host-ca.crt; fi \
     && pip install --no-deps ./libs/*/ ./audit
-COPY infra/containers/bin/load-secrets infra/containers/bin/with-secrets /usr/local/bin/
+COPY infra/containers/bin/load-secrets infra/containers/bin/with-secrets infra/containers/bin/retry /usr/local/bin/
 
 # Every project and the tests, as in the native .venv: compose's create-topics one-shot runs the launcher's code
 # in it, and make compose-test the e2e suite on the compose network, where the instances' registered addresses

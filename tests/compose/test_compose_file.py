@@ -622,3 +622,18 @@ def test_kafka_is_three_voters_of_one_quorum_and_connect_two_workers_of_one_grou
         if "KAFKA_BOOTSTRAP_SERVERS" in environment:
             assert set(environment["KAFKA_BOOTSTRAP_SERVERS"].split(",")) == bootstrap, name
             assert environment.get("KAFKA_REPLICATION_FACTOR") == "3", name
+
+
+@pytest.mark.unit
+def test_every_one_shot_is_awaited_by_a_long_running_service(services: dict[str, dict[str, Any]]) -> None:
+    """`docker compose up --wait` counts a one-shot's exit as a failure unless a long-running service waits for it
+    with `service_completed_successfully`."""
+    one_shots = {name for name, service in services.items() if service.get("restart", "no") == "no"}
+    adopted = {
+        dependency
+        for service in services.values()
+        if service.get("restart", "no") != "no"
+        for dependency, wait in (service.get("depends_on") or {}).items()
+        if wait.get("condition") == "service_completed_successfully"
+    }
+    assert one_shots and one_shots <= adopted, sorted(one_shots - adopted)
