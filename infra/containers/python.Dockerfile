@@ -57,6 +57,9 @@ RUN if [ -f /run/host-ca.crt ]; then export PIP_CERT=/run/host-ca.crt; fi \
          [ ! -f "$project/pyproject.toml" ] || set -- "$@" -e "./$project"; \
        done \
     && pip install --no-deps "$@"
+# The mount points of the secret volumes the `secrets` one-shot writes (one per component), owned by app and the
+# secrets group: a new volume takes its mount point's owner and mode, so the one-shot needs no root.
+RUN python -m launcher.compose_secrets --mount-points /secrets
 USER app
 CMD ["python", "-m", "pytest", "-p", "no:cacheprovider", "tests/e2e"]
 

@@ -1,14 +1,17 @@
 """The compose stack's secrets, made on its first `up` with nothing on the host: `python -m launcher.compose_secrets
-/secrets` (docker-compose.yml's `secrets` one-shot, as root) writes one volume per component, mounted at
+/secrets` (docker-compose.yml's `secrets` one-shot) writes one volume per component, mounted at
 /secrets/<component>, each file named by the variable the component reads (load-secrets exports it).
 
 Every secret of .env.example gets a value: the one the environment gives (compose passes a `.env`'s, which win;
 a placeholder or a short one is refused as `make up` refuses it), else the one an earlier `up` made, else a new
 random one. `operator` holds them all under their .env names: the test runner and an operator's tools mount it,
-no service does. Files are 0440, owned by root and the group SECRETS_GID, which each reading container adds.
+no service does. Files are 0440 in the group SECRETS_GID, which each reading container adds. The one-shot runs as
+the images' `app` user in that group: the stack-tools image holds the mount points (`--mount-points`), owned by
+app and the group, and a new volume takes its mount point's owner and mode.
 """
 
 import os
+import pwd
 import sys
 from pathlib import Path
 
@@ -113,12 +116,12 @@ def layout(values: dict[str, str]) -> dict[str, dict[str, str]]:
 
 
 def _write(path: Path, content: str) -> None:
-    """0440 root:SECRETS_GID from its creation (never readable by others, even for a moment), then renamed over."""
+    """0440 in SECRETS_GID from its creation (never readable by others, even for a moment), then renamed over."""
     partial = path.with_name(f".{path.name}.new")
     partial.unlink(missing_ok=True)
     descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o440)
     try:
-        os.fchown(descriptor, 0, SECRETS_GID)
+        os.fchown(descriptor, -1, SECRETS_GID)
         os.write(descriptor, content.encode())
     finally:
         os.close(descriptor)
@@ -129,7 +132,7 @@ def write_volumes(root: Path, files: dict[str, dict[str, str]]) -> None:
     for component, secrets in files.items():
         folder = root / component
         folder.mkdir(exist_ok=True)
-        os.chown(folder, 0, SECRETS_GID)
+        os.chown(folder, -1, SECRETS_GID)
         folder.chmod(0o750)
         for name, content in secrets.items():
             _write(folder / name, content)
@@ -137,7 +140,20 @@ def write_volumes(root: Path, files: dict[str, dict[str, str]]) -> None:
             (folder / stale).unlink()
 
 
+def make_mount_points(root: Path, owner: str = "app") -> None:
+    """At image build time, as root: /secrets/<component> for every volume, owned by `owner` and SECRETS_GID."""
+    uid = pwd.getpwnam(owner).pw_uid
+    for component in [*COMPONENT_SECRETS, OPERATOR]:
+        folder = root / component
+        folder.mkdir(parents=True, exist_ok=True)
+        os.chown(folder, uid, SECRETS_GID)
+        folder.chmod(0o750)
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) > 2 and argv[1] == "--mount-points":
+        make_mount_points(Path(argv[2]))
+        return 0
     root = Path(argv[1] if len(argv) > 1 else "/secrets")
     operator = root / OPERATOR
     earlier = (

@@ -392,8 +392,9 @@ def test_each_component_mounts_only_its_own_secrets_read_only_after_they_are_mad
     writer = services["secrets"]
     written = {str(mount).split(":")[1].removeprefix("/secrets/") for mount in writer["volumes"]}
     assert written == set(COMPONENT_SECRETS) | {OPERATOR}
-    assert writer["restart"] == "no" and str(writer["user"]).startswith("0")
-    assert writer["cap_drop"] == ["ALL"] and writer["cap_add"] == ["CHOWN"], "root, with only what chown needs"
+    assert writer["restart"] == "no" and "user" not in writer, "as the image's app user, not root"
+    assert writer["cap_drop"] == ["ALL"] and "cap_add" not in writer
+    assert [str(group) for group in writer["group_add"]] == [str(SECRETS_GID)]
 
     readers = {name: secret_volume(service) for name, service in services.items() if secret_volume(service)}
     for name, component in readers.items():
