@@ -21,6 +21,7 @@ import time
 from collections import deque
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from opentelemetry.trace import Span, SpanContext
 from prometheus_client import Counter, Histogram
 
@@ -158,29 +159,42 @@ class OrderPublisher:
             batch = [pending for pending in batch if not pending[1].done()]
             if not batch:
                 continue
+            await self._publish_batch(transactional_id, batch)
+
+    async def _publish_batch(self, transactional_id: str, batch: list[_Pending]) -> None:
+        """One transaction for `batch`. When Kafka refuses it (a fenced or timed-out producer: the coordinator has
+        aborted what it held, so nothing of it is visible), the orders whose waiters still wait go once more in a
+        transaction of a fresh producer; their deadline still holds. Then each waiter gets its answer."""
+        for attempt in (1, 2):
             started = time.perf_counter()
             try:
                 positions = await self._commit(self._producers[transactional_id], batch)
             except Exception as exc:
                 TRANSACTIONS.labels("aborted").inc()
                 log.exception("transaction failed", extra={"orders": len(batch), "transactional_id": transactional_id})
-                for _, waiter, _ in batch:
-                    if not waiter.done():
-                        waiter.set_exception(PublishFailed(str(exc) or type(exc).__name__))
                 # The producer may be fenced or stuck; one with the same id starts clean.
                 self._producers[transactional_id] = await fresh_producer(
                     self.kafka, transactional_id, self._producers[transactional_id]
                 )
-            else:
-                TRANSACTIONS.labels("committed").inc()
-                COMMIT_SECONDS.observe(time.perf_counter() - started)
-                TRANSACTION_ORDERS.observe(len(batch))
-                ORDERS_PUBLISHED.inc(len(batch))
-                self.committed_transactions += 1
-                self.committed_orders += len(batch)
-                for (_, waiter, _), position in zip(batch, positions, strict=True):
+                waiting = [pending for pending in batch if not pending[1].done()]
+                if attempt == 1 and waiting and isinstance(exc, KafkaError):
+                    log.info("sending the orders again in a new transaction", extra={"orders": len(waiting)})
+                    batch = waiting
+                    continue
+                for _, waiter, _ in batch:
                     if not waiter.done():
-                        waiter.set_result(position)
+                        waiter.set_exception(PublishFailed(str(exc) or type(exc).__name__))
+                return
+            TRANSACTIONS.labels("committed").inc()
+            COMMIT_SECONDS.observe(time.perf_counter() - started)
+            TRANSACTION_ORDERS.observe(len(batch))
+            ORDERS_PUBLISHED.inc(len(batch))
+            self.committed_transactions += 1
+            self.committed_orders += len(batch)
+            for (_, waiter, _), position in zip(batch, positions, strict=True):
+                if not waiter.done():
+                    waiter.set_result(position)
+            return
 
     async def _commit(self, producer: AIOKafkaProducer, batch: list[_Pending]) -> list[Position]:
         """Both records of every order in one transaction; where each order's `orders` record is. Aborted, not

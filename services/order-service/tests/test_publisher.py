@@ -12,6 +12,7 @@ from order_contract.timestamps import now_ms
 from order_contract.topics import ORDERS_TOPIC
 from order_service.config import OrderSettings
 from order_service.messaging import OrderPublisher, PublishFailed
+from servicekit.kafka import fresh_producer
 from servicekit.testing import TopicReader
 
 pytestmark = pytest.mark.stack
@@ -87,3 +88,43 @@ async def test_orders_not_committed_in_time_fail_promptly_and_those_still_queued
     assert 1 <= publisher.expiry_passes <= 3, "the orders were queued together, so their deadlines pass together"
     assert len(failed & committed) <= publisher.expiry_passes, f"{len(failed & committed)} failed orders published"
     assert publisher.committed_orders == len(committed)
+
+
+async def test_an_order_whose_transaction_kafka_refuses_goes_again_in_a_fresh_one_and_is_published_once(
+    settings: OrderSettings,
+) -> None:
+    """A producer fenced before its first transaction (as when the coordinator times a transaction out, or a
+    restarted instance takes over its id): the order still gets its 201, and is on `orders` exactly once."""
+    run = uuid.uuid4().hex[:8]
+    publisher = OrderPublisher(settings.kafka_access, f"order-test-fenced-{run}", lanes=1, commit_timeout=10.0)
+    order = Order(
+        f"fenced-{run}", f"user-fenced-{run}", f"NO-SUCH-PRODUCT-{run}", 1, 100, 100, OrderStatus.PENDING, now_ms()
+    )
+    await publisher.start()
+    try:
+        async with TopicReader(settings.kafka_access, ORDERS_TOPIC) as reader:
+            # Another producer with the lane's transactional id: the publisher's producer is fenced from now on.
+            usurper = await fresh_producer(settings.kafka_access, publisher.transactional_ids[0])
+            await usurper.stop()
+
+            position = await publisher.publish(order)
+
+            await reader.read_until(
+                lambda records: any(r.value and order.order_id.encode() in r.value for r in records),
+                within=15,
+                what=f"{order.order_id} visible to read_committed readers",
+            )
+            records = await reader.read_to_end()
+    finally:
+        await publisher.stop()
+
+    # catalog-service answers on `orders` too (REJECTED: no such product): only the PENDING records are the publisher's.
+    placed = [
+        r
+        for r in records
+        if r.value
+        and order.order_id.encode() in r.value
+        and order_from_record_value(r.value).status is OrderStatus.PENDING
+    ]
+    assert [(r.partition, r.offset) for r in placed] == [(position.partition, position.offset)]
+    assert publisher.committed_orders == 1
