@@ -9,7 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from launcher.environment import REPO_ROOT, VENV_PYTHON, StackConfig, read_env_file
+from launcher.environment import REPO_ROOT, VENV_PYTHON, StackConfig, ensure_env_file, read_env_file
 from servicekit.config import ServiceSettings
 
 # What `make up-cluster` runs.
@@ -31,7 +31,8 @@ class SideStack:
         self.stack_dir = REPO_ROOT / ".stack" / name
         self.env_file = REPO_ROOT / ".stack" / f"{name}.env"
         self.launcher_log = REPO_ROOT / ".stack" / f"{name}-launcher.log"
-        shared = read_env_file(REPO_ROOT / ".env")
+        # A fresh clone has no .env until make up: made here the same way, so the suite runs on its own.
+        shared = read_env_file(ensure_env_file())
         values = {key: shifted(key, value, port_shift) for key, value in shared.items()}
         values.update(layout)
         # Ports whose defaults live in code, where an older .env does not name them.
