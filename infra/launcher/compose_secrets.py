@@ -63,7 +63,9 @@ COMPONENT_SECRETS: dict[str, dict[str, str]] = {
     "connect-client": {"CONNECT_PASSWORD": "CONNECT_PASSWORD"},
     # connect-watchdog: the REST API, and for its sink recovery its own Kafka login and the sink's database account.
     "connect-watchdog": {
-        key: key for key in ("CONNECT_PASSWORD", "KAFKA_CONNECT_WATCHDOG_PASSWORD", "ORDERS_SINK_DB_PASSWORD")
+        "CONNECT_PASSWORD": "CONNECT_PASSWORD",
+        "KAFKA_PASSWORD": "KAFKA_CONNECT_WATCHDOG_PASSWORD",
+        "DB_PASSWORD": "ORDERS_SINK_DB_PASSWORD",
     },
     # The registry and the gateway (the registry's writes need it).
     "discovery": {"DISCOVERY_PASSWORD": "DISCOVERY_PASSWORD"},

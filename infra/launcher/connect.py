@@ -24,6 +24,7 @@ from launcher.environment import (
     render_template,
 )
 from launcher.processes import Component, StartupFailed, done, needs_start, run_dir, start, step, wait_until
+from order_contract.topics import ORDERS_SINK_CONNECTOR
 
 CONNECT_DIR = STACK_DIR / "connect"
 REST_JAAS = STACK_DIR / "connect" / "rest-jaas.conf"
@@ -31,7 +32,7 @@ REST_USERS = STACK_DIR / "connect" / "rest-users.properties"
 # What the connector configs may read through ${env:...} (and the worker.properties allow-list says the same).
 CONNECTOR_ENV = ("DB_HOST", "DB_PORT", "ORDERS_DB", "CATALOG_DB", "KAFKA_BOOTSTRAP_SERVERS")
 CONNECTOR_DIR = INFRA_DIR / "connect"
-SINK_CONNECTOR = "orders-sink"
+SINK_CONNECTOR = ORDERS_SINK_CONNECTOR
 SINK_CLASS = "io.debezium.connector.jdbc.JdbcSinkConnector"
 SOURCE_CONNECTOR = "catalog-source"
 SOURCE_CLASS = "io.debezium.connector.mariadb.MariaDbConnector"
@@ -66,17 +67,22 @@ def up(config: StackConfig) -> None:
     watchdog = watchdog_component()
     if needs_start(watchdog):
         step("starting connect-watchdog (restarts FAILED connectors and tasks)")
-        start(watchdog, [str(VENV_PYTHON), "-m", "launcher.connect_watchdog"], watchdog_env(config), cwd=run_dir())
+        start(watchdog, [str(VENV_PYTHON), "-m", "connect_watchdog"], watchdog_env(config), cwd=run_dir())
         done()
     for name in CONNECTORS:
         register_connector(config, name, CONNECTOR_DIR / f"{name}.json")
 
 
 def watchdog_env(config: StackConfig) -> dict[str, str]:
-    """Of .env's secrets, only the watchdog's own: Connect's REST login (it restarts, stops and resumes connectors),
-    its Kafka login and the sink's database account (its recovery writes the rows the sink would)."""
-    own = ("CONNECT_PASSWORD", CONNECT_WATCHDOG_KAFKA.password_key, ORDERS_SINK_DB.password_key)
-    return config.component_env(own)
+    """connect-watchdog (services/connect-watchdog) with only its own secrets: Connect's REST login (it restarts,
+    stops and resumes connectors), its Kafka login and the sink's database account (its recovery writes the rows the
+    sink would), as compose gives them too."""
+    return config.component_env(
+        ("CONNECT_PASSWORD",),
+        CONNECT_URLS=",".join(config.connect_urls),
+        **CONNECT_WATCHDOG_KAFKA.env(config),
+        **ORDERS_SINK_DB.env(config),
+    )
 
 
 def rest_auth(config: StackConfig) -> httpx.BasicAuth:

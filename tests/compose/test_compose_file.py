@@ -335,6 +335,7 @@ PYTHON_SERVICES = [
     "gateway",
     "discovery",
     "monitor",
+    "connect-watchdog",
 ]
 
 

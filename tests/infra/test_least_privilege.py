@@ -232,5 +232,9 @@ def test_the_connect_watchdog_holds_only_its_own_secrets_and_no_env_file(stack_c
     assert pid is not None, "connect-watchdog is not running"
     environment = environment_of(pid)
     secrets = {name for name in environment if name.endswith(("_PASSWORD", "_SECRET"))}
-    assert secrets == {"CONNECT_PASSWORD", "KAFKA_CONNECT_WATCHDOG_PASSWORD", "ORDERS_SINK_DB_PASSWORD"}
+    assert secrets == {"CONNECT_PASSWORD", "KAFKA_PASSWORD", "DB_PASSWORD"}
+    assert environment["KAFKA_PASSWORD"] == stack_config.get("KAFKA_CONNECT_WATCHDOG_PASSWORD")
+    assert environment["KAFKA_USERNAME"] == "connect-watchdog"
+    assert environment["DB_PASSWORD"] == stack_config.get("ORDERS_SINK_DB_PASSWORD")
+    assert environment["DB_USER"] == "orders_sink"
     assert not (Path(f"/proc/{pid}/cwd") / ".env").exists()

@@ -17,9 +17,10 @@ CATALOG_CHANGES_TOPIC = "catalog-changes"
 ORDER_CLAIMS_TOPIC = "order-claims"
 # Claims decide within this window (the topic's retention); older keys are decided by the order's row.
 ORDER_CLAIMS_RETENTION_MS = 3_600_000
-# The JDBC sink's consumer group (Connect names it connect-<connector>): its committed offsets say how far the
-# table shows `orders`.
-ORDERS_SINK_GROUP = "connect-orders-sink"
+# The JDBC sink connector that writes `orders` into mydb.orders (infra/connect/orders-sink.json), and its consumer
+# group (Connect names it connect-<connector>): the group's committed offsets say how far the table shows `orders`.
+ORDERS_SINK_CONNECTOR = "orders-sink"
+ORDERS_SINK_GROUP = f"connect-{ORDERS_SINK_CONNECTOR}"
 
 DATA_TOPICS = (ORDERS_TOPIC, STOCK_TOPIC)
 DEAD_LETTER_TOPICS = (ORDERS_DEAD_LETTER_TOPIC, STOCK_DEAD_LETTER_TOPIC)

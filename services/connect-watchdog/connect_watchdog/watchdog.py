@@ -1,29 +1,30 @@
-"""Restarts failed Kafka Connect connectors and tasks: `python -m launcher.connect_watchdog`, started by `up`; with
-several workers it asks whichever answers.
+"""Restarts failed Kafka Connect connectors and tasks: `python -m connect_watchdog`, run by `make up` and by
+docker-compose; with several workers it asks whichever answers.
 
 Connect never restarts a FAILED task by itself, and the Debezium JDBC sink fails its task when the database
 disappears in the middle of a write (a dead connection at `begin` is not among the errors it retries). A restarted
 task resumes from its committed offsets and upserts, so restarting is always safe: the Strimzi operator's
 auto-restart, for a stack without an operator. A task that keeps failing because the database refuses one of
-its records is not restarted forever: launcher.sink_recovery moves that record to orders-dlq.
+its records is not restarted forever: connect_watchdog.sink_recovery moves that record to orders-dlq.
 """
 
 import logging
-import os
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from launcher.connect import SINK_CONNECTOR, rest_auth
-from launcher.environment import StackConfig
-from launcher.sink_recovery import SinkRecovery
+from connect_watchdog.config import WatchdogSettings
+from connect_watchdog.sink_recovery import SinkRecovery
+from order_contract.topics import ORDERS_SINK_CONNECTOR
 from servicekit.log_setup import configure_logging
 
 log = logging.getLogger("connect-watchdog")
 
 
 def failed_parts(status: dict[str, Any]) -> list[str]:
+    """What of one connector's status is FAILED: "connector", "task 0", ..."""
     parts = []
     if status.get("connector", {}).get("state") == "FAILED":
         parts.append("connector")
@@ -55,14 +56,16 @@ def check_once(http: httpx.Client, recoveries: dict[str, SinkRecovery]) -> None:
 
 
 def main() -> None:
-    configure_logging("connect-watchdog", None)
+    settings = WatchdogSettings()
+    configure_logging("connect-watchdog", None, settings.log_level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll would drown the restarts
-    config = StackConfig.from_environment()  # what the launcher gave it (connect.watchdog_env), never .env
-    interval = float(os.environ.get("CONNECT_WATCHDOG_INTERVAL_SECONDS", "3"))
-    urls = config.connect_urls
+    urls = settings.connect_url_list
+    interval = settings.connect_watchdog_interval_seconds
     log.info("watching %s every %.0f s", ", ".join(urls), interval)
-    with httpx.Client(base_url=urls[0], timeout=30, auth=rest_auth(config)) as http:
-        recoveries = {SINK_CONNECTOR: SinkRecovery(config, http, SINK_CONNECTOR)}
+    auth = httpx.BasicAuth(settings.connect_user, settings.connect_password)
+    heartbeat = Path(settings.connect_watchdog_heartbeat_file) if settings.connect_watchdog_heartbeat_file else None
+    with httpx.Client(base_url=urls[0], timeout=30, auth=auth) as http:
+        recoveries = {ORDERS_SINK_CONNECTOR: SinkRecovery(settings, http, ORDERS_SINK_CONNECTOR)}
         tries = 0
         while True:
             try:
@@ -74,8 +77,6 @@ def main() -> None:
                 log.info("Connect not answering (%s); trying again at %s", exc, http.base_url)
             except Exception:  # a watchdog that dies watches nothing: log it and look again
                 log.exception("checking the connectors failed; trying again")
+            if heartbeat is not None:
+                heartbeat.touch()
             time.sleep(interval)
-
-
-if __name__ == "__main__":
-    main()

@@ -25,11 +25,11 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy import String, create_engine
 from sqlalchemy.dialects.mysql import insert
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from launcher.environment import CONNECT_WATCHDOG_KAFKA, ORDERS_SINK_DB, StackConfig
+from connect_watchdog.config import WatchdogSettings
 from order_contract.connect_record import order_from_record_value
 from order_contract.order import InvalidMessage
 from order_contract.table import ORDERS_TABLE, OrderColumns
@@ -77,12 +77,13 @@ def refused_by_database(trace: str) -> bool:
 class SinkRecovery:
     """Counts a connector's data-error failures and, past the threshold, moves the refused record aside."""
 
-    def __init__(self, config: StackConfig, http: httpx.Client, connector: str) -> None:
-        self.config = config
+    def __init__(self, settings: WatchdogSettings, http: httpx.Client, connector: str) -> None:
+        self.settings = settings
         self.http = http
         self.connector = connector
         self.failures_in_a_row = 0
         self.dead_lettered: deque[float] = deque()
+        self.clock = time.monotonic
 
     def task_failed(self, trace: str) -> bool:
         """Told of each FAILED task of the connector; True when it recovered a refused record."""
@@ -92,7 +93,7 @@ class SinkRecovery:
         self.failures_in_a_row += 1
         if self.failures_in_a_row < FAILURES_BEFORE_RECOVERY:
             return False
-        hour_ago = time.monotonic() - 3600
+        hour_ago = self.clock() - 3600
         while self.dead_lettered and self.dead_lettered[0] < hour_ago:
             self.dead_lettered.popleft()
         if len(self.dead_lettered) >= MAX_DEAD_LETTERS_PER_HOUR:
@@ -115,7 +116,7 @@ class SinkRecovery:
                     ORDERS_DEAD_LETTER_TOPIC,
                     record.reason,
                 )
-                self.dead_lettered.append(time.monotonic())
+                self.dead_lettered.append(self.clock())
             if refused:
                 moved = [self._offset_entry(r.partition, r.offset + 1) for r in refused]
                 self.http.patch(f"/connectors/{self.connector}/offsets", json={"offsets": moved}).raise_for_status()
@@ -218,20 +219,13 @@ class SinkRecovery:
 
     def _kafka(self) -> KafkaAccess:
         """The watchdog's own principal: read orders, write orders-dlq (infra/kafka/acls.txt), not `admin`."""
-        password = self.config.get(CONNECT_WATCHDOG_KAFKA.password_key)
-        return KafkaAccess(self.config.kafka_bootstrap_servers, CONNECT_WATCHDOG_KAFKA.user, password)
+        return self.settings.kafka_access
 
     def _sink_engine(self) -> Engine:
-        url = URL.create(
-            "mysql+pymysql",
-            username=ORDERS_SINK_DB.user,
-            password=ORDERS_SINK_DB.password(self.config),
-            host=self.config.get("DB_HOST", "127.0.0.1"),
-            port=self.config.db_port,
-            database=self.config.get("ORDERS_DB", "mydb"),
-        )
+        """The sink's own database account (DB_USER/DB_PASSWORD), synchronous."""
         # Strict, like the sink's session: a value the column cannot hold is an error, not a warning.
-        return create_engine(url, connect_args={"init_command": "SET SESSION sql_mode='STRICT_ALL_TABLES'"})
+        strict = {"init_command": "SET SESSION sql_mode='STRICT_ALL_TABLES'"}
+        return create_engine(self.settings.orders_db_url, connect_args=strict)
 
     async def _dead_letter(self, refused: list[Refused]) -> None:
         producer = AIOKafkaProducer(**self._kafka().client_options(), acks="all")

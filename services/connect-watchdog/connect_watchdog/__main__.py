@@ -1,0 +1,3 @@
+from connect_watchdog.watchdog import main
+
+main()
