@@ -60,12 +60,11 @@ fi
 UV=$(command -v uv || echo "python3 -m uv")
 [ -x .venv/bin/python ] || { say "creating .venv"; $UV venv -q .venv --python python3; }
 
+# The repo's own projects are the `-e ./folder` lines of requirements.in (listed there once).
+mapfile -t project_dirs < <(sed -n 's|^-e \./\([^[ ]*\).*|\1|p' requirements.in)
 projects=()
-for dir in libs/* services/* discovery gateway monitor audit infra; do
-  [ -f "$dir/pyproject.toml" ] && projects+=(-e "$dir")
-done
-python_inputs=$(cat requirements.lock libs/*/pyproject.toml services/*/pyproject.toml \
-  discovery/pyproject.toml gateway/pyproject.toml monitor/pyproject.toml audit/pyproject.toml infra/pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+for dir in "${project_dirs[@]}"; do projects+=(-e "$dir"); done
+python_inputs=$(cat requirements.lock requirements.in "${project_dirs[@]/%//pyproject.toml}" 2>/dev/null | sha256sum | cut -c1-16)
 if [ "$(cat "$STAMPS/python" 2>/dev/null)" != "$python_inputs" ]; then
   say "installing Python dependencies into .venv (log: $LOGS/install-python.log)"
   # Every third-party package from the lock, each checked against its hashes; then the repo's own projects,

@@ -13,9 +13,9 @@ out=${1:-requirements.lock}
 upgrade=()
 [ -n "${UPGRADE:-}" ] && upgrade=(--upgrade)
 own=()
-for project in libs/*/pyproject.toml services/*/pyproject.toml discovery/pyproject.toml gateway/pyproject.toml \
-  monitor/pyproject.toml audit/pyproject.toml infra/pyproject.toml; do
-  own+=(--no-emit-package "$(sed -n 's/^name = "\(.*\)"$/\1/p' "$project")")
+# The repo's own projects: the `-e ./folder` lines of requirements.in.
+for dir in $(sed -n 's|^-e \./\([^[ ]*\).*|\1|p' requirements.in); do
+  own+=(--no-emit-package "$(sed -n 's/^name = "\(.*\)"$/\1/p' "$dir/pyproject.toml")")
 done
 uv pip compile -q "${upgrade[@]}" --python-version 3.11 --generate-hashes --no-header "${own[@]}" \
   requirements.in -c constraints.txt -o "$out"

@@ -15,7 +15,7 @@ import pwd
 import sys
 from pathlib import Path
 
-from launcher.environment import _example_lines, is_secret, new_secret, weak_secrets
+from launcher.environment import example_lines, is_secret, new_secret, weak_secrets
 
 # The group every container that reads a secret volume adds (docker-compose.yml's x-secrets-group).
 SECRETS_GID = 10010
@@ -94,7 +94,7 @@ COMPONENT_SECRETS: dict[str, dict[str, str]] = {
 
 def secret_keys() -> list[str]:
     """Every secret .env.example names (JWT_SECRET aside: no process is given it any more)."""
-    return [key for key, _, _ in _example_lines() if key and is_secret(key) and key != "JWT_SECRET"]
+    return [key for key, _, _ in example_lines() if key and is_secret(key) and key != "JWT_SECRET"]
 
 
 def settle(provided: dict[str, str], earlier: dict[str, str]) -> dict[str, str]:

@@ -50,7 +50,7 @@ def env_file_path() -> Path:
     return Path(os.environ.get("STACK_ENV_FILE") or REPO_ROOT / ".env")
 
 
-def _example_lines() -> list[tuple[str, str, str]]:
+def example_lines() -> list[tuple[str, str, str]]:
     """(key, value, raw line) of .env.example; key is empty for comments and blank lines."""
     rows = []
     for line in (REPO_ROOT / ".env.example").read_text().splitlines():
@@ -69,7 +69,7 @@ def ensure_env_file() -> Path:
     env_file = env_file_path()
     if not env_file.exists():
         lines = [GENERATED_MARKER]
-        lines += [f"{key}={_filled(key, value)}" if key else line for key, value, line in _example_lines()]
+        lines += [f"{key}={_filled(key, value)}" if key else line for key, value, line in example_lines()]
         # Owner-only from its creation: a chmod after writing would leave every secret readable for a moment.
         descriptor = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as created:
@@ -86,7 +86,7 @@ def _complete(env_file: Path) -> None:
     """Append the keys an older .env lacks; in a .env we generated, replace placeholders too."""
     text = env_file.read_text()
     present = read_env_file(env_file)
-    added = [f"{key}={_filled(key, value)}" for key, value, _ in _example_lines() if key and key not in present]
+    added = [f"{key}={_filled(key, value)}" for key, value, _ in example_lines() if key and key not in present]
     if text.startswith(GENERATED_MARKER):
         lines = []
         for line in text.splitlines():
