@@ -46,7 +46,7 @@ def table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -
 def switch_order_store(config: StackConfig, store: str) -> None:
     """Restart every order-service instance with ORDER_STORE=<store>."""
     print(f"\n--- restarting the order-service instances with ORDER_STORE={store}")
-    for component, _module, app, _extra in services.service_instances(config):
+    for component, _deployable, app, _extra in services.service_instances(config):
         if app == "ORDER-SERVICE":
             stop(Component(component.name))
             services.restart_service(config, component.name, ORDER_STORE=store)

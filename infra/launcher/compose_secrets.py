@@ -15,6 +15,7 @@ import pwd
 import sys
 from pathlib import Path
 
+from launcher.deployables import secret_volumes
 from launcher.environment import example_lines, is_secret, new_secret, weak_secrets
 
 # The group every container that reads a secret volume adds (docker-compose.yml's x-secrets-group).
@@ -67,28 +68,9 @@ COMPONENT_SECRETS: dict[str, dict[str, str]] = {
         "KAFKA_PASSWORD": "KAFKA_CONNECT_WATCHDOG_PASSWORD",
         "DB_PASSWORD": "ORDERS_SINK_DB_PASSWORD",
     },
-    # The registry and the gateway (the registry's writes need it).
-    "discovery": {"DISCOVERY_PASSWORD": "DISCOVERY_PASSWORD"},
-    "user-service": {"DB_PASSWORD": "USER_SERVICE_DB_PASSWORD", "DISCOVERY_PASSWORD": "DISCOVERY_PASSWORD"},
-    "catalog-service": {
-        "DB_PASSWORD": "CATALOG_SERVICE_DB_PASSWORD",
-        "KAFKA_PASSWORD": "KAFKA_CATALOG_SERVICE_PASSWORD",
-        "DISCOVERY_PASSWORD": "DISCOVERY_PASSWORD",
-    },
-    "order-service": {
-        "DB_PASSWORD": "ORDER_SERVICE_DB_PASSWORD",
-        "KAFKA_PASSWORD": "KAFKA_ORDER_SERVICE_PASSWORD",
-        "DISCOVERY_PASSWORD": "DISCOVERY_PASSWORD",
-    },
-    # The one-shot that migrates mydb.orders (the replicas only read it).
-    "orders-migrator": {"DB_PASSWORD": "ORDERS_MIGRATOR_DB_PASSWORD"},
-    # Connect's REST login is the read-only user's (CONNECT_USER in docker-compose.yml), not the admin's.
-    "monitor": {
-        "DB_PASSWORD": "MONITOR_DB_PASSWORD",
-        "KAFKA_PASSWORD": "KAFKA_MONITOR_PASSWORD",
-        "CONNECT_PASSWORD": "CONNECT_MONITOR_PASSWORD",
-        "DISCOVERY_PASSWORD": "DISCOVERY_PASSWORD",
-    },
+    # The Python deployables (discovery, the gateway, the services, the migrator, the monitor, connect-watchdog):
+    # described once in launcher.deployables, which the native launcher starts them from too.
+    **secret_volumes(),
 }
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import httpx
 
 from launcher import kafka
+from launcher.deployables import CONNECT_WATCHDOG
 from launcher.environment import (
     CDC_DB,
     CONNECT_KAFKA,
     CONNECT_PLUGINS,
-    CONNECT_WATCHDOG_KAFKA,
     INFRA_DIR,
     ORDERS_SINK_DB,
     STACK_DIR,
@@ -67,7 +67,7 @@ def up(config: StackConfig) -> None:
     watchdog = watchdog_component()
     if needs_start(watchdog):
         step("starting connect-watchdog (restarts FAILED connectors and tasks)")
-        start(watchdog, [str(VENV_PYTHON), "-m", "connect_watchdog"], watchdog_env(config), cwd=run_dir())
+        start(watchdog, [str(VENV_PYTHON), "-m", CONNECT_WATCHDOG.module], watchdog_env(config), cwd=run_dir())
         done()
     for name in CONNECTORS:
         register_connector(config, name, CONNECTOR_DIR / f"{name}.json")
@@ -77,12 +77,7 @@ def watchdog_env(config: StackConfig) -> dict[str, str]:
     """connect-watchdog (services/connect-watchdog) with only its own secrets: Connect's REST login (it restarts,
     stops and resumes connectors), its Kafka login and the sink's database account (its recovery writes the rows the
     sink would), as compose gives them too."""
-    return config.component_env(
-        ("CONNECT_PASSWORD",),
-        CONNECT_URLS=",".join(config.connect_urls),
-        **CONNECT_WATCHDOG_KAFKA.env(config),
-        **ORDERS_SINK_DB.env(config),
-    )
+    return CONNECT_WATCHDOG.env(config, CONNECT_URLS=",".join(config.connect_urls))
 
 
 def rest_auth(config: StackConfig) -> httpx.BasicAuth:

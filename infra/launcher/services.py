@@ -7,20 +7,17 @@ from typing import Any
 import httpx
 
 from launcher import connect
-from launcher.environment import (
-    CATALOG_SERVICE_DB,
-    CATALOG_SERVICE_KAFKA,
-    MONITOR_DB,
-    MONITOR_KAFKA,
-    ORDER_SERVICE_DB,
-    ORDER_SERVICE_KAFKA,
-    ORDERS_MIGRATOR_DB,
-    REPO_ROOT,
-    STACK_DIR,
-    USER_SERVICE_DB,
-    VENV_PYTHON,
-    StackConfig,
+from launcher.deployables import (
+    CATALOG_SERVICE,
+    DISCOVERY,
+    GATEWAY,
+    MONITOR,
+    ORDER_SERVICE,
+    ORDERS_MIGRATOR,
+    USER_SERVICE,
+    Deployable,
 )
+from launcher.environment import REPO_ROOT, STACK_DIR, USER_SERVICE_DB, VENV_PYTHON, StackConfig
 from launcher.processes import Component, StartupFailed, done, needs_start, run_dir, start, step, wait_until
 
 
@@ -36,42 +33,28 @@ def eureka_url(config: StackConfig) -> str:
     return config.get("DISCOVERY_URL", f"http://127.0.0.1:{discovery_port(config)}/eureka").rstrip("/")
 
 
-# The only secret of .env a Python component sees besides its own accounts (given as DB_*/KAFKA_* below).
-# Tokens need none: user-service keeps its signing keys in a file of its own, the others fetch its public keys.
-REGISTRY_SECRETS = ("DISCOVERY_PASSWORD",)
-# The monitor's: its own Basic auth password, which turns Basic auth on when .env sets MONITOR_USER and
-# MONITOR_PASSWORD (off without them: lag_monitor/gate.py). Connect's REST login is its read-only user's
-# (monitor_env), never the admin's CONNECT_PASSWORD.
-MONITOR_SECRETS = (*REGISTRY_SECRETS, "MONITOR_PASSWORD")
+# Each component's accounts and secrets are its Deployable's (launcher.deployables). Tokens need none: user-service
+# keeps its signing keys in a file of its own, the others fetch its public keys.
 # user-service's private signing keys (made at its first start, mode 0600); no other component is told the path.
 SIGNING_KEYS_FILE = STACK_DIR / "user-service" / "signing-keys.json"
 GATEWAY_ROUTES = REPO_ROOT / "gateway" / "routes.yaml"
 
 
-def service_instances(config: StackConfig) -> list[tuple[Component, str, str, dict[str, str]]]:
-    """(component, python module, Eureka app name, extra env) for every service instance, in start order."""
-    catalog_env = {**CATALOG_SERVICE_DB.env(config), **CATALOG_SERVICE_KAFKA.env(config)}
+def service_instances(config: StackConfig) -> list[tuple[Component, Deployable, str, dict[str, str]]]:
+    """(component, its deployable, Eureka app name, extra env) for every service instance, in start order."""
     # CATALOG_INSTANCES of them in one consumer group; each its own INSTANCE_ID, hence its own transactional id.
     instances = [
-        (Component(name), "catalog_service", "CATALOG-SERVICE", {"INSTANCE_ID": name, **catalog_env})
+        (Component(name), CATALOG_SERVICE, "CATALOG-SERVICE", {"INSTANCE_ID": name})
         for name in (f"catalog-service-{n}" for n in range(1, config.catalog_instances + 1))
     ]
-    user_env = {
-        "INSTANCE_ID": "user-service-1",
-        "SIGNING_KEYS_FILE": str(SIGNING_KEYS_FILE),
-        **USER_SERVICE_DB.env(config),
-    }
-    instances.append((Component("user-service-1"), "user_service", "USER-SERVICE", user_env))
+    user_env = {"INSTANCE_ID": "user-service-1", "SIGNING_KEYS_FILE": str(SIGNING_KEYS_FILE)}
+    instances.append((Component("user-service-1"), USER_SERVICE, "USER-SERVICE", user_env))
     # order-service only reads mydb.orders: the launcher migrated it with the migrator's account before
-    # (migrate_orders_table), so the instances are not given that account.
-    order_env = {
-        "MIGRATE_ORDERS_TABLE": "false",
-        **ORDER_SERVICE_DB.env(config),
-        **ORDER_SERVICE_KAFKA.env(config),
-    }
+    # (migrate_orders_table).
     for number in range(1, config.number("ORDER_INSTANCES", 2) + 1):
         name = f"order-service-{number}"
-        instances.append((Component(name), "order_service", "ORDER-SERVICE", {"INSTANCE_ID": name, **order_env}))
+        extra = {"INSTANCE_ID": name, "MIGRATE_ORDERS_TABLE": "false"}
+        instances.append((Component(name), ORDER_SERVICE, "ORDER-SERVICE", extra))
     return instances
 
 
@@ -114,7 +97,7 @@ def migrate_orders_table(config: StackConfig) -> None:
             "head",
         ],
         cwd=REPO_ROOT,
-        env=config.component_env((), **ORDERS_MIGRATOR_DB.env(config)),
+        env=ORDERS_MIGRATOR.env(config),
         capture_output=True,
         text=True,
         check=False,
@@ -126,12 +109,12 @@ def migrate_orders_table(config: StackConfig) -> None:
 
 def up(config: StackConfig) -> None:
     discovery = discovery_component(config)
-    if _start_python(config, discovery, "discovery_server", {}) is not None:
+    if _start_python(config, discovery, DISCOVERY, {}) is not None:
         wait_until(discovery, lambda: _discovery_ready(config), 60, "ready")
-    for component, module, app, extra in service_instances(config):
-        _start_instance(config, component, module, app, extra)
+    for component, deployable, app, extra in service_instances(config):
+        _start_instance(config, component, deployable, app, extra)
     gateway = gateway_component(config)
-    if _start_python(config, gateway, "api_gateway", {"GATEWAY_ROUTES": str(GATEWAY_ROUTES)}) is not None:
+    if _start_python(config, gateway, GATEWAY, {"GATEWAY_ROUTES": str(GATEWAY_ROUTES)}) is not None:
         wait_until(gateway, lambda: _gateway_ready(config), 60, "ready")
     start_monitor(config)
     create_first_admin(config)
@@ -158,27 +141,20 @@ def create_first_admin(config: StackConfig) -> None:
 
 
 def monitor_env(config: StackConfig, instance_id: str) -> dict[str, str]:
-    """MONITOR_SECRETS, its own Kafka login and database account, and Connect's read-only REST user as its
-    CONNECT_USER / CONNECT_PASSWORD: the console only reads connector states."""
-    return config.component_env(
-        MONITOR_SECRETS,
-        INSTANCE_ID=instance_id,
-        CONNECT_USER=connect.monitor_rest_user(config),
-        CONNECT_PASSWORD=config.get("CONNECT_MONITOR_PASSWORD"),
-        **MONITOR_KAFKA.env(config),
-        **MONITOR_DB.env(config),
-    )
+    """Its deployable's accounts and secrets, and Connect's read-only REST user as its CONNECT_USER (with
+    CONNECT_MONITOR_PASSWORD as CONNECT_PASSWORD): the console only reads connector states."""
+    return MONITOR.env(config, INSTANCE_ID=instance_id, CONNECT_USER=connect.monitor_rest_user(config))
 
 
 def start_monitor(config: StackConfig) -> None:
-    """The monitor, on its fixed MONITOR_PORT, with its own Kafka login and database account, and MONITOR_SECRETS."""
+    """The monitor, on its fixed MONITOR_PORT, with its own Kafka login, database account and secrets."""
     monitor = monitor_component(config)
     if not needs_start(monitor, monitor.port):
         return
     step("starting monitor (consumer lag)")
     started_ms = int(time.time() * 1000)
     instance_id = "monitor-1"
-    start(monitor, [str(VENV_PYTHON), "-m", "lag_monitor"], monitor_env(config, instance_id), cwd=run_dir())
+    start(monitor, [str(VENV_PYTHON), "-m", MONITOR.module], monitor_env(config, instance_id), cwd=run_dir())
     wait_until(monitor, lambda: _registered(config, "MONITOR", instance_id, started_ms), 60, "registered as MONITOR")
 
 
@@ -189,8 +165,8 @@ def restart_service(config: StackConfig, name: str, **env: str) -> None:
     found = [entry for entry in service_instances(config) if entry[0].name == name]
     if not found:
         raise KeyError(name)
-    component, module, app, extra = found[0]
-    _start_instance(config, component, module, app, {**extra, **env})
+    component, deployable, app, extra = found[0]
+    _start_instance(config, component, deployable, app, {**extra, **env})
     if gateway_component(config).running():
         instance_id = extra["INSTANCE_ID"]
         wait_until(
@@ -209,20 +185,24 @@ def _gateway_routes_to(config: StackConfig, app: str, instance_id: str) -> bool:
     return answered_by == instance_id
 
 
-def _start_instance(config: StackConfig, component: Component, module: str, app: str, extra: dict[str, str]) -> None:
-    started_ms = _start_python(config, component, module, extra)
+def _start_instance(
+    config: StackConfig, component: Component, deployable: Deployable, app: str, extra: dict[str, str]
+) -> None:
+    started_ms = _start_python(config, component, deployable, extra)
     if started_ms is not None:
         instance_id = extra["INSTANCE_ID"]
         wait_until(component, lambda: _registered(config, app, instance_id, started_ms), 90, f"registered as {app}")
 
 
-def _start_python(config: StackConfig, component: Component, module: str, extra: dict[str, str]) -> int | None:
-    """Start the module unless it runs already; the start time in epoch ms, or None when nothing was started."""
+def _start_python(
+    config: StackConfig, component: Component, deployable: Deployable, extra: dict[str, str]
+) -> int | None:
+    """Start the deployable unless it runs already; the start time in epoch ms, or None when nothing was started."""
     if not needs_start(component, component.port):
         return None
     step(f"starting {component.name}")
     started_ms = int(time.time() * 1000)
-    start(component, [str(VENV_PYTHON), "-m", module], config.component_env(REGISTRY_SECRETS, **extra), cwd=run_dir())
+    start(component, [str(VENV_PYTHON), "-m", deployable.module], deployable.env(config, **extra), cwd=run_dir())
     return started_ms
 
 

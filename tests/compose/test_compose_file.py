@@ -22,6 +22,7 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from launcher.compose_secrets import COMPONENT_SECRETS, OPERATOR, SECRETS_GID, secret_keys
+from launcher.deployables import DEPLOYABLES
 from launcher.environment import PLACEHOLDER, StackConfig, is_secret
 from launcher.mariadb import database_grants
 from order_contract.order import ORDER_FIELDS
@@ -384,6 +385,27 @@ def test_no_secret_is_in_any_environment_but_the_secrets_one_shots_and_only_from
             assert secrets_here == {key: f"${{{key}:-}}" for key in secret_keys()}
         else:
             assert not secrets_here, f"{name} has secrets in its environment: {sorted(secrets_here)}"
+
+
+@pytest.mark.unit
+def test_each_python_deployable_runs_with_the_account_names_and_module_its_description_gives(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """launcher.deployables is what both launchers start from: the compose service that reads a deployable's
+    secrets volume logs in as its accounts (DB_USER, KAFKA_USERNAME) and, when it is a service, runs its module."""
+    by_volume = {deployable.volume or deployable.name: deployable for deployable in DEPLOYABLES}
+    checked = set()
+    for name, service in services.items():
+        deployable = by_volume.get(secret_volume(service) or "")
+        if deployable is None:
+            continue
+        environment = service_environment(service)
+        for key, value in deployable.account_names().items():
+            assert environment.get(key) == value, f"{name}: {key}"
+        if service.get("restart", "no") != "no" and deployable.volume is None:
+            assert build_args(service)["MODULE"] == deployable.module, name
+        checked.add(deployable.volume or deployable.name)
+    assert checked == set(by_volume), "a deployable that compose does not run"
 
 
 @pytest.mark.unit
