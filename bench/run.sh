@@ -23,6 +23,10 @@ $PY -m bench.observability_cost || status=1
 echo
 echo "=== bench/read_your_writes.py"
 $PY -m bench.read_your_writes || status=1
+# Accepted -> row visible, at a moderate rate through the gateway, next to the Kafka hop alone.
+echo
+echo "=== bench/sync_lag.py"
+$PY -m bench.sync_lag || status=1
 # A cluster of its own beside the stack (3 brokers at RF 3), started and removed by the script.
 echo
 echo "=== bench/cluster_throughput.py"
