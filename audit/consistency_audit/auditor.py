@@ -36,6 +36,7 @@ from aiokafka import ConsumerRecord
 from sqlalchemy.exc import OperationalError
 
 from consistency_audit.config import AuditSettings
+from consistency_audit.findings import Findings
 from consistency_audit.folding import (
     fold_dead_letter,
     fold_order_record,
@@ -43,14 +44,7 @@ from consistency_audit.folding import (
     fold_row,
     fold_stock_record,
 )
-from consistency_audit.reconcile import (
-    AuditState,
-    Kind,
-    Stock,
-    dead_lettered,
-    find_discrepancies,
-    settle,
-)
+from consistency_audit.reconcile import AuditState, Kind, Stock
 from consistency_audit.sources import (
     DatabaseReader,
     Snapshot,
@@ -136,6 +130,7 @@ class Auditor:
     def __init__(self, settings: AuditSettings, ledger: AuditState | None = None) -> None:
         self.settings = settings
         self.ledger = ledger
+        self.findings = Findings()  # what `ledger`'s orders amount to, judged as they change
         self._topics = TopicScan(settings.kafka_access)
         self._database = DatabaseReader(settings)
 
@@ -152,7 +147,9 @@ class Auditor:
         if not full:
             assert self.ledger is not None
             try:
-                return await self._pass(self.ledger, full=False, reason=reason, started=started, started_at=started_at)
+                return await self._pass(
+                    self.ledger, self.findings, full=False, reason=reason, started=started, started_at=started_at
+                )
             except (FullPassNeeded, SourceChanged) as exc:
                 reason = f"fell back to a full pass: {exc}"
             except OperationalError as exc:
@@ -161,20 +158,33 @@ class Auditor:
                 reason = "fell back to a full pass: a table changed under the snapshot (a migration ran)"
             log.info("audit falls back to a full pass", extra={"reason": reason})
         for attempt in range(SNAPSHOT_ATTEMPTS):
-            ledger = AuditState()
+            ledger, findings = AuditState(), Findings()
             try:
-                verdict = await self._pass(ledger, full=True, reason=reason, started=started, started_at=started_at)
+                verdict = await self._pass(
+                    ledger, findings, full=True, reason=reason, started=started, started_at=started_at
+                )
             except OperationalError as exc:
                 # MariaDB error 1412: a table was altered after the snapshot began (a migration): a fresh snapshot.
                 if _error_code(exc) != TABLE_DEFINITION_CHANGED or attempt == SNAPSHOT_ATTEMPTS - 1:
                     raise
                 continue
-            self.ledger = ledger
+            self.ledger, self.findings = ledger, findings
+            # What a full pass held is not needed again: a dict keeps the table it grew to (every order ever read),
+            # and the database connection its read buffer (20 MB after the GROUP_CONCAT batches, measured).
+            ledger.orders = dict(ledger.orders)
+            await self._database.close()
             return verdict
         raise AssertionError("unreachable")
 
     async def _pass(
-        self, ledger: AuditState, *, full: bool, reason: str, started: float, started_at: dt.datetime
+        self,
+        ledger: AuditState,
+        findings: Findings,
+        *,
+        full: bool,
+        reason: str,
+        started: float,
+        started_at: dt.datetime,
     ) -> Verdict:
         settings = self.settings
         laps = _Laps()
@@ -188,14 +198,14 @@ class Auditor:
                 await self._read_everything_else(snapshot, ledger, fresh)
                 laps("outcomes")
             else:
-                rows_read += await self._read_what_moved(snapshot, ledger, fresh, laps)
-                await self._check_totals(snapshot, ledger, snapshot_ms, laps)
+                rows_read += await self._read_what_moved(snapshot, ledger, findings, fresh, snapshot_ms, laps)
+                rows_read += await self._check_totals(snapshot, ledger, snapshot_ms, laps)
             stock = await self._stock(snapshot, ledger)
             laps("stock")
 
-        discrepancies = find_discrepancies(ledger, stock, snapshot_ms, settings.grace)
-        refused = dead_lettered(ledger, settings.grace)
-        settled = settle(ledger, snapshot_ms, settings.grace)
+        settled = findings.review(ledger, snapshot_ms, settings.grace)
+        discrepancies = findings.discrepancies()
+        discrepancies[Kind.STOCK_DRIFT] = [product.product_id for product in stock if product.drift != 0]
         if full:
             ledger.totals_checked_ms = snapshot_ms
         laps("reconcile")
@@ -210,7 +220,7 @@ class Auditor:
             watched=len(ledger.orders),
             settled=settled,
             timings=laps.timings,
-            dead_lettered=refused,
+            dead_lettered=findings.dead_lettered(),
         )
 
     async def _read_topics(self, ledger: AuditState, *, full: bool) -> int:
@@ -266,41 +276,64 @@ class Auditor:
         outcomes = await snapshot.all_outcomes()
         for order_id, order in ledger.orders.items():
             order.outcome = outcomes.get(order_id)
+        del outcomes
+        ledger.touched.update(ledger.orders)
         ledger.confirmed = await snapshot.confirmed_qty()
 
-    @staticmethod
-    async def _read_what_moved(snapshot: Snapshot, ledger: AuditState, fresh: set[str], laps: "_Laps") -> int:
+    async def _read_what_moved(
+        self,
+        snapshot: Snapshot,
+        ledger: AuditState,
+        findings: Findings,
+        fresh: set[str],
+        now_ms: int,
+        laps: "_Laps",
+    ) -> int:
         """An incremental pass: the rows not yet showing their last record's status (a row that shows it changes
         only behind our back, which the row count and checksum catch), and the ledger outcomes still to come or
-        to change. Returns the rows read."""
-        stale = [i for i, order in ledger.orders.items() if i not in fresh and order.row != order.status]
-        found = await snapshot.rows_of(stale)
-        for order_id in stale:
-            ledger.orders[order_id].row = found.get(order_id)
+        to change, of the orders in flight, the orders a record came for this pass, and a slice of the reported
+        ones (findings.rereads). Returns the rows read."""
+        settings = self.settings
+        recheck_ms = settings.audit_recheck_seconds * 1000
+        candidates = {*findings.rereads(now_ms, recheck_ms, settings.audit_recheck_batch), *ledger.touched}
+        orders = ledger.orders
+        stale = [i for i in candidates if i not in fresh and (o := orders.get(i)) is not None and o.row != o.status]
+        rows = await _reread_rows(snapshot, ledger, stale)
         laps("watched_rows")
         waiting = [
             order_id
-            for order_id, order in ledger.orders.items()
-            if order.requested_ms is not None and (order.outcome is None or order.outcome != order.status)
+            for order_id in candidates
+            if (order := orders.get(order_id)) is not None
+            and order.requested_ms is not None
+            and (order.outcome is None or order.outcome != order.status)
         ]
         for order_id, outcome in (await snapshot.outcomes_of(waiting)).items():
             fold_outcome(ledger, order_id, outcome)
         laps("outcomes")
-        return len(found)
+        return rows
 
-    async def _check_totals(self, snapshot: Snapshot, ledger: AuditState, snapshot_ms: int, laps: "_Laps") -> None:
+    async def _check_totals(self, snapshot: Snapshot, ledger: AuditState, snapshot_ms: int, laps: "_Laps") -> int:
         """At most every AUDIT_TOTALS_EVERY_SECONDS: mydb.orders' row count and checksum against what the ledger
-        expects; a difference means rows changed behind the auditor's back (a full pass names them)."""
+        expects. A difference: first the rows of every watched order that disagrees are read again (a reported
+        row repaired, the sink catching up after its grace); if that does not explain it, rows changed behind the
+        auditor's back (a full pass names them). Returns the rows read."""
         if snapshot_ms - ledger.totals_checked_ms < self.settings.audit_totals_every_seconds * 1000:
-            return
+            return 0
         totals, expected = await snapshot.row_totals(), ledger.expected_rows()
         laps("row_totals")
+        rows = 0
+        if totals != expected:
+            stale = [order_id for order_id, order in ledger.orders.items() if order.row != order.status]
+            rows = await _reread_rows(snapshot, ledger, stale)
+            expected = ledger.expected_rows()
+            laps("reported_rows")
         if totals != expected:
             raise FullPassNeeded(
                 f"mydb.orders has {totals[0]} rows (checksum {totals[1]}), expected {expected[0]} "
                 f"({expected[1]}): rows changed behind the auditor's back"
             )
         ledger.totals_checked_ms = snapshot_ms
+        return rows
 
     @staticmethod
     async def _stock(snapshot: Snapshot, ledger: AuditState) -> list[Stock]:
@@ -313,6 +346,18 @@ class Auditor:
             for product_id in differ:
                 ledger.confirmed[product_id] = exact.get(product_id, 0)
         return [Stock(p, initial, current, ledger.confirmed.get(p, 0)) for p, (initial, current) in levels.items()]
+
+
+async def _reread_rows(snapshot: Snapshot, ledger: AuditState, order_ids: list[str]) -> int:
+    """The rows of `order_ids` as the snapshot has them (None: no row); an order whose row changed is touched."""
+    found = await snapshot.rows_of(order_ids)
+    for order_id in order_ids:
+        order = ledger.orders[order_id]
+        row = found.get(order_id)
+        if row != order.row:
+            order.row = row
+            ledger.touched.add(order_id)
+    return len(found)
 
 
 async def audit_once(settings: AuditSettings) -> Verdict:

@@ -49,3 +49,4 @@ def fold_outcome(ledger: AuditState, order_id: str, outcome: Outcome) -> None:
     now = outcome.qty if outcome.status == CONFIRMED else 0
     ledger.confirmed[outcome.product_id] = ledger.confirmed.get(outcome.product_id, 0) + now - was
     order.outcome = outcome.status
+    ledger.touched.add(order_id)

@@ -20,7 +20,7 @@ row, or a row showing an earlier record, by design: it is reported apart as dead
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 from order_contract.order import OrderStatus
 
@@ -113,12 +113,35 @@ class AuditState:
     totals_checked_ms: int = 0  # when the row count and checksum were last compared
     # Records on `orders` older than this are gone (retention): a row of an older order may have had its record.
     history_from_ms: int = 0
+    # Orders some source said something new of since they were last judged (findings.py judges only these, and
+    # the ones whose grace ran out); not saved: a state read back is judged whole once.
+    touched: set[str] = field(default_factory=set, compare=False, repr=False)
+    # Rows of the folded orders per status (the console's counts; not saved: only the monitor shows them).
+    settled_by_status: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def track(self, order_id: str) -> Tracked:
         found = self.orders.get(order_id)
         if found is None:
             found = self.orders[order_id] = Tracked()
+        self.touched.add(order_id)
         return found
+
+    def fold(self, order_id: str) -> None:
+        """Stop watching `order_id`: its row, if any, goes into the folded count and checksum."""
+        order = self.orders.pop(order_id)
+        self.touched.discard(order_id)
+        if order.row is not None:
+            self.settled_count += 1
+            self.settled_checksum ^= row_checksum(order_id, order.row)
+            self.settled_by_status[order.row] = self.settled_by_status.get(order.row, 0) + 1
+
+    def row_counts(self) -> dict[str, int]:
+        """Rows of mydb.orders per status as the auditor knows them (folded and watched)."""
+        counts = dict(self.settled_by_status)
+        for order in self.orders.values():
+            if order.row is not None:
+                counts[order.row] = counts.get(order.row, 0) + 1
+        return counts
 
     def expected_rows(self) -> tuple[int, int]:
         """(count, checksum) mydb.orders must have if no row changed behind our back."""
@@ -186,32 +209,97 @@ def judged(order: Tracked, grace: Grace) -> bool:
     return not grace.since_ms or first_seen_ms(order) >= grace.since_ms
 
 
-def find_discrepancies(ledger: AuditState, stock: Iterable[Stock], now_ms: int, grace: Grace) -> dict[Kind, list[str]]:
-    """Every discrepancy, by kind, with the order ids (product ids for drift), sorted. `now_ms` is the time of the
-    database snapshot the rows and outcomes come from; records and requests were read after it."""
-    found: dict[Kind, list[str]] = {kind: [] for kind in Kind}
+class Reread(IntEnum):
+    """When an incremental pass reads a watched order's row and ledger outcome again."""
+
+    NONE = 0  # both agree with its last record: only a new record (or the row checksum) says more
+    EVERY_PASS = 1  # in flight: the sink or catalog-service should catch up any moment
+    SLOW = 2  # past its grace, so already reported: read again every AUDIT_RECHECK_SECONDS, a slice per pass
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """What one watched order amounts to at one moment."""
+
+    kinds: tuple[Kind, ...] = ()
+    refused: bool = False  # its last record was dead-lettered (in the judged window): reported apart
+    settles: bool = False  # every source agrees and it is old enough: fold it
+    reread: Reread = Reread.NONE
+    wake_ms: int | None = None  # the next moment this judgement changes by time alone (a grace running out)
+
+
+def judge(order: Tracked, now_ms: int, grace: Grace, history_from_ms: int = 0) -> Judgement:
+    """One order's discrepancies, whether it settles, when to read it again, and when to judge it again if no
+    source says anything new of it. `now_ms` is the time of the database snapshot its row and outcome come from."""
     sink_ms, outcome_ms = grace.sink_lag * 1000, grace.outcome_lag * 1000
-    overdue_ms = (grace.deadline + grace.pending_allowance) * 1000
-    for order_id, order in ledger.orders.items():
-        if not judged(order, grace):
-            continue
+    status, row, requested_ms = order.status, order.row, order.requested_ms
+    row_off = row != status  # no row, a row behind, or a row without a record
+    waiting = requested_ms is not None and (order.outcome is None or order.outcome != status)
+    # When each grace runs out ("past" is strictly after it); a judgement changes by time alone only then.
+    sink_due = order.record_ms + sink_ms
+    outcome_due = (requested_ms or 0) + outcome_ms
+    wakes: list[float] = []
+    kinds: list[Kind] = []
+    refused = False
+    if judged(order, grace):
         refused = order.last_record_dead_lettered  # the row cannot show that record: explained, reported apart
-        if order.status is not None and order.row is None and now_ms - order.record_ms > sink_ms and not refused:
-            found[Kind.MISSING_ROW].append(order_id)
-        if order.row is not None and order.status is None and first_seen_ms(order) >= ledger.history_from_ms:
-            found[Kind.ROW_WITHOUT_RECORD].append(order_id)
-        if (
-            order.row is not None
-            and order.status is not None
-            and order.row != order.status
-            and now_ms - order.record_ms > sink_ms
-            and not refused
-        ):
-            found[Kind.STATUS_BEHIND].append(order_id)
-        if order.requested_ms is not None and order.outcome is None and now_ms - order.requested_ms > outcome_ms:
-            found[Kind.UNANSWERED_REQUEST].append(order_id)
-        if order.status == PENDING and now_ms - order.created_ms > overdue_ms:
-            found[Kind.OVERDUE_PENDING].append(order_id)
+        if status is not None and row_off and not refused:
+            if now_ms > sink_due:
+                kinds.append(Kind.MISSING_ROW if row is None else Kind.STATUS_BEHIND)
+            else:
+                wakes.append(sink_due)
+        if row is not None and status is None and first_seen_ms(order) >= history_from_ms:
+            kinds.append(Kind.ROW_WITHOUT_RECORD)
+        if requested_ms is not None and order.outcome is None:
+            if now_ms > outcome_due:
+                kinds.append(Kind.UNANSWERED_REQUEST)
+            else:
+                wakes.append(outcome_due)
+        if status == PENDING:
+            overdue_due = order.created_ms + (grace.deadline + grace.pending_allowance) * 1000
+            if now_ms > overdue_due:
+                kinds.append(Kind.OVERDUE_PENDING)
+            else:
+                wakes.append(overdue_due)
+
+    if requested_ms is None:
+        answered = True
+    elif status is None:
+        answered = order.outcome is not None
+    else:
+        answered = order.outcome == status  # the ledger settled it the way `orders` says
+    if answered and (
+        (status is not None and status != PENDING and row == status)
+        or (status is None and row is None and (order.outcome is not None or requested_ms is None))
+        or (status is None and row is not None and first_seen_ms(order) < history_from_ms)  # its record is gone
+    ):
+        settle_due = max(order.created_ms, order.record_ms, requested_ms or 0) + grace.settle * 1000
+        if now_ms > settle_due:
+            return SETTLES
+        wakes.append(settle_due)
+
+    reread = Reread.NONE
+    if row_off or waiting:
+        in_flight = (row_off and status is not None and now_ms <= sink_due) or (waiting and now_ms <= outcome_due)
+        if in_flight:
+            reread = Reread.EVERY_PASS
+            wakes.append(sink_due if row_off and status is not None and now_ms <= sink_due else outcome_due)
+        else:
+            reread = Reread.SLOW
+    wake_ms = int(min(wakes)) + 1 if wakes else None
+    return Judgement(tuple(kinds), refused, False, reread, wake_ms)
+
+
+SETTLES = Judgement(settles=True)
+
+
+def find_discrepancies(ledger: AuditState, stock: Iterable[Stock], now_ms: int, grace: Grace) -> dict[Kind, list[str]]:
+    """Every discrepancy, by kind, with the order ids (product ids for drift), sorted: every watched order judged
+    (findings.py keeps the same between passes, judging only what changed)."""
+    found: dict[Kind, list[str]] = {kind: [] for kind in Kind}
+    for order_id, order in ledger.orders.items():
+        for kind in judge(order, now_ms, grace, ledger.history_from_ms).kinds:
+            found[kind].append(order_id)
     found[Kind.STOCK_DRIFT] = [product.product_id for product in stock if product.drift != 0]
     return {kind: sorted(ids) for kind, ids in found.items()}
 
@@ -227,28 +315,7 @@ def dead_lettered(ledger: AuditState, grace: Grace) -> list[str]:
 
 def settle(ledger: AuditState, now_ms: int, grace: Grace) -> int:
     """Stop watching the orders every source agrees on (folded into the row count and checksum); how many."""
-    settle_ms = grace.settle * 1000
-    done = []
-    for order_id, order in ledger.orders.items():
-        old_enough = now_ms - max(order.created_ms, order.record_ms, order.requested_ms or 0) > settle_ms
-        if order.requested_ms is None:
-            answered = True
-        elif order.status is None:
-            answered = order.outcome is not None
-        else:
-            answered = order.outcome == order.status  # the ledger settled it the way `orders` says
-        if not (old_enough and answered):
-            continue
-        if order.status is not None and order.status != PENDING and order.row == order.status:
-            ledger.settled_count += 1
-            ledger.settled_checksum ^= row_checksum(order_id, order.status)
-            done.append(order_id)
-        elif order.status is None and order.row is None and (order.outcome is not None or order.requested_ms is None):
-            done.append(order_id)  # an answered stock request alone, or a row gone again: nothing left to compare
-        elif order.status is None and order.row is not None and first_seen_ms(order) < ledger.history_from_ms:
-            ledger.settled_count += 1  # a row older than the retained records: nothing left to compare it with
-            ledger.settled_checksum ^= row_checksum(order_id, order.row)
-            done.append(order_id)
+    done = [i for i, order in ledger.orders.items() if judge(order, now_ms, grace, ledger.history_from_ms).settles]
     for order_id in done:
-        del ledger.orders[order_id]
+        ledger.fold(order_id)
     return len(done)

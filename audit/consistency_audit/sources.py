@@ -2,10 +2,12 @@
 to the last stable offsets) and one database snapshot (mydb.orders, catalogdb's catalogs and processed_orders, one
 REPEATABLE READ transaction, so the stock and the ledger are read as catalog-service committed them together)."""
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from sys import intern
 
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -17,6 +19,8 @@ from consistency_audit.config import AuditSettings
 from order_contract.timestamps import as_utc, epoch_ms
 from servicekit.kafka import KafkaAccess
 
+# A status is one of a handful of words: every order's fields point at one copy of each (`intern`), not a string of
+# their own per record and row (a full pass holds every order at once).
 IN_BATCH = 1000  # ids per `IN (...)`: one statement stays small, a few thousand tracked orders take a few round trips
 STREAM_BATCH = 20_000
 # Between the rows and between the fields of a GROUP_CONCAT batch (ASCII's record and unit separators: no order id
@@ -59,7 +63,8 @@ def parse_order_record(value: bytes | None, timestamp_ms: int) -> OrderRecord | 
         # The payload alone: parsing the schema that precedes it in every record would double the cost.
         start = (value or b"").rfind(b'"payload":')
         payload = orjson.loads(value[start + 10 : -1]) if value and start > 0 else orjson.loads(value or b"")["payload"]
-        return OrderRecord(str(payload["order_id"]), str(payload["status"]), int(payload["created_at"]), timestamp_ms)
+        status = intern(str(payload["status"]))
+        return OrderRecord(str(payload["order_id"]), status, int(payload["created_at"]), timestamp_ms)
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
 
@@ -125,8 +130,16 @@ class TopicScan:
 
     async def stop(self) -> None:
         if self._consumer is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await self._consumer.stop()
+            except asyncio.CancelledError:
+                # aiokafka's fetcher lets a fetch it cancels on close raise CancelledError (one that had timed out
+                # and was backing off: seen under load); only a cancellation of this task itself goes on.
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+            except Exception:
+                pass
         self._consumer = None
 
     async def read(
@@ -148,6 +161,22 @@ class TopicScan:
         if {tp.topic for tp in parts} != set(topics):
             raise LookupError(f"the brokers name no partitions for {sorted(set(topics) - {tp.topic for tp in parts})}")
         consumer.assign(parts)
+        consumer.resume(*parts)
+        try:
+            return await self._read_assigned(consumer, parts, positions, on_record, timeout_seconds)
+        finally:
+            # Between passes nothing is fetched: an assigned partition is fetched again and again in the background
+            # (every fetch_max_wait_ms, 20 ms, with nothing new: ~50 fetches a second to each broker).
+            consumer.pause(*parts)
+
+    async def _read_assigned(
+        self,
+        consumer: AIOKafkaConsumer,
+        parts: list[TopicPartition],
+        positions: dict[str, dict[int, int]],
+        on_record: Callable[[ConsumerRecord[bytes, bytes]], None],
+        timeout_seconds: float,
+    ) -> int:
         ends = await consumer.end_offsets(parts)  # read_committed: the last stable offsets
         begins = await consumer.beginning_offsets(parts)
         waiting = set()
@@ -257,7 +286,7 @@ class Snapshot:
                 columns = (orders.c.id, orders.c.order_id, orders.c.status, orders.c.created_at)
                 query = select(*columns).where(orders.c.id > last_id, orders.c.id <= top).order_by(orders.c.id)
                 rows = (await self._connection.execute(query)).all()
-                batch = [(order_id, status, epoch_ms(as_utc(created))) for _, order_id, status, created in rows]
+                batch = [(order_id, intern(status), epoch_ms(as_utc(created))) for _, order_id, status, created in rows]
             yield int(top), batch
             last_id = int(top)
 
@@ -269,7 +298,7 @@ class Snapshot:
             result = await self._connection.execute(
                 select(orders.c.order_id, orders.c.status).where(orders.c.order_id.in_(batch))
             )
-            found.update((order_id, status) for order_id, status in result)
+            found.update((order_id, intern(status)) for order_id, status in result)
         return found
 
     async def outcomes_of(self, order_ids: Iterable[str]) -> dict[str, Outcome]:
@@ -279,7 +308,9 @@ class Snapshot:
         found: dict[str, Outcome] = {}
         for batch in _batches(order_ids):
             result = await self._connection.execute(select(*columns).where(processed.c.order_id.in_(batch)))
-            found.update((order_id, Outcome(status, product_id, qty)) for order_id, status, product_id, qty in result)
+            found.update(
+                (order_id, Outcome(intern(status), product_id, qty)) for order_id, status, product_id, qty in result
+            )
         return found
 
     async def all_outcomes(self) -> dict[str, str]:
@@ -306,7 +337,7 @@ class Snapshot:
                     processed.c.order_id > last, processed.c.order_id <= top
                 )
                 items = [[order_id, status] for order_id, status in await self._connection.execute(query)]
-            found.update((fields[0], fields[1]) for fields in items)
+            found.update((fields[0], intern(fields[1])) for fields in items)
             last = top
 
     async def confirmed_qty(self, product_ids: Sequence[str] | None = None) -> dict[str, int]:
@@ -353,6 +384,7 @@ class DatabaseReader:
                 await connection.rollback()
 
     async def close(self) -> None:
+        """Close the pooled connections (the reader stays usable: the next snapshot connects again)."""
         await self._engine.dispose()
 
 
@@ -366,7 +398,7 @@ def _unpacked(joined: str | None, count: int) -> list[tuple[str, str, int]] | No
         fields = item.split(UNIT_SEPARATOR)
         if len(fields) != 3:
             return None
-        rows.append((fields[0], fields[1], int(fields[2])))
+        rows.append((fields[0], intern(fields[1]), int(fields[2])))
     return rows
 
 
