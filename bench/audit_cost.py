@@ -1,4 +1,5 @@
-"""Auditor cost: one incremental pass over a stack holding 1,000,000 orders after 1,000 new ones, and one full pass.
+"""Auditor cost: one incremental pass over a stack holding 1,000,000 orders, 100,000 of them unresolved discrepancies,
+after 1,000 new ones, and one full pass.
 
 A million real orders through the gateway would take hours here, so the bench writes what the stack would hold
 straight into sources of its own, beside the running stack: topics `bench-audit-orders` and `bench-audit-stock`
@@ -10,13 +11,19 @@ tables made LIKE
 mydb.orders, catalogdb.catalogs and catalogdb.processed_orders, filled by INSERT ... SELECT from MariaDB's sequence
 engine. The auditor reads them exactly as it reads the real ones (same code, settings pointing at the bench's names).
 
+Before the full pass, the rows of every tenth order (--discrepancies of them) are deleted: missing rows the auditor
+keeps watching and reports every pass, the issue's "100k unresolved discrepancies"; an incremental pass must cost
+what changed, not what it watches.
+
 Figures: the full pass (median of --full-rounds; one by default, it takes minutes), the incremental pass after --new
-orders were added (medians over --rounds, alternately with the row checksum compared in that pass and without it).
+orders were added (medians over --rounds, alternately with the row checksum compared in that pass and without it),
+and the process's resident memory after them (what the monitor would hold for the auditor).
 Setting the stage (about 15 minutes for a million orders here) is not measured. Anchors from the same run: a plain
 `SELECT COUNT(*)` of the orders table (incremental), and a plain read of every record of both topics, nothing parsed
 (full pass).
 
-    .venv/bin/python bench/audit_cost.py [--orders 1000000] [--new 1000] [--rounds 6] [--full-rounds 1]
+    .venv/bin/python bench/audit_cost.py [--orders 1000000] [--discrepancies 100000] [--new 1000] [--rounds 6]
+        [--full-rounds 1]
 
 Needs the stack's Kafka and MariaDB (make up). The bench's topics and database are removed afterwards.
 """
@@ -32,7 +39,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import UnknownTopicOrPartitionError
 
-from consistency_audit import Auditor, AuditSettings
+from consistency_audit import Auditor, AuditSettings, Kind
 from launcher.environment import StackConfig
 from launcher.mariadb import operator_connection
 from order_contract.connect_record import ORDER_SCHEMA
@@ -145,6 +152,26 @@ def drop_database(config: StackConfig) -> None:
     connection.close()
 
 
+def delete_rows(config: StackConfig, orders: int, count: int) -> int:
+    """The rows of `count` orders spread over all of them (every n-th id): missing rows, for good."""
+    if not count:
+        return 0
+    connection = operator_connection(config, DATABASE)
+    with connection.cursor() as cursor:
+        deleted: int = cursor.execute("DELETE FROM orders WHERE id %% %s = 0 LIMIT %s", (orders // count, count))
+    connection.commit()
+    connection.close()
+    return deleted
+
+
+def resident_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def count_rows(config: StackConfig) -> float:
     connection = operator_connection(config, DATABASE)
     with connection.cursor() as cursor:
@@ -189,6 +216,7 @@ async def read_topics_plainly(config: StackConfig) -> tuple[int, float]:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--orders", type=int, default=1_000_000)
+    parser.add_argument("--discrepancies", type=int, default=100_000)  # missing rows the auditor keeps reporting
     parser.add_argument("--new", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=6)  # alternately with and without the row checksum
     parser.add_argument("--full-rounds", type=int, default=1)  # a full pass over a million orders takes minutes
@@ -203,6 +231,7 @@ async def main() -> None:
         orders_dead_letter_topic=DEAD_LETTER_TOPIC,
         audit_settle_seconds=0,
         audit_totals_every_seconds=0,
+        audit_sink_lag_seconds=1,  # the bench's rows are written before their records: the deleted ones are missing
     )
     admin = AIOKafkaAdminClient(**config.kafka_access.client_options())
     await admin.start()
@@ -215,6 +244,9 @@ async def main() -> None:
         print(f"    database filled in {time.perf_counter() - started:.0f} s", flush=True)
         await publish(config, run, 1, args.orders)
         print(f"    written in {time.perf_counter() - started:.0f} s")
+        missing = await asyncio.to_thread(delete_rows, config, args.orders, args.discrepancies)
+        expected = {kind.value: 0 for kind in Kind} | {Kind.MISSING_ROW.value: missing}
+        await asyncio.sleep(settings.audit_sink_lag_seconds)
 
         full_times: list[float] = []
         plain_times: list[float] = []
@@ -224,7 +256,7 @@ async def main() -> None:
                 records, plain = await read_topics_plainly(config)
                 plain_times.append(plain)
                 verdict = await auditor.run(full=True)
-                assert verdict.consistent, verdict.as_json()
+                assert verdict.counts() == expected, verdict.as_json()
                 full_times.append(verdict.duration_seconds)
                 print(
                     f"    full pass {verdict.duration_seconds:.2f} s {verdict.timings}; plain read of "
@@ -232,6 +264,7 @@ async def main() -> None:
                     flush=True,
                 )
             incremental: list[float] = []
+            resident = resident_mb()
             unchecked: list[float] = []
             counts: list[float] = []
             next_number = args.orders + 1
@@ -243,13 +276,15 @@ async def main() -> None:
                 checked = round_ % 2 == 0
                 auditor.settings = settings.model_copy(update={"audit_totals_every_seconds": 0 if checked else 3600})
                 verdict = await auditor.run()
-                assert not verdict.full and verdict.consistent, verdict.as_json()
+                assert not verdict.full and verdict.counts() == expected, verdict.as_json()
                 (incremental if checked else unchecked).append(verdict.duration_seconds)
                 print(
                     f"    incremental pass ({'with' if checked else 'without'} row checksum) "
-                    f"{verdict.duration_seconds * 1000:.0f} ms {verdict.timings}",
+                    f"{verdict.duration_seconds * 1000:.0f} ms, {verdict.rows_read:,} rows read, {verdict.watched:,} "
+                    f"orders watched {verdict.timings}",
                     flush=True,
                 )
+            resident = resident_mb()
         finally:
             await auditor.close()
     finally:
@@ -272,9 +307,11 @@ async def main() -> None:
         if times:
             median = statistics.median(times)
             print(
-                f"incremental pass after {args.new:,} new orders, {label}: {median * 1000:.0f} ms; "
-                f"SELECT COUNT(*) of {args.orders:,} rows {count * 1000:.0f} ms (ratio {median / count:.1f}x)"
+                f"incremental pass after {args.new:,} new orders, {missing:,} discrepancies reported, {label}: "
+                f"{median * 1000:.0f} ms; SELECT COUNT(*) of {args.orders:,} rows {count * 1000:.0f} ms "
+                f"(ratio {median / count:.1f}x)"
             )
+    print(f"resident memory after the passes: {resident:.0f} MB")
 
 
 if __name__ == "__main__":
