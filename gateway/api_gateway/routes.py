@@ -35,6 +35,9 @@ class Route:
     first_segment: str | None = None
     # Its first Path pattern as written (`/order-service/{userId}/orders`): the name of its requests' spans.
     template: str = ""
+    # When the rewrite only swaps a literal prefix for another (`/user-service/(?<segment>.*)` -> `/${segment}`):
+    # the two prefixes, so most paths are rewritten by slicing instead of a regex substitution.
+    rewrite_prefixes: tuple[str, str] | None = None
 
     def match(self, method: str, path: str) -> dict[str, str] | None:
         """The path variables when this route takes the request, else None."""
@@ -49,6 +52,10 @@ class Route:
     def rewritten(self, path: str) -> str:
         if self.rewrite is None:
             return path
+        prefixes = self.rewrite_prefixes
+        # `.` stops at a line end, where the substitution would go on searching: such paths take the regex.
+        if prefixes is not None and path.startswith(prefixes[0]) and "\n" not in path:
+            return prefixes[1] + path[len(prefixes[0]) :]
         pattern, replacement = self.rewrite
         return pattern.sub(replacement, path) or "/"
 
@@ -108,6 +115,22 @@ def rewrite_rule(argument: str) -> tuple[re.Pattern[str], str]:
     python_regexp = regexp.strip().replace("(?<", "(?P<").replace("(?P<=", "(?<=").replace("(?P<!", "(?<!")
     python_replacement = re.sub(r"\$\\?\{(\w+)\}", r"\\g<\1>", replacement.strip())
     return re.compile(python_regexp), python_replacement
+
+
+_PLAIN_PREFIX_REWRITE = re.compile(r"(/[A-Za-z0-9_/-]*)\(\?P<(\w+)>\.\*\)")
+
+
+def prefix_rewrite(rewrite: tuple[re.Pattern[str], str]) -> tuple[str, str] | None:
+    """(old, new) when `rewrite` is `<plain prefix>(?P<name>.*)` -> `<plain prefix>\\g<name>`, else None."""
+    pattern, replacement = rewrite
+    found = _PLAIN_PREFIX_REWRITE.fullmatch(pattern.pattern)
+    if found is None or pattern.flags != re.UNICODE:
+        return None
+    old_prefix, name = found.groups()
+    new_prefix, separator, rest = replacement.partition(f"\\g<{name}>")
+    if not separator or rest or "\\" in new_prefix:
+        return None
+    return old_prefix, new_prefix
 
 
 def rate_limit_rule(route_id: str, argument: str) -> RateLimit:
@@ -193,6 +216,7 @@ def route_from_config(config: dict[str, Any]) -> Route:
         rate_limit=rate_limit,
         first_segment=_literal_first_segment(spring_paths),
         template=spring_paths[0] if spring_paths else "",
+        rewrite_prefixes=prefix_rewrite(rewrite) if rewrite is not None else None,
     )
 
 

@@ -10,6 +10,7 @@ from api_gateway.routes import (
     RouteTable,
     load_routes,
     path_pattern,
+    prefix_rewrite,
     rewrite_rule,
     route_from_config,
 )
@@ -58,6 +59,19 @@ def test_contract_routes_go_where_the_contract_says(method: str, path: str, rout
     route, _ = first_match(method, path)
     assert route.id == route_id
     assert route.rewritten(path) == rewritten
+
+
+def test_prefix_rewrites_slice_exactly_as_the_regex_substitutes() -> None:
+    assert all(route.rewrite_prefixes is not None for route in ROUTES)
+    paths = ["/order-service/u1/orders", "/order-service", "/x/order-service/a", "/order-service/a\n/order-service/b"]
+    for route in ROUTES:
+        assert route.rewrite is not None
+        pattern, replacement = route.rewrite
+        for path in [p.replace("order-service", route.app.lower()) for p in paths]:
+            assert route.rewritten(path) == (pattern.sub(replacement, path) or "/"), (route.id, path)
+    assert prefix_rewrite(rewrite_rule(r"/a.b/(?<s>.*), /$\{s}")) is None
+    assert prefix_rewrite(rewrite_rule(r"/a/(?<s>.*), /x/$\{s}/y")) is None
+    assert prefix_rewrite(rewrite_rule(r"/a/(?<s>.*), /v1/$\{s}")) == ("/a/", "/v1/")
 
 
 def test_only_signup_login_catalogs_and_health_are_public() -> None:
