@@ -73,6 +73,10 @@ RESPONSE_HEADERS_NOT_FORWARDED = frozenset(
     }
 )
 REJECTED_CONNECTION_LINGER_SECONDS = 2.0
+# Routing decisions remembered per (method, path) in a worker, for paths up to this long (a few MB at most); all
+# forgotten at once when full.
+MAX_REMEMBERED_PATHS = 10_000
+MAX_REMEMBERED_PATH_LENGTH = 200
 REASONS = {
     200: b"OK",
     400: b"Bad Request",
@@ -115,13 +119,13 @@ class IncomingRequest:
     span: Span | None = None
 
 
-_REQUEST_ID_PREFIX = os.urandom(8).hex()
+_REQUEST_ID_PREFIX = os.urandom(8).hex().encode()
 _request_numbers = itertools.count()
 
 
 def new_request_id() -> bytes:
     """Unique without a syscall per request: a random per-process prefix and a counter."""
-    return f"{_REQUEST_ID_PREFIX}{next(_request_numbers):016x}".encode()
+    return b"%s%016x" % (_REQUEST_ID_PREFIX, next(_request_numbers))
 
 
 # A client's X-Request-Id is kept (to find its request in the logs) only when it is short and plain; anything else
@@ -211,6 +215,8 @@ class Gateway:
         self.clients: set[ClientConnection] = set()
         self._connections_by_address: dict[str, int] = {}
         self.limiter = RateLimiter()
+        # (method, path) -> what _path_problem and the route table say of it: both depend on nothing else.
+        self._routing: dict[tuple[str, str], tuple[str | None, tuple[Route, dict[str, str]] | None]] = {}
         self._rate_limits = {route.id: route.rate_limit for route in routes if route.rate_limit is not None}
         self._apps = sorted({route.app for route in routes})
 
@@ -294,12 +300,12 @@ class Gateway:
             return error_response(refused.status, refused.detail, request_id, keep_alive)
         if route.rate_limit is not None:
             key = subject if route.rate_limit.key == "subject" and subject else client.client_ip
-            limited = self._rate_limited(route.id, route.rate_limit, key, request_id, keep_alive)
+            limited = self._rate_limited(route.id, route.rate_limit, key, request_id, keep_alive, client.loop.time())
             if limited is not None:
                 return limited
 
         forwarded = head.forwarded
-        if route.removed_headers:
+        if route.removed_headers and not route.removed_headers.isdisjoint(forwarded[::4]):
             forwarded = _without_headers(forwarded, route.removed_headers)
         if head.connection is not None and (named := connection_options(head.connection)):
             forwarded = _without_headers(forwarded, named)
@@ -327,17 +333,29 @@ class Gateway:
 
     def _admit(self, request: IncomingRequest, path: str, head: "RequestHead") -> tuple[Route, str | None]:
         """The route that takes the request, and the token's subject when it needs one; raises Refused."""
-        problem = _path_problem(path)
+        problem, matched = self._route(request.method, path)
         if problem is not None:
             raise Refused(400, problem)
         if head.authorizations > 1:
             raise Refused(400, "more than one Authorization header")
-        matched = self.routes.match(request.method, path)
         if matched is None:
             raise Refused(404, f"no route for {request.method} {path}")
         route, variables = matched
         request.route = route.id
         return route, self._authorize(route, variables, head.authorization)
+
+    def _route(self, method: str, path: str) -> tuple[str | None, tuple[Route, dict[str, str]] | None]:
+        """What is wrong with the path, else the route that takes it and its variables; remembered per path."""
+        key = (method, path)
+        known = self._routing.get(key)
+        if known is None:
+            problem = _path_problem(path)
+            known = (problem, None if problem is not None else self.routes.match(method, path))
+            if len(path) <= MAX_REMEMBERED_PATH_LENGTH:
+                if len(self._routing) >= MAX_REMEMBERED_PATHS:
+                    self._routing.clear()
+                self._routing[key] = known
+        return known
 
     def _authorize(self, route: Route, variables: dict[str, str], authorization: bytes | None) -> str | None:
         """The token's subject when the route needs a token; raises Refused."""
@@ -358,9 +376,9 @@ class Gateway:
         return claims.subject
 
     def _rate_limited(
-        self, route_id: str, limit: RateLimit, key: str, request_id: bytes, keep_alive: bool
+        self, route_id: str, limit: RateLimit, key: str, request_id: bytes, keep_alive: bool, now: float
     ) -> bytes | None:
-        wait = self.limiter.take(route_id, limit, key, asyncio.get_running_loop().time())
+        wait = self.limiter.take(route_id, limit, key, now)
         if wait <= 0:
             return None
         retry_after = b"Retry-After: %d\r\n" % retry_after_seconds(wait)
@@ -479,7 +497,8 @@ class Exchange:
         self.retryable = retryable
         self.request_id = request_id
         self.tried: set[str] = set()
-        self.failure = (503, f"no instance of {route.app} is available")
+        # Why the request could not be sent, once an attempt failed (None: no instance was there to try).
+        self.failure: tuple[int, str] | None = None
         self.instance: ServiceInstance | None = None
         self.reused = False
 
@@ -489,7 +508,7 @@ class Exchange:
         if len(self.tried) < gateway.settings.gateway_max_attempts:
             instance = gateway.balancer.pick(self.route.app, self.tried)
         if instance is None:
-            status, detail = self.failure
+            status, detail = self.failure or (503, f"no instance of {self.route.app} is available")
             self.client.answer(self.request, error_response(status, detail, self.request_id, self.request.keep_alive))
             return
         if self.tried:
@@ -569,7 +588,7 @@ class Exchange:
         if isinstance(exc, UpstreamTimeout):
             self.gateway.balancer.failed(instance)
             log.warning("request %s: %s timed out", self.request_id.decode(), instance.instance_id)
-            self.failure = (504, f"{app} did not answer in time")
+            failure = (504, f"{app} did not answer in time")
         else:
             stale = self.reused and isinstance(exc, UpstreamBroken) and not exc.received_anything
             if stale:
@@ -578,9 +597,10 @@ class Exchange:
             else:
                 self.gateway.balancer.failed(instance)
             log.warning("request %s: %s: %s", self.request_id.decode(), instance.instance_id, exc)
-            self.failure = (502, f"{app} closed the connection")
+            failure = (502, f"{app} closed the connection")
+        self.failure = failure
         if not self.retryable:
-            status, detail = self.failure
+            status, detail = failure
             self.client.answer(self.request, error_response(status, detail, self.request_id, self.request.keep_alive))
             return
         self.try_next()

@@ -62,7 +62,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.reusable = False
         self._parser = httptools.HttpResponseParser(self)
         self._listener: ResponseListener | None = None
+        # One timer at a time, left armed across requests (a timer per request cost more than the rest of send):
+        # when it fires it checks the deadline of the request then in flight, if any, and waits again if need be.
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
         self._outcome: UpstreamResponse | Exception | None = None
         # Kept: asyncio.get_running_loop() costs a getpid() syscall per call on Python 3.11.
         self._loop = asyncio.get_running_loop()
@@ -99,6 +102,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._cancel_timer()
         if self._listener is None:
             return
         if self._outcome is None:
@@ -172,9 +176,6 @@ class UpstreamConnection(asyncio.Protocol):
         if listener is None or outcome is None:
             return
         self._listener = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         if isinstance(outcome, UpstreamResponse):
             listener.on_upstream_response(self, outcome)
         else:
@@ -188,20 +189,33 @@ class UpstreamConnection(asyncio.Protocol):
         self._skip_body = head
         self.reusable = False
         self._listener = listener
-        self._timer = self._loop.call_later(read_timeout, self._time_out)
+        self._deadline = self._loop.time() + read_timeout
+        if self._timer is None or self._timer.when() > self._deadline:
+            self._cancel_timer()
+            self._timer = self._loop.call_at(self._deadline, self._check_deadline)
         self.transport.write(request)
 
-    def _time_out(self) -> None:
+    def _check_deadline(self) -> None:
         self._timer = None
-        if self._listener is not None and self._outcome is None:
-            host, port = self.address
-            self._outcome = UpstreamTimeout(f"no answer from {host}:{port}")
-            self._deliver()
+        if self._listener is None or self._outcome is not None:
+            return  # nothing in flight: the next send arms the timer again
+        if self._deadline > self._loop.time():
+            self._timer = self._loop.call_at(self._deadline, self._check_deadline)
+            return
+        host, port = self.address
+        self._outcome = UpstreamTimeout(f"no answer from {host}:{port}")
+        self._deliver()
         self.close()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def close(self) -> None:
         self.closed = True
         self.reusable = False
+        self._cancel_timer()
         if self.transport is not None:
             self.transport.close()
 
