@@ -313,15 +313,14 @@ class Snapshot:
             )
         return found
 
-    async def all_outcomes(self) -> dict[str, str]:
-        """order id -> ledger status, the whole ledger (in GROUP_CONCAT batches by order id, as rows_after)."""
+    async def all_outcomes(self) -> AsyncIterator[list[tuple[str, str]]]:
+        """(order id, ledger status) of the whole ledger, in GROUP_CONCAT batches by order id (as rows_after)."""
         table = self._connection.dialect.identifier_preparer.format_table(self._processed)
         packed = text(
             "SELECT MAX(order_id), COUNT(*), GROUP_CONCAT(order_id, CHAR(31), status"
             f" SEPARATOR :separator) FROM (SELECT order_id, status FROM {table} WHERE order_id > :last"
             " ORDER BY order_id LIMIT :batch) AS chunk"
         )
-        found: dict[str, str] = {}
         last = ""
         while True:
             result = await self._connection.execute(
@@ -329,7 +328,7 @@ class Snapshot:
             )
             top, count, joined = result.one()
             if not count:
-                return found
+                return
             items = [item.split(UNIT_SEPARATOR) for item in (joined or "").split(RECORD_SEPARATOR)]
             if len(items) != count or any(len(fields) != 2 for fields in items):
                 processed = self._processed
@@ -337,7 +336,7 @@ class Snapshot:
                     processed.c.order_id > last, processed.c.order_id <= top
                 )
                 items = [[order_id, status] for order_id, status in await self._connection.execute(query)]
-            found.update((fields[0], intern(fields[1])) for fields in items)
+            yield [(fields[0], intern(fields[1])) for fields in items]
             last = top
 
     async def confirmed_qty(self, product_ids: Sequence[str] | None = None) -> dict[str, int]:
