@@ -11,8 +11,9 @@ qty of every product, and compares order by order. It finds every discrepancy th
 An incremental pass starts from what the last pass remembered (`AuditState`: topic positions per partition, the last
 row id seen, the orders still watched, the count and checksum of the rows of the orders folded away, the CONFIRMED
 qty per product) and reads only what changed: the records written since (per partition), rows with a higher id,
-the rows and ledger outcomes of the watched orders that have not caught up yet (`IN` batches), the catalog (one row
-per product), and, at most every AUDIT_TOTALS_EVERY_SECONDS, two numbers over mydb.orders computed in the database
+the rows and ledger outcomes (`IN` batches) of the watched orders in flight or with a new record, and of a slice of
+the ones already reported (findings.py, which also judges only the orders that changed), the catalog (one row per
+product), and, at most every AUDIT_TOTALS_EVERY_SECONDS, two numbers over mydb.orders computed in the database
 (COUNT and a XOR of CRC32("order_id:status"): one scan of the table, nothing sent but the two numbers).
 
 What an incremental pass catches by itself: everything about orders written since it last looked (missing rows,

@@ -287,10 +287,13 @@ def judge(order: Tracked, now_ms: int, grace: Grace, history_from_ms: int = 0) -
         else:
             reread = Reread.SLOW
     wake_ms = int(min(wakes)) + 1 if wakes else None
-    return Judgement(tuple(kinds), refused, False, reread, wake_ms)
+    found = tuple(kinds)
+    return Judgement(_KIND_TUPLES.setdefault(found, found), refused, False, reread, wake_ms)
 
 
 SETTLES = Judgement(settles=True)
+# One tuple per combination of kinds, shared by every order that has it (findings.py keeps one per reported order).
+_KIND_TUPLES: dict[tuple[Kind, ...], tuple[Kind, ...]] = {}
 
 
 def find_discrepancies(ledger: AuditState, stock: Iterable[Stock], now_ms: int, grace: Grace) -> dict[Kind, list[str]]:
