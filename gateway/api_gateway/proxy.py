@@ -108,7 +108,7 @@ class Refused(Exception):
 class IncomingRequest:
     method: str
     url: bytes
-    headers: list[tuple[bytes, bytes]]
+    headers: list[tuple[bytes, bytes]]  # names in lower case
     body: bytes
     keep_alive: bool
     # For the metrics: when the request was complete, the route it matched, the instance that answered it.
@@ -402,11 +402,10 @@ class RequestHead:
 
 
 def _read_headers(headers: list[tuple[bytes, bytes]]) -> RequestHead:
-    """One pass over the (name, value) pairs; decisions look at names only, never at values."""
+    """One pass over the (lower-case name, value) pairs; decisions look at names only, never at values."""
     head = RequestHead(forwarded=[])
     forwarded = head.forwarded
-    for name, value in headers:
-        lowered = name.lower()
+    for lowered, value in headers:
         if lowered in REQUEST_HEADERS_NOT_FORWARDED:
             if lowered == b"host":
                 head.host = value
@@ -970,7 +969,8 @@ class ClientConnection(asyncio.Protocol):
         if len(self._headers) >= self._max_headers:
             self._rejection = self._rejection or (431, f"more than {self._max_headers} headers")
             return
-        self._headers.append((name, value))
+        # Lower case once, here: everything after reads the names so.
+        self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         self.receiving_head_since = None
@@ -979,12 +979,11 @@ class ClientConnection(asyncio.Protocol):
             self._rejection = self._rejection or (431, f"headers larger than {self._max_header_bytes} bytes")
             return
         for name, value in self._headers:
-            lowered = name.lower()
-            if lowered == b"content-length" and value.strip().isdigit():
+            if name == b"content-length" and value.strip().isdigit():
                 if int(value) > self.gateway.max_body_bytes:
                     self._rejection = (413, f"body larger than {self.gateway.max_body_bytes} bytes")
                     return
-            elif lowered == b"expect" and value.lower() == b"100-continue":
+            elif name == b"expect" and value.lower() == b"100-continue":
                 self._awaiting_continue = True  # answered once the gateway has judged the head
 
     def on_body(self, body: bytes) -> None:

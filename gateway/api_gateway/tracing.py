@@ -90,9 +90,11 @@ class GatewayTracing:
 
     @staticmethod
     def end(span: Span, status: int, upstream: str) -> None:
-        span.set_attribute("http.response.status_code", status)
+        # One call, not one per attribute: each takes the span's lock.
         if upstream:
-            span.set_attribute("gateway.upstream.instance", upstream)
+            span.set_attributes({"http.response.status_code": status, "gateway.upstream.instance": upstream})
+        else:
+            span.set_attribute("http.response.status_code", status)
         if status >= 500:
             span.set_status(Status(StatusCode.ERROR))
         span.end()
