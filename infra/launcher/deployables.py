@@ -38,6 +38,8 @@ class Deployable:
     optional: tuple[str, ...] = ()
     # Compose's secrets volume, when it shares another deployable's (the same files).
     volume: str | None = None
+    # Fixed settings it runs with under either launcher (docker-compose.yml gives the same; a test checks).
+    settings: Mapping[str, str] = field(default_factory=dict)
 
     def secret_sources(self) -> dict[str, str]:
         """Every secret it reads: variable -> the .env key it comes from."""
@@ -60,7 +62,7 @@ class Deployable:
     def env(self, config: StackConfig, **extra: str) -> dict[str, str]:
         """Its environment when the native launcher starts it: .env's settings without any secret but its own."""
         own = {variable: config.get(key) for variable, key in self.secret_sources().items()}
-        return config.component_env(self.optional, **self.account_names(), **own, **extra)
+        return config.component_env(self.optional, **self.settings, **self.account_names(), **own, **extra)
 
 
 DISCOVERY = Deployable("discovery", "discovery_server", secrets=REGISTRY)
@@ -83,6 +85,9 @@ MONITOR = Deployable(
     kafka=MONITOR_KAFKA,
     secrets={**REGISTRY, "CONNECT_PASSWORD": "CONNECT_MONITOR_PASSWORD"},
     optional=("MONITOR_PASSWORD",),
+    # The auditor's full pass holds every order for a moment; with the C allocator, malloc_trim afterwards gives
+    # that memory back (pymalloc kept ~87 MB of half-used arenas): 155-172 MB at rest -> 127 MB (bench/perf-notes.md).
+    settings={"PYTHONMALLOC": "malloc"},
 )
 # Restarts, stops and resumes connectors (the admin REST login); its recovery replays `orders` as its own principal
 # and writes the rows the sink would, with the sink's account.

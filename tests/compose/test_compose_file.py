@@ -400,7 +400,7 @@ def test_each_python_deployable_runs_with_the_account_names_and_module_its_descr
         if deployable is None:
             continue
         environment = service_environment(service)
-        for key, value in deployable.account_names().items():
+        for key, value in {**deployable.settings, **deployable.account_names()}.items():
             assert environment.get(key) == value, f"{name}: {key}"
         if service.get("restart", "no") != "no" and deployable.volume is None:
             assert build_args(service)["MODULE"] == deployable.module, name
