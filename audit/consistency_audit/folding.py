@@ -19,7 +19,9 @@ def fold_order_record(ledger: AuditState, record: OrderRecord, at: str, *, full:
 
 def fold_dead_letter(ledger: AuditState, order_id: str, at: str) -> None:
     """The sink refused the order's record at "partition:offset" (it is on orders-dlq)."""
-    ledger.track(order_id).dead_letter_of = at
+    order = ledger.track(order_id)
+    if at not in order.dead_letters:
+        order.dead_letters += (at,)
 
 
 def fold_stock_record(ledger: AuditState, record: StockRecord) -> None:

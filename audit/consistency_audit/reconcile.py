@@ -74,11 +74,13 @@ class Tracked:
     expiry_notice: bool = False  # the expirer's notice was read (evidence the order was settled without an answer)
     outcome: str | None = None  # catalog-service's ledger status
     record_at: str | None = None  # where the last committed record on `orders` is ("partition:offset")
-    dead_letter_of: str | None = None  # the `orders` record of this order the sink dead-lettered ("partition:offset")
+    # The `orders` records of this order the sink dead-lettered ("partition:offset"). All of them, not the last one
+    # read: records of one order on two partitions (only a mis-keyed producer makes them) are read in either order.
+    dead_letters: tuple[str, ...] = ()
 
     @property
     def last_record_dead_lettered(self) -> bool:
-        return self.record_at is not None and self.record_at == self.dead_letter_of
+        return self.record_at is not None and self.record_at in self.dead_letters
 
     def to_json(self) -> list[object]:
         return [
@@ -90,12 +92,15 @@ class Tracked:
             self.expiry_notice,
             self.outcome,
             self.record_at,
-            self.dead_letter_of,
+            list(self.dead_letters),
         ]
 
     @classmethod
     def from_json(cls, values: list[object]) -> "Tracked":
-        return cls(*values)  # type: ignore[arg-type]  # our own file, written by to_json
+        # Our own file, written by to_json; an older one held one position or None where the list is.
+        *fields, held = values
+        positions = [held] if isinstance(held, str) else held if isinstance(held, list) else []
+        return cls(*fields[:8], tuple(str(at) for at in positions))  # type: ignore[arg-type, call-arg]
 
 
 @dataclass

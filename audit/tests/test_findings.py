@@ -135,7 +135,7 @@ def test_another_window_judges_every_order_again() -> None:
 
 
 def test_dead_lettered_orders_are_kept_apart_and_cleared_when_a_later_record_lands() -> None:
-    refused = Tracked("REJECTED", ago(60), ago(60), record_at="0:5", dead_letter_of="0:5")
+    refused = Tracked("REJECTED", ago(60), ago(60), record_at="0:5", dead_letters=("0:5",))
     ledger = AuditState(orders={"refused": refused})
     ledger.touched.add("refused")
     findings = Findings()

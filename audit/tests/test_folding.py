@@ -74,3 +74,25 @@ def test_a_ledger_outcome_moves_its_qty_in_and_out_of_the_confirmed_total() -> N
 
     fold_outcome(ledger, "o1", Outcome("EXPIRED", "P", 3))  # taken back
     assert ledger.confirmed == {"P": 5} and ledger.orders["o1"].outcome == "EXPIRED"
+
+
+@pytest.mark.parametrize("first", ["1:7", "2:3"])
+def test_an_orders_records_on_two_partitions_read_in_either_order_are_dead_lettered_alike(first: str) -> None:
+    """A mis-keyed producer (the sink tests' poison records) puts one order's records on two partitions, which a pass
+    reads in no fixed order: when the sink refused both, the order is dead-lettered whichever was read last."""
+    second = "2:3" if first == "1:7" else "1:7"
+    ledger = AuditState()
+    for at in (first, second):
+        fold_order_record(ledger, OrderRecord("o1", "REJECTED", 100, 150), at, full=True)
+    for at in (second, first):
+        fold_dead_letter(ledger, "o1", at)
+
+    assert ledger.orders["o1"].last_record_dead_lettered
+
+
+def test_a_state_file_of_the_older_format_keeps_its_one_dead_lettered_position() -> None:
+    from consistency_audit.reconcile import Tracked
+
+    older = Tracked.from_json(["REJECTED", 150, 100, None, None, False, None, "0:5", "0:5"])
+    assert older.dead_letters == ("0:5",) and older.last_record_dead_lettered
+    assert Tracked.from_json(older.to_json()) == older

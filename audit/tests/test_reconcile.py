@@ -161,14 +161,14 @@ def test_an_order_whose_last_record_was_dead_lettered_is_reported_apart_and_watc
     """No row (its only record refused) or a row showing an earlier record: explained by orders-dlq, not missing or
     behind; a later record of the order that lands makes it an ordinary order again."""
     never_landed = Tracked(
-        status="REJECTED", record_ms=ago(60), created_ms=ago(60), record_at="0:5", dead_letter_of="0:5"
+        status="REJECTED", record_ms=ago(60), created_ms=ago(60), record_at="0:5", dead_letters=("0:5",)
     )
     outcome_refused = settled_order("CONFIRMED")
-    outcome_refused.row, outcome_refused.record_at, outcome_refused.dead_letter_of = "PENDING", "1:9", "1:9"
+    outcome_refused.row, outcome_refused.record_at, outcome_refused.dead_letters = "PENDING", "1:9", ("1:9",)
     refused_then_sent_again = settled_order("CONFIRMED")
-    refused_then_sent_again.record_at, refused_then_sent_again.dead_letter_of = "1:12", "1:9"
+    refused_then_sent_again.record_at, refused_then_sent_again.dead_letters = "1:12", ("1:9",)
     refused_then_lost = Tracked(status="REJECTED", record_ms=ago(60), created_ms=ago(60), record_at="2:3")
-    refused_then_lost.dead_letter_of = "2:1"  # an earlier record was refused; the last one has no row: missing
+    refused_then_lost.dead_letters = ("2:1",)  # an earlier record was refused; the last one has no row: missing
     orders = {
         "never-landed": never_landed,
         "outcome-refused": outcome_refused,
