@@ -21,7 +21,7 @@ import time
 from collections import deque
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalOperation, KafkaError
 from opentelemetry.trace import Span, SpanContext
 from prometheus_client import Counter, Histogram
 
@@ -177,7 +177,9 @@ class OrderPublisher:
                     self.kafka, transactional_id, self._producers[transactional_id]
                 )
                 waiting = [pending for pending in batch if not pending[1].done()]
-                if attempt == 1 and waiting and isinstance(exc, KafkaError):
+                # IllegalOperation: the producer left its transaction before a record went out (aiokafka's word for
+                # a transaction manager already failed, e.g. fenced): nothing was sent, so the same as a refusal.
+                if attempt == 1 and waiting and isinstance(exc, (KafkaError, IllegalOperation)):
                     log.info("sending the orders again in a new transaction", extra={"orders": len(waiting)})
                     batch = waiting
                     continue
