@@ -12,12 +12,7 @@ fi
 $PY -m launcher up || { echo "ERROR: the stack did not start (see the component log named above)"; exit 1; }
 
 echo "==> pytest"
-if [ $# -eq 0 ]; then
-  # make check (run just before) has run the gateway and discovery suites, which need no stack.
-  $PY -m pytest --ignore=gateway --ignore=discovery
-else
-  $PY -m pytest "$@"
-fi
+$PY -m pytest "$@"
 result=$?
 
 if [ "$started_here" = 1 ] && [ -z "${KEEP_STACK:-}" ]; then
