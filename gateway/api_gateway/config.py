@@ -7,7 +7,7 @@ from pydantic_settings import SettingsConfigDict
 from servicekit.config import DiscoverySettings, TokenSettings, TracingSettings
 
 
-class Settings(DiscoverySettings, TracingSettings, TokenSettings):
+class GatewaySettings(DiscoverySettings, TracingSettings, TokenSettings):
     """Read from the environment (and `.env` at the repo root). Tokens are checked with USER-SERVICE's JWKS."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")

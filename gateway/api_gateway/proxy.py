@@ -18,7 +18,7 @@ from opentelemetry.trace import Span
 
 from api_gateway.auth import TokenVerifier
 from api_gateway.balancer import LoadBalancer
-from api_gateway.config import Settings
+from api_gateway.config import GatewaySettings
 from api_gateway.metrics import WorkerMetrics
 from api_gateway.ratelimit import RateLimit, RateLimiter, retry_after_seconds
 from api_gateway.routes import Route, RouteTable
@@ -195,7 +195,7 @@ class Gateway:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: GatewaySettings,
         routes: list[Route],
         balancer: LoadBalancer,
         pool: UpstreamPool,

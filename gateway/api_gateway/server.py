@@ -21,7 +21,7 @@ import uvloop
 
 from api_gateway.auth import TokenVerifier
 from api_gateway.balancer import LoadBalancer
-from api_gateway.config import Settings
+from api_gateway.config import GatewaySettings
 from api_gateway.metrics import WorkerMetrics, render
 from api_gateway.proxy import ClientConnection, Gateway
 from api_gateway.routes import Route, load_routes
@@ -55,7 +55,7 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 
 def token_verifier(
-    settings: Settings, discovery: DiscoveryClient, http: httpx.AsyncClient
+    settings: GatewaySettings, discovery: DiscoveryClient, http: httpx.AsyncClient
 ) -> tuple[TokenVerifier, TrustRefresher | None]:
     """TRUSTED_JWKS as given (tests, benchmarks), or USER-SERVICE's keys, fetched by this worker in the background."""
     if settings.trusted_jwks:
@@ -69,7 +69,7 @@ def token_verifier(
 
 
 async def serve_worker(
-    settings: Settings, routes: list[Route], ready: multiprocessing.connection.Connection, metrics_dir: Path
+    settings: GatewaySettings, routes: list[Route], ready: multiprocessing.connection.Connection, metrics_dir: Path
 ) -> None:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -133,7 +133,7 @@ def configure_logging(level: str, role: str) -> None:
 
 
 def run_worker(
-    settings: Settings, routes: list[Route], ready: multiprocessing.connection.Connection, metrics_dir: Path
+    settings: GatewaySettings, routes: list[Route], ready: multiprocessing.connection.Connection, metrics_dir: Path
 ) -> None:
     _die_with_parent()
     configure_logging(settings.gateway_log_level, "worker")
@@ -147,7 +147,7 @@ def run_worker(
 class Supervisor:
     """Starts the workers, registers the gateway in discovery, restarts workers that die."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         self.routes = load_routes(settings.gateway_routes)
         self.context = multiprocessing.get_context("spawn")
@@ -244,7 +244,7 @@ class Supervisor:
 
 
 def main() -> None:
-    settings = Settings()
+    settings = GatewaySettings()
     configure_logging(settings.gateway_log_level, "supervisor")
     supervisor = Supervisor(settings)
     try:

@@ -18,7 +18,7 @@ import time
 
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from api_gateway.config import Settings
+from api_gateway.config import GatewaySettings
 from servicekit import tracing
 
 _random = random.random
@@ -56,7 +56,7 @@ class GatewayTracing:
         self.client_sampled = SampledBudget(client_sampled_per_second)
 
     @classmethod
-    def start(cls, settings: Settings) -> "GatewayTracing":
+    def start(cls, settings: GatewaySettings) -> "GatewayTracing":
         """Sets the SDK up in this process when TRACING=on. It samples every span the gateway starts: the gateway
         has decided before it starts one."""
         enabled = tracing.configure(settings, "GATEWAY", settings.instance_id)

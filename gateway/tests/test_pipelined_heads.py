@@ -5,7 +5,7 @@ from typing import Any, cast
 
 import pytest
 
-from api_gateway.config import Settings
+from api_gateway.config import GatewaySettings
 from api_gateway.metrics import WorkerMetrics
 from api_gateway.proxy import ClientConnection, Gateway, IncomingRequest
 
@@ -53,7 +53,7 @@ class AnswersAtOnce:
     """The part of Gateway a connection uses, answering every request with 204 at once."""
 
     def __init__(self) -> None:
-        self.settings = Settings(_env_file=None)
+        self.settings = GatewaySettings(_env_file=None)
         self.max_body_bytes = 1024
         self.clients: set[ClientConnection] = set()
         self.metrics = WorkerMetrics()
