@@ -23,10 +23,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import UnknownTopicOrPartitionError
 
-from launcher.catalog_views import instance_base_urls, priced_everywhere
 from launcher.environment import StackConfig
 from launcher.mariadb import operator_connection
 from servicekit.kafka import ensure_topics
+from stack_support.catalog_views import instance_base_urls, priced_everywhere
 
 PRODUCTS = 10
 BASE_PRICE = 10_000

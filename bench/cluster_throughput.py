@@ -14,10 +14,10 @@ write acknowledged once two copies hold it) next to the shared stack's 1 broker 
 The intake goes through the stack by design: its orders (user bench-<run>, a product of the bench's own) are real
 orders on the shared stack, settled before the product is removed (order_publish.py says how).
 
-The cluster is a stack of its own beside make up's (launcher.side_stack: .stack/bench-cluster, every port 30000 up),
-started fresh and removed afterwards (--keep leaves it up). Rounds alternate which side goes first; figures are
-medians; the ratio is cluster/single. Needs the shared stack (make up) and wrk. Run as a module (from the repo root):
-it uses the order and sink benchmarks' helpers.
+The cluster is a stack of its own beside make up's (stack_support.side_stack: .stack/bench-cluster, every port
+30000 up), started fresh and removed afterwards (--keep leaves it up). Rounds alternate which side goes first;
+figures are medians; the ratio is cluster/single. Needs the shared stack (make up) and wrk. Run as a module (from
+the repo root): it uses the order and sink benchmarks' helpers.
 """
 
 import argparse
@@ -28,10 +28,10 @@ import uuid
 
 from bench import order_publish as order_bench
 from bench import sink_vs_raw as sink_bench
-from launcher.catalog_views import products_in_catalog
 from launcher.environment import ORDER_SERVICE_KAFKA, StackConfig
 from launcher.mariadb import operator_connection
-from launcher.side_stack import CLUSTER_LAYOUT, SideStack
+from stack_support.catalog_views import products_in_catalog
+from stack_support.side_stack import CLUSTER_LAYOUT, SideStack
 
 SINGLE, CLUSTER = "1 broker, RF 1", "3 brokers, RF 3"
 SINK_WARM_UP_RECORDS = 20_000

@@ -23,11 +23,11 @@ from chaos.faults import Fault, faults_in_turn
 from consistency_audit.auditor import Auditor, Verdict
 from consistency_audit.config import AuditSettings
 from consistency_audit.report import render
-from demo.gateway_client import GatewayClient, OrderNotAccepted, User
 from launcher import services
-from launcher.catalog_views import products_in_catalog
 from launcher.environment import LOG_DIR, StackConfig
 from launcher.mariadb import operator_connection
+from stack_support.api_client import GatewayClient, OrderNotAccepted, User
+from stack_support.catalog_views import products_in_catalog
 
 CLIENTS = 4
 THINK_SECONDS = 0.1  # between one client's orders: a steady flow, not a flood

@@ -15,12 +15,12 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from demo.gateway_client import GatewayClient, User
 from launcher import services
-from launcher.catalog_views import catalog_views, instance_base_urls, products_in_catalog
 from launcher.environment import StackConfig
 from launcher.mariadb import operator_connection
 from launcher.processes import Component, stop
+from stack_support.api_client import GatewayClient, User
+from stack_support.catalog_views import catalog_views, instance_base_urls, products_in_catalog
 
 # The seed catalog's stock, for this run's own three products.
 STOCK = (100, 110, 120)

@@ -10,11 +10,11 @@ from typing import Any
 import httpx
 import pymysql
 
-from demo.gateway_client import User
-from launcher.catalog_views import instance_base_urls, priced_everywhere
 from launcher.environment import StackConfig
 from servicekit.testing import DictConnection, eventually
 from servicekit.tokens import SigningKey, issue_token
+from stack_support.api_client import User
+from stack_support.catalog_views import instance_base_urls, priced_everywhere
 
 # A change committed to catalogdb.catalogs is priced by every order-service instance within this (issue #12).
 CHANGE_DEADLINE_SECONDS = 3.0

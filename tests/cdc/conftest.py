@@ -6,12 +6,12 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from demo.gateway_client import GatewayClient
 from launcher import services
 from launcher.environment import StackConfig
 from servicekit.config import ServiceSettings
 from servicekit.testing import database, stack_signing_key
 from servicekit.tokens import SigningKey
+from stack_support.api_client import GatewayClient
 from tests.cdc.catalog_stack import TestProducts
 
 

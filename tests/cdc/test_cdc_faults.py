@@ -8,9 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from demo.gateway_client import GatewayClient
 from launcher import connect, mariadb, services
-from launcher.catalog_views import ORDER_APP
 from launcher.environment import StackConfig
 from launcher.processes import Component, kill, stop
 from order_contract.catalog_change import CatalogProduct, InvalidCatalogChange, parse_catalog_change
@@ -18,6 +16,8 @@ from order_contract.topics import CATALOG_CHANGES_TOPIC
 from servicekit.config import ServiceSettings
 from servicekit.testing import Record, TopicReader, database, eventually, eventually_blocking
 from servicekit.tokens import SigningKey
+from stack_support.api_client import GatewayClient
+from stack_support.catalog_views import ORDER_APP
 from tests.cdc.catalog_stack import (
     CHANGE_DEADLINE_SECONDS,
     SEED_PRODUCTS,

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from demo.gateway_client import GatewayClient, User
 from launcher import services
-from launcher.side_stack import CLUSTER_LAYOUT, SideStack
 from servicekit.testing import DictConnection, database
+from stack_support.api_client import GatewayClient, User
+from stack_support.side_stack import CLUSTER_LAYOUT, SideStack
 from tests.e2e.catalog_rows import products_in_catalog
 
 

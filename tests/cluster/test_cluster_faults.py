@@ -17,9 +17,7 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from demo.gateway_client import GatewayClient, User
 from launcher import connect, kafka, services
-from launcher.side_stack import SideStack
 from order_contract.order import Order, OrderStatus
 from order_contract.timestamps import now_ms
 from order_contract.topics import ORDERS_TOPIC, STOCK_TOPIC
@@ -27,6 +25,8 @@ from order_service.expiry import EXPIRY_GROUP
 from order_service.messaging import OrderPublisher, PublishFailed
 from order_service.service import idempotent_order_id
 from servicekit.testing import DictConnection, TopicReader, eventually
+from stack_support.api_client import GatewayClient, User
+from stack_support.side_stack import SideStack
 from tests.e2e.orders_table import SEED_STOCK, rows_of_user, settled, stock_drift
 from tests.e2e.test_faults import Progress, place_until
 

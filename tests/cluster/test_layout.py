@@ -3,7 +3,7 @@
 import pytest
 
 from launcher.environment import STACK_DIR, StackConfig
-from launcher.side_stack import shifted
+from stack_support.side_stack import shifted
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,7 @@ import asyncio
 import time
 import uuid
 
-from demo.gateway_client import GatewayClient, User
+from stack_support.api_client import GatewayClient, User
 
 ORDER_REPLICAS = {"order-service-1", "order-service-2"}
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from demo.gateway_client import GatewayClient
 from launcher.compose_secrets import COMPONENT_SECRETS, secret_keys
 from servicekit.testing import DictConnection, eventually
+from stack_support.api_client import GatewayClient
 from tests.compose.orders import priced_by_every_instance
 from tests.e2e.orders_table import settled, stock_drift
 from tests.e2e.test_faults import Progress, place_until

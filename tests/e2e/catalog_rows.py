@@ -1,13 +1,13 @@
-"""Products of a test's own in catalogdb (launcher.catalog_views.products_in_catalog), written with the services'
-database account."""
+"""Products of a test's own in catalogdb (stack_support.catalog_views.products_in_catalog), written with the
+services' database account."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from launcher import catalog_views
 from launcher.environment import StackConfig
 from servicekit.config import ServiceSettings
 from servicekit.testing import database
+from stack_support import catalog_views
 
 UNIT_PRICE = 100
 

@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from demo.gateway_client import GatewayClient
 from launcher import services
 from launcher.environment import StackConfig
 from servicekit.config import ServiceSettings
+from stack_support.api_client import GatewayClient
 from tests.e2e.catalog_rows import products_in_catalog
 
 # The suite finds the stack through .env, or the environment where it differs: make compose-test runs it in a

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from demo.gateway_client import GatewayClient, User
 from launcher import services
 from launcher.environment import REPO_ROOT, StackConfig
 from servicekit.config import ServiceSettings
 from servicekit.testing import DictConnection, database, eventually
+from stack_support.api_client import GatewayClient, User
 from tests.e2e.orders_table import SEED_PRICE, settled
 
 pytestmark = pytest.mark.stack

@@ -3,10 +3,10 @@
 import jwt
 import pytest
 
-from demo.gateway_client import GatewayClient
 from servicekit.config import ServiceSettings
 from servicekit.testing import DictConnection, eventually, stack_signing_key
 from servicekit.tokens import SigningKey, issue_token
+from stack_support.api_client import GatewayClient
 from tests.e2e.orders_table import SEED_PRICE, rows_of_user, settled
 
 pytestmark = pytest.mark.stack

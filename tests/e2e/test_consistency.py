@@ -5,8 +5,8 @@ import uuid
 
 import pytest
 
-from demo.gateway_client import GatewayClient
 from servicekit.testing import DictConnection, eventually
+from stack_support.api_client import GatewayClient
 from tests.e2e.orders_table import SEED_PRICE, SEED_STOCK, settled, stock_drift
 
 pytestmark = pytest.mark.stack

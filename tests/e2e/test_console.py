@@ -14,11 +14,11 @@ import pymysql
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
-from demo.gateway_client import GatewayClient
 from launcher import services
 from launcher.environment import MONITOR_DB, STACK_DIR, StackConfig
 from servicekit.discovery import instances_from_registry
 from servicekit.testing import DictConnection, eventually
+from stack_support.api_client import GatewayClient
 from tests.e2e.orders_table import settled
 
 pytestmark = pytest.mark.stack

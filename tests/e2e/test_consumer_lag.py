@@ -16,7 +16,6 @@ import httpx
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from demo.gateway_client import GatewayClient, User
 from lag_monitor.config import MonitorSettings
 from launcher import services
 from launcher.environment import StackConfig
@@ -24,6 +23,7 @@ from launcher.processes import Component, stop
 from order_contract.topics import STOCK_TOPIC
 from servicekit.config import ServiceSettings
 from servicekit.testing import eventually
+from stack_support.api_client import GatewayClient, User
 from tests.e2e.catalog_rows import products_in_catalog
 
 pytestmark = pytest.mark.stack

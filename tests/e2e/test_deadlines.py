@@ -7,7 +7,6 @@ from collections import Counter
 
 import pytest
 
-from demo.gateway_client import GatewayClient
 from launcher import services
 from launcher.environment import StackConfig
 from launcher.processes import Component, stop
@@ -16,6 +15,7 @@ from order_contract.order import DEFAULT_ORDER_DEADLINE_SECONDS
 from order_contract.topics import ORDERS_TOPIC
 from servicekit.config import ServiceSettings
 from servicekit.testing import DictConnection, TopicReader, database, eventually
+from stack_support.api_client import GatewayClient
 from tests.e2e.orders_table import rows_by_id
 
 pytestmark = pytest.mark.stack

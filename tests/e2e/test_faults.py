@@ -6,11 +6,11 @@ from typing import Any
 import httpx
 import pytest
 
-from demo.gateway_client import GatewayClient, User
 from launcher import connect, services
 from launcher.environment import StackConfig
 from launcher.processes import Component, kill, stop
 from servicekit.testing import DictConnection, eventually
+from stack_support.api_client import GatewayClient, User
 from tests.e2e.orders_table import settled, stock_drift
 
 pytestmark = pytest.mark.stack

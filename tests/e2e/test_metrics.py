@@ -7,10 +7,10 @@ from typing import Any
 import httpx
 import pytest
 
-from demo.gateway_client import GatewayClient
 from launcher import prometheus, services
 from launcher.environment import StackConfig
 from servicekit.testing import eventually
+from stack_support.api_client import GatewayClient
 
 pytestmark = pytest.mark.stack
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from demo.gateway_client import GatewayClient, User
 from servicekit.testing import DictConnection, eventually
+from stack_support.api_client import GatewayClient, User
 from tests.e2e.orders_table import settled
 
 pytestmark = pytest.mark.stack

@@ -12,11 +12,11 @@ import httpx
 import pytest
 
 from consistency_audit import Auditor, AuditSettings, Verdict
-from demo.gateway_client import GatewayClient, User
 from launcher import connect, services
 from launcher.environment import StackConfig
 from servicekit.config import ServiceSettings
 from servicekit.testing import DictConnection, database, eventually
+from stack_support.api_client import GatewayClient, User
 from tests.e2e.catalog_rows import products_in_catalog
 from tests.e2e.orders_table import rows_by_id, settled
 

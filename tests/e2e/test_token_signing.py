@@ -12,11 +12,11 @@ import httpx
 import jwt
 import pytest
 
-from demo.gateway_client import GatewayClient, User
 from launcher import services
 from launcher.environment import PID_DIR, REPO_ROOT, StackConfig
 from servicekit.testing import eventually
 from servicekit.tokens import SigningKey, issue_token
+from stack_support.api_client import GatewayClient, User
 from tests.e2e.test_access import instance_urls
 
 pytestmark = pytest.mark.stack

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 import pytest
 from fastapi import FastAPI, Request
 
-from demo.gateway_client import GatewayClient
 from servicekit.config import DiscoverySettings
 from servicekit.discovery import DiscoveryClient
 from servicekit.testing import eventually, serving
+from stack_support.api_client import GatewayClient
 
 pytestmark = pytest.mark.stack
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from demo.gateway_client import GatewayClient
+from stack_support.api_client import GatewayClient
 
 Span = dict[str, Any]
 
