@@ -10,10 +10,11 @@ SDK is imported, no exporter thread runs, and every helper here is a no-op (the 
 
 The server side of a request is our own pure-ASGI middleware, not OpenTelemetry's FastAPI instrumentation: that
 one (and FastAPI's native telemetry, which switches itself on when a global tracer provider is set) builds spans
-and context objects for every request, sampled or not, and cost order-service about 40% more CPU per published
-order even at a sample ratio of 0 (bench/observability_cost.py). An unsampled request here costs a header scan, two
-random numbers and a context switch. For the same reason the provider is not made the global one: nothing but what
-is handed the provider (our spans, the httpx and SQLAlchemy instrumentations) records anything.
+and context objects for every request, sampled or not, which made each published order cost order-service
+markedly more CPU even at a sample ratio of 0 (bench/observability_cost.py; figures in docs/observability.md). An
+unsampled request here costs a header scan, two random numbers and a context switch. For the same reason the
+provider is not made the global one: nothing but what is handed the provider (our spans, the httpx and SQLAlchemy
+instrumentations) records anything.
 
 httpx and SQLAlchemy use OpenTelemetry's maintained instrumentations. Kafka does not:
 opentelemetry-instrumentation-aiokafka wraps every `send` (it waits for metadata and serializes again per record to
@@ -21,14 +22,16 @@ learn the partition) and every `getmany` of every consumer in the process, and i
 application has handled the records. Our producers send many orders in one transaction, each from another request,
 and our consumer handles a whole poll in one database and one Kafka transaction; so the producer and consumer spans
 are made here, after OpenTelemetry's messaging conventions (span kinds PRODUCER/CONSUMER, "send {topic}" /
-"process {topic}", messaging.system=kafka, messaging.destination.name, messaging.kafka.message.key, ...).
+"process {topic}", messaging.system=kafka, messaging.destination.name, messaging.kafka.message.key, ...), and
+`KafkaSpans` keeps them for one transaction, around the handler's code.
 """
 
 import logging
 import random
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -277,6 +280,99 @@ def end_failed(span: Span | None, error: BaseException) -> None:
     span.set_attribute("error.type", type(error).__name__)
     span.set_status(Status(StatusCode.ERROR, str(error) or type(error).__name__))
     span.end()
+
+
+class ConsumedRecord(Protocol):
+    """What a "process" span takes from a consumed record (aiokafka's ConsumerRecord)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+
+
+class Landed(Protocol):
+    """Where a sent record was written (aiokafka's RecordMetadata)."""
+
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+
+
+class KafkaSpans:
+    """The spans of the records one Kafka transaction consumes and sends, kept apart from the code handling them:
+
+        with KafkaSpans() as spans:
+            spans.process(record, group=group, name=order_id)   # per record read
+            headers = spans.send(topic, key, spans.processing(order_id))   # per record sent
+            ...   # the transaction; spans.landed(metadata) once the records are written, when known
+
+    Leaving the block ends every span; leaving it by an exception (an aborted transaction) ends them failed.
+
+    A record's "process" span is PARENTED to the creation context the record carries (the producer's "send" span)
+    and linked to it as well: the messaging conventions ask for the link (a batch span would need up to 500),
+    and Zipkin keeps parents only, so without the parent an order's trace would stop at Kafka."""
+
+    def __init__(self) -> None:
+        self._processing: dict[str, Span] = {}
+        self._sends: list[Span | None] = []
+        self._landed: Sequence[Landed] | None = None
+
+    def __enter__(self) -> "KafkaSpans":
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if exc is not None:
+            for span in (*self._sends, *self._processing.values()):
+                end_failed(span, exc)
+            return
+        if self._landed is None:
+            for sent in self._sends:
+                end_send(sent)
+        else:
+            for sent, where in zip(self._sends, self._landed, strict=True):
+                end_send(sent, partition=where.partition, offset=where.offset)
+        for process in self._processing.values():
+            process.end()
+
+    def process(self, record: ConsumedRecord, *, group: str, name: str) -> None:
+        """Open the "process" span of `record` (when its trace is sampled); `processing(name)` gives its context.
+        A second record under the same name gets none: sends follow the first."""
+        if _provider is None or name in self._processing:
+            return
+        creation = extract_kafka_headers(record.headers)
+        span = start_process(
+            record.topic, record.key, creation, partition=record.partition, offset=record.offset, group=group
+        )
+        if span is not None:
+            self._processing[name] = span
+
+    def processing(self, name: str) -> SpanContext | None:
+        """The context of the "process" span opened under `name`, or None when there is none."""
+        span = self._processing.get(name)
+        return span.get_span_context() if span is not None else None
+
+    def send(self, topic: str, key: bytes | str | None, parent: SpanContext | None) -> KafkaHeaders | None:
+        """Open the "send" span of one record, child of `parent` (`start_send`); the headers the record goes with,
+        None when it needs none."""
+        span, headers = start_send(topic, key, parent)
+        self._sends.append(span)
+        return headers or None
+
+    def landed(self, where: Sequence[Landed]) -> None:
+        """Where each record was written, in the order they were sent: their "send" spans name it when they end."""
+        if len(where) != len(self._sends):
+            raise ValueError(f"{len(where)} records landed, {len(self._sends)} sent")
+        self._landed = where
 
 
 # ---- HTTP requests ---------------------------------------------------------------------------------------------

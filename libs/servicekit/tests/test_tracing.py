@@ -1,20 +1,28 @@
 """servicekit.tracing: the W3C traceparent in and out of Kafka headers, the spans made for records, TRACING=off.
 
-What configures the SDK runs in a child process: the SDK's tracer provider is set once per process."""
+What configures the SDK runs in a child process: the SDK's tracer provider is set once per process. The tests of
+KafkaSpans put a provider of their own in the module's place instead, with an in-memory exporter."""
 
+import asyncio
 import json
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from opentelemetry.trace import SpanContext, TraceFlags
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased
+from opentelemetry.trace import NoOpTracer, SpanContext, SpanKind, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
 from servicekit import tracing
 
-# No stack; three tests start a short-lived interpreter of their own (the SDK is set up once per process).
+# No stack; the tests that configure the SDK start a short-lived interpreter of their own (once per process).
 pytestmark = pytest.mark.unit
 
 TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
@@ -314,3 +322,143 @@ def test_health_checks_are_not_traced_and_a_failing_request_is_an_error_span() -
     assert span["name"] == "GET /boom"
     assert span["error"] is True
     assert span["attributes"]["error.type"] == "RuntimeError"
+
+
+# ---- KafkaSpans: the spans of one transaction, in this process ------------------------------------------------
+
+CREATION = SpanContext(TRACE_ID, SPAN_ID, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+UNSAMPLED = SpanContext(TRACE_ID, SPAN_ID, is_remote=True, trace_flags=TraceFlags(0))
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    headers: Sequence[tuple[str, bytes]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Landed:
+    partition: int
+    offset: int
+
+
+def stock_request(offset: int, creation: SpanContext | None = CREATION) -> Record:
+    headers = tracing.inject_kafka_headers([], creation) if creation is not None else []
+    return Record("example-catalog-topic", 2, offset, b"P1", headers)
+
+
+@pytest.fixture
+def finished(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
+    """Tracing on, as `configure` sets it up (the same sampler), with the finished spans kept in memory."""
+    provider = TracerProvider(sampler=ParentBased(root=tracing._entry_point_sampler()), shutdown_on_exit=False)
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    monkeypatch.setattr(tracing, "_provider", provider)
+    monkeypatch.setattr(tracing, "_tracer", provider.get_tracer("test"))
+    yield memory
+    provider.shutdown()
+
+
+def parent_id(span: ReadableSpan) -> int | None:
+    return span.parent.span_id if span.parent is not None else None
+
+
+def test_a_process_span_follows_its_record_and_the_send_answering_it_is_its_child(
+    finished: InMemorySpanExporter,
+) -> None:
+    with tracing.KafkaSpans() as spans:
+        spans.process(stock_request(7), group="catalog-service", name="o1")
+        headers = spans.send("orders", b"o1", spans.processing("o1"))
+        assert finished.get_finished_spans() == (), "nothing ends before the transaction does"
+
+    send, process = finished.get_finished_spans()
+    assert (process.name, process.kind, process.context.trace_id) == (
+        "process example-catalog-topic",
+        SpanKind.CONSUMER,
+        TRACE_ID,
+    )
+    assert parent_id(process) == SPAN_ID, "parented to the creation context, which Zipkin can follow"
+    assert [link.context.span_id for link in process.links] == [SPAN_ID]
+    assert process.attributes is not None
+    assert {key: process.attributes[key] for key in ("messaging.kafka.offset", "messaging.consumer.group.name")} == {
+        "messaging.kafka.offset": 7,
+        "messaging.consumer.group.name": "catalog-service",
+    }
+    assert (send.name, send.kind, parent_id(send)) == ("send orders", SpanKind.PRODUCER, process.context.span_id)
+    assert headers == [("traceparent", tracing.traceparent(send.context).encode())]
+    assert all(span.status.status_code is StatusCode.UNSET for span in (send, process))
+
+
+@pytest.mark.parametrize("error", [RuntimeError("transaction aborted"), asyncio.CancelledError()])
+def test_an_exception_in_the_block_ends_every_span_failed_and_goes_on(
+    finished: InMemorySpanExporter, error: BaseException
+) -> None:
+    with pytest.raises(type(error)), tracing.KafkaSpans() as spans:
+        spans.process(stock_request(7), group="catalog-service", name="o1")
+        spans.send("orders", b"o1", spans.processing("o1"))
+        raise error
+
+    ended = finished.get_finished_spans()
+    assert [span.kind for span in ended] == [SpanKind.PRODUCER, SpanKind.CONSUMER]
+    assert all(span.status.status_code is StatusCode.ERROR for span in ended)
+    assert all(span.attributes is not None and span.attributes["error.type"] == type(error).__name__ for span in ended)
+
+
+def test_sends_end_naming_where_their_records_landed(finished: InMemorySpanExporter) -> None:
+    with tracing.KafkaSpans() as spans:
+        spans.send("orders", b"o1", CREATION)
+        spans.send("example-catalog-topic", b"P1", CREATION)
+        spans.landed([Landed(0, 10), Landed(1, 20)])
+
+    landed = [
+        (span.attributes["messaging.destination.partition.id"], span.attributes["messaging.kafka.offset"])
+        for span in finished.get_finished_spans()
+        if span.attributes is not None
+    ]
+    assert landed == [("0", 10), ("1", 20)]
+    assert all(parent_id(span) == SPAN_ID for span in finished.get_finished_spans())
+
+
+def test_landed_must_name_a_place_for_each_record_sent(finished: InMemorySpanExporter) -> None:
+    with pytest.raises(ValueError, match="1 records landed, 2 sent"), tracing.KafkaSpans() as spans:
+        spans.send("orders", b"o1", CREATION)
+        spans.send("orders", b"o2", None)
+        spans.landed([Landed(0, 10)])
+
+
+def test_records_of_unsampled_traces_or_none_get_no_process_span_and_their_answers_no_headers(
+    finished: InMemorySpanExporter,
+) -> None:
+    with tracing.KafkaSpans() as spans:
+        spans.process(stock_request(1, UNSAMPLED), group="catalog-service", name="o1")
+        spans.process(stock_request(2, None), group="catalog-service", name="o2")
+        assert spans.processing("o1") is None and spans.processing("o2") is None
+        assert spans.send("orders", b"o1", spans.processing("o1")) is None
+        # A request's unsampled context travels on, so the consumer follows the same decision.
+        assert spans.send("orders", b"o3", UNSAMPLED) == [("traceparent", tracing.traceparent(UNSAMPLED).encode())]
+
+    assert finished.get_finished_spans() == ()
+
+
+def test_a_redelivered_record_in_the_same_poll_gets_no_second_process_span(finished: InMemorySpanExporter) -> None:
+    with tracing.KafkaSpans() as spans:
+        spans.process(stock_request(1), group="catalog-service", name="o1")
+        first = spans.processing("o1")
+        spans.process(stock_request(5), group="catalog-service", name="o1")
+        assert spans.processing("o1") == first
+
+    [process] = finished.get_finished_spans()
+    assert process.attributes is not None and process.attributes["messaging.kafka.offset"] == 1
+
+
+def test_with_tracing_off_the_spans_are_no_ops(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tracing, "_provider", None)
+    monkeypatch.setattr(tracing, "_tracer", NoOpTracer())
+    with tracing.KafkaSpans() as spans:
+        spans.process(stock_request(1), group="catalog-service", name="o1")
+        assert spans.processing("o1") is None
+        assert spans.send("orders", b"o1", CREATION) is None
+        spans.landed([Landed(0, 10)])

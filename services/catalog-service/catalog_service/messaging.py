@@ -20,14 +20,13 @@ from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
-from opentelemetry.trace import Span
 from prometheus_client import Counter
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from catalog_service.service import StockLedger
 from order_contract.connect_record import order_record_key, order_record_value
-from order_contract.order import InvalidMessage
+from order_contract.order import InvalidMessage, Order
 from order_contract.stock_request import order_from_stock_request
 from servicekit import tracing
 from servicekit.kafka import KafkaAccess, committed_consumer, ensure_topics, fresh_producer
@@ -219,66 +218,17 @@ class StockRequestConsumer:
         DEAD_LETTERS.labels(self.dead_letter_topic).inc()
 
     async def _handle(self, polled: dict[TopicPartition, list[Record]]) -> None:
+        """One poll: parse the stock requests, apply them to the ledger, publish the outcomes in one transaction."""
         assert self._producer is not None
-        orders = []
-        dead_letters: list[tuple[Record, InvalidMessage]] = []
-        # Tracing: one "process" span per stock request whose trace is sampled, PARENTED to the creation context
-        # its record carries (order-service's "send" span) and linked to it as well. OpenTelemetry's messaging
-        # conventions ask a process span to link to each message's creation context, which a batch span would do
-        # with up to 500 links; a per-record span may also take that context as its parent, and we do, because
-        # Zipkin keeps no links (its model has parents only): linked, the order's trace would stop at Kafka. The
-        # outcome's "send" span is the child of its request's process span.
-        processing: dict[str, Span] = {}
-        traced = tracing.enabled()
-        for records in polled.values():
-            for record in records:
-                try:
-                    order = order_from_stock_request(record.value)
-                except InvalidMessage as exc:
-                    log.warning("unparseable stock request sent to the dead-letter topic", extra=_where(record))
-                    dead_letters.append((record, exc))
-                    continue
-                orders.append(order)
-                creation = tracing.extract_kafka_headers(record.headers) if traced else None
-                span = tracing.start_process(
-                    record.topic,
-                    record.key,
-                    creation,
-                    partition=record.partition,
-                    offset=record.offset,
-                    group=self.group_id,
-                )
-                if span is not None:
-                    processing.setdefault(order.order_id, span)
-        sends: list[Span | None] = []
-        try:
+        producer = self._producer
+        requests, dead_letters = _parse(polled)
+        offsets = {tp: records[-1].offset + 1 for tp, records in polled.items()}
+        with tracing.KafkaSpans() as spans:
+            for record, order in requests:
+                spans.process(record, group=self.group_id, name=order.order_id)
+            orders = [order for _, order in requests]
             outcomes = await self.ledger.apply_all(orders) if orders else []
-            producer = self._producer
-            async with producer.transaction():
-                for outcome in outcomes:
-                    key = order_record_key(outcome)
-                    process = processing.get(outcome.order_id)
-                    span, headers = tracing.start_send(
-                        self.outcome_topic, key, process.get_span_context() if process else None
-                    )
-                    sends.append(span)
-                    await producer.send(
-                        self.outcome_topic, order_record_value(outcome), key=key, headers=headers or None
-                    )
-                for record, error in dead_letters:
-                    await producer.send(
-                        self.dead_letter_topic, record.value, key=record.key, headers=_error_headers(record, error)
-                    )
-                offsets = {tp: records[-1].offset + 1 for tp, records in polled.items()}
-                await producer.send_offsets_to_transaction(offsets, self.group_id)
-        except BaseException as exc:
-            for failed in (*sends, *processing.values()):
-                tracing.end_failed(failed, exc)
-            raise
-        for sent in sends:
-            tracing.end_send(sent)
-        for process in processing.values():
-            process.end()
+            await self._publish(producer, outcomes, dead_letters, offsets, spans)
         self._committed.update(offsets)
         for outcome in outcomes:
             SAGA_OUTCOMES.labels(outcome.status.value).inc()
@@ -287,12 +237,49 @@ class StockRequestConsumer:
         # Each order was logged with its outcome when applied; here one line per transaction.
         log.info("outcomes published", extra={"outcomes": len(outcomes), "dead_letters": len(dead_letters)})
 
+    async def _publish(
+        self,
+        producer: AIOKafkaProducer,
+        outcomes: list[Order],
+        dead_letters: list[tuple[Record, InvalidMessage]],
+        offsets: dict[TopicPartition, int],
+        spans: tracing.KafkaSpans,
+    ) -> None:
+        """ONE Kafka transaction: the outcomes (each record's "send" span a child of its request's "process"
+        span), the dead letters and the offsets."""
+        async with producer.transaction():
+            for outcome in outcomes:
+                key = order_record_key(outcome)
+                headers = spans.send(self.outcome_topic, key, spans.processing(outcome.order_id))
+                await producer.send(self.outcome_topic, order_record_value(outcome), key=key, headers=headers)
+            for record, error in dead_letters:
+                await producer.send(
+                    self.dead_letter_topic, record.value, key=record.key, headers=_error_headers(record, error)
+                )
+            await producer.send_offsets_to_transaction(offsets, self.group_id)
+
     def _rewind(self, polled: dict[TopicPartition, list[Record]]) -> None:
         assert self._consumer is not None
         for tp, records in polled.items():
             # A partition lost to a rebalance meanwhile is read again by its new owner.
             with contextlib.suppress(IllegalStateError, AssertionError):
                 self._consumer.seek(tp, records[0].offset)
+
+
+def _parse(
+    polled: dict[TopicPartition, list[Record]],
+) -> tuple[list[tuple[Record, Order]], list[tuple[Record, InvalidMessage]]]:
+    """The poll's stock requests (each with its record), and the records that are none, for the dead-letter topic."""
+    requests: list[tuple[Record, Order]] = []
+    dead_letters: list[tuple[Record, InvalidMessage]] = []
+    for records in polled.values():
+        for record in records:
+            try:
+                requests.append((record, order_from_stock_request(record.value)))
+            except InvalidMessage as exc:
+                log.warning("unparseable stock request sent to the dead-letter topic", extra=_where(record))
+                dead_letters.append((record, exc))
+    return requests, dead_letters
 
 
 def _where(record: Record) -> dict[str, object]:

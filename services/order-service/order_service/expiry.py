@@ -19,7 +19,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
@@ -114,11 +114,7 @@ class OrderExpirer:
             try:
                 polled = await self._consumer.getmany(timeout_ms=500, max_records=2000)
                 await self._follow_assignment()
-                for tp, records in polled.items():
-                    owned = self._owned.get(tp)
-                    if owned is not None:
-                        for record in records:
-                            owned.waiting.read(record.value, record.offset)
+                self._read(polled)
                 await self._expire_overdue()
                 if asyncio.get_running_loop().time() - last_commit >= COMMIT_INTERVAL_SECONDS:
                     await self._commit_read_positions()
@@ -130,6 +126,14 @@ class OrderExpirer:
                 # Nothing is lost: the orders still waiting are read again from the committed offsets if need be.
                 log.exception("expiry pass failed; trying again")
                 await asyncio.sleep(1.0)
+
+    def _read(self, polled: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """Note the polled records in their partition's waiting orders (those of a partition not owned are skipped)."""
+        for tp, records in polled.items():
+            owned = self._owned.get(tp)
+            if owned is not None:
+                for record in records:
+                    owned.waiting.read(record.value, record.offset)
 
     async def _expire_overdue(self) -> None:
         assert self._consumer is not None

@@ -348,16 +348,7 @@ class OrderView:
     def _apply_claims(self, partition: int, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         for record in records:
             try:
-                value = orjson.loads(record.value or b"")
-                claim = Claim(
-                    str(value["productId"]),
-                    int(value["qty"]),
-                    str(value["instance"]),
-                    partition,
-                    record.offset,
-                    record.timestamp,
-                )
-                order_id = str(value["orderId"])
+                order_id, claim = _claim_from_record(partition, record)
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                 log.warning("skipped a record on %s that is not a claim", ORDER_CLAIMS_TOPIC)
                 continue
@@ -528,3 +519,12 @@ class OrderView:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._progress.wait(), remaining)
         return order
+
+
+def _claim_from_record(partition: int, record: ConsumerRecord[bytes, bytes]) -> tuple[str, Claim]:
+    """The order id a record of `order-claims` claims, and its claim; a record that is no claim raises."""
+    value = orjson.loads(record.value or b"")
+    claim = Claim(
+        str(value["productId"]), int(value["qty"]), str(value["instance"]), partition, record.offset, record.timestamp
+    )
+    return str(value["orderId"]), claim
