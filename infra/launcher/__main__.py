@@ -9,6 +9,8 @@ import sys
 import time
 from typing import Any
 
+import httpx
+
 from launcher import connect, kafka, mariadb, prometheus, services, zipkin
 from launcher.environment import (
     LAYOUT_FILE,
@@ -143,8 +145,9 @@ def status(config: StackConfig) -> int:
             try:
                 for instance in services.registered_instances(config, app):
                     dynamic_ports[instance.get("instanceId", "")] = _port_of(instance)
-            except Exception:
-                pass
+            except (httpx.HTTPError, ValueError) as exc:
+                # Only the ports are missing from the table below: say why.
+                print(f"discovery did not list {app}: {exc!r}", file=sys.stderr)
     all_up = True
     for component in every_component(config):
         pid = component.pid()
@@ -154,7 +157,7 @@ def status(config: StackConfig) -> int:
         log = component.log_file.relative_to(REPO_ROOT)
         print(f"{component.name:<18} {state:<5} port={port!s:<6} pid={pid or '-'!s:<8} log={log}")
     for node in config.kafka_nodes:
-        if kafka.node_component(node).pid() is not None:
+        if Component.of(node).pid() is not None:
             summary = kafka.node_summary(node)
             metrics = f"no metrics yet (JMX exporter on 127.0.0.1:{node.metrics_port})"
             print(f"{'':<18} kafka node {node.node_id}: {summary or metrics}")
@@ -166,9 +169,9 @@ def start_some(config: StackConfig, names: list[str]) -> None:
     instances) and wait until they serve: what a failure test does after killing them. Kafka nodes start
     together: two of three controllers cannot elect a leader without each other."""
     nodes = [node for node in config.kafka_nodes if node.name in names]
-    kafka.start_nodes(config, [node for node in nodes if not kafka.node_component(node).running()])
+    kafka.start_nodes(config, [node for node in nodes if not Component.of(node).running()])
     workers = [worker for worker in config.connect_workers if worker.name in names]
-    connect.start_workers(config, [worker for worker in workers if not connect.worker_component(worker).running()])
+    connect.start_workers(config, [worker for worker in workers if not Component.of(worker).running()])
     known = {node.name for node in nodes} | {worker.name for worker in workers}
     for name in names:
         if name not in known:

@@ -15,8 +15,21 @@ import pwd
 import sys
 from pathlib import Path
 
+from launcher import kafka, mariadb
 from launcher.deployables import secret_volumes
-from launcher.environment import example_lines, is_secret, new_secret, weak_secrets
+from launcher.environment import (
+    CDC_DB,
+    CONNECT_KAFKA,
+    DB_ACCOUNTS,
+    INFRA_DIR,
+    KAFKA_LOGINS,
+    OPERATOR_DB,
+    ORDERS_SINK_DB,
+    example_lines,
+    is_secret,
+    new_secret,
+    weak_secrets,
+)
 
 # The group every container that reads a secret volume adds (docker-compose.yml's x-secrets-group).
 SECRETS_GID = 10010
@@ -24,50 +37,23 @@ OPERATOR = "operator"
 
 # component -> {the variable the component reads: the .env key it takes its value from}
 COMPONENT_SECRETS: dict[str, dict[str, str]] = {
-    "mariadb": {
-        key: key
-        for key in (
-            "DB_PASSWORD",
-            "ORDERS_MIGRATOR_DB_PASSWORD",
-            "ORDER_SERVICE_DB_PASSWORD",
-            "ORDERS_SINK_DB_PASSWORD",
-            "CDC_DB_PASSWORD",
-            "MONITOR_DB_PASSWORD",
-            "CATALOG_SERVICE_DB_PASSWORD",
-            "USER_SERVICE_DB_PASSWORD",
-        )
-    },
+    # Every account's password (start-mariadb makes them).
+    "mariadb": {account.password_key: account.password_key for account in (OPERATOR_DB, *DB_ACCOUNTS)},
     # The brokers' inter-broker login and the one-shot that creates the topics.
     "kafka-admin": {"KAFKA_ADMIN_PASSWORD": "KAFKA_ADMIN_PASSWORD"},
     # Makes every component's SCRAM login.
-    "kafka-access": {
-        key: key
-        for key in (
-            "KAFKA_ADMIN_PASSWORD",
-            "KAFKA_ORDER_SERVICE_PASSWORD",
-            "KAFKA_CATALOG_SERVICE_PASSWORD",
-            "KAFKA_CONNECT_PASSWORD",
-            "KAFKA_MONITOR_PASSWORD",
-            "KAFKA_CONNECT_WATCHDOG_PASSWORD",
-        )
-    },
+    "kafka-access": {key: key for key in ("KAFKA_ADMIN_PASSWORD", *(login.password_key for login in KAFKA_LOGINS))},
     # The workers: their REST users (the admin, the monitor's read-only one), their Kafka login, and the connectors'
     # database accounts.
     "connect": {
         "CONNECT_PASSWORD": "CONNECT_PASSWORD",
         "CONNECT_MONITOR_PASSWORD": "CONNECT_MONITOR_PASSWORD",
-        "KAFKA_CONNECT_PASSWORD": "KAFKA_CONNECT_PASSWORD",
-        "SINK_DB_PASSWORD": "ORDERS_SINK_DB_PASSWORD",
-        "CDC_DB_PASSWORD": "CDC_DB_PASSWORD",
+        CONNECT_KAFKA.password_key: CONNECT_KAFKA.password_key,
+        "SINK_DB_PASSWORD": ORDERS_SINK_DB.password_key,
+        "CDC_DB_PASSWORD": CDC_DB.password_key,
     },
     # register-connectors: Connect's REST API only.
     "connect-client": {"CONNECT_PASSWORD": "CONNECT_PASSWORD"},
-    # connect-watchdog: the REST API, and for its sink recovery its own Kafka login and the sink's database account.
-    "connect-watchdog": {
-        "CONNECT_PASSWORD": "CONNECT_PASSWORD",
-        "KAFKA_PASSWORD": "KAFKA_CONNECT_WATCHDOG_PASSWORD",
-        "DB_PASSWORD": "ORDERS_SINK_DB_PASSWORD",
-    },
     # The Python deployables (discovery, the gateway, the services, the migrator, the monitor, connect-watchdog):
     # described once in launcher.deployables, which the native launcher starts them from too.
     **secret_volumes(),
@@ -134,9 +120,31 @@ def make_mount_points(root: Path, owner: str = "app") -> None:
         folder.chmod(0o750)
 
 
+START_MARIADB = INFRA_DIR / "containers" / "bin" / "start-mariadb"
+ACCOUNTS_BEGIN = "  # Rendered from launcher.environment's DbAccount descriptions"
+ACCOUNTS_END = "  # End of the rendered accounts."
+
+
+def rendered_accounts(script: str) -> str:
+    """The accounts part of start-mariadb, its two marker comments aside."""
+    begin = script.index("\n", script.index("\n", script.index(ACCOUNTS_BEGIN)) + 1) + 1
+    return script[begin : script.index(ACCOUNTS_END)]
+
+
+def render_access() -> None:
+    """Rewrite what compose's images read of the access descriptions: infra/kafka/acls.txt and the accounts of
+    start-mariadb (the native launcher applies the descriptions themselves)."""
+    kafka.ACL_FILE.write_text(kafka.acl_file_text())
+    script = START_MARIADB.read_text()
+    START_MARIADB.write_text(script.replace(rendered_accounts(script), mariadb.compose_accounts()))
+
+
 def main(argv: list[str]) -> int:
     if len(argv) > 2 and argv[1] == "--mount-points":
         make_mount_points(Path(argv[2]))
+        return 0
+    if len(argv) > 1 and argv[1] == "--render-access":
+        render_access()
         return 0
     root = Path(argv[1] if len(argv) > 1 else "/secrets")
     operator = root / OPERATOR

@@ -43,13 +43,9 @@ CONNECTORS = (SINK_CONNECTOR, SOURCE_CONNECTOR)
 WORKER_JVM_OPTIONS = ("-Xms1g", "-Xmx1g", "-XX:+UseParallelGC")
 
 
-def worker_component(worker: ConnectWorker) -> Component:
-    return Component(worker.name, worker.port)
-
-
 def components(config: StackConfig) -> list[Component]:
     """Every worker of the group."""
-    return [worker_component(worker) for worker in config.connect_workers]
+    return [Component.of(worker) for worker in config.connect_workers]
 
 
 def component(config: StackConfig) -> Component:
@@ -62,7 +58,7 @@ def watchdog_component() -> Component:
 
 
 def up(config: StackConfig) -> None:
-    start_workers(config, [w for w in config.connect_workers if needs_start(worker_component(w), w.port)])
+    start_workers(config, [w for w in config.connect_workers if needs_start(Component.of(w), w.port)])
     # The watchdog first: a task left FAILED by an earlier run is restarted while the launcher waits for it.
     watchdog = watchdog_component()
     if needs_start(watchdog):
@@ -155,12 +151,12 @@ def start_workers(config: StackConfig, workers: list[ConnectWorker]) -> None:
         argv = kafka.java_command(
             "org.apache.kafka.connect.cli.ConnectDistributed", str(properties), jvm_options=jvm_options
         )
-        start(worker_component(worker), argv, worker_env(config))
+        start(Component.of(worker), argv, worker_env(config))
         done()
     for worker in workers:
         step(f"waiting for {worker.name}")
         url = f"http://127.0.0.1:{worker.port}"
-        wait_until(worker_component(worker), partial(_has_plugins, config, url), 180, "serving REST with the plugins")
+        wait_until(Component.of(worker), partial(_has_plugins, config, url), 180, "serving REST with the plugins")
 
 
 def _has_plugins(config: StackConfig, url: str) -> bool:
@@ -213,7 +209,7 @@ def connector_running(config: StackConfig, name: str) -> bool:
 
 def ensure_running(config: StackConfig) -> None:
     """Used by tests that stop or kill workers: start the missing ones, wait until the connectors run."""
-    start_workers(config, [worker for worker in config.connect_workers if not worker_component(worker).running()])
+    start_workers(config, [worker for worker in config.connect_workers if not Component.of(worker).running()])
     for name in CONNECTORS:
         wait_until(component(config), partial(connector_running, config, name), 90, f"{name} RUNNING", quiet=True)
     done()

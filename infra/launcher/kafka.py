@@ -16,6 +16,7 @@ from launcher.environment import (
     INFRA_DIR,
     KAFKA_LIB,
     KAFKA_LOGINS,
+    STACK_DIR,
     KafkaNode,
     StackConfig,
     metrics_agent,
@@ -41,6 +42,7 @@ from order_contract.topics import (
 from servicekit.kafka import ensure_topics
 
 LOG4J_CONFIG = INFRA_DIR / "kafka" / "log4j2.properties"
+# acl_file_text() as a file, for compose's kafka-access and the benchmarks' private broker.
 ACL_FILE = INFRA_DIR / "kafka" / "acls.txt"
 
 
@@ -60,13 +62,9 @@ CATALOG_HISTORY_TOPIC = "catalog-source-schema-history"
 SCHEMA_HISTORY_CONFIGS = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
 
 
-def node_component(node: KafkaNode) -> Component:
-    return Component(node.name, node.port)
-
-
 def components(config: StackConfig) -> list[Component]:
     """Every Kafka node of this stack (one, or three in a cluster)."""
-    return [node_component(node) for node in config.kafka_nodes]
+    return [Component.of(node) for node in config.kafka_nodes]
 
 
 def component(config: StackConfig) -> Component:
@@ -98,7 +96,7 @@ def java_command(main_class: str, *args: str, jvm_options: tuple[str, ...] = BRO
 
 def up(config: StackConfig) -> None:
     nodes = config.kafka_nodes
-    start_nodes(config, [node for node in nodes if needs_start(node_component(node), node.port, node.controller_port)])
+    start_nodes(config, [node for node in nodes if needs_start(Component.of(node), node.port, node.controller_port)])
     step("creating topics")
     created = asyncio.run(_create_topics(config))
     done(f"{', '.join(created) or 'all present'}")
@@ -132,14 +130,14 @@ def start_nodes(config: StackConfig, to_start: list[KafkaNode]) -> None:
         step(f"starting {node.name} (KRaft broker+controller) on 127.0.0.1:{node.port}")
         jvm_options = (*BROKER_JVM_OPTIONS, metrics_agent(node.metrics_port, "jmx-kafka.yml"))
         start(
-            node_component(node),
+            Component.of(node),
             java_command("kafka.Kafka", str(server_properties(node)), jvm_options=jvm_options),
             dict(os.environ),
         )
         done()
     step(f"waiting for {len(nodes)} kafka node{'s' if len(nodes) > 1 else ''}")
     wait_until(
-        node_component(to_start[0]),
+        Component.of(to_start[0]),
         lambda: all(port_open(node.port) for node in nodes) and asyncio.run(_broker_count(config)) == len(nodes),
         120 + 30 * (len(nodes) - 1),
         "ready",
@@ -150,15 +148,34 @@ def _admin_digest(config: StackConfig) -> str:
     return hashlib.sha256(config.get("KAFKA_ADMIN_PASSWORD").encode()).hexdigest()
 
 
+def acl_file_text() -> str:
+    """Every login's ACLs (launcher.environment's KafkaLogin descriptions) in KafkaAccessSetup's file format."""
+    lines = [
+        "# Who may do what on the brokers, rendered from the KafkaLogin descriptions of infra/launcher/environment.py",
+        "# (the reasons are there): `python -m launcher.compose_secrets --render-access` rewrites this file, a unit",
+        "# test holds it to them. Compose's kafka-access one-shot applies it; `make up` applies the descriptions.",
+        "#",
+        "# principal      operation        resource          pattern   name",
+    ]
+    for login in KAFKA_LOGINS:
+        lines.append("")
+        for acl in login.acls:
+            operation, resource, pattern, name = acl.split()
+            lines.append(f"{login.user:<16} {operation:<16} {resource:<17} {pattern:<9} {name}")
+    return "\n".join(lines) + "\n"
+
+
 def _apply_access(kafka: Component, config: StackConfig) -> None:
-    """Every component's SCRAM login and exactly the ACLs of infra/kafka/acls.txt (idempotent, one short JVM)."""
-    step("kafka logins and ACLs (infra/kafka/acls.txt)")
+    """Every component's SCRAM login and exactly the ACLs its description gives (idempotent, one short JVM)."""
+    step("kafka logins and ACLs")
+    acl_file = STACK_DIR / "kafka-acls.txt"
+    acl_file.write_text(acl_file_text())
     env = {**os.environ, "KAFKA_ADMIN_PASSWORD": config.get("KAFKA_ADMIN_PASSWORD")}
     env.update({login.password_key: config.get(login.password_key) for login in KAFKA_LOGINS})
     argv = java_command(
         "example.kafkasync.admin.KafkaAccessSetup",
         config.kafka_bootstrap_servers,
-        str(ACL_FILE),
+        str(acl_file),
         jvm_options=TOOL_JVM_OPTIONS,
     )
     result = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=120)
@@ -210,13 +227,13 @@ def _format_storage(starting: list[KafkaNode], nodes: list[KafkaNode], config: S
             str(server_properties(node)),
             jvm_options=TOOL_JVM_OPTIONS,
         )
-        log_file = node_component(node).log_file
+        log_file = Component.of(node).log_file
         log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(log_file, "ab") as log:
             running.append((node, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)))
     for node, process in running:
         if process.wait() != 0:
-            raise StartupFailed(f"{node.name}: storage format failed; see {node_component(node).log_file}")
+            raise StartupFailed(f"{node.name}: storage format failed; see {Component.of(node).log_file}")
         admin_login_stamp(node).write_text(_admin_digest(config) + "\n")
     done("done")
 

@@ -2,20 +2,18 @@
 
 import getpass
 import os
+import re
 import subprocess
+from dataclasses import replace
 
 import pymysql
 
 from launcher.environment import (
-    CATALOG_SERVICE_DB,
-    CDC_DB,
+    DB_ACCOUNTS,
     INFRA_DIR,
-    MONITOR_DB,
-    ORDER_SERVICE_DB,
+    OPERATOR_DB,
     ORDERS_MIGRATOR_DB,
-    ORDERS_SINK_DB,
     STACK_DIR,
-    USER_SERVICE_DB,
     DbAccount,
     StackConfig,
     render_template,
@@ -107,64 +105,57 @@ def _quoted(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def _account_sql(config: StackConfig, user: str, password: str, grants: list[str]) -> list[str]:
-    """Create or update an account from localhost and 127.0.0.1; revoke what it had, grant what it needs."""
-    escaped_user, escaped_password = (pymysql.converters.escape_string(v) for v in (user, password))
+def _account_sql(account: DbAccount, password: str, hosts: tuple[str, ...], grants: list[str]) -> list[str]:
+    """Create or update the account from each host; revoke what it had, grant what it needs."""
+    escaped_user, escaped_password = (pymysql.converters.escape_string(v) for v in (account.user, password))
     statements = []
-    for host in ("127.0.0.1", "localhost"):
-        account = f"'{escaped_user}'@'{host}'"
-        statements.append(f"CREATE USER IF NOT EXISTS {account} IDENTIFIED BY '{escaped_password}';")
-        statements.append(f"ALTER USER {account} IDENTIFIED BY '{escaped_password}';")
-        statements.append(f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {account};")
-        statements.extend(f"GRANT {grant} TO {account};" for grant in grants)
+    for host in hosts:
+        name = f"'{escaped_user}'@'{host}'"
+        statements.append(f"CREATE USER IF NOT EXISTS {name} IDENTIFIED BY '{escaped_password}';")
+        statements.append(f"ALTER USER {name} IDENTIFIED BY '{escaped_password}';")
+        statements.append(f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {name};")
+        statements.extend(f"GRANT {grant} TO {name};" for grant in grants)
     return statements
 
 
-def _local_databases(config: StackConfig) -> str:
-    """ORDER_STORE=local (the demo's "before" picture): one database per order-service instance."""
-    return _quoted(config.databases[0].replace("_", "\\_") + "\\_local\\_%")
+# Natively every account is reached over loopback only.
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
 
 
-# The benchmarks' own databases (bench_<what>_<run>): made, filled and dropped by bench/, never read by the stack.
-BENCH_DATABASES = _quoted("bench\\_%")
+def _database_names(config: StackConfig) -> dict[str, str]:
+    """The quoted databases a DbAccount's grants name."""
+    orders, catalog, users = config.databases
+    return {
+        "orders": _quoted(orders),
+        "catalog": _quoted(catalog),
+        "users": _quoted(users),
+        # A LIKE pattern: one database per order-service instance under ORDER_STORE=local.
+        "orders_local": _quoted(orders.replace("_", "\\_") + "\\_local\\_%"),
+        # The benchmarks' own databases (bench_<what>_<run>): made, filled and dropped by bench/.
+        "bench": _quoted("bench\\_%"),
+    }
+
+
+def _granted(account: DbAccount, config: StackConfig) -> list[str]:
+    names = _database_names(config)
+    return [grant.format(**names) for grant in account.grants]
+
+
+def operator_account(config: StackConfig) -> DbAccount:
+    """The operator's account under the name DB_USER gives it."""
+    return replace(OPERATOR_DB, user=config.get("DB_USER", OPERATOR_DB.user))
 
 
 def database_grants(config: StackConfig) -> dict[DbAccount, list[str]]:
-    """What each component's account may do: its own database, or for mydb.orders, only its part."""
-    orders_db, catalog_db, users_db = (_quoted(name) for name in config.databases)
-    local_dbs = _local_databases(config)
-    return {
-        ORDERS_MIGRATOR_DB: [f"ALL PRIVILEGES ON {orders_db}.*"],
-        ORDER_SERVICE_DB: [f"SELECT ON {orders_db}.`orders`", f"ALL PRIVILEGES ON {local_dbs}.*"],
-        # bench/sink_vs_raw.py's own connector writes a table of the bench's own database with the sink's account.
-        ORDERS_SINK_DB: [
-            f"SELECT, INSERT, UPDATE ON {orders_db}.`orders`",
-            f"SELECT, INSERT, UPDATE ON {BENCH_DATABASES}.*",
-        ],
-        # What the Debezium MariaDB source needs: read the captured database (snapshot), take the brief global
-        # read lock of its snapshot (RELOAD), list databases, and read the binlog as a replica would.
-        CDC_DB: [f"SELECT ON {catalog_db}.*", "RELOAD, SHOW DATABASES, REPLICATION SLAVE, REPLICATION CLIENT ON *.*"],
-        CATALOG_SERVICE_DB: [f"ALL PRIVILEGES ON {catalog_db}.*"],
-        USER_SERVICE_DB: [f"ALL PRIVILEGES ON {users_db}.*"],
-        # The monitor's console and its consistency auditor: mydb.orders, and catalogdb's stock and ledger
-        # (catalogdb as a whole: its tables appear only when catalog-service first migrates, after these grants).
-        MONITOR_DB: [f"SELECT ON {orders_db}.`orders`", f"SELECT ON {catalog_db}.*"],
-    }
+    """What each component's account may do (launcher.environment describes them)."""
+    return {account: _granted(account, config) for account in DB_ACCOUNTS}
 
 
 def _create_databases_and_user(config: StackConfig) -> None:
     statements = [f"CREATE DATABASE IF NOT EXISTS {_quoted(name)} CHARACTER SET utf8mb4;" for name in config.databases]
-    operator_grants = [f"ALL PRIVILEGES ON {_quoted(name)}.*" for name in config.databases]
-    operator_grants.append(f"ALL PRIVILEGES ON {_local_databases(config)}.*")
-    operator_grants.append(f"ALL PRIVILEGES ON {BENCH_DATABASES}.*")
-    statements += _account_sql(config, config.get("DB_USER", "app"), config.get("DB_PASSWORD"), operator_grants)
-    # The migrator first: it creates mydb.orders, on which the other accounts get table-level rights later.
-    statements += _account_sql(
-        config,
-        ORDERS_MIGRATOR_DB.user,
-        ORDERS_MIGRATOR_DB.password(config),
-        database_grants(config)[ORDERS_MIGRATOR_DB],
-    )
+    # The migrator with the operator: it creates mydb.orders, on which the other accounts get table-level rights later.
+    for account in (operator_account(config), ORDERS_MIGRATOR_DB):
+        statements += _account_sql(account, account.password(config), LOCAL_HOSTS, _granted(account, config))
     try:
         _admin_sql("\n".join(statements))
     except RuntimeError as exc:
@@ -177,12 +168,30 @@ def grant_component_accounts(config: StackConfig) -> None:
     statements = []
     for account, grants in database_grants(config).items():
         if account is not ORDERS_MIGRATOR_DB:
-            statements += _account_sql(config, account.user, account.password(config), grants)
+            statements += _account_sql(account, account.password(config), LOCAL_HOSTS, grants)
     try:
         _admin_sql("\n".join(statements))
     except RuntimeError as exc:
         raise StartupFailed(f"mariadb: granting the component accounts failed: {exc}") from exc
     done("ok")
+
+
+def compose_accounts() -> str:
+    """The accounts as infra/containers/bin/start-mariadb makes them (its shell function `account`), rendered from the
+    same descriptions: from any host ('%'; the engine picks the containers' addresses), table rights widened to their
+    database (the server makes the accounts before the migration makes the tables), no benchmark databases (bench/
+    runs natively)."""
+    names = {"orders": "`$orders`", "catalog": "`$catalog`", "users": "`$users`", "orders_local": "`$local_dbs`"}
+    lines = []
+    for account in (OPERATOR_DB, *DB_ACCOUNTS):
+        user = '"${DB_USER:-app}"' if account is OPERATOR_DB else account.user
+        grants = [
+            re.sub(r"\.`[^`]+`", ".*", grant).format(**names).replace("`", "\\`")
+            for grant in account.grants
+            if "{bench}" not in grant
+        ]
+        lines.append(" \\\n".join([f'  account {user} "${account.password_key}"', *(f'    "{g}"' for g in grants)]))
+    return "\n".join(lines) + "\n"
 
 
 def operator_connection(config: StackConfig, database: str, connect_timeout: int = 10) -> pymysql.Connection:

@@ -1,5 +1,6 @@
 """Starting, finding and stopping the stack's processes: one pid file and one log file per component."""
 
+import logging
 import os
 import signal
 import socket
@@ -9,8 +10,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from launcher.environment import LOG_DIR, PID_DIR, REPO_ROOT, STACK_DIR
+import httpx
+
+from launcher.environment import LOG_DIR, PID_DIR, REPO_ROOT, STACK_DIR, StackConfig
+
+log = logging.getLogger(__name__)
 
 # In the environment of every process we start: how we know our own. A stack in another STACK_DIR (tests/cluster's,
 # beside make up's) marks its processes with that folder, so neither stack's launcher touches the other's.
@@ -31,10 +37,24 @@ class StartupFailed(Exception):
     """A component did not become ready; the message names it and its log file."""
 
 
+class Member(Protocol):
+    """One of several processes of a kind (a Kafka node, a Connect worker)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class Component:
     name: str  # also the pid and log file name, e.g. "kafka", "order-service-2"
     port: int | None = None
+
+    @classmethod
+    def of(cls, member: Member) -> "Component":
+        return cls(member.name, member.port)
 
     @property
     def log_file(self) -> Path:
@@ -146,6 +166,7 @@ def wait_until(
     or the process dies first. Prints a dot every few seconds so long waits show progress."""
     started = time.monotonic()
     next_dot = started + 3
+    last_failure = ""
     while True:
         try:
             if ready():
@@ -154,12 +175,17 @@ def wait_until(
                 return
         except StartupFailed:
             raise
-        except Exception:
-            pass
+        # Any client's error while it starts (a refused connection, a 503, a broker without a leader): ask again,
+        # and name the last one if it never gets ready.
+        except Exception as exc:
+            if repr(exc) != last_failure:
+                log.debug("%s not %s yet: %r", component.name, what, exc)
+            last_failure = repr(exc)
         if _exited(component):
             raise StartupFailed(f"{component.name} exited before it was {what}; see {_tail_hint(component)}")
         if time.monotonic() - started > timeout:
-            raise StartupFailed(f"{component.name} not {what} after {timeout:.0f}s; see {_tail_hint(component)}")
+            last = f" (last: {last_failure})" if last_failure else ""
+            raise StartupFailed(f"{component.name} not {what} after {timeout:.0f}s{last}; see {_tail_hint(component)}")
         if time.monotonic() >= next_dot and not quiet:
             print(".", end="", flush=True)
             next_dot += 3
@@ -185,6 +211,36 @@ def _tail_hint(component: Component) -> str:
         pass
     tail = "\n    ".join(lines)
     return f"{component.log_file}" + (f"\n  last lines:\n    {tail}" if tail else "")
+
+
+@dataclass(frozen=True)
+class LocalServer:
+    """A server the stack runs from a download-free binary or jar on 127.0.0.1 at a port .env may move, ready once
+    `ready_path` answers 200 (Prometheus, Zipkin)."""
+
+    name: str
+    port_key: str
+    default_port: int
+    ready_path: str
+
+    def port(self, config: StackConfig) -> int:
+        return config.number(self.port_key, self.default_port)
+
+    def component(self, config: StackConfig) -> Component:
+        return Component(self.name, self.port(config))
+
+    def url(self, config: StackConfig) -> str:
+        return f"http://127.0.0.1:{self.port(config)}"
+
+    def ready(self, config: StackConfig) -> bool:
+        return httpx.get(f"{self.url(config)}{self.ready_path}", timeout=2).status_code == 200
+
+    def start(self, config: StackConfig, argv: Sequence[str], timeout: float) -> None:
+        """Start it with PATH alone, not our environment (Zipkin would read KAFKA_BOOTSTRAP_SERVERS and RABBIT_* as
+        collectors to start), and wait until it is ready."""
+        step(f"starting {self.name} on {self.url(config)}")
+        start(self.component(config), argv, {"PATH": "/usr/bin:/bin"})
+        wait_until(self.component(config), lambda: self.ready(config), timeout, "ready")
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

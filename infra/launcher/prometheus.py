@@ -6,27 +6,22 @@ import os
 import shutil
 import signal
 
-import httpx
-
 from launcher.environment import INFRA_DIR, STACK_DIR, StackConfig, render_template
-from launcher.processes import Component, done, needs_start, start, step, wait_until
+from launcher.processes import Component, LocalServer, done, needs_start, step
 from launcher.services import discovery_port, monitor_port
 
 PROMETHEUS_DIR = STACK_DIR / "prometheus"
 CONFIG = PROMETHEUS_DIR / "prometheus.yml"
 RULES = INFRA_DIR / "prometheus" / "rules.yml"
-
-
-def prometheus_port(config: StackConfig) -> int:
-    return config.number("PROMETHEUS_PORT", 9090)
+SERVER = LocalServer("prometheus", "PROMETHEUS_PORT", 9090, "/-/ready")
 
 
 def component(config: StackConfig) -> Component:
-    return Component("prometheus", prometheus_port(config))
+    return SERVER.component(config)
 
 
 def url(config: StackConfig) -> str:
-    return f"http://127.0.0.1:{prometheus_port(config)}"
+    return SERVER.url(config)
 
 
 def up(config: StackConfig) -> None:
@@ -44,32 +39,30 @@ def up(config: StackConfig) -> None:
         rules_file=RULES,
         eureka_url=eureka,
         discovery_target=f"127.0.0.1:{discovery_port(config)}",
-        prometheus_target=f"127.0.0.1:{prometheus_port(config)}",
+        prometheus_target=f"127.0.0.1:{SERVER.port(config)}",
         kafka_static_configs=jvm_static_configs("kafka", [f"127.0.0.1:{n.metrics_port}" for n in config.kafka_nodes]),
         connect_static_configs=jvm_static_configs(
             "connect", [f"127.0.0.1:{worker.metrics_port}" for worker in config.connect_workers]
         ),
     )
-    if not needs_start(prometheus, prometheus_port(config)):
+    if not needs_start(prometheus, prometheus.port):
         # Running already: it reads the configuration again (what an older checkout started it with may differ).
         # A signal, not POST /-/reload: the lifecycle API is off, so no web page can stop or reload it.
         pid = prometheus.pid()
         if pid is not None:
             os.kill(pid, signal.SIGHUP)
         return
-    step(f"starting prometheus on {url(config)}")
     argv = [
         binary,
         f"--config.file={CONFIG}",
         f"--storage.tsdb.path={PROMETHEUS_DIR / 'data'}",
         "--storage.tsdb.retention.time=2d",
-        f"--web.listen-address=127.0.0.1:{prometheus_port(config)}",
+        f"--web.listen-address=127.0.0.1:{prometheus.port}",
         # No --web.enable-lifecycle (PUT /-/quit from any page in a browser stopped it), and answers readable
         # cross-origin by the console's page only (the default is every origin).
         f"--web.cors.origin={console_origin_pattern(monitor_port(config))}",
     ]
-    start(prometheus, argv, {"PATH": "/usr/bin:/bin"})
-    wait_until(prometheus, lambda: _ready(config), 60, "ready")
+    SERVER.start(config, argv, 60)
 
 
 def console_origin_pattern(port: int) -> str:
@@ -86,7 +79,3 @@ def jvm_static_configs(kind: str, targets: list[str]) -> str:
         for number, target in enumerate(targets, start=1)
     ]
     return json.dumps(entries)
-
-
-def _ready(config: StackConfig) -> bool:
-    return httpx.get(f"{url(config)}/-/ready", timeout=2).status_code == 200

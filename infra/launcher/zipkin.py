@@ -1,28 +1,23 @@
 """Zipkin (io.zipkin:zipkin-server, the exec jar Maven fetches into infra/target/zipkin) on 127.0.0.1:ZIPKIN_PORT:
 the spans every service sends when TRACING=on, kept in memory (gone at restart, like the traces of a dev stack)."""
 
-import httpx
-
 from launcher.environment import INFRA_DIR, StackConfig
-from launcher.processes import Component, needs_start, start, step, wait_until
+from launcher.processes import Component, LocalServer, needs_start
 from launcher.services import monitor_port
 
 ZIPKIN_JAR = INFRA_DIR / "target" / "zipkin" / "zipkin.jar"
 # Spans kept before the oldest traces are dropped: about 50 MB of a 256 MB heap (Zipkin's default, 500,000,
 # needs more heap than the whole JVM gets here).
 MAX_SPANS = 50_000
-
-
-def zipkin_port(config: StackConfig) -> int:
-    return config.number("ZIPKIN_PORT", 9411)
+SERVER = LocalServer("zipkin", "ZIPKIN_PORT", 9411, "/health")
 
 
 def component(config: StackConfig) -> Component:
-    return Component("zipkin", zipkin_port(config))
+    return SERVER.component(config)
 
 
 def url(config: StackConfig) -> str:
-    return f"http://127.0.0.1:{zipkin_port(config)}"
+    return SERVER.url(config)
 
 
 def tracing_on(config: StackConfig) -> bool:
@@ -33,10 +28,8 @@ def tracing_on(config: StackConfig) -> bool:
 def up(config: StackConfig) -> None:
     """Start Zipkin unless it runs already, or no process traces (TRACING=off: no JVM for nothing)."""
     zipkin = component(config)
-    if not tracing_on(config) or not needs_start(zipkin, zipkin_port(config)):
+    if not tracing_on(config) or not needs_start(zipkin, zipkin.port):
         return
-    step(f"starting zipkin on {url(config)}")
-    port = zipkin_port(config)
     argv = [
         "java",
         "-Xms64m",
@@ -45,7 +38,7 @@ def up(config: StackConfig) -> None:
         str(ZIPKIN_JAR),
         # Armeria serves Zipkin; it ignores server.address, so the one port is declared whole, with its address.
         "--armeria.ports[0].ip=127.0.0.1",
-        f"--armeria.ports[0].port={port}",
+        f"--armeria.ports[0].port={zipkin.port}",
         "--armeria.ports[0].protocols[0]=http",
         "--zipkin.storage.type=mem",
         f"--zipkin.storage.mem.max-spans={MAX_SPANS}",
@@ -53,15 +46,9 @@ def up(config: StackConfig) -> None:
         # page in a browser on this host (Zipkin's default is every origin).
         f"--zipkin.query.allowed-origins={console_origins(monitor_port(config))}",
     ]
-    # Not our environment: Zipkin reads KAFKA_BOOTSTRAP_SERVERS (and RABBIT_*, ...) as collectors to start.
-    start(zipkin, argv, {"PATH": "/usr/bin:/bin"})
-    wait_until(zipkin, lambda: _ready(config), 180, "ready")
+    SERVER.start(config, argv, 180)
 
 
 def console_origins(port: int) -> str:
     """The console's origins, as Zipkin's comma-separated zipkin.query.allowed-origins."""
     return f"http://127.0.0.1:{port},http://localhost:{port}"
-
-
-def _ready(config: StackConfig) -> bool:
-    return httpx.get(f"{url(config)}/health", timeout=2).status_code == 200

@@ -21,10 +21,11 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
-from launcher.compose_secrets import COMPONENT_SECRETS, OPERATOR, SECRETS_GID, secret_keys
+from launcher.compose_secrets import COMPONENT_SECRETS, OPERATOR, SECRETS_GID, rendered_accounts, secret_keys
 from launcher.deployables import DEPLOYABLES
-from launcher.environment import PLACEHOLDER, StackConfig, is_secret
-from launcher.mariadb import database_grants
+from launcher.environment import PLACEHOLDER, is_secret
+from launcher.kafka import ACL_FILE, acl_file_text
+from launcher.mariadb import compose_accounts
 from order_contract.order import ORDER_FIELDS
 from order_contract.table import ORDERS_TABLE
 from order_contract.topics import ORDERS_DEAD_LETTER_TOPIC, ORDERS_TOPIC
@@ -531,11 +532,18 @@ def test_the_connect_worker_resolves_every_env_reference_of_each_connector(
 
 
 @pytest.mark.unit
-def test_mariadb_makes_every_account_the_launcher_grants() -> None:
-    script = (REPO / "infra/containers/bin/start-mariadb").read_text()
-    made = set(re.findall(r"^\s*account (\S+) ", script, re.MULTILINE))
-    config = StackConfig({"ORDERS_DB": "mydb", "CATALOG_DB": "catalogdb", "USERS_DB": "userdb"})
-    assert {account.user for account in database_grants(config)} | {'"${DB_USER:-app}"'} == made
+def test_compose_grants_and_allows_what_the_descriptions_give(services: dict[str, dict[str, Any]]) -> None:
+    """start-mariadb's accounts and infra/kafka/acls.txt (what compose's images apply) are the launcher's
+    descriptions rendered; `python -m launcher.compose_secrets --render-access` rewrites them."""
+    assert rendered_accounts((REPO / "infra/containers/bin/start-mariadb").read_text()) == compose_accounts()
+    assert ACL_FILE.read_text() == acl_file_text()
+    copied = [
+        shlex.split(arguments)
+        for keyword, arguments in dockerfile_instructions(REPO / "infra/containers/kafka.Dockerfile")
+        if keyword == "COPY"
+    ]
+    assert any("infra/kafka/acls.txt" in sources and sources[-1] == "/opt/kafka/config/" for sources in copied)
+    assert services["kafka-access"]["command"][-1] == "/opt/kafka/config/acls.txt"
 
 
 def used_dockerfiles(services: dict[str, dict[str, Any]]) -> list[Path]:
