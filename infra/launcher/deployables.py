@@ -1,7 +1,7 @@
 """The stack's Python deployables, each described once: what `python -m` runs, its database account, its Kafka
-login (each with its rights: launcher.environment) and the other secrets it reads. The native launcher starts them with exactly these (services.py, connect.py);
-compose's secrets one-shot fills each one's volume with the same (compose_secrets.py); tests/compose checks that
-docker-compose.yml gives each container these account names."""
+login (each with its rights: launcher.environment) and the other secrets it reads. The native launcher starts them
+with exactly these (services.py, connect.py); compose's secrets one-shot fills each one's volume with the same
+(compose_secrets.py); tests/compose checks that docker-compose.yml gives each container these account names."""
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
