@@ -48,7 +48,25 @@ async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": answer})
 
 
-async def main() -> None:
+class _Server(uvicorn.Server):
+    """Leaves discovery before it stops serving: uvicorn re-raises SIGTERM once `serve` returns, so code after it
+    never runs, and an instance that is not deregistered stays routable until its lease runs out (3 s)."""
+
+    def __init__(self, config: uvicorn.Config, discovery: DiscoveryClient) -> None:
+        super().__init__(config)
+        self.discovery = discovery
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets=sockets)
+        if not self.should_exit:
+            await self.discovery.start()
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        await self.discovery.stop()
+        await super().shutdown(sockets=sockets)
+
+
+def main() -> None:
     discovery = DiscoveryClient(
         os.environ["DISCOVERY_URL"],
         app_name=APP,
@@ -58,13 +76,7 @@ async def main() -> None:
         lease_duration=3.0,
     )
     config = uvicorn.Config(echo, host="127.0.0.1", port=PORT, log_level="warning", timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110  (uvicorn offers no started event)
-        await asyncio.sleep(0.02)
-    await discovery.start()
-    await serving
-    await discovery.stop()
+    _Server(config, discovery).run()
 
 
-asyncio.run(main())
+main()
