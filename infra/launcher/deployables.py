@@ -77,10 +77,10 @@ ORDER_SERVICE = Deployable(
 )
 ORDERS_MIGRATOR = Deployable("orders-migrator", "alembic", db=ORDERS_MIGRATOR_DB)
 # Connect's REST login is the read-only user's, never the admin's; MONITOR_PASSWORD (with MONITOR_USER) turns on
-# its Basic auth when .env sets it (lag_monitor/gate.py).
+# its Basic auth when .env sets it (stack_monitor/gate.py).
 MONITOR = Deployable(
     "monitor",
-    "lag_monitor",
+    "stack_monitor",
     db=MONITOR_DB,
     kafka=MONITOR_KAFKA,
     secrets={**REGISTRY, "CONNECT_PASSWORD": "CONNECT_MONITOR_PASSWORD"},

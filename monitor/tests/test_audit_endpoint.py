@@ -10,10 +10,10 @@ from fastapi import FastAPI
 
 from consistency_audit import Auditor, Kind, Verdict
 from consistency_audit.reconcile import AuditState, Tracked
-from lag_monitor.audit_task import AUDIT, AuditTask, MonitorAuditSettings
-from lag_monitor.config import MonitorSettings
-from lag_monitor.console import counted_text
-from lag_monitor.main import create_app
+from stack_monitor.audit_task import AUDIT, AuditTask, MonitorAuditSettings
+from stack_monitor.config import MonitorSettings
+from stack_monitor.console import counted_text
+from stack_monitor.main import create_app
 
 pytestmark = pytest.mark.unit
 

@@ -12,11 +12,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from lag_monitor import console
-from lag_monitor.config import MonitorSettings
-from lag_monitor.history import LagHistory, OffsetSnapshot, Partition
-from lag_monitor.main import create_app
 from servicekit.discovery import instances_from_registry
+from stack_monitor import console
+from stack_monitor.config import MonitorSettings
+from stack_monitor.history import LagHistory, OffsetSnapshot, Partition
+from stack_monitor.main import create_app
 
 pytestmark = pytest.mark.unit
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from lag_monitor.evaluator import Commit, EndSample, Status, lag_seconds, rate_group, rate_partition
+from stack_monitor.evaluator import Commit, EndSample, Status, lag_seconds, rate_group, rate_partition
 
 pytestmark = pytest.mark.unit
 

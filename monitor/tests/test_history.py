@@ -2,8 +2,8 @@
 
 import pytest
 
-from lag_monitor.evaluator import Status
-from lag_monitor.history import LagHistory, OffsetSnapshot, Partition
+from stack_monitor.evaluator import Status
+from stack_monitor.history import LagHistory, OffsetSnapshot, Partition
 
 pytestmark = pytest.mark.unit
 

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from lag_monitor.config import MonitorSettings
-from lag_monitor.main import create_app
+from stack_monitor.config import MonitorSettings
+from stack_monitor.main import create_app
 
 pytestmark = pytest.mark.unit
 

@@ -2,10 +2,10 @@
 
 import pytest
 
-from lag_monitor.history import LagHistory, OffsetSnapshot, Partition
-from lag_monitor.offsets import OffsetPoller, OffsetReader
 from servicekit.kafka import KafkaAccess
 from servicekit.testing import eventually
+from stack_monitor.history import LagHistory, OffsetSnapshot, Partition
+from stack_monitor.offsets import OffsetPoller, OffsetReader
 
 pytestmark = pytest.mark.unit
 

@@ -16,13 +16,13 @@ import httpx
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from lag_monitor.config import MonitorSettings
 from launcher import services
 from launcher.environment import StackConfig
 from launcher.processes import Component, stop
 from order_contract.topics import STOCK_TOPIC
 from servicekit.config import ServiceSettings
 from servicekit.testing import eventually
+from stack_monitor.config import MonitorSettings
 from stack_support.api_client import GatewayClient, User
 from tests.e2e.catalog_rows import products_in_catalog
 

@@ -10,8 +10,6 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
 
-from lag_monitor.history import OffsetSnapshot
-from lag_monitor.offsets import OffsetReader
 from launcher import connect, services
 from launcher.environment import MONITOR_KAFKA, StackConfig
 from order_contract.connect_record import order_record_key, order_record_value
@@ -20,6 +18,8 @@ from order_contract.timestamps import now_ms
 from order_contract.topics import CATALOG_CHANGES_TOPIC, ORDERS_DEAD_LETTER_TOPIC, ORDERS_TOPIC, STOCK_TOPIC
 from servicekit.kafka import KafkaAccess
 from servicekit.testing import eventually
+from stack_monitor.history import OffsetSnapshot
+from stack_monitor.offsets import OffsetReader
 
 pytestmark = pytest.mark.stack
 

@@ -9,8 +9,8 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from lag_monitor.evaluator import Status
-from lag_monitor.history import LagHistory
+from stack_monitor.evaluator import Status
+from stack_monitor.history import LagHistory
 
 GROUP_STATUSES = (Status.OK, Status.WARN, Status.ERR)
 

@@ -15,9 +15,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from lag_monitor.history import LagHistory, OffsetSnapshot, Partition
 from servicekit.kafka import KafkaAccess
 from servicekit.tasks import cancel_and_wait
+from stack_monitor.history import LagHistory, OffsetSnapshot, Partition
 
 log = logging.getLogger(__name__)
 

@@ -3,8 +3,8 @@
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lag_monitor.evaluator import Commit, Status
-from lag_monitor.history import GroupStatus, PartitionStatus
+from stack_monitor.evaluator import Commit, Status
+from stack_monitor.history import GroupStatus, PartitionStatus
 
 
 class RequestInfo(BaseModel):

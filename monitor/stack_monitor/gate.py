@@ -8,7 +8,7 @@ import hmac
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from lag_monitor.config import MonitorSettings
+from stack_monitor.config import MonitorSettings
 
 OPEN_PATHS = frozenset({"/health_check", "/metrics"})
 

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from lag_monitor.evaluator import Commit, EndSample, Status, lag_seconds, rate_group, rate_partition
+from stack_monitor.evaluator import Commit, EndSample, Status, lag_seconds, rate_group, rate_partition
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -23,14 +23,14 @@ from pydantic import BaseModel
 from sqlalchemy import column, select, table, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from lag_monitor.audit_task import AuditTask
-from lag_monitor.config import MonitorSettings
-from lag_monitor.history import LagHistory
 from order_contract.order import OrderStatus
 from order_contract.table import ORDERS_TABLE
 from servicekit.database import make_engine
 from servicekit.discovery import ServiceInstance, instances_from_registry
 from servicekit.tasks import cancel_and_wait
+from stack_monitor.audit_task import AuditTask
+from stack_monitor.config import MonitorSettings
+from stack_monitor.history import LagHistory
 
 T = TypeVar("T")
 Registry = dict[str, list[ServiceInstance]]

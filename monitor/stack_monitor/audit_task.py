@@ -21,8 +21,8 @@ from prometheus_client.registry import Collector
 from pydantic import Field
 
 from consistency_audit import Auditor, AuditSettings, Kind, Verdict
-from lag_monitor.config import MonitorSettings
 from servicekit.tasks import cancel_and_wait
+from stack_monitor.config import MonitorSettings
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from lag_monitor.history import LagHistory
-from lag_monitor.schemas import (
+from stack_monitor.history import LagHistory
+from stack_monitor.schemas import (
     ClusterListOut,
     ConsumerListOut,
     ConsumerStatusOut,

@@ -5,14 +5,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from lag_monitor import api, console
-from lag_monitor.audit_task import install_audit
-from lag_monitor.config import MonitorSettings
-from lag_monitor.gate import MonitorGate
-from lag_monitor.history import LagHistory
-from lag_monitor.metrics import RATINGS
-from lag_monitor.offsets import OffsetPoller, OffsetReader
 from servicekit.web import install_edge
+from stack_monitor import api, console
+from stack_monitor.audit_task import install_audit
+from stack_monitor.config import MonitorSettings
+from stack_monitor.gate import MonitorGate
+from stack_monitor.history import LagHistory
+from stack_monitor.metrics import RATINGS
+from stack_monitor.offsets import OffsetPoller, OffsetReader
 
 APP_NAME = "MONITOR"
 
