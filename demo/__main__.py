@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from launcher import services
+from launcher.deployables import ORDER_SERVICE
 from launcher.environment import StackConfig
 from launcher.mariadb import operator_connection
-from launcher.processes import Component, stop
+from launcher.processes import stop
 from stack_support.api_client import GatewayClient, User
 from stack_support.catalog_views import catalog_views, instance_base_urls, products_in_catalog
 
@@ -46,10 +47,9 @@ def table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -
 def switch_order_store(config: StackConfig, store: str) -> None:
     """Restart every order-service instance with ORDER_STORE=<store>."""
     print(f"\n--- restarting the order-service instances with ORDER_STORE={store}")
-    for component, _deployable, app, _extra in services.service_instances(config):
-        if app == "ORDER-SERVICE":
-            stop(Component(component.name))
-            services.restart_service(config, component.name, ORDER_STORE=store)
+    for instance in services.instances(config, ORDER_SERVICE):
+        stop(instance.component)
+        services.restart_service(config, instance.component.name, ORDER_STORE=store)
 
 
 async def place(gateway: GatewayClient, user: User, products: list[str]) -> list[tuple[str, str, int, str]]:

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from launcher import connect, kafka, mariadb, prometheus, services, zipkin
+from launcher.deployables import DISCOVERY
 from launcher.environment import (
     LAYOUT_FILE,
     LOG_DIR,
@@ -113,7 +114,7 @@ def print_urls(config: StackConfig, infra_only: bool) -> None:
             ("Prometheus (targets)", f"{prometheus.url(config)}/targets"),
             ("Zipkin (traces)", zipkin.url(config)),
         ]
-        for app in ("USER-SERVICE", "CATALOG-SERVICE", "ORDER-SERVICE"):
+        for app in services.numbered_apps():
             for instance in services.registered_instances(config, app):
                 port = _port_of(instance)
                 rows.append((f"{instance.get('instanceId')} docs", f"http://127.0.0.1:{port}/docs"))
@@ -140,8 +141,8 @@ def down(config: StackConfig) -> None:
 
 def status(config: StackConfig) -> int:
     dynamic_ports: dict[str, int | str] = {}
-    if services.discovery_component(config).running():
-        for app in ("USER-SERVICE", "CATALOG-SERVICE", "ORDER-SERVICE", "GATEWAY"):
+    if Component(DISCOVERY.name).running():
+        for app in services.numbered_apps():
             try:
                 for instance in services.registered_instances(config, app):
                     dynamic_ports[instance.get("instanceId", "")] = _port_of(instance)

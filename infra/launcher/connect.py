@@ -54,7 +54,7 @@ def component(config: StackConfig) -> Component:
 
 
 def watchdog_component() -> Component:
-    return Component("connect-watchdog")
+    return Component(CONNECT_WATCHDOG.name)
 
 
 def up(config: StackConfig) -> None:
@@ -78,12 +78,12 @@ def watchdog_env(config: StackConfig) -> dict[str, str]:
 
 def rest_auth(config: StackConfig) -> httpx.BasicAuth:
     """The credentials the worker's REST API asks for (CONNECT_USER / CONNECT_PASSWORD in .env)."""
-    return httpx.BasicAuth(config.get("CONNECT_USER", "connect-admin"), config.get("CONNECT_PASSWORD"))
+    return httpx.BasicAuth(config.get("CONNECT_USER"), config.get("CONNECT_PASSWORD"))
 
 
 def monitor_rest_user(config: StackConfig) -> str:
     """The REST user that may only read connector states (the worker's guard refuses it anything else)."""
-    return config.get("CONNECT_MONITOR_USER", "connect-monitor")
+    return config.get("CONNECT_MONITOR_USER")
 
 
 def monitor_rest_auth(config: StackConfig) -> httpx.BasicAuth:
@@ -97,7 +97,7 @@ def _write_rest_credentials(config: StackConfig) -> None:
     REST_USERS.touch(mode=0o600)
     REST_USERS.chmod(0o600)
     REST_USERS.write_text(
-        f"{config.get('CONNECT_USER', 'connect-admin')}: {config.get('CONNECT_PASSWORD')}\n"
+        f"{config.get('CONNECT_USER')}: {config.get('CONNECT_PASSWORD')}\n"
         f"{monitor_rest_user(config)}: {config.get('CONNECT_MONITOR_PASSWORD')}\n"
     )
     module = "org.apache.kafka.connect.rest.basic.auth.extension.PropertyFileLoginModule"

@@ -4,6 +4,7 @@ import os
 import re
 import secrets
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from order_contract.topics import (
@@ -67,6 +68,12 @@ def example_lines() -> list[tuple[str, str, str]]:
         is_setting = sep and not line.lstrip().startswith("#")
         rows.append((key.strip(), value.strip(), line) if is_setting else ("", "", line))
     return rows
+
+
+@cache
+def example_defaults() -> dict[str, str]:
+    """What a key .env leaves out defaults to: .env.example's value, written there once (secrets have none)."""
+    return {key: value for key, value, _ in example_lines() if key and not is_secret(key)}
 
 
 def _filled(key: str, value: str) -> str:
@@ -158,38 +165,35 @@ class StackConfig:
         values.update({k: v for k, v in os.environ.items() if k in values})
         return cls(values)
 
-    @classmethod
-    def from_environment(cls) -> "StackConfig":
-        """The process environment alone, no .env: a component the launcher started with what it may hold."""
-        return cls(dict(os.environ))
-
     def with_values(self, **values: str) -> "StackConfig":
         return StackConfig({**self.values, **values})
 
     @property
     def layout(self) -> dict[str, str]:
         """How many of each clustered piece this configuration runs (what `up` records in LAYOUT_FILE)."""
-        return {key: str(self.number(key, 1)) for key in LAYOUT_KEYS}
+        return {key: str(self.number(key)) for key in LAYOUT_KEYS}
 
-    def get(self, key: str, default: str = "") -> str:
-        return self.values.get(key, default)
+    def get(self, key: str, default: str | None = None) -> str:
+        """The key's value; when unset, `default`, else .env.example's (empty for a secret)."""
+        return self.values.get(key, example_defaults().get(key, "") if default is None else default)
 
-    def number(self, key: str, default: int) -> int:
-        return int(self.values.get(key) or default)
+    def number(self, key: str, default: int | None = None) -> int:
+        """The key as a number; when unset or empty, `default`, else .env.example's."""
+        return int(self.values.get(key) or (example_defaults()[key] if default is None else default))
 
     @property
     def db_port(self) -> int:
-        return self.number("DB_PORT", 3306)
+        return self.number("DB_PORT")
 
     @property
     def kafka_port(self) -> int:
         """The first node's client port (the launcher's nodes take the next pairs from there)."""
-        return int(self.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092").split(",")[0].rsplit(":", 1)[1])
+        return int(self.get("KAFKA_BOOTSTRAP_SERVERS").split(",")[0].rsplit(":", 1)[1])
 
     @property
     def kafka_brokers(self) -> int:
         """KAFKA_BROKERS: 1 (one combined broker+controller) or 3 (one KRaft quorum of three such nodes)."""
-        brokers = self.number("KAFKA_BROKERS", 1)
+        brokers = self.number("KAFKA_BROKERS")
         if brokers not in (1, 3):
             raise ValueError(f"KAFKA_BROKERS is {brokers}; it must be 1 or 3 (a KRaft quorum needs a majority)")
         return brokers
@@ -209,7 +213,7 @@ class StackConfig:
         """The Kafka nodes the launcher runs here: node n on the n-th port pair from the first node's (9092/9093,
         9094/9095, 9096/9097) and the n-th JMX exporter port from KAFKA_METRICS_PORT (9404, 9406, 9408; Connect's
         workers take the odd ones between). A cluster keeps its data apart from the single node's."""
-        controller_port = self.number("KAFKA_CONTROLLER_PORT", 9093)
+        controller_port = self.number("KAFKA_CONTROLLER_PORT")
         if self.kafka_brokers == 1:
             return [
                 KafkaNode("kafka", 1, self.kafka_port, controller_port, self.kafka_metrics_port, STACK_DIR / "kafka")
@@ -229,7 +233,7 @@ class StackConfig:
     @property
     def kafka_bootstrap_servers(self) -> str:
         """KAFKA_BOOTSTRAP_SERVERS; when it names one server of a cluster run here, every node's address."""
-        servers = self.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+        servers = self.get("KAFKA_BOOTSTRAP_SERVERS")
         if "," in servers or self.kafka_brokers == 1:
             return servers
         host = servers.rsplit(":", 1)[0]
@@ -248,15 +252,15 @@ class StackConfig:
 
     @property
     def kafka_metrics_port(self) -> int:
-        return self.number("KAFKA_METRICS_PORT", 9404)
+        return self.number("KAFKA_METRICS_PORT")
 
     @property
     def connect_metrics_port(self) -> int:
-        return self.number("CONNECT_METRICS_PORT", 9405)
+        return self.number("CONNECT_METRICS_PORT")
 
     @property
     def connect_url(self) -> str:
-        return self.get("CONNECT_URL", "http://127.0.0.1:8083").rstrip("/")
+        return self.get("CONNECT_URL").rstrip("/")
 
     @property
     def connect_port(self) -> int:
@@ -266,7 +270,7 @@ class StackConfig:
     def connect_workers(self) -> list["ConnectWorker"]:
         """CONNECT_WORKERS (1-3) workers of one group: REST on CONNECT_URL's port and the next ones (8083, 8084,
         8085), JMX exporter on CONNECT_METRICS_PORT and every second port after it (9405, 9407, 9409)."""
-        count = self.number("CONNECT_WORKERS", 1)
+        count = self.number("CONNECT_WORKERS")
         if not 1 <= count <= 3:
             raise ValueError(f"CONNECT_WORKERS is {count}; it must be 1, 2 or 3")
         if count == 1:
@@ -285,14 +289,14 @@ class StackConfig:
     @property
     def catalog_instances(self) -> int:
         """CATALOG_INSTANCES (1-3) catalog-service instances in one consumer group."""
-        count = self.number("CATALOG_INSTANCES", 1)
+        count = self.number("CATALOG_INSTANCES")
         if not 1 <= count <= 3:
             raise ValueError(f"CATALOG_INSTANCES is {count}; it must be 1, 2 or 3")
         return count
 
     @property
     def databases(self) -> list[str]:
-        return [self.get("ORDERS_DB", "mydb"), self.get("CATALOG_DB", "catalogdb"), self.get("USERS_DB", "userdb")]
+        return [self.get("ORDERS_DB"), self.get("CATALOG_DB"), self.get("USERS_DB")]
 
     def process_env(self, **extra: str) -> dict[str, str]:
         """Environment for a child process: ours, plus .env, plus per-process values."""

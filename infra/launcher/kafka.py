@@ -285,11 +285,12 @@ async def _create_topics(config: StackConfig) -> list[str]:
     existing = set(await _list_topics(config))
     # The dead-letter topics exist up front so they can be watched before anything fails.
     wanted = [name for name in (*DATA_TOPICS, *DEAD_LETTER_TOPICS) if name not in existing]
-    await ensure_topics(config.kafka_access, wanted, config.number("TOPIC_PARTITIONS", 3))
+    partitions = config.number("TOPIC_PARTITIONS")
+    await ensure_topics(config.kafka_access, wanted, partitions)
     # Idempotency-Key claims decide within an hour; after that the order's row does.
     if ORDER_CLAIMS_TOPIC not in existing:
         claims = {"cleanup.policy": "delete", "retention.ms": str(ORDER_CLAIMS_RETENTION_MS)}
-        await ensure_topics(config.kafka_access, [ORDER_CLAIMS_TOPIC], config.number("TOPIC_PARTITIONS", 3), claims)
+        await ensure_topics(config.kafka_access, [ORDER_CLAIMS_TOPIC], partitions, claims)
         wanted.append(ORDER_CLAIMS_TOPIC)
     # catalog-changes holds the catalog's current state: compaction keeps the last record per product for ever
     # (a tombstone for a while, so readers see the delete). One partition: the catalog is small, and a reader

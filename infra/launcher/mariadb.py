@@ -143,7 +143,7 @@ def _granted(account: DbAccount, config: StackConfig) -> list[str]:
 
 def operator_account(config: StackConfig) -> DbAccount:
     """The operator's account under the name DB_USER gives it."""
-    return replace(OPERATOR_DB, user=config.get("DB_USER", OPERATOR_DB.user))
+    return replace(OPERATOR_DB, user=config.get("DB_USER"))
 
 
 def database_grants(config: StackConfig) -> dict[DbAccount, list[str]]:
@@ -197,7 +197,7 @@ def compose_accounts() -> str:
 def operator_connection(config: StackConfig, database: str, connect_timeout: int = 10) -> pymysql.Connection:
     """The operator's account (DB_USER in .env), autocommit: the launcher's checks, the demo, the benchmarks."""
     return pymysql.connect(
-        host=config.get("DB_HOST", "127.0.0.1"),
+        host=config.get("DB_HOST"),
         port=config.db_port,
         user=config.get("DB_USER"),
         password=config.get("DB_PASSWORD"),

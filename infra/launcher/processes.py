@@ -220,11 +220,10 @@ class LocalServer:
 
     name: str
     port_key: str
-    default_port: int
     ready_path: str
 
     def port(self, config: StackConfig) -> int:
-        return config.number(self.port_key, self.default_port)
+        return config.number(self.port_key)
 
     def component(self, config: StackConfig) -> Component:
         return Component(self.name, self.port(config))

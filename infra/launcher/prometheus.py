@@ -13,7 +13,7 @@ from launcher.services import discovery_port, monitor_port
 PROMETHEUS_DIR = STACK_DIR / "prometheus"
 CONFIG = PROMETHEUS_DIR / "prometheus.yml"
 RULES = INFRA_DIR / "prometheus" / "rules.yml"
-SERVER = LocalServer("prometheus", "PROMETHEUS_PORT", 9090, "/-/ready")
+SERVER = LocalServer("prometheus", "PROMETHEUS_PORT", "/-/ready")
 
 
 def component(config: StackConfig) -> Component:

@@ -9,7 +9,7 @@ ZIPKIN_JAR = INFRA_DIR / "target" / "zipkin" / "zipkin.jar"
 # Spans kept before the oldest traces are dropped: about 50 MB of a 256 MB heap (Zipkin's default, 500,000,
 # needs more heap than the whole JVM gets here).
 MAX_SPANS = 50_000
-SERVER = LocalServer("zipkin", "ZIPKIN_PORT", 9411, "/health")
+SERVER = LocalServer("zipkin", "ZIPKIN_PORT", "/health")
 
 
 def component(config: StackConfig) -> Component:
@@ -22,7 +22,7 @@ def url(config: StackConfig) -> str:
 
 def tracing_on(config: StackConfig) -> bool:
     """TRACING as the services read it (a pydantic bool): off, false, no, 0 turn it off."""
-    return config.get("TRACING", "on").strip().lower() not in ("off", "false", "no", "0", "f", "n")
+    return config.get("TRACING").strip().lower() not in ("off", "false", "no", "0", "f", "n")
 
 
 def up(config: StackConfig) -> None:

@@ -12,7 +12,7 @@ import httpx
 import jwt
 import pytest
 
-from launcher import services
+from launcher import deployables
 from launcher.environment import PID_DIR, REPO_ROOT, StackConfig
 from servicekit.testing import eventually
 from servicekit.tokens import SigningKey, issue_token
@@ -62,7 +62,7 @@ async def test_a_token_with_an_unknown_kid_is_refused(gateway: GatewayClient, st
 
 def rotate_key() -> str:
     """The operator's rotation step, against the running user-service's key file."""
-    env = {**os.environ, "SIGNING_KEYS_FILE": str(services.SIGNING_KEYS_FILE)}
+    env = {**os.environ, "SIGNING_KEYS_FILE": str(deployables.SIGNING_KEYS_FILE)}
     command = [sys.executable, "-m", "user_service", "rotate-key", "--force"]
     done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr

@@ -9,7 +9,7 @@ import httpx
 import pymysql
 import pytest
 
-from launcher import connect, services
+from launcher import connect, deployables, services
 from launcher.environment import (
     CATALOG_SERVICE_DB,
     CDC_DB,
@@ -148,8 +148,8 @@ def test_only_user_service_is_given_signing_material(stack_config: StackConfig) 
         assert stack_config.get("JWT_SECRET") not in environment.values(), component.name
         given[component.name] = "SIGNING_KEYS_FILE" in environment
     assert [name for name, has_it in given.items() if has_it] == ["user-service-1"]
-    assert services.SIGNING_KEYS_FILE.stat().st_mode & 0o777 == 0o600
-    assert services.SIGNING_KEYS_FILE.parent.stat().st_mode & 0o777 == 0o700
+    assert deployables.SIGNING_KEYS_FILE.stat().st_mode & 0o777 == 0o600
+    assert deployables.SIGNING_KEYS_FILE.parent.stat().st_mode & 0o777 == 0o700
 
 
 def test_no_python_component_runs_where_it_could_read_the_env_file(stack_config: StackConfig) -> None:

@@ -3,8 +3,8 @@ read-only REST login, the services neither; nobody but the launcher's own client
 
 import pytest
 
-from launcher import connect, services
-from launcher.deployables import CATALOG_SERVICE, CONNECT_WATCHDOG, DEPLOYABLES, ORDER_SERVICE, USER_SERVICE
+from launcher import connect
+from launcher.deployables import CATALOG_SERVICE, CONNECT_WATCHDOG, DEPLOYABLES, MONITOR, ORDER_SERVICE, USER_SERVICE
 from launcher.environment import StackConfig, is_secret
 
 pytestmark = pytest.mark.unit
@@ -22,7 +22,7 @@ ENV = {
 
 
 def test_the_monitor_is_given_its_basic_auth_credentials_so_setting_them_in_env_turns_it_on() -> None:
-    env = services.monitor_env(StackConfig(dict(ENV)), "monitor-1")
+    env = MONITOR.env(StackConfig(dict(ENV)))
 
     assert (env["MONITOR_USER"], env["MONITOR_PASSWORD"]) == ("operator", "m" * 40)
     assert env["DB_USER"] == "monitor" and env["DB_PASSWORD"] != "x" * 40  # its own account, not the operator's
@@ -35,7 +35,7 @@ def test_the_services_are_not_given_the_monitors_password() -> None:
 
 
 def test_the_monitor_reads_connect_as_its_read_only_user() -> None:
-    env = services.monitor_env(StackConfig(dict(ENV)), "monitor-1")
+    env = MONITOR.env(StackConfig(dict(ENV)))
 
     assert (env["CONNECT_USER"], env["CONNECT_PASSWORD"]) == ("connect-monitor", "r" * 40)
     assert "a" * 40 not in env.values()
