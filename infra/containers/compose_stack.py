@@ -221,8 +221,8 @@ def timed(what: str, timings: dict[str, float]) -> Iterator[None]:
 
 # The image of the create-topics one-shot: every project and the tests (python.Dockerfile, stage stack-tools).
 TEST_RUNNER_IMAGE = "kafka-sync/stack-tools"
-# The `secrets` one-shot's volume with every secret under its .env name (launcher/compose_secrets.py), and the
-# group its files belong to.
+# The `secrets` one-shot's volume with every secret under its .env name (compose_secrets.py beside this file), and
+# the group its files belong to.
 OPERATOR_SECRETS_VOLUME = f"{TEST_PROJECT}_secrets-operator"
 SECRETS_GID = "10010"
 SECRET_SUFFIXES = ("_PASSWORD", "_SECRET")

@@ -50,6 +50,7 @@ COPY gateway gateway
 COPY monitor monitor
 COPY infra/pyproject.toml infra/
 COPY infra/launcher infra/launcher
+COPY infra/containers/compose_secrets.py infra/containers/
 COPY demo demo
 COPY tests tests
 RUN if [ -f /run/host-ca.crt ]; then export PIP_CERT=/run/host-ca.crt; fi \
@@ -58,8 +59,9 @@ RUN if [ -f /run/host-ca.crt ]; then export PIP_CERT=/run/host-ca.crt; fi \
        done \
     && pip install --no-deps "$@"
 # The mount points of the secret volumes the `secrets` one-shot writes (one per component), owned by app and the
-# secrets group: a new volume takes its mount point's owner and mode, so the one-shot needs no root.
-RUN python -m launcher.compose_secrets --mount-points /secrets
+# secrets group: a new volume takes its mount point's owner and mode, so the one-shot needs no root. (`-m infra.…`
+# from /app, the working directory, as docker-compose.yml's `secrets` runs it.)
+RUN python -m infra.containers.compose_secrets --mount-points /secrets
 USER app
 CMD ["python", "-m", "pytest", "-p", "no:cacheprovider", "tests/e2e"]
 

@@ -152,8 +152,8 @@ def acl_file_text() -> str:
     """Every login's ACLs (launcher.environment's KafkaLogin descriptions) in KafkaAccessSetup's file format."""
     lines = [
         "# Who may do what on the brokers, rendered from the KafkaLogin descriptions of infra/launcher/environment.py",
-        "# (the reasons are there): `python -m launcher.compose_secrets --render-access` rewrites this file, a unit",
-        "# test holds it to them. Compose's kafka-access one-shot applies it; `make up` applies the descriptions.",
+        "# (the reasons are there): `python -m infra.containers.compose_secrets --render-access` rewrites this file,",
+        "# a unit test holds it to them. Compose's kafka-access one-shot applies it; `make up`, the descriptions.",
         "#",
         "# principal      operation        resource          pattern   name",
     ]

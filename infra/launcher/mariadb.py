@@ -2,7 +2,6 @@
 
 import getpass
 import os
-import re
 import subprocess
 from dataclasses import replace
 
@@ -174,24 +173,6 @@ def grant_component_accounts(config: StackConfig) -> None:
     except RuntimeError as exc:
         raise StartupFailed(f"mariadb: granting the component accounts failed: {exc}") from exc
     done("ok")
-
-
-def compose_accounts() -> str:
-    """The accounts as infra/containers/bin/start-mariadb makes them (its shell function `account`), rendered from the
-    same descriptions: from any host ('%'; the engine picks the containers' addresses), table rights widened to their
-    database (the server makes the accounts before the migration makes the tables), no benchmark databases (bench/
-    runs natively)."""
-    names = {"orders": "`$orders`", "catalog": "`$catalog`", "users": "`$users`", "orders_local": "`$local_dbs`"}
-    lines = []
-    for account in (OPERATOR_DB, *DB_ACCOUNTS):
-        user = '"${DB_USER:-app}"' if account is OPERATOR_DB else account.user
-        grants = [
-            re.sub(r"\.`[^`]+`", ".*", grant).format(**names).replace("`", "\\`")
-            for grant in account.grants
-            if "{bench}" not in grant
-        ]
-        lines.append(" \\\n".join([f'  account {user} "${account.password_key}"', *(f'    "{g}"' for g in grants)]))
-    return "\n".join(lines) + "\n"
 
 
 def operator_connection(config: StackConfig, database: str, connect_timeout: int = 10) -> pymysql.Connection:

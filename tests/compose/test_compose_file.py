@@ -21,11 +21,17 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
-from launcher.compose_secrets import COMPONENT_SECRETS, OPERATOR, SECRETS_GID, rendered_accounts, secret_keys
+from infra.containers.compose_secrets import (
+    COMPONENT_SECRETS,
+    OPERATOR,
+    SECRETS_GID,
+    compose_accounts,
+    rendered_accounts,
+    secret_keys,
+)
 from launcher.deployables import DEPLOYABLES
 from launcher.environment import PLACEHOLDER, is_secret
 from launcher.kafka import ACL_FILE, acl_file_text
-from launcher.mariadb import compose_accounts
 from order_contract.order import ORDER_FIELDS
 from order_contract.table import ORDERS_TABLE
 from order_contract.topics import ORDERS_DEAD_LETTER_TOPIC, ORDERS_TOPIC
@@ -534,7 +540,7 @@ def test_the_connect_worker_resolves_every_env_reference_of_each_connector(
 @pytest.mark.unit
 def test_compose_grants_and_allows_what_the_descriptions_give(services: dict[str, dict[str, Any]]) -> None:
     """start-mariadb's accounts and infra/kafka/acls.txt (what compose's images apply) are the launcher's
-    descriptions rendered; `python -m launcher.compose_secrets --render-access` rewrites them."""
+    descriptions rendered; `python -m infra.containers.compose_secrets --render-access` rewrites them."""
     assert rendered_accounts((REPO / "infra/containers/bin/start-mariadb").read_text()) == compose_accounts()
     assert ACL_FILE.read_text() == acl_file_text()
     copied = [

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher.compose_secrets import COMPONENT_SECRETS, secret_keys
+from infra.containers.compose_secrets import COMPONENT_SECRETS, secret_keys
 from servicekit.testing import DictConnection, eventually
 from stack_support.api_client import GatewayClient
 from tests.compose.orders import priced_by_every_instance

@@ -1,6 +1,6 @@
-"""The compose stack's `secrets` one-shot (launcher.compose_secrets), run as compose runs it, on a folder of volumes:
-every secret made with nothing given, a .env's secret wins, a weak one stops everything, a second run keeps them,
-and each component's files are only its own, never readable by others."""
+"""The compose stack's `secrets` one-shot (infra/containers/compose_secrets.py), run as compose runs it, on a folder
+of volumes: every secret made with nothing given, a .env's secret wins, a weak one stops everything, a second run
+keeps them, and each component's files are only its own, never readable by others."""
 
 import os
 import stat
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher.compose_secrets import COMPONENT_SECRETS, OPERATOR, SECRETS_GID, secret_keys
+from infra.containers.compose_secrets import COMPONENT_SECRETS, OPERATOR, SECRETS_GID, secret_keys
 from launcher.environment import MIN_SECRET_BYTES, PLACEHOLDER, REPO_ROOT
 
 pytestmark = pytest.mark.unit
@@ -21,7 +21,7 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the one-shot runs as 
 def run(root: Path, **given: str) -> subprocess.CompletedProcess[str]:
     environment = {key: value for key, value in os.environ.items() if key not in secret_keys()}
     return subprocess.run(
-        [sys.executable, "-m", "launcher.compose_secrets", str(root)],
+        [sys.executable, "-m", "infra.containers.compose_secrets", str(root)],
         env={**environment, **given},
         cwd=REPO_ROOT,
         capture_output=True,

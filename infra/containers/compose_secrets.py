@@ -1,6 +1,7 @@
-"""The compose stack's secrets, made on its first `up` with nothing on the host: `python -m launcher.compose_secrets
-/secrets` (docker-compose.yml's `secrets` one-shot) writes one volume per component, mounted at
-/secrets/<component>, each file named by the variable the component reads (load-secrets exports it).
+"""The compose stack's secrets, made on its first `up` with nothing on the host: `python -m
+infra.containers.compose_secrets /secrets` (docker-compose.yml's `secrets` one-shot, from /app) writes one volume per
+component, mounted at /secrets/<component>, each file named by the variable the component reads (load-secrets
+exports it). Compose's, not the native launcher's: it imports the launcher's descriptions, nothing imports it.
 
 Every secret of .env.example gets a value: the one the environment gives (compose passes a `.env`'s, which win;
 a placeholder or a short one is refused as `make up` refuses it), else the one an earlier `up` made, else a new
@@ -12,10 +13,11 @@ app and the group, and a new volume takes its mount point's owner and mode.
 
 import os
 import pwd
+import re
 import sys
 from pathlib import Path
 
-from launcher import kafka, mariadb
+from launcher import kafka
 from launcher.deployables import secret_volumes
 from launcher.environment import (
     CDC_DB,
@@ -131,12 +133,30 @@ def rendered_accounts(script: str) -> str:
     return script[begin : script.index(ACCOUNTS_END)]
 
 
+def compose_accounts() -> str:
+    """The accounts as infra/containers/bin/start-mariadb makes them (its shell function `account`), rendered from the
+    same descriptions: from any host ('%'; the engine picks the containers' addresses), table rights widened to their
+    database (the server makes the accounts before the migration makes the tables), no benchmark databases (bench/
+    runs natively)."""
+    names = {"orders": "`$orders`", "catalog": "`$catalog`", "users": "`$users`", "orders_local": "`$local_dbs`"}
+    lines = []
+    for account in (OPERATOR_DB, *DB_ACCOUNTS):
+        user = '"${DB_USER:-app}"' if account is OPERATOR_DB else account.user
+        grants = [
+            re.sub(r"\.`[^`]+`", ".*", grant).format(**names).replace("`", "\\`")
+            for grant in account.grants
+            if "{bench}" not in grant
+        ]
+        lines.append(" \\\n".join([f'  account {user} "${account.password_key}"', *(f'    "{g}"' for g in grants)]))
+    return "\n".join(lines) + "\n"
+
+
 def render_access() -> None:
     """Rewrite what compose's images read of the access descriptions: infra/kafka/acls.txt and the accounts of
     start-mariadb (the native launcher applies the descriptions themselves)."""
     kafka.ACL_FILE.write_text(kafka.acl_file_text())
     script = START_MARIADB.read_text()
-    START_MARIADB.write_text(script.replace(rendered_accounts(script), mariadb.compose_accounts()))
+    START_MARIADB.write_text(script.replace(rendered_accounts(script), compose_accounts()))
 
 
 def main(argv: list[str]) -> int:
