@@ -129,12 +129,12 @@ def fill_database(config: StackConfig, run: str, first: int, count: int) -> None
 
 
 def make_database(config: StackConfig) -> None:
-    connection = operator_connection(config, config.get("ORDERS_DB", "mydb"))
+    connection = operator_connection(config, config.get("ORDERS_DB"))
     with connection.cursor() as cursor:
         cursor.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
         cursor.execute(f"CREATE DATABASE {DATABASE}")
-        cursor.execute(f"CREATE TABLE {DATABASE}.orders LIKE {config.get('ORDERS_DB', 'mydb')}.orders")
-        catalog_db = config.get("CATALOG_DB", "catalogdb")
+        cursor.execute(f"CREATE TABLE {DATABASE}.orders LIKE {config.get('ORDERS_DB')}.orders")
+        catalog_db = config.get("CATALOG_DB")
         cursor.execute(f"CREATE TABLE {DATABASE}.catalogs LIKE {catalog_db}.catalogs")
         cursor.execute(f"CREATE TABLE {DATABASE}.processed_orders LIKE {catalog_db}.processed_orders")
         cursor.execute(
@@ -146,7 +146,7 @@ def make_database(config: StackConfig) -> None:
 
 
 def drop_database(config: StackConfig) -> None:
-    connection = operator_connection(config, config.get("ORDERS_DB", "mydb"))
+    connection = operator_connection(config, config.get("ORDERS_DB"))
     with connection.cursor() as cursor:
         cursor.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
     connection.close()

@@ -38,7 +38,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def connect_catalog(config: StackConfig) -> pymysql.Connection:
-    return operator_connection(config, config.get("CATALOG_DB", "catalogdb"))
+    return operator_connection(config, config.get("CATALOG_DB"))
 
 
 @dataclass
@@ -146,7 +146,7 @@ async def main(rate: int, seconds: float, rounds: int) -> None:
                 [(product, BASE_PRICE) for product in products],
             )
         await ensure_topics(config.kafka_access, [topic], 1)
-        instances = config.number("ORDER_INSTANCES", 2)
+        instances = config.number("ORDER_INSTANCES")
         deadline = time.monotonic() + 30
         while not priced_everywhere(config, dict.fromkeys(products, BASE_PRICE), instances):
             if time.monotonic() > deadline:

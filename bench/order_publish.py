@@ -294,7 +294,7 @@ def wait_settled(config: StackConfig, user_id: str, within: float = 180) -> None
     """Until the stack has settled every order of `user_id` (a bench's own user): no PENDING row left and the row
     count unchanged for SETTLED_QUIET_SECONDS (the sink has written the last answers). A deadline expires every
     unanswered order after ORDER_DEADLINE_SECONDS, so this ends well within `within` on a working stack."""
-    connection = operator_connection(config, config.get("ORDERS_DB", "mydb"))
+    connection = operator_connection(config, config.get("ORDERS_DB"))
     deadline = time.monotonic() + within
     last, quiet_since = (-1, -1), time.monotonic()
     try:
@@ -309,7 +309,7 @@ def wait_settled(config: StackConfig, user_id: str, within: float = 180) -> None
                 if now != last:
                     last, quiet_since = now, time.monotonic()
                 elif now[1] == 0 and time.monotonic() - quiet_since >= SETTLED_QUIET_SECONDS:
-                    print(f"  {now[0]:,} orders of {user_id} settled in {config.get('ORDERS_DB', 'mydb')}.orders")
+                    print(f"  {now[0]:,} orders of {user_id} settled in {config.get('ORDERS_DB')}.orders")
                     return
                 if time.monotonic() > deadline:
                     raise SystemExit(

@@ -142,8 +142,8 @@ async def set_connector_state(sink: BenchSink, action: str, state: str) -> None:
 
 
 def make_database(sink: BenchSink) -> None:
-    orders = f"`{sink.config.get('ORDERS_DB', 'mydb')}`.orders"
-    connection = operator_connection(sink.config, sink.config.get("ORDERS_DB", "mydb"))
+    orders = f"`{sink.config.get('ORDERS_DB')}`.orders"
+    connection = operator_connection(sink.config, sink.config.get("ORDERS_DB"))
     with connection.cursor() as cursor:
         cursor.execute(f"CREATE DATABASE `{sink.database}` CHARACTER SET utf8mb4")
         cursor.execute(f"CREATE TABLE `{sink.database}`.orders LIKE {orders}")
@@ -156,7 +156,7 @@ async def drop_database(sink: BenchSink) -> None:
 
 
 def drop_database_now(sink: BenchSink) -> None:
-    connection = operator_connection(sink.config, sink.config.get("ORDERS_DB", "mydb"))
+    connection = operator_connection(sink.config, sink.config.get("ORDERS_DB"))
     with connection.cursor() as cursor:
         cursor.execute(f"DROP DATABASE IF EXISTS `{sink.database}`")
     connection.close()
@@ -200,7 +200,7 @@ async def own_sink(config: StackConfig) -> AsyncIterator[BenchSink]:
     sink = BenchSink(config, uuid.uuid4().hex[:8])
     try:
         make_database(sink)
-        await ensure_topics(config.kafka_access, [sink.topic], config.number("TOPIC_PARTITIONS", 3))
+        await ensure_topics(config.kafka_access, [sink.topic], config.number("TOPIC_PARTITIONS"))
         body = {"name": sink.connector, "config": connector_config(sink), "initial_state": "PAUSED"}
         connect_request(sink, "POST", "", body).raise_for_status()
         await wait_connector(sink, "PAUSED", tasks_made=False)

@@ -81,7 +81,7 @@ async def place_orders(gateway: str, user_id: str, product_id: str, rate: float,
 
 async def poll_table(config: StackConfig, run: Round, until: asyncio.Event) -> None:
     """Every POLL_MS: which accepted orders have a row now (the operator's connection, autocommit)."""
-    connection = operator_connection(config, config.get("ORDERS_DB", "mydb"))
+    connection = operator_connection(config, config.get("ORDERS_DB"))
     try:
         with connection.cursor() as cursor:
             while True:

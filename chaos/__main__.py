@@ -74,7 +74,7 @@ def refresh_backlog(config: StackConfig, load: Load) -> int | None:
     """Drop the orders whose row in mydb.orders is settled; the backlog left, or None while MariaDB is away."""
     waiting = list(load.unsettled)
     try:
-        connection = operator_connection(config, config.get("ORDERS_DB", "mydb"), connect_timeout=2)
+        connection = operator_connection(config, config.get("ORDERS_DB"), connect_timeout=2)
     except pymysql.MySQLError:
         return None
     try:
@@ -156,7 +156,7 @@ async def run(config: StackConfig, duration: float) -> int:
     run_started = dt.datetime.now(dt.UTC)
     settings = AuditSettings().model_copy(update={"audit_since": run_started})
     products = {f"CHAOS-{uuid.uuid4().hex[:8]}": STOCK_PER_PRODUCT for _ in range(3)}
-    catalog_db = operator_connection(config, config.get("CATALOG_DB", "catalogdb"))
+    catalog_db = operator_connection(config, config.get("CATALOG_DB"))
     gateway_url = f"http://127.0.0.1:{services.gateway_port(config)}"
     targets = ", ".join(fault.target for fault in faults)
     print(f"==> chaos: {len(faults)} faults ({targets}), {CLIENTS} clients, ~{duration:.0f} s", flush=True)

@@ -158,7 +158,7 @@ async def the_fix(gateway: GatewayClient, products: list[str]) -> bool:
 
 def set_price_by_sql(config: StackConfig, product_id: str, unit_price: int) -> float:
     """UPDATE the price in catalogdb with plain SQL (no service involved); returns when it committed."""
-    connection = operator_connection(config, config.get("CATALOG_DB", "catalogdb"))
+    connection = operator_connection(config, config.get("CATALOG_DB"))
     try:
         with connection.cursor() as cursor:
             cursor.execute("UPDATE catalogs SET unit_price = %s WHERE product_id = %s", (unit_price, product_id))
@@ -208,7 +208,7 @@ async def the_price_change(config: StackConfig, gateway: GatewayClient, product:
             ],
         )
         return (
-            len(seen) >= config.number("ORDER_INSTANCES", 2)
+            len(seen) >= config.number("ORDER_INSTANCES")
             and placed.order["unitPrice"] == new_price
             and stale.status_code == 409
         )
@@ -221,7 +221,7 @@ async def the_price_change(config: StackConfig, gateway: GatewayClient, product:
 
 def in_table(config: StackConfig, order_id: str) -> bool:
     """Whether mydb.orders has a row of the order: all "My orders" could show before read your own writes."""
-    connection = operator_connection(config, config.get("ORDERS_DB", "mydb"))
+    connection = operator_connection(config, config.get("ORDERS_DB"))
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1 FROM orders WHERE order_id = %s", (order_id,))
@@ -277,7 +277,7 @@ def main() -> int:
     config = StackConfig.load()
     run = uuid.uuid4().hex[:6]
     stock = {f"DEMO-{run}-{n + 1}": count for n, count in enumerate(STOCK)}
-    connection = operator_connection(config, config.get("CATALOG_DB", "catalogdb"))
+    connection = operator_connection(config, config.get("CATALOG_DB"))
     try:
         with products_in_catalog(connection, config, stock, "Demo product", UNIT_PRICE):
             print(f"This run's products: {', '.join(stock)} (stock {', '.join(map(str, STOCK))}; removed at the end)")

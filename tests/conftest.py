@@ -22,6 +22,6 @@ def settings() -> ServiceSettings:
 @pytest.fixture
 def orders_db(settings: ServiceSettings, stack_config: StackConfig) -> Iterator[DictConnection]:
     """The shared orders database."""
-    connection = database(settings, stack_config.get("ORDERS_DB", "mydb"))
+    connection = database(settings, stack_config.get("ORDERS_DB"))
     yield connection
     connection.close()

@@ -27,15 +27,6 @@ from launcher.environment import (
 from launcher.processes import Component, StartupFailed, fail, kill, stop
 
 
-def infra_components(config: StackConfig) -> list[Component]:
-    return [
-        mariadb.component(config),
-        *kafka.components(config),
-        *connect.components(config),
-        connect.watchdog_component(),
-    ]
-
-
 def any_layout_components(config: StackConfig) -> list[Component]:
     """Every component of any layout (one or three Kafka nodes, up to three workers and catalog instances): what
     `down` stops and `up` checks, whichever layout started them."""
@@ -65,10 +56,13 @@ def check_layout(config: StackConfig) -> None:
 def every_component(config: StackConfig) -> list[Component]:
     """In start order: the infrastructure, Zipkin, discovery, the services, the gateway, the monitor, Prometheus."""
     return [
-        *infra_components(config),
-        zipkin.component(config),
+        mariadb.component(config),
+        *kafka.components(config),
+        *connect.components(config),
+        connect.watchdog_component(),
+        zipkin.SERVER.component(config),
         *services.all_components(config),
-        prometheus.component(config),
+        prometheus.SERVER.component(config),
     ]
 
 
@@ -111,8 +105,8 @@ def print_urls(config: StackConfig, infra_only: bool) -> None:
                 f"http://127.0.0.1:{services.monitor_port(config)}/v3/kafka/"
                 f"{config.get('MONITOR_CLUSTER', 'local')}/consumer",
             ),
-            ("Prometheus (targets)", f"{prometheus.url(config)}/targets"),
-            ("Zipkin (traces)", zipkin.url(config)),
+            ("Prometheus (targets)", f"{prometheus.SERVER.url(config)}/targets"),
+            ("Zipkin (traces)", zipkin.SERVER.url(config)),
         ]
         for app in services.numbered_apps():
             for instance in services.registered_instances(config, app):

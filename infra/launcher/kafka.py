@@ -7,6 +7,8 @@ import hashlib
 import os
 import subprocess
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -260,29 +262,25 @@ def admin_client(config: StackConfig) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**config.kafka_access.client_options(), request_timeout_ms=5000)
 
 
-async def _list_topics(config: StackConfig) -> list[str]:
+@asynccontextmanager
+async def _admin(config: StackConfig) -> AsyncIterator[AIOKafkaAdminClient]:
     admin = admin_client(config)
     await admin.start()
     try:
-        topics: list[str] = await admin.list_topics()
-        return topics
+        yield admin
     finally:
         await admin.close()
 
 
 async def _broker_count(config: StackConfig) -> int:
     """Brokers registered with the quorum: topics with three copies need all three."""
-    admin = admin_client(config)
-    await admin.start()
-    try:
-        cluster = await admin.describe_cluster()
-        return len(cluster["brokers"])
-    finally:
-        await admin.close()
+    async with _admin(config) as admin:
+        return len((await admin.describe_cluster())["brokers"])
 
 
 async def _create_topics(config: StackConfig) -> list[str]:
-    existing = set(await _list_topics(config))
+    async with _admin(config) as admin:
+        existing = set(await admin.list_topics())
     # The dead-letter topics exist up front so they can be watched before anything fails.
     wanted = [name for name in (*DATA_TOPICS, *DEAD_LETTER_TOPICS) if name not in existing]
     partitions = config.number("TOPIC_PARTITIONS")

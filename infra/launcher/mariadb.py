@@ -104,21 +104,20 @@ def _quoted(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def _account_sql(account: DbAccount, password: str, hosts: tuple[str, ...], grants: list[str]) -> list[str]:
-    """Create or update the account from each host; revoke what it had, grant what it needs."""
+def _account_sql(account: DbAccount, config: StackConfig) -> list[str]:
+    """Create or update the account from each local host; revoke what it had, grant what it needs."""
+    names = _database_names(config)
+    password = account.password(config)
     escaped_user, escaped_password = (pymysql.converters.escape_string(v) for v in (account.user, password))
     statements = []
-    for host in hosts:
+    # Natively every account is reached over loopback only.
+    for host in ("127.0.0.1", "localhost"):
         name = f"'{escaped_user}'@'{host}'"
         statements.append(f"CREATE USER IF NOT EXISTS {name} IDENTIFIED BY '{escaped_password}';")
         statements.append(f"ALTER USER {name} IDENTIFIED BY '{escaped_password}';")
         statements.append(f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {name};")
-        statements.extend(f"GRANT {grant} TO {name};" for grant in grants)
+        statements.extend(f"GRANT {grant.format(**names)} TO {name};" for grant in account.grants)
     return statements
-
-
-# Natively every account is reached over loopback only.
-LOCAL_HOSTS = ("127.0.0.1", "localhost")
 
 
 def _database_names(config: StackConfig) -> dict[str, str]:
@@ -135,43 +134,29 @@ def _database_names(config: StackConfig) -> dict[str, str]:
     }
 
 
-def _granted(account: DbAccount, config: StackConfig) -> list[str]:
-    names = _database_names(config)
-    return [grant.format(**names) for grant in account.grants]
-
-
-def operator_account(config: StackConfig) -> DbAccount:
-    """The operator's account under the name DB_USER gives it."""
-    return replace(OPERATOR_DB, user=config.get("DB_USER"))
-
-
-def database_grants(config: StackConfig) -> dict[DbAccount, list[str]]:
-    """What each component's account may do (launcher.environment describes them)."""
-    return {account: _granted(account, config) for account in DB_ACCOUNTS}
+def _run_sql(statements: list[str], what: str) -> None:
+    try:
+        _admin_sql("\n".join(statements))
+    except RuntimeError as exc:
+        raise StartupFailed(f"mariadb: {what} failed: {exc}") from exc
 
 
 def _create_databases_and_user(config: StackConfig) -> None:
     statements = [f"CREATE DATABASE IF NOT EXISTS {_quoted(name)} CHARACTER SET utf8mb4;" for name in config.databases]
     # The migrator with the operator: it creates mydb.orders, on which the other accounts get table-level rights later.
-    for account in (operator_account(config), ORDERS_MIGRATOR_DB):
-        statements += _account_sql(account, account.password(config), LOCAL_HOSTS, _granted(account, config))
-    try:
-        _admin_sql("\n".join(statements))
-    except RuntimeError as exc:
-        raise StartupFailed(f"mariadb: creating databases failed: {exc}") from exc
+    # The operator's account goes by the name DB_USER gives it.
+    for account in (replace(OPERATOR_DB, user=config.get("DB_USER")), ORDERS_MIGRATOR_DB):
+        statements += _account_sql(account, config)
+    _run_sql(statements, "creating databases")
 
 
 def grant_component_accounts(config: StackConfig) -> None:
     """Each component's own account (after the orders migration: some grants name the orders table)."""
     step("granting each component its own database account")
-    statements = []
-    for account, grants in database_grants(config).items():
-        if account is not ORDERS_MIGRATOR_DB:
-            statements += _account_sql(account, account.password(config), LOCAL_HOSTS, grants)
-    try:
-        _admin_sql("\n".join(statements))
-    except RuntimeError as exc:
-        raise StartupFailed(f"mariadb: granting the component accounts failed: {exc}") from exc
+    accounts = [account for account in DB_ACCOUNTS if account is not ORDERS_MIGRATOR_DB]
+    _run_sql(
+        [line for account in accounts for line in _account_sql(account, config)], "granting the component accounts"
+    )
     done("ok")
 
 

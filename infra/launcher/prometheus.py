@@ -7,7 +7,7 @@ import shutil
 import signal
 
 from launcher.environment import INFRA_DIR, STACK_DIR, StackConfig, render_template
-from launcher.processes import Component, LocalServer, done, needs_start, step
+from launcher.processes import LocalServer, done, needs_start, step
 from launcher.services import discovery_port, monitor_port
 
 PROMETHEUS_DIR = STACK_DIR / "prometheus"
@@ -16,16 +16,8 @@ RULES = INFRA_DIR / "prometheus" / "rules.yml"
 SERVER = LocalServer("prometheus", "PROMETHEUS_PORT", "/-/ready")
 
 
-def component(config: StackConfig) -> Component:
-    return SERVER.component(config)
-
-
-def url(config: StackConfig) -> str:
-    return SERVER.url(config)
-
-
 def up(config: StackConfig) -> None:
-    prometheus = component(config)
+    prometheus = SERVER.component(config)
     binary = shutil.which("prometheus")
     if binary is None:
         step("prometheus not installed (apt-get install prometheus); metrics are served, not collected")

@@ -2,7 +2,7 @@
 the spans every service sends when TRACING=on, kept in memory (gone at restart, like the traces of a dev stack)."""
 
 from launcher.environment import INFRA_DIR, StackConfig
-from launcher.processes import Component, LocalServer, needs_start
+from launcher.processes import LocalServer, needs_start
 from launcher.services import monitor_port
 
 ZIPKIN_JAR = INFRA_DIR / "target" / "zipkin" / "zipkin.jar"
@@ -12,14 +12,6 @@ MAX_SPANS = 50_000
 SERVER = LocalServer("zipkin", "ZIPKIN_PORT", "/health")
 
 
-def component(config: StackConfig) -> Component:
-    return SERVER.component(config)
-
-
-def url(config: StackConfig) -> str:
-    return SERVER.url(config)
-
-
 def tracing_on(config: StackConfig) -> bool:
     """TRACING as the services read it (a pydantic bool): off, false, no, 0 turn it off."""
     return config.get("TRACING").strip().lower() not in ("off", "false", "no", "0", "f", "n")
@@ -27,7 +19,7 @@ def tracing_on(config: StackConfig) -> bool:
 
 def up(config: StackConfig) -> None:
     """Start Zipkin unless it runs already, or no process traces (TRACING=off: no JVM for nothing)."""
-    zipkin = component(config)
+    zipkin = SERVER.component(config)
     if not tracing_on(config) or not needs_start(zipkin, zipkin.port):
         return
     argv = [

@@ -85,7 +85,7 @@ class TestProducts:
 
 
 def order_instances(config: StackConfig) -> int:
-    return config.number("ORDER_INSTANCES", 2)
+    return config.number("ORDER_INSTANCES")
 
 
 async def priced_on_every_instance(

@@ -24,7 +24,7 @@ async def gateway(stack_config: StackConfig) -> AsyncIterator[GatewayClient]:
 @pytest.fixture
 def products(settings: ServiceSettings, stack_config: StackConfig) -> Iterator[TestProducts]:
     """Test products in catalogdb (never the seed ones); every one made is deleted afterwards."""
-    made = TestProducts(lambda: database(settings, stack_config.get("CATALOG_DB", "catalogdb")))
+    made = TestProducts(lambda: database(settings, stack_config.get("CATALOG_DB")))
     yield made
     made.remove_all()
 

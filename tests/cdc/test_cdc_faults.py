@@ -204,7 +204,7 @@ async def test_mariadb_restarted_loses_no_change_and_every_component_recovers(
     )
     assert placed.status_code == 201, placed.text
     order_id = placed.json()["orderId"]
-    with database(settings, stack_config.get("ORDERS_DB", "mydb")) as orders_db:  # opened after the restart
+    with database(settings, stack_config.get("ORDERS_DB")) as orders_db:  # opened after the restart
         rows = await eventually(
             lambda: settled_rows(orders_db, user.user_id, {order_id}), within=60, what="the order settles"
         )

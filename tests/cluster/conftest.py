@@ -43,14 +43,14 @@ async def buyers(gateway: GatewayClient) -> list[User]:
 
 @pytest.fixture
 def orders_db(cluster: SideStack) -> Iterator[DictConnection]:
-    connection = database(cluster.settings, cluster.config.get("ORDERS_DB", "mydb"))
+    connection = database(cluster.settings, cluster.config.get("ORDERS_DB"))
     yield connection
     connection.close()
 
 
 @pytest.fixture
 def catalog_db(cluster: SideStack) -> Iterator[DictConnection]:
-    connection = database(cluster.settings, cluster.config.get("CATALOG_DB", "catalogdb"))
+    connection = database(cluster.settings, cluster.config.get("CATALOG_DB"))
     yield connection
     connection.close()
 

@@ -25,7 +25,7 @@ def own_products(settings: ServiceSettings, stack_config: StackConfig) -> Iterat
     """Three products of this test, 5,000 in stock each (the catalog-source connector brings them to the order
     services)."""
     products = {f"COMPOSE-{uuid.uuid4().hex[:10]}": 5000 for _ in range(3)}
-    connection = database(settings, stack_config.get("CATALOG_DB", "catalogdb"))
+    connection = database(settings, stack_config.get("CATALOG_DB"))
     with connection.cursor() as cursor:
         cursor.executemany(
             "INSERT INTO catalogs (product_id, product_name, stock, unit_price, created_at)"

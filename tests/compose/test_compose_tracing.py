@@ -35,7 +35,7 @@ async def test_an_order_placed_with_a_traceparent_is_one_trace_across_gateway_or
     }
 
     def complete() -> list[Span] | None:
-        spans = spans_in_zipkin(f"http://127.0.0.1:{stack_config.number('ZIPKIN_PORT', 9411)}", trace_id)
+        spans = spans_in_zipkin(f"http://127.0.0.1:{stack_config.number('ZIPKIN_PORT')}", trace_id)
         parts = {(span["localEndpoint"]["serviceName"], span.get("kind")) for span in spans}
         return spans if expected <= parts else None
 

@@ -17,7 +17,7 @@ def products_in_catalog(
     settings: ServiceSettings, stack_config: StackConfig, stock: dict[str, int], name: str
 ) -> Iterator[dict[str, int]]:
     """`stock`: product id -> its stock; each costs UNIT_PRICE."""
-    connection = database(settings, stack_config.get("CATALOG_DB", "catalogdb"))
+    connection = database(settings, stack_config.get("CATALOG_DB"))
     try:
         with catalog_views.products_in_catalog(connection, stack_config, stock, name, UNIT_PRICE) as made:
             yield made

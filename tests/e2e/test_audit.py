@@ -54,7 +54,7 @@ def auditor(module_auditor: Auditor) -> Auditor:
 
 @pytest.fixture
 def catalog_db(settings: ServiceSettings, stack_config: StackConfig) -> Iterator[DictConnection]:
-    connection = database(settings, stack_config.get("CATALOG_DB", "catalogdb"))
+    connection = database(settings, stack_config.get("CATALOG_DB"))
     yield connection
     connection.close()
 

@@ -161,7 +161,7 @@ async def test_the_console_shows_instances_groups_orders_and_stock_with_no_brows
     # Each of the last orders links to its trace in Zipkin, or to Zipkin's search when it has none (not sampled).
     page_now = await shown()
     assert page_now["audit"]  # the auditor's verdict, or "not available" and why
-    zipkin = f"http://127.0.0.1:{stack_config.number('ZIPKIN_PORT', 9411)}/zipkin/"
+    zipkin = f"http://127.0.0.1:{stack_config.number('ZIPKIN_PORT')}/zipkin/"
     assert page_now["traceLinks"] and all(url.startswith(zipkin) for url in page_now["traceLinks"])
 
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,7 @@ def stock_partition(product_id: str, partitions: int) -> int:
 def product_per_partition(settings: ServiceSettings, stack_config: StackConfig) -> Iterator[list[str]]:
     """One product of this test's own per partition of the stock topic (5,000 in stock, removed afterwards),
     yielded once every order-service instance prices it."""
-    partitions = stack_config.number("TOPIC_PARTITIONS", 3)
+    partitions = stack_config.number("TOPIC_PARTITIONS")
     chosen: dict[int, str] = {}
     while len(chosen) < partitions:
         product_id = f"LAG-{uuid.uuid4().hex[:10]}"
@@ -117,7 +117,7 @@ async def test_catalog_group_leaves_ok_when_catalog_service_stops_and_returns_to
             if status is None or status["status"] != "OK":
                 return None
             on_stock_topic = [p for p in status["partitions"] if p["topic"] == STOCK_TOPIC]
-            fresh = len(on_stock_topic) == stack_config.number("TOPIC_PARTITIONS", 3) and all(
+            fresh = len(on_stock_topic) == stack_config.number("TOPIC_PARTITIONS") and all(
                 p["start"]["timestamp"] >= flow_started_ms and p["complete"] == 1.0 for p in on_stock_topic
             )
             return status if fresh else None

@@ -70,7 +70,7 @@ async def test_orders_unanswered_past_the_deadline_expire_once_without_stock_and
                 await asyncio.to_thread(services.restart_service, stack_config, catalog.name)
 
         # catalog-service now reads the stock requests, after their deadline: recorded EXPIRED, no stock taken.
-        catalog_db = database(settings, stack_config.get("CATALOG_DB", "catalogdb"))
+        catalog_db = database(settings, stack_config.get("CATALOG_DB"))
         try:
             await eventually(
                 lambda: (

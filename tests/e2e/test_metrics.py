@@ -18,13 +18,13 @@ APPS_WITH_METRICS = ("USER-SERVICE", "CATALOG-SERVICE", "ORDER-SERVICE", "MONITO
 
 
 def targets(config: StackConfig) -> list[dict[str, Any]]:
-    answer = httpx.get(f"{prometheus.url(config)}/api/v1/targets", params={"state": "active"}, timeout=5).json()
+    answer = httpx.get(f"{prometheus.SERVER.url(config)}/api/v1/targets", params={"state": "active"}, timeout=5).json()
     found: list[dict[str, Any]] = answer["data"]["activeTargets"]
     return found
 
 
 def query(config: StackConfig, promql: str) -> float | None:
-    answer = httpx.get(f"{prometheus.url(config)}/api/v1/query", params={"query": promql}, timeout=5).json()
+    answer = httpx.get(f"{prometheus.SERVER.url(config)}/api/v1/query", params={"query": promql}, timeout=5).json()
     results = answer["data"]["result"]
     return float(results[0]["value"][1]) if results else None
 

@@ -212,7 +212,7 @@ async def _consistent(auditor: Auditor) -> Verdict | None:
 
 def _ledger(settings: ServiceSettings, stack_config: StackConfig, order_ids: list[str]) -> dict[str, dict[str, Any]]:
     """catalog-service's ledger rows (processed_orders) of these orders."""
-    connection = database(settings, stack_config.get("CATALOG_DB", "catalogdb"))
+    connection = database(settings, stack_config.get("CATALOG_DB"))
     try:
         with connection.cursor() as cursor:
             placeholders = ", ".join(["%s"] * len(order_ids))

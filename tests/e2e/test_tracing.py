@@ -51,7 +51,7 @@ async def test_an_order_placed_with_a_traceparent_is_one_trace_from_the_gateway_
     }
 
     def whole_trace() -> dict[str, Span] | None:
-        spans = spans_in_zipkin(zipkin.url(stack_config), trace_id)
+        spans = spans_in_zipkin(zipkin.SERVER.url(stack_config), trace_id)
         found = {part: one(spans, *what) for part, what in expected.items()}
         complete = {part: span for part, span in found.items() if span is not None}
         return complete if len(complete) == len(expected) else None

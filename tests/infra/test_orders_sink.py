@@ -203,7 +203,7 @@ async def test_database_down_mid_stream_loses_nothing_and_the_sink_runs_again(
     await producer.start()
     try:
         await publish(producer, records[:300])
-        with database(settings, stack_config.get("ORDERS_DB", "mydb")) as before_outage:
+        with database(settings, stack_config.get("ORDERS_DB")) as before_outage:
             await eventually(
                 lambda: rows_of_run(before_outage, run), within=60, what="the sink started writing this run"
             )
@@ -217,7 +217,7 @@ async def test_database_down_mid_stream_loses_nothing_and_the_sink_runs_again(
         await producer.stop()
 
     expected = {o.order_id: row_of(o) for o in orders}
-    with database(settings, stack_config.get("ORDERS_DB", "mydb")) as after_outage:
+    with database(settings, stack_config.get("ORDERS_DB")) as after_outage:
         await eventually(
             lambda: rows_of_run(after_outage, run) == expected,
             within=120,
@@ -236,7 +236,7 @@ async def test_a_sink_task_failed_by_the_database_is_restarted_by_the_watchdog_a
 ) -> None:
     run = uuid.uuid4().hex[:10]
     orders = [make_order(run, n) for n in range(30)]
-    db = database(settings, stack_config.get("ORDERS_DB", "mydb"))
+    db = database(settings, stack_config.get("ORDERS_DB"))
     producer = transactional_producer(stack_config.kafka_access, f"sink-test-{run}")
     await producer.start()
     try:
@@ -344,7 +344,7 @@ async def test_a_record_the_database_refuses_goes_to_the_dlq_and_its_partition_m
     refused_product = f"REFUSED-{run}"
     before, after = make_order(run, 1), make_order(run, 2)
     refused = Order(**{**make_order(run, 3).__dict__, "product_id": refused_product[:64]})
-    db = database(settings, stack_config.get("ORDERS_DB", "mydb"))
+    db = database(settings, stack_config.get("ORDERS_DB"))
     constraint = f"refuse_{run}"
     with db.cursor() as cursor:
         cursor.execute(f"ALTER TABLE orders ADD CONSTRAINT {constraint} CHECK (product_id <> %s)", (refused_product,))

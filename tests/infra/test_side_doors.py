@@ -18,14 +18,14 @@ def console_origin(config: StackConfig) -> str:
 
 def test_prometheus_refuses_its_lifecycle_api(stack_config: StackConfig) -> None:
     # A reload, not a quit: harmless on a Prometheus that still has the API (the test must not stop a shared one).
-    answer = httpx.post(f"{prometheus.url(stack_config)}/-/reload", timeout=10)
+    answer = httpx.post(f"{prometheus.SERVER.url(stack_config)}/-/reload", timeout=10)
     assert answer.status_code == 403, answer.text
-    flags = httpx.get(f"{prometheus.url(stack_config)}/api/v1/status/flags", timeout=10).json()["data"]
+    flags = httpx.get(f"{prometheus.SERVER.url(stack_config)}/api/v1/status/flags", timeout=10).json()["data"]
     assert flags["web.enable-lifecycle"] == "false"
 
 
 def test_prometheus_answers_are_readable_cross_origin_by_the_console_only(stack_config: StackConfig) -> None:
-    buildinfo = f"{prometheus.url(stack_config)}/api/v1/status/buildinfo"
+    buildinfo = f"{prometheus.SERVER.url(stack_config)}/api/v1/status/buildinfo"
     foreign = httpx.get(buildinfo, headers={"Origin": FOREIGN_ORIGIN}, timeout=10)
     assert "access-control-allow-origin" not in foreign.headers
     console = httpx.get(buildinfo, headers={"Origin": console_origin(stack_config)}, timeout=10)
@@ -35,11 +35,11 @@ def test_prometheus_answers_are_readable_cross_origin_by_the_console_only(stack_
 def test_zipkin_answers_are_readable_cross_origin_by_the_console_only(stack_config: StackConfig) -> None:
     if not zipkin.tracing_on(stack_config):
         pytest.skip("TRACING=off: no Zipkin")
-    services_url = f"{zipkin.url(stack_config)}/api/v2/services"
+    services_url = f"{zipkin.SERVER.url(stack_config)}/api/v2/services"
     foreign = httpx.get(services_url, headers={"Origin": FOREIGN_ORIGIN}, timeout=10)
     assert "access-control-allow-origin" not in foreign.headers
     preflight = httpx.options(
-        f"{zipkin.url(stack_config)}/api/v2/spans",
+        f"{zipkin.SERVER.url(stack_config)}/api/v2/spans",
         headers={
             "Origin": FOREIGN_ORIGIN,
             "Access-Control-Request-Method": "POST",

@@ -72,7 +72,7 @@ def products_in_catalog(
                 " VALUES (%s, %s, %s, %s, UTC_TIMESTAMP(3))",
                 [(product_id, name, count, unit_price) for product_id, count in stock.items()],
             )
-        instances = config.number("ORDER_INSTANCES", 2)
+        instances = config.number("ORDER_INSTANCES")
         eventually_blocking(
             lambda: priced_everywhere(config, dict.fromkeys(stock, unit_price), instances),
             within=30,
