@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from discovery_server import wire_format
 from discovery_server.config import RegistrySettings
 from discovery_server.metrics import REGISTRATIONS, RENEWALS
+from discovery_server.peers import Action, Peers, is_replication
 from discovery_server.registry import InstanceTaken, Registry, RegistryFull, UnknownInstance
 
 # What a registration may be sent as (Eureka's ApplicationResource consumes JSON and XML only): a cross-site
@@ -29,6 +30,25 @@ async def get_registry(request: Request) -> Registry:
 
 
 RegistryDep = Annotated[Registry, Depends(get_registry)]
+
+
+class Replicator:
+    """Passes a change a client made here on to the peers; a change that is itself a replication stops here."""
+
+    def __init__(self, peers: Peers, from_peer: bool) -> None:
+        self.peers = peers
+        self.from_peer = from_peer
+
+    def __call__(self, action: Action, app: str, instance_id: str, status: str = "") -> None:
+        if not self.from_peer:
+            self.peers.replicate(action, app, instance_id, status)
+
+
+async def get_replicator(request: Request) -> Replicator:
+    return Replicator(request.app.state.peers, is_replication(request.headers))
+
+
+ReplicatorDep = Annotated[Replicator, Depends(get_replicator)]
 
 
 def _basic_credentials(authorization: str) -> tuple[bytes, bytes] | None:
@@ -122,7 +142,7 @@ async def instance_by_id(instance_id: str, request: Request, registry: RegistryD
 
 
 @router.post("/apps/{app}", status_code=204, dependencies=Writer)
-async def register(app: str, request: Request, registry: RegistryDep) -> Response:
+async def register(app: str, request: Request, registry: RegistryDep, replicate: ReplicatorDep) -> Response:
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type not in REGISTRATION_CONTENT_TYPES:
         raise HTTPException(status_code=415, detail=f"register with one of {', '.join(REGISTRATION_CONTENT_TYPES)}")
@@ -134,10 +154,11 @@ async def register(app: str, request: Request, registry: RegistryDep) -> Respons
     if instance.app != app.upper():
         raise HTTPException(status_code=400, detail=f"instance app {instance.app} does not match path {app}")
     try:
-        registry.register(instance)
+        registry.register(instance, replication=replicate.from_peer)
     except (InstanceTaken, RegistryFull) as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from exc
     REGISTRATIONS.labels(instance.app).inc()
+    replicate(Action.REGISTER, instance.app, instance.instance_id)
     return Response(status_code=204)
 
 
@@ -155,7 +176,9 @@ async def _bounded_body(request: Request) -> bytes:
 
 
 @router.put("/apps/{app}/{instance_id}", dependencies=Writer)
-async def renew(app: str, instance_id: str, registry: RegistryDep, lastDirtyTimestamp: int | None = None) -> Response:
+async def renew(
+    app: str, instance_id: str, registry: RegistryDep, replicate: ReplicatorDep, lastDirtyTimestamp: int | None = None
+) -> Response:
     try:
         instance = registry.instance(app, instance_id)
     except UnknownInstance as exc:
@@ -165,38 +188,48 @@ async def renew(app: str, instance_id: str, registry: RegistryDep, lastDirtyTime
         raise HTTPException(status_code=404, detail="instance info is newer on the client; register again")
     registry.renew(app, instance_id)
     RENEWALS.labels(instance.app).inc()
+    replicate(Action.HEARTBEAT, app, instance_id)
     return Response(status_code=200)
 
 
 @router.delete("/apps/{app}/{instance_id}", dependencies=Writer)
-async def cancel(app: str, instance_id: str, registry: RegistryDep) -> Response:
+async def cancel(app: str, instance_id: str, registry: RegistryDep, replicate: ReplicatorDep) -> Response:
     try:
         registry.cancel(app, instance_id)
     except UnknownInstance as exc:
         raise _not_found(exc) from exc
+    replicate(Action.CANCEL, app, instance_id)
     return Response(status_code=200)
 
 
 @router.put("/apps/{app}/{instance_id}/status", dependencies=Writer)
-async def override_status(app: str, instance_id: str, value: str, registry: RegistryDep) -> Response:
+async def override_status(
+    app: str, instance_id: str, value: str, registry: RegistryDep, replicate: ReplicatorDep
+) -> Response:
     try:
         registry.override_status(app, instance_id, value.upper())
     except UnknownInstance as exc:
         raise _not_found(exc) from exc
+    replicate(Action.STATUS_UPDATE, app, instance_id, value.upper())
     return Response(status_code=200)
 
 
 @router.delete("/apps/{app}/{instance_id}/status", dependencies=Writer)
-async def remove_status_override(app: str, instance_id: str, registry: RegistryDep) -> Response:
+async def remove_status_override(
+    app: str, instance_id: str, registry: RegistryDep, replicate: ReplicatorDep
+) -> Response:
     try:
         registry.remove_status_override(app, instance_id)
     except UnknownInstance as exc:
         raise _not_found(exc) from exc
+    replicate(Action.DELETE_STATUS_OVERRIDE, app, instance_id)
     return Response(status_code=200)
 
 
 @router.put("/apps/{app}/{instance_id}/metadata", dependencies=Writer)
-async def update_metadata(app: str, instance_id: str, request: Request, registry: RegistryDep) -> Response:
+async def update_metadata(
+    app: str, instance_id: str, request: Request, registry: RegistryDep, replicate: ReplicatorDep
+) -> Response:
     try:
         current = registry.instance(app, instance_id).metadata
         # The merged metadata obeys the registration's bounds, so repeated updates cannot grow it without end.
@@ -206,4 +239,6 @@ async def update_metadata(app: str, instance_id: str, request: Request, registry
         raise _not_found(exc) from exc
     except ValueError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from exc
+    # Peers get the whole instance: the merged metadata, not the query that made it.
+    replicate(Action.REGISTER, app, instance_id)
     return Response(status_code=200)

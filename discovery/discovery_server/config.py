@@ -22,3 +22,13 @@ class RegistrySettings(BaseSettings):
     # New instances past these are refused (409): the registry's memory and every client's copy stay bounded.
     discovery_max_instances_per_app: int = 256
     discovery_max_apps: int = 256
+    # Other discovery servers (Eureka's peers), a comma list of their `/eureka` URLs with `user:password@` in them
+    # (else the credentials above): every register, heartbeat, cancel and status change a client makes here is
+    # passed on to each, and the registry is fetched from the first that answers at start. A URL naming this
+    # server's own port on this host is skipped, so every peer may be given the same list.
+    discovery_peers: str = ""
+    # Replications waiting for one peer past this are dropped, oldest first: a dead peer holds bounded memory (one
+    # pending change per instance and kind, as changes to the same instance replace each other).
+    discovery_peer_max_pending: int = 10_000
+    # Each request to a peer (replications and the start-up fetch).
+    discovery_peer_timeout_seconds: float = 2.0

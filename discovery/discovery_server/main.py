@@ -1,4 +1,4 @@
-"""The discovery app: the registry in memory, the Eureka API, the dashboard and the eviction task."""
+"""The discovery app: the registry in memory, the Eureka API, the dashboard, the eviction task and the peers."""
 
 import asyncio
 import logging
@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from discovery_server import api, dashboard
 from discovery_server.config import RegistrySettings
 from discovery_server.metrics import EVICTIONS, INSTANCES
+from discovery_server.peers import Peers
 from discovery_server.registry import Registry
 from servicekit.metrics import MetricsMiddleware, metrics_router
 
@@ -46,20 +47,35 @@ async def evict_expired_leases(registry: Registry, interval_seconds: float) -> N
 def create_app(settings: RegistrySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        eviction = asyncio.create_task(
-            evict_expired_leases(app.state.registry, settings.discovery_eviction_interval_seconds)
-        )
+        # Before listening, so a restarted peer answers with every instance from its first request.
+        await peers.sync_registry(registry, settings.discovery_peer_timeout_seconds)
+        peers.start()
+        # Eviction stays local, as in Eureka: each server expires leases its heartbeats (or a peer's) did not renew.
+        eviction = asyncio.create_task(evict_expired_leases(registry, settings.discovery_eviction_interval_seconds))
         yield
         eviction.cancel()
+        await peers.stop()
 
     app = FastAPI(title="discovery-server", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
-    app.state.registry = Registry(
+    registry = Registry(
         delta_retention_secs=settings.discovery_delta_retention_seconds,
         max_instances_per_app=settings.discovery_max_instances_per_app,
         max_apps=settings.discovery_max_apps,
     )
-    INSTANCES.registry = app.state.registry
+    peers = Peers.from_settings(
+        settings.discovery_peers,
+        registry,
+        user=settings.discovery_user,
+        password=settings.discovery_password,
+        bind_host=settings.discovery_host,
+        port=settings.discovery_port,
+        max_pending=settings.discovery_peer_max_pending,
+        timeout_seconds=settings.discovery_peer_timeout_seconds,
+    )
+    app.state.registry = registry
+    app.state.peers = peers
+    INSTANCES.registry = registry
     app.include_router(api.router)
     app.include_router(dashboard.router)
     app.include_router(metrics_router())

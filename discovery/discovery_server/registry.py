@@ -99,7 +99,9 @@ class Registry:
         self._delta_retention_millis = int(delta_retention_secs * 1000)
         self.version = 0
 
-    def register(self, instance: Instance) -> None:
+    def register(self, instance: Instance, *, replication: bool = False) -> None:
+        """A replication from a peer (or the start-up sync) older than what we hold only renews our lease: the
+        instance's last dirty timestamp says which copy is newer, as in Eureka's AbstractInstanceRegistry."""
         now = now_millis()
         if instance.app not in self._apps and len(self._apps) >= self.max_apps:
             raise RegistryFull(f"the registry holds {self.max_apps} apps, the most it takes")
@@ -107,6 +109,9 @@ class Registry:
         previous = instances.get(instance.instance_id)
         if previous is None and len(instances) >= self.max_instances_per_app:
             raise RegistryFull(f"{instance.app} has {self.max_instances_per_app} instances, the most one app may have")
+        if replication and previous is not None and previous.last_dirty_timestamp > instance.last_dirty_timestamp:
+            previous.last_renewal_timestamp = now
+            return
         if previous is not None and not previous.is_expired(now) and _address(previous) != _address(instance):
             # Else anyone could point a live instance's traffic elsewhere; the owner's heartbeats would renew it.
             raise InstanceTaken(

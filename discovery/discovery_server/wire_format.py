@@ -28,7 +28,7 @@ def instance_from_body(body: bytes, content_type: str) -> Instance:
         else:
             document = json.loads(body)
             fields = document.get("instance", document)
-        return _instance_from_fields(fields)
+        return instance_from_fields(fields)
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError, ElementTree.ParseError) as exc:
         raise MalformedInstance(str(exc) or type(exc).__name__) from exc
 
@@ -100,7 +100,8 @@ def bounded_metadata(entries: dict[Any, Any]) -> dict[str, str]:
     return metadata
 
 
-def _instance_from_fields(fields: dict[str, Any]) -> Instance:
+def instance_from_fields(fields: dict[str, Any]) -> Instance:
+    """An instance from Eureka's JSON shape of one (a registration, or an entry of a peer's `/apps`)."""
     app = _bounded(fields["app"], "app").upper()
     host_name = _host(_bounded(fields.get("hostName") or fields.get("ipAddr") or "localhost", "hostName"), "hostName")
     ip_addr = _host(_bounded(fields.get("ipAddr") or host_name, "ipAddr"), "ipAddr")
