@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from servicekit.discovery import LOOPBACK, HostAllowList, with_credentials
+from servicekit.discovery import LOOPBACK, HostAllowList, service_urls, with_credentials
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -21,6 +21,7 @@ class DiscoverySettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
+    # One discovery server's `/eureka` URL, or a comma list of peers' (clients fail over from one to the next).
     discovery_url: str = "http://127.0.0.1:8761/eureka"
     discovery_user: str = "eureka"
     discovery_password: str | None = None
@@ -35,8 +36,13 @@ class DiscoverySettings(BaseSettings):
 
     @property
     def discovery_service_url(self) -> str:
-        """The registry's URL with the credentials in it, as Eureka clients take them."""
+        """The registry's URL (or comma list of URLs) with the credentials in each, as Eureka clients take them."""
         return with_credentials(self.discovery_url, self.discovery_user, self.discovery_password)
+
+    @property
+    def discovery_urls(self) -> list[str]:
+        """Each discovery server's URL, as given (for a reader that picks one itself)."""
+        return service_urls(self.discovery_url)
 
 
 class TracingSettings(BaseSettings):

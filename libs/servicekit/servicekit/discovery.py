@@ -1,7 +1,8 @@
 """A small async Eureka client: register, heartbeat, deregister, and a local copy of the registry.
 
 Every service registers itself with it; callers pick instances from the local copy (refreshed in the
-background), so no request ever waits on the discovery server.
+background), so no request ever waits on the discovery server. Given several discovery servers (peers that
+replicate to each other), it talks to one and moves to the next when that one fails, as Eureka clients do.
 """
 
 import asyncio
@@ -158,12 +159,37 @@ def apps_hashcode(registry: dict[str, list[ServiceInstance]]) -> str:
     return "".join(f"{status}_{count}_" for status, count in sorted(counts.items()))
 
 
-def with_credentials(url: str, user: str, password: str | None) -> str:
-    """`url` with `user:password@` in it (for writes to a registry that asks for them), unless it has some."""
-    parsed = httpx.URL(url)
-    if password is None or parsed.username:
-        return url
-    return str(parsed.copy_with(username=user, password=password))
+def service_urls(urls: str) -> list[str]:
+    """The URLs of a comma list: DISCOVERY_URL may name several discovery servers, as Eureka's serviceUrl does."""
+    return [url.strip() for url in urls.split(",") if url.strip()]
+
+
+def with_credentials(urls: str, user: str, password: str | None) -> str:
+    """Each URL of `urls` (a comma list) with `user:password@` in it (for writes to a registry that asks for them),
+    unless it has some."""
+    if password is None:
+        return urls
+    with_them = []
+    for url in service_urls(urls):
+        parsed = httpx.URL(url)
+        with_them.append(url if parsed.username else str(parsed.copy_with(username=user, password=password)))
+    return ",".join(with_them)
+
+
+@dataclass(frozen=True)
+class DiscoveryServer:
+    """One discovery server a client may talk to: its URL without credentials (fit for logs), and those."""
+
+    url: str
+    auth: httpx.BasicAuth | None
+
+    @classmethod
+    def parse(cls, url: str) -> "DiscoveryServer":
+        # Credentials ride in the service URL, as with Eureka clients (`http://user:password@host/eureka`);
+        # kept apart so the URL can be logged and errors never show the password.
+        parsed = httpx.URL(url.rstrip("/"))
+        auth = httpx.BasicAuth(parsed.username, parsed.password) if parsed.username else None
+        return cls(str(parsed.copy_with(username=None, password=None)), auth)
 
 
 class DiscoveryClient:
@@ -181,15 +207,18 @@ class DiscoveryClient:
         metadata: dict[str, str] | None = None,
         allowed_hosts: HostAllowList | None = None,
     ) -> None:
-        """`allowed_hosts`: the instances this process may call; others are left out of every answer here (None:
+        """`server_url`: one discovery server's `.../eureka` URL, or a comma list of peers'; the client registers
+        with, renews at, fetches from and deregisters at the first that answers, and stays with it until it fails.
+        `allowed_hosts`: the instances this process may call; others are left out of every answer here (None:
         all, for a reader that filters itself, such as the gateway, or only looks)."""
         if app_name is not None and port is None:
             raise ValueError("a port is needed to register an instance")
-        # Credentials ride in the service URL, as with Eureka clients (`http://user:password@host/eureka`);
-        # kept apart so the URL can be logged and errors never show the password.
-        url = httpx.URL(server_url.rstrip("/"))
-        self._auth = httpx.BasicAuth(url.username, url.password) if url.username else None
-        self.server_url = str(url.copy_with(username=None, password=None))
+        self.servers = [DiscoveryServer.parse(url) for url in service_urls(server_url)]
+        if not self.servers:
+            raise ValueError("no discovery server URL given")
+        self._current = 0
+        # After a move to another server, the next refresh fetches the whole registry: a delta is one server's.
+        self._fetch_whole = False
         self.app_name = app_name.upper() if app_name else None
         self.host = host
         self.port = port
@@ -209,6 +238,11 @@ class DiscoveryClient:
         self.full_fetches = 0
         self.delta_fetches = 0
 
+    @property
+    def server_url(self) -> str:
+        """The discovery server this client talks to now (without credentials)."""
+        return self.servers[self._current].url
+
     # ---- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -216,9 +250,7 @@ class DiscoveryClient:
 
         Never fails because discovery is down: the background loops keep trying and log.
         """
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(3.0), headers={"Accept": "application/json"}, auth=self._auth
-        )
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(3.0), headers={"Accept": "application/json"})
         if self.app_name is not None:
             await self._try_register()
             self._tasks.append(asyncio.create_task(self._heartbeat_forever(), name="discovery-heartbeat"))
@@ -232,32 +264,69 @@ class DiscoveryClient:
         if self._http is None:
             return
         if self.app_name is not None and self._registered:
+            # At the server it renews at (or the next that answers); that server passes the cancel on to its peers.
             try:
-                await self._http.delete(self._instance_url())
-                log.info("deregistered %s/%s", self.app_name, self.instance_id)
+                response = await self._request("DELETE", self._instance_path())
+                log.info(
+                    "deregistered %s/%s at %s (%s)",
+                    self.app_name,
+                    self.instance_id,
+                    self.server_url,
+                    response.status_code,
+                )
             except httpx.HTTPError as exc:
                 log.warning("could not deregister %s/%s: %s", self.app_name, self.instance_id, exc)
         await self._http.aclose()
         self._http = None
 
+    async def _request(self, method: str, path: str, **options: Any) -> httpx.Response:
+        """`method` on `path` at the current server; on a connection error or a 5xx answer, at the next, which
+        becomes the current one if it answers. When none does, the last error (or 5xx answer)."""
+        assert self._http is not None, "start() first"
+        failure: httpx.TransportError | httpx.Response | None = None
+        for offset in range(len(self.servers)):
+            index = (self._current + offset) % len(self.servers)
+            server = self.servers[index]
+            try:
+                response = await self._http.request(method, f"{server.url}{path}", auth=server.auth, **options)
+            except httpx.TransportError as exc:
+                failure = exc
+                continue
+            if response.status_code >= 500:
+                failure = response
+                continue
+            if index != self._current:
+                log.warning(
+                    "discovery server %s failed (%s); now using %s",
+                    self.server_url,
+                    _failure_text(failure),
+                    server.url,
+                )
+                self._current = index
+                self._fetch_whole = True
+            return response
+        if isinstance(failure, httpx.Response):
+            return failure
+        assert failure is not None
+        raise failure
+
     # ---- reading the registry -------------------------------------------------------------------
 
     async def refresh(self) -> None:
         """Fetch the whole registry now and replace the local copy."""
-        assert self._http is not None, "start() first"
-        response = await self._http.get(f"{self.server_url}/apps")
+        response = await self._request("GET", "/apps")
         response.raise_for_status()
         self._replace(instances_from_registry(response.json()))
+        self._fetch_whole = False
         self.full_fetches += 1
 
     async def refresh_changes(self) -> None:
         """Fetch what changed lately (`/apps/delta`) and apply it, as Eureka clients do between full fetches;
         when the result disagrees with the server's hashcode (a change aged out of its window), fetch it all."""
-        assert self._http is not None, "start() first"
-        if not self.full_fetches:
+        if not self.full_fetches or self._fetch_whole:
             await self.refresh()
             return
-        response = await self._http.get(f"{self.server_url}/apps/delta")
+        response = await self._request("GET", "/apps/delta")
         response.raise_for_status()
         document = response.json()
         registry = apply_delta(self._registry, document)
@@ -303,8 +372,8 @@ class DiscoveryClient:
 
     # ---- registering ----------------------------------------------------------------------------
 
-    def _instance_url(self) -> str:
-        return f"{self.server_url}/apps/{quote(self.app_name or '')}/{quote(self.instance_id)}"
+    def _instance_path(self) -> str:
+        return f"/apps/{quote(self.app_name or '')}/{quote(self.instance_id)}"
 
     def _registration(self) -> dict[str, Any]:
         assert self.app_name is not None and self.port is not None
@@ -337,12 +406,12 @@ class DiscoveryClient:
         }
 
     async def _register(self) -> None:
-        assert self._http is not None
-        url = f"{self.server_url}/apps/{quote(self.app_name or '')}"
-        response = await self._http.post(url, json=self._registration())
+        response = await self._request("POST", f"/apps/{quote(self.app_name or '')}", json=self._registration())
         response.raise_for_status()
         self._registered = True
-        log.info("registered %s/%s at %s:%s", self.app_name, self.instance_id, self.host, self.port)
+        log.info(
+            "registered %s/%s at %s:%s with %s", self.app_name, self.instance_id, self.host, self.port, self.server_url
+        )
 
     async def _try_register(self) -> None:
         try:
@@ -351,12 +420,11 @@ class DiscoveryClient:
             log.warning("could not register %s/%s (will retry): %s", self.app_name, self.instance_id, exc)
 
     async def _heartbeat(self) -> None:
-        assert self._http is not None
         if not self._registered:
             await self._register()
             return
         params = {"status": "UP", "lastDirtyTimestamp": str(self._last_dirty_timestamp)}
-        response = await self._http.put(self._instance_url(), params=params)
+        response = await self._request("PUT", self._instance_path(), params=params)
         if response.status_code == 404:
             log.info("discovery forgot %s/%s; registering again", self.app_name, self.instance_id)
             await self._register()
@@ -378,3 +446,9 @@ class DiscoveryClient:
                 await self.refresh_changes()
             except (httpx.HTTPError, ValueError) as exc:
                 log.warning("registry refresh failed (keeping the last copy): %s", exc)
+
+
+def _failure_text(failure: httpx.TransportError | httpx.Response | None) -> str:
+    if isinstance(failure, httpx.Response):
+        return f"answered {failure.status_code}"
+    return f"{type(failure).__name__}: {failure}" if failure is not None else "no answer"
