@@ -326,8 +326,12 @@ class DiscoveryClient:
         if not self.full_fetches or self._fetch_whole:
             await self.refresh()
             return
+        asked = self._current
         response = await self._request("GET", "/apps/delta")
         response.raise_for_status()
+        if self._current != asked:
+            await self.refresh()
+            return
         document = response.json()
         registry = apply_delta(self._registry, document)
         if apps_hashcode(registry) != document.get("applications", {}).get("apps__hashcode"):
