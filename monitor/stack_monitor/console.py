@@ -541,10 +541,17 @@ class Console:
         )
 
     async def _registry(self) -> "Registry":
-        url = f"{self.settings.discovery_url.rstrip('/')}/apps"
-        response = await self.http.get(url, headers={"Accept": "application/json"})
-        response.raise_for_status()
-        return instances_from_registry(response.json())
+        """The registry of the first discovery server that answers (DISCOVERY_URL may list peers)."""
+        failure: Exception = RuntimeError("DISCOVERY_URL names no server")
+        for server in self.settings.discovery_urls:
+            try:
+                response = await self.http.get(f"{server.rstrip('/')}/apps", headers={"Accept": "application/json"})
+                response.raise_for_status()
+            except httpx.HTTPError as exc:
+                failure = exc
+                continue
+            return instances_from_registry(response.json())
+        raise failure
 
     async def _instances(self, registry: "asyncio.Task[Registry]") -> list[AppOut]:
         return apps_of(await asyncio.shield(registry))

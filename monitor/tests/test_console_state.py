@@ -3,8 +3,11 @@ becomes a section marked down while the rest is still served (no stack: the sour
 
 import asyncio
 import datetime as dt
+import json
+import threading
 import time
 from collections.abc import AsyncIterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -354,3 +357,35 @@ async def test_the_page_is_served_at_the_root_with_everything_inline(offline: ht
     assert 'fetch("/console/state"' in page
     # Served by the monitor alone: no script, style or font from anywhere else.
     assert "<script src" not in page and '<link rel="stylesheet"' not in page and "@import" not in page
+
+
+async def test_the_registry_comes_from_the_next_discovery_server_when_the_first_does_not_answer() -> None:
+    """DISCOVERY_URL may list peers: the console reads the first that answers."""
+    document = json.dumps(registry_document()).encode()
+
+    class Registry(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status = 200 if self.path == "/eureka/apps" else 404
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(document)))
+            self.end_headers()
+            self.wfile.write(document)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    settings = offline_settings()
+    settings.discovery_url = f"http://127.0.0.1:{NOWHERE}/eureka,http://127.0.0.1:{server.server_port}/eureka"
+    sources = console.Console(settings)
+    try:
+        registry = await sources._registry()
+    finally:
+        await sources.close()
+        server.shutdown()
+        server.server_close()
+    assert registry == instances_from_registry(registry_document())
+    assert registry
