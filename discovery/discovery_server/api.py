@@ -8,12 +8,13 @@ from typing import Annotated, Any
 from xml.etree import ElementTree
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
 
 from discovery_server import wire_format
 from discovery_server.config import RegistrySettings
 from discovery_server.metrics import REGISTRATIONS, RENEWALS
 from discovery_server.peers import Action, Peers, is_replication
-from discovery_server.registry import InstanceTaken, Registry, RegistryFull, UnknownInstance
+from discovery_server.registry import InstanceTaken, Registry, RegistryFull
 
 # What a registration may be sent as (Eureka's ApplicationResource consumes JSON and XML only): a cross-site
 # `text/plain` POST from a web page, which needs no CORS preflight, is refused.
@@ -85,8 +86,9 @@ def _negotiated(request: Request, as_json: dict[str, Any], as_xml: ElementTree.E
     return Response(wire_format.xml_bytes(as_xml), media_type="application/xml")
 
 
-def _not_found(exc: UnknownInstance) -> HTTPException:
-    return HTTPException(status_code=404, detail=f"unknown instance {exc}")
+async def unknown_instance(_: Request, exc: Exception) -> JSONResponse:
+    """Every route that names an instance the registry does not hold: 404, as Eureka answers."""
+    return JSONResponse(status_code=404, content={"detail": f"unknown instance {exc}"})
 
 
 @router.get("/apps")
@@ -124,10 +126,7 @@ async def one_application(app: str, request: Request, registry: RegistryDep) -> 
 
 @router.get("/apps/{app}/{instance_id}")
 async def one_instance(app: str, instance_id: str, request: Request, registry: RegistryDep) -> Response:
-    try:
-        instance = registry.instance(app, instance_id)
-    except UnknownInstance as exc:
-        raise _not_found(exc) from exc
+    instance = registry.instance(app, instance_id)
     as_json = {"instance": wire_format.instance_json(instance)}
     return _negotiated(request, as_json, wire_format.instance_xml(instance))
 
@@ -179,10 +178,7 @@ async def _bounded_body(request: Request) -> bytes:
 async def renew(
     app: str, instance_id: str, registry: RegistryDep, replicate: ReplicatorDep, lastDirtyTimestamp: int | None = None
 ) -> Response:
-    try:
-        instance = registry.instance(app, instance_id)
-    except UnknownInstance as exc:
-        raise _not_found(exc) from exc
+    instance = registry.instance(app, instance_id)
     if lastDirtyTimestamp is not None and lastDirtyTimestamp > instance.last_dirty_timestamp:
         # The client knows something newer than we do: make it register again (Eureka does the same).
         raise HTTPException(status_code=404, detail="instance info is newer on the client; register again")
@@ -194,10 +190,7 @@ async def renew(
 
 @router.delete("/apps/{app}/{instance_id}", dependencies=Writer)
 async def cancel(app: str, instance_id: str, registry: RegistryDep, replicate: ReplicatorDep) -> Response:
-    try:
-        registry.cancel(app, instance_id)
-    except UnknownInstance as exc:
-        raise _not_found(exc) from exc
+    registry.cancel(app, instance_id)
     replicate(Action.CANCEL, app, instance_id)
     return Response(status_code=200)
 
@@ -206,10 +199,7 @@ async def cancel(app: str, instance_id: str, registry: RegistryDep, replicate: R
 async def override_status(
     app: str, instance_id: str, value: str, registry: RegistryDep, replicate: ReplicatorDep
 ) -> Response:
-    try:
-        registry.override_status(app, instance_id, value.upper())
-    except UnknownInstance as exc:
-        raise _not_found(exc) from exc
+    registry.override_status(app, instance_id, value.upper())
     replicate(Action.STATUS_UPDATE, app, instance_id, value.upper())
     return Response(status_code=200)
 
@@ -218,10 +208,7 @@ async def override_status(
 async def remove_status_override(
     app: str, instance_id: str, registry: RegistryDep, replicate: ReplicatorDep
 ) -> Response:
-    try:
-        registry.remove_status_override(app, instance_id)
-    except UnknownInstance as exc:
-        raise _not_found(exc) from exc
+    registry.remove_status_override(app, instance_id)
     replicate(Action.DELETE_STATUS_OVERRIDE, app, instance_id)
     return Response(status_code=200)
 
@@ -230,13 +217,11 @@ async def remove_status_override(
 async def update_metadata(
     app: str, instance_id: str, request: Request, registry: RegistryDep, replicate: ReplicatorDep
 ) -> Response:
+    current = registry.instance(app, instance_id).metadata
     try:
-        current = registry.instance(app, instance_id).metadata
         # The merged metadata obeys the registration's bounds, so repeated updates cannot grow it without end.
         merged = wire_format.bounded_metadata({**current, **request.query_params})
         registry.update_metadata(app, instance_id, merged)
-    except UnknownInstance as exc:
-        raise _not_found(exc) from exc
     except ValueError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from exc
     # Peers get the whole instance: the merged metadata, not the query that made it.

@@ -12,7 +12,7 @@ from discovery_server import api, dashboard
 from discovery_server.config import RegistrySettings
 from discovery_server.metrics import EVICTIONS, INSTANCES
 from discovery_server.peers import Peers
-from discovery_server.registry import Registry
+from discovery_server.registry import Registry, UnknownInstance
 from servicekit.metrics import MetricsMiddleware, metrics_router
 
 log = logging.getLogger("discovery_server")
@@ -77,6 +77,7 @@ def create_app(settings: RegistrySettings) -> FastAPI:
     app.state.peers = peers
     INSTANCES.registry = registry
     app.include_router(api.router)
+    app.add_exception_handler(UnknownInstance, api.unknown_instance)
     app.include_router(dashboard.router)
     app.include_router(metrics_router())
     app.add_middleware(MetricsMiddleware)
