@@ -30,7 +30,9 @@ from launcher.processes import Component, StartupFailed, fail, kill, stop
 def any_layout_components(config: StackConfig) -> list[Component]:
     """Every component of any layout (one or three Kafka nodes, up to three workers and catalog instances): what
     `down` stops and `up` checks, whichever layout started them."""
-    widest = config.with_values(KAFKA_BROKERS="3", CONNECT_WORKERS="3", CATALOG_INSTANCES="3")
+    widest = config.with_values(
+        KAFKA_BROKERS="3", CONNECT_WORKERS="3", CATALOG_INSTANCES="3", DISCOVERY_INSTANCES="2", GATEWAY_INSTANCES="2"
+    )
     single = config.with_values(KAFKA_BROKERS="1", CONNECT_WORKERS="1", CATALOG_INSTANCES="1")
     found: dict[str, Component] = {}
     for component in [*every_component(single), *every_component(widest)]:

@@ -60,6 +60,12 @@ class Deployable:
     renamed: Mapping[str, str] = field(default_factory=dict)
     # Settings only the native launcher gives: paths on this host (compose's are the image's).
     native: Mapping[str, str] = field(default_factory=dict)
+    # With a fixed port: the .env key of how many copies run side by side (the cluster's discovery peers and
+    # gateways). The first keeps its plain name and ports; copy N is name-N, every setting in `ports` moved up by
+    # port_step * (N - 1).
+    copies: str | None = None
+    ports: tuple[str, ...] = ()
+    port_step: int = 1
 
     @property
     def app(self) -> str:
@@ -72,10 +78,17 @@ class Deployable:
         return config.number(self.port)
 
     def instance_names(self, config: StackConfig) -> list[str]:
+        if self.copies is not None:
+            return [self.name, *(f"{self.name}-{n}" for n in range(2, config.number(self.copies, 1) + 1))]
         if self.instances is None:
             return [self.name]
         count = self.instances if isinstance(self.instances, int) else config.number(self.instances)
         return [f"{self.name}-{number}" for number in range(1, count + 1)]
+
+    def copy_ports(self, config: StackConfig, copy: int) -> dict[str, str]:
+        """The port settings of copy `copy` (1 for the first): each of `ports` moved up by its step."""
+        shift = self.port_step * (copy - 1)
+        return {key: str(config.number(key) + shift) for key in self.ports}
 
     def secret_sources(self) -> dict[str, str]:
         """Every secret it reads: variable -> the .env key it comes from."""
@@ -98,11 +111,21 @@ class Deployable:
     def env(self, config: StackConfig, **extra: str) -> dict[str, str]:
         """Its environment when the native launcher starts it: .env's settings without any secret but its own."""
         own = {variable: config.get(key) for variable, key in {**self.secret_sources(), **self.renamed}.items()}
-        settings = {**self.settings, **self.native, **self.account_names(), **own, **extra}
+        settings = {**discovery_env(config), **self.settings, **self.native, **self.account_names(), **own, **extra}
         return config.component_env(self.optional, **settings)
 
 
-DISCOVERY = Deployable("discovery", "discovery_server", port="DISCOVERY_PORT", health="/eureka/apps", secrets=REGISTRY)
+# DISCOVERY_INSTANCES peers (the cluster's two) replicate every registration to each other; every client is given
+# all of them in DISCOVERY_URL and fails over (discovery_env).
+DISCOVERY = Deployable(
+    "discovery",
+    "discovery_server",
+    port="DISCOVERY_PORT",
+    health="/eureka/apps",
+    secrets=REGISTRY,
+    copies="DISCOVERY_INSTANCES",
+    ports=("DISCOVERY_PORT",),
+)
 CATALOG_SERVICE = Deployable(
     "catalog-service",
     "catalog_service",
@@ -139,6 +162,11 @@ GATEWAY = Deployable(
     health="/gateway/health_check",
     secrets=REGISTRY,
     volume="discovery",
+    # GATEWAY_INSTANCES side by side (the cluster's two: 8000 and 8002, management ports 8001 and 8003), each
+    # finding the instances itself; clients fail over between them.
+    copies="GATEWAY_INSTANCES",
+    ports=("GATEWAY_PORT", "GATEWAY_MANAGEMENT_PORT"),
+    port_step=2,
     native={"GATEWAY_ROUTES": str(REPO_ROOT / "gateway" / "routes.yaml")},
 )
 ORDERS_MIGRATOR = Deployable("orders-migrator", "alembic", kind="one-shot", db=ORDERS_MIGRATOR_DB)
@@ -167,6 +195,24 @@ CONNECT_WATCHDOG = Deployable(
     kafka=CONNECT_WATCHDOG_KAFKA,
     secrets={"CONNECT_PASSWORD": "CONNECT_PASSWORD"},
 )
+
+
+def discovery_urls(config: StackConfig) -> list[str]:
+    """Every discovery server's /eureka URL on this host, the first one's first."""
+    return [
+        f"http://127.0.0.1:{DISCOVERY.copy_ports(config, copy)['DISCOVERY_PORT']}/eureka"
+        for copy in range(1, len(DISCOVERY.instance_names(config)) + 1)
+    ]
+
+
+def discovery_env(config: StackConfig) -> dict[str, str]:
+    """With several discovery servers: every client's DISCOVERY_URL lists them all, and each server has the others
+    as its DISCOVERY_PEERS (it skips its own URL in the list). With one, .env's DISCOVERY_URL as it is."""
+    urls = discovery_urls(config)
+    if len(urls) < 2:
+        return {}
+    return {"DISCOVERY_URL": ",".join(urls), "DISCOVERY_PEERS": ",".join(urls)}
+
 
 # In start order.
 DEPLOYABLES = (

@@ -8,31 +8,43 @@ from typing import Any, NamedTuple
 
 import httpx
 
-from launcher.deployables import DEPLOYABLES, DISCOVERY, GATEWAY, MONITOR, ORDERS_MIGRATOR, USER_SERVICE, Deployable
+from launcher.deployables import (
+    DEPLOYABLES,
+    DISCOVERY,
+    GATEWAY,
+    MONITOR,
+    ORDERS_MIGRATOR,
+    USER_SERVICE,
+    Deployable,
+    discovery_urls,
+)
 from launcher.environment import REPO_ROOT, USER_SERVICE_DB, VENV_PYTHON, StackConfig
 from launcher.processes import Component, StartupFailed, done, needs_start, run_dir, start, step, wait_until
 
 
 class Instance(NamedTuple):
-    """One process of a deployable, as its pid and log files name it."""
+    """One process of a deployable, as its pid and log files name it, and its environment beyond the deployable's:
+    its name as INSTANCE_ID when there may be several, a copy's own ports."""
 
     component: Component
     deployable: Deployable
-
-    @property
-    def extra(self) -> dict[str, str]:
-        """Its environment beyond the deployable's: its name as INSTANCE_ID when there may be several."""
-        return {"INSTANCE_ID": self.component.name} if self.deployable.instances is not None else {}
+    extra: dict[str, str]
 
 
 def instances(config: StackConfig, *deployables: Deployable) -> list[Instance]:
     """Every process of these deployables (by default every app), in start order."""
     chosen = deployables or tuple(d for d in DEPLOYABLES if d.kind == "app")
-    return [
-        Instance(Component(name, d.port_number(config) if d.port else None), d)
-        for d in chosen
-        for name in d.instance_names(config)
-    ]
+    found = []
+    for d in chosen:
+        for copy, name in enumerate(d.instance_names(config), start=1):
+            if d.copies is not None:
+                ports = d.copy_ports(config, copy)
+                found.append(Instance(Component(name, int(ports[str(d.port)])), d, ports))
+            elif d.instances is not None:
+                found.append(Instance(Component(name), d, {"INSTANCE_ID": name}))
+            else:
+                found.append(Instance(Component(name, d.port_number(config) if d.port else None), d, {}))
+    return found
 
 
 def numbered_apps() -> list[str]:
@@ -114,9 +126,10 @@ def restart_service(config: StackConfig, name: str, **env: str) -> None:
     found = [instance for instance in instances(config) if instance.component.name == name]
     if not found:
         raise KeyError(name)
-    component, deployable = instance = found[0]
+    component, deployable, _ = instance = found[0]
     start_instance(config, instance, env)
-    if instances(config, GATEWAY)[0].component.running():
+    # A service instance (registered under its own INSTANCE_ID) is waited for until the gateway routes to it.
+    if deployable.instances is not None and instances(config, GATEWAY)[0].component.running():
         wait_until(
             component,
             lambda: _gateway_routes_to(config, deployable.app, component.name),
@@ -136,18 +149,18 @@ def _gateway_routes_to(config: StackConfig, app: str, instance_id: str) -> bool:
 def start_instance(config: StackConfig, instance: Instance, env: dict[str, str] | None = None) -> None:
     """Start it (with `env` on top of its own) unless it runs already, then wait until it is ready as its
     description says: its health path answers, or it has registered."""
-    component, deployable = instance
+    component, deployable, extra = instance
     if not needs_start(component, component.port):
         return
     step(f"starting {component.name}")
     started_ms = int(time.time() * 1000)
     argv = [str(VENV_PYTHON), "-m", deployable.module]
-    start(component, argv, deployable.env(config, **{**instance.extra, **(env or {})}), cwd=run_dir())
+    start(component, argv, deployable.env(config, **{**extra, **(env or {})}), cwd=run_dir())
     if deployable.health is not None:
         url = f"http://127.0.0.1:{component.port}{deployable.health}"
         wait_until(component, lambda: _answers(url), deployable.timeout, "ready")
     else:
-        instance_id = {**deployable.settings, **instance.extra}["INSTANCE_ID"]
+        instance_id = {**deployable.settings, **extra}["INSTANCE_ID"]
         ready = partial(_registered, config, deployable.app, instance_id, started_ms)
         wait_until(component, ready, deployable.timeout, f"registered as {deployable.app}")
 
@@ -157,7 +170,17 @@ def _answers(url: str) -> bool:
 
 
 def registered_instances(config: StackConfig, app: str) -> list[dict[str, Any]]:
-    response = httpx.get(f"{eureka_url(config)}/apps/{app}", headers={"Accept": "application/json"}, timeout=2)
+    """`app`'s instances as the first discovery server that answers lists them (the cluster runs two peers)."""
+    peers = discovery_urls(config)
+    servers = peers if len(peers) > 1 else [eureka_url(config)]
+    for server in servers:
+        try:
+            response = httpx.get(f"{server}/apps/{app}", headers={"Accept": "application/json"}, timeout=2)
+        except httpx.TransportError:
+            if server == servers[-1]:
+                raise
+            continue
+        break
     if response.status_code != 200:
         return []
     found = response.json().get("application", {}).get("instance", [])

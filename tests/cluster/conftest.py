@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from launcher import services
+from launcher.deployables import GATEWAY
 from servicekit.testing import DictConnection, database
 from stack_support.api_client import GatewayClient, User
 from stack_support.side_stack import CLUSTER_LAYOUT, SideStack
@@ -32,7 +33,9 @@ def cluster() -> Iterator[SideStack]:
 
 @pytest.fixture
 async def gateway(cluster: SideStack) -> AsyncIterator[GatewayClient]:
-    async with GatewayClient(f"http://127.0.0.1:{services.gateway_port(cluster.config)}") as client:
+    """Both gateways: a client moves to the other one when its connection breaks."""
+    urls = [f"http://127.0.0.1:{i.component.port}" for i in services.instances(cluster.config, GATEWAY)]
+    async with GatewayClient(*urls) as client:
         yield client
 
 

@@ -27,7 +27,7 @@ from order_service.service import idempotent_order_id
 from servicekit.testing import DictConnection, TopicReader, eventually
 from stack_support.api_client import GatewayClient, User
 from stack_support.side_stack import SideStack
-from tests.e2e.orders_table import SEED_STOCK, rows_of_user, settled, stock_drift
+from tests.e2e.orders_table import SEED_STOCK, rows_by_id, rows_of_user, settled, stock_drift
 from tests.e2e.test_faults import Progress, place_until
 
 pytestmark = pytest.mark.stack
@@ -426,3 +426,52 @@ async def test_an_order_answered_503_while_two_brokers_are_down_is_not_committed
     assert mine == [], f"the refused order was committed after its 503:\n{described(mine)}"
     for node in cluster.config.kafka_nodes[1:]:
         await eventually(partial(in_every_isr, cluster, node.node_id), within=ISR_DEADLINE_SECONDS, what=node.name)
+
+
+async def seconds_to_next_order(flow: OrderFlow, orders_db: DictConnection, killed_at: float) -> tuple[float, float]:
+    """From a kill: to the first order accepted after it, and to that order's row in the shared table."""
+    before = len(flow.progress.accepted)
+    await flow.reached(before + 1)
+    accepted = time.monotonic() - killed_at
+    order_id = flow.progress.accepted[before]
+
+    def visible() -> bool | None:
+        found = rows_by_id(orders_db, [order_id])
+        orders_db.commit()  # a fresh snapshot next time (REPEATABLE READ)
+        return True if found else None
+
+    await eventually(visible, within=60, what=f"the row of {order_id}, the first order after the kill")
+    return accepted, time.monotonic() - killed_at
+
+
+async def test_killing_a_discovery_peer_then_a_gateway_while_orders_flow_loses_and_duplicates_nothing(
+    cluster: SideStack,
+    gateway: GatewayClient,
+    buyers: list[User],
+    orders_db: DictConnection,
+    fresh_products: dict[str, int],
+) -> None:
+    """Two discovery peers and two gateways: the first of each killed -9 in turn. The services renew and the
+    gateways fetch through the other peer; the clients move to the other gateway when their connection breaks
+    and send the same Idempotency-Key again. Prints the failover times (kill -> next accepted order, -> its row)."""
+    assert len(gateway.gateways) == 2, "the cluster runs two gateways"
+    flow = OrderFlow(gateway, buyers, list(fresh_products))
+    timings = {}
+    try:
+        await flow.reached(20)
+        for victim in ("discovery", "gateway"):
+            killed_at = time.monotonic()
+            await asyncio.to_thread(cluster.kill, victim)
+            timings[victim] = await seconds_to_next_order(flow, orders_db, killed_at)
+            await flow.more(30)
+        # A new registration while the first peer is down reaches the gateway through the other one.
+        await asyncio.to_thread(cluster.kill, "order-service-2")
+        await asyncio.to_thread(cluster.start, "order-service-2")
+        await flow.more(20)
+    finally:
+        accepted = await flow.stop()
+        await asyncio.to_thread(cluster.start, "discovery", "gateway", "order-service-2")
+    for victim, (to_order, to_row) in timings.items():
+        print(f"\nfailover after {victim} killed: next accepted order {to_order:.2f} s, its row {to_row:.2f} s")
+    await assert_settled_once(orders_db, buyers, accepted, {"CONFIRMED"})
+    await assert_no_drift(gateway, orders_db, fresh_products)

@@ -2,7 +2,9 @@
 
 import pytest
 
+from launcher.deployables import DISCOVERY, GATEWAY, ORDER_SERVICE
 from launcher.environment import STACK_DIR, StackConfig
+from launcher.services import instances
 from stack_support.side_stack import shifted
 
 pytestmark = pytest.mark.unit
@@ -76,3 +78,31 @@ def test_a_side_stack_moves_ports_and_loopback_addresses_only() -> None:
     assert shifted("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", 20000) == "127.0.0.1:29092"
     assert shifted("DISCOVERY_URL", "http://127.0.0.1:8761/eureka", 20000) == "http://127.0.0.1:28761/eureka"
     assert shifted("DB_USER", "app", 20000) == "app"
+
+
+def test_two_discovery_peers_and_two_gateways_take_the_next_ports_and_every_client_lists_both_peers() -> None:
+    config = StackConfig({"DISCOVERY_INSTANCES": "2", "GATEWAY_INSTANCES": "2"})
+
+    started = {i.component.name: (i.component.port, i.extra) for i in instances(config, DISCOVERY, GATEWAY)}
+
+    assert started == {
+        "discovery": (8761, {"DISCOVERY_PORT": "8761"}),
+        "discovery-2": (8762, {"DISCOVERY_PORT": "8762"}),
+        "gateway": (8000, {"GATEWAY_PORT": "8000", "GATEWAY_MANAGEMENT_PORT": "8001"}),
+        "gateway-2": (8002, {"GATEWAY_PORT": "8002", "GATEWAY_MANAGEMENT_PORT": "8003"}),
+    }
+    peers = "http://127.0.0.1:8761/eureka,http://127.0.0.1:8762/eureka"
+    for deployable in (DISCOVERY, GATEWAY, ORDER_SERVICE):
+        env = deployable.env(config)
+        assert (env["DISCOVERY_URL"], env["DISCOVERY_PEERS"]) == (peers, peers)
+
+
+def test_one_discovery_server_and_gateway_keep_their_names_ports_and_the_discovery_url_of_env() -> None:
+    config = StackConfig({"DISCOVERY_URL": "http://127.0.0.1:8761/eureka"})
+
+    started = [(i.component.name, i.component.port) for i in instances(config, DISCOVERY, GATEWAY)]
+
+    assert started == [("discovery", 8761), ("gateway", 8000)]
+    env = ORDER_SERVICE.env(config)
+    assert env["DISCOVERY_URL"] == "http://127.0.0.1:8761/eureka"
+    assert "DISCOVERY_PEERS" not in env

@@ -33,9 +33,18 @@ class PlacedOrder:
 
 
 class GatewayClient:
-    def __init__(self, base_url: str, timeout: float = 15.0) -> None:
+    """The public API through the gateway. Given several gateways (the cluster's two), place_until_accepted moves
+    to the next one when a connection to the current one fails, as a client behind a load balancer would."""
+
+    def __init__(self, base_url: str, *others: str, timeout: float = 15.0) -> None:
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        self.gateways = [url.rstrip("/") for url in (base_url, *others)]
         self.http = httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits)
+
+    def fail_over(self) -> None:
+        """Send from now on to the next gateway (round the list)."""
+        current = self.gateways.index(str(self.http.base_url).rstrip("/"))
+        self.http.base_url = httpx.URL(self.gateways[(current + 1) % len(self.gateways)])
 
     async def __aenter__(self) -> "GatewayClient":
         return self
@@ -103,6 +112,7 @@ class GatewayClient:
                 response = await self.order(user, product_id, qty, idempotency_key=key)
             except httpx.HTTPError:  # the connection itself failed: for a client the same as a 5xx
                 response = None
+                self.fail_over()
             if response is not None and response.status_code == 201:
                 return str(response.json()["orderId"])
             if response is not None and response.status_code < 500:

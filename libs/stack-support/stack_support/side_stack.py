@@ -13,7 +13,14 @@ from launcher.environment import REPO_ROOT, VENV_PYTHON, StackConfig, ensure_env
 from servicekit.config import ServiceSettings
 
 # What `make up-cluster` runs.
-CLUSTER_LAYOUT = {"KAFKA_BROKERS": "3", "CONNECT_WORKERS": "2", "CATALOG_INSTANCES": "2", "ORDER_INSTANCES": "2"}
+CLUSTER_LAYOUT = {
+    "KAFKA_BROKERS": "3",
+    "CONNECT_WORKERS": "2",
+    "CATALOG_INSTANCES": "2",
+    "ORDER_INSTANCES": "2",
+    "DISCOVERY_INSTANCES": "2",
+    "GATEWAY_INSTANCES": "2",
+}
 
 
 def shifted(key: str, value: str, shift: int) -> str:
