@@ -171,7 +171,9 @@ def start_some(config: StackConfig, names: list[str]) -> None:
     connect.start_workers(config, [worker for worker in workers if not Component.of(worker).running()])
     known = {node.name for node in nodes} | {worker.name for worker in workers}
     for name in names:
-        if name not in known:
+        if name == prometheus.SERVER.name:
+            prometheus.up(config)
+        elif name not in known:
             services.restart_service(config, name)
 
 

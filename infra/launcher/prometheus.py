@@ -6,9 +6,10 @@ import os
 import shutil
 import signal
 
+from launcher.deployables import DISCOVERY
 from launcher.environment import INFRA_DIR, STACK_DIR, StackConfig, render_template
-from launcher.processes import LocalServer, done, needs_start, step
-from launcher.services import discovery_port, monitor_port
+from launcher.processes import Component, LocalServer, done, needs_start, step
+from launcher.services import discovery_port, instances, monitor_port
 
 PROMETHEUS_DIR = STACK_DIR / "prometheus"
 CONFIG = PROMETHEUS_DIR / "prometheus.yml"
@@ -30,7 +31,7 @@ def up(config: StackConfig) -> None:
         CONFIG,
         rules_file=RULES,
         eureka_url=eureka,
-        discovery_target=f"127.0.0.1:{discovery_port(config)}",
+        discovery_static_configs=json.dumps([discovery_entry(i.component) for i in instances(config, DISCOVERY)]),
         prometheus_target=f"127.0.0.1:{SERVER.port(config)}",
         kafka_static_configs=jvm_static_configs("kafka", [f"127.0.0.1:{n.metrics_port}" for n in config.kafka_nodes]),
         connect_static_configs=jvm_static_configs(
@@ -55,6 +56,11 @@ def up(config: StackConfig) -> None:
         f"--web.cors.origin={console_origin_pattern(monitor_port(config))}",
     ]
     SERVER.start(config, argv, 60)
+
+
+def discovery_entry(peer: Component) -> dict[str, object]:
+    """The scrape entry of one discovery server, labelled by its component name (discovery, discovery-2)."""
+    return {"targets": [f"127.0.0.1:{peer.port}"], "labels": {"app": "DISCOVERY", "instance": peer.name}}
 
 
 def console_origin_pattern(port: int) -> str:

@@ -17,7 +17,7 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from launcher import connect, kafka, services
+from launcher import connect, kafka, prometheus, services
 from order_contract.order import Order, OrderStatus
 from order_contract.timestamps import now_ms
 from order_contract.topics import ORDERS_TOPIC, STOCK_TOPIC
@@ -475,3 +475,37 @@ async def test_killing_a_discovery_peer_then_a_gateway_while_orders_flow_loses_a
         print(f"\nfailover after {victim} killed: next accepted order {to_order:.2f} s, its row {to_row:.2f} s")
     await assert_settled_once(orders_db, buyers, accepted, {"CONFIRMED"})
     await assert_no_drift(gateway, orders_db, fresh_products)
+
+
+async def monitor_rates(cluster: SideStack, group: str) -> bool:
+    """The monitor answers its Burrow API and lists `group` among the consumer groups it rates."""
+    url = f"http://127.0.0.1:{services.monitor_port(cluster.config)}/v3/kafka/local/consumer"
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            return group in (await client.get(url)).json()["consumers"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return False
+
+
+async def test_orders_flow_while_the_monitor_and_prometheus_are_down_and_both_come_back_whole(
+    cluster: SideStack,
+    gateway: GatewayClient,
+    buyers: list[User],
+    orders_db: DictConnection,
+    fresh_products: dict[str, int],
+) -> None:
+    """The monitor and Prometheus are outside the data path: both killed -9, orders keep being accepted and
+    written; started again, each answers (the monitor rating catalog-service's group again)."""
+    flow = OrderFlow(gateway, buyers, list(fresh_products))
+    try:
+        await flow.reached(10)
+        for name in ("monitor", "prometheus"):
+            await asyncio.to_thread(cluster.kill, name)
+        await flow.more(30)
+    finally:
+        accepted = await flow.stop()
+        await asyncio.to_thread(cluster.start, "monitor", "prometheus")
+    await assert_settled_once(orders_db, buyers, accepted, {"CONFIRMED"})
+    assert await asyncio.to_thread(prometheus.SERVER.ready, cluster.config), "Prometheus answers again"
+    restarted = "the restarted monitor rating catalog-service"
+    await eventually(lambda: monitor_rates(cluster, "catalog-service"), within=60, what=restarted)
