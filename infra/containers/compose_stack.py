@@ -30,6 +30,7 @@ TEST_PROJECT = "kafka-sync-test"
 # 3306, 8090, 9090, 9411).
 TEST_HOST_PORTS = {
     "GATEWAY_HOST_PORT": 18000,
+    "GATEWAY_2_HOST_PORT": 18002,
     "DISCOVERY_HOST_PORT": 18761,
     "KAFKA_HOST_PORT": 19192,
     "KAFKA_2_HOST_PORT": 19194,
@@ -280,6 +281,7 @@ def host_test_environment() -> dict[str, str]:
     ports = TEST_HOST_PORTS
     return {
         "GATEWAY_PORT": str(ports["GATEWAY_HOST_PORT"]),
+        "GATEWAY_2_PORT": str(ports["GATEWAY_2_HOST_PORT"]),
         "DISCOVERY_URL": f"http://127.0.0.1:{ports['DISCOVERY_HOST_PORT']}/eureka",
         "PROMETHEUS_PORT": str(ports["PROMETHEUS_HOST_PORT"]),
         "ZIPKIN_PORT": str(ports["ZIPKIN_HOST_PORT"]),

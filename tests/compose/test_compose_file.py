@@ -47,6 +47,7 @@ PODMAN_COMPOSE = REPO / ".stack/tools/podman-compose/bin/podman-compose"
 # and Connect workers on the ports the launcher gives them in cluster mode.
 CONTRACT_PORTS = {
     "gateway": 8000,
+    "gateway-2": 8002,
     "discovery": 8761,
     "kafka-1": 9092,
     "kafka-2": 9094,
@@ -453,7 +454,9 @@ def test_each_component_mounts_only_its_own_secrets_read_only_after_they_are_mad
         "register-connectors": "connect-client",
         "connect-watchdog": "connect-watchdog",
         "discovery": "discovery",
+        "discovery-2": "discovery",
         "gateway": "discovery",
+        "gateway-2": "discovery",
         "user-service": "user-service",
         "catalog-service": "catalog-service",
         "order-service-1": "order-service",

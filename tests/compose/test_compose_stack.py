@@ -15,6 +15,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+import httpx
 import pytest
 
 from infra.containers.compose_secrets import COMPONENT_SECRETS, secret_keys
@@ -164,6 +165,49 @@ async def test_a_replica_crashing_a_broker_and_connect_restarting_while_orders_f
     assert {row["status"] for row in rows.values()} == {"CONFIRMED"}, "5,000 in stock: every order fits"
     stock = await eventually(gateway.stock, within=30, what="the catalog through the gateway")
     assert set(stock_drift(orders_db, own_products, stock).values()) == {0}, "stock moved by the confirmed orders"
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+async def test_orders_flow_through_the_second_gateway_while_the_first_discovery_peer_and_gateway_are_stopped(
+    orders_db: DictConnection, own_products: dict[str, int]
+) -> None:
+    """Two discovery peers and two gateways, as in cluster mode: the first peer stopped, then the first gateway; the
+    clients know both gateways and move on when a connection fails, sending the same Idempotency-Key again."""
+    first, second = (f"http://127.0.0.1:{os.environ[key]}" for key in ("GATEWAY_PORT", "GATEWAY_2_PORT"))
+    products = list(own_products)
+    async with GatewayClient(first, second) as gateway:
+        users = await asyncio.gather(*(gateway.sign_up(f"Compose Peer Buyer {n}") for n in range(3)))
+        progress, faults_done = Progress(), asyncio.Event()
+        flow = asyncio.ensure_future(
+            asyncio.gather(*(place_until(gateway, user, products, faults_done, progress) for user in users))
+        )
+        try:
+            await progress.reached(10, flow)
+            for service in ("discovery", "gateway"):
+                await asyncio.to_thread(engine, "stop", container(service))
+                await progress.reached(len(progress.accepted) + 15, flow)
+            assert not flow.done(), "orders flowed with the first peer and gateway stopped"
+        finally:
+            faults_done.set()
+            await flow
+            for service in ("discovery", "gateway"):
+                await asyncio.to_thread(engine, "start", container(service))
+        assert str(gateway.http.base_url).rstrip("/") == second, "the clients moved to the second gateway"
+        accepted = progress.accepted
+        rows = await eventually(
+            lambda: settled(orders_db, accepted), within=120, what="every accepted order has one settled row"
+        )
+        assert {row["status"] for row in rows.values()} == {"CONFIRMED"}
+        stock = await eventually(gateway.stock, within=30, what="the catalog through the second gateway")
+        assert set(stock_drift(orders_db, own_products, stock).values()) == {0}
+    # Whole again for the suites after this one.
+    await eventually(lambda: answers(f"{first}/gateway/health_check"), within=90, what="the first gateway back")
 
 
 def test_no_secret_is_in_any_containers_configuration_or_log_and_each_holds_only_its_own() -> None:
