@@ -31,13 +31,18 @@ def any_layout_components(config: StackConfig) -> list[Component]:
     """Every component of any layout (one or three Kafka nodes, up to three workers and catalog instances): what
     `down` stops and `up` checks, whichever layout started them."""
     widest = config.with_values(
-        KAFKA_BROKERS="3", CONNECT_WORKERS="3", CATALOG_INSTANCES="3", DISCOVERY_INSTANCES="2", GATEWAY_INSTANCES="2"
+        KAFKA_BROKERS="3",
+        CONNECT_WORKERS="3",
+        CATALOG_INSTANCES="3",
+        DISCOVERY_INSTANCES="2",
+        GATEWAY_INSTANCES="2",
+        MARIADB_NODES="3",
     )
-    single = config.with_values(KAFKA_BROKERS="1", CONNECT_WORKERS="1", CATALOG_INSTANCES="1")
+    single = config.with_values(KAFKA_BROKERS="1", CONNECT_WORKERS="1", CATALOG_INSTANCES="1", MARIADB_NODES="1")
     found: dict[str, Component] = {}
     for component in [*every_component(single), *every_component(widest)]:
         found.setdefault(component.name, component)
-    # The single node "kafka" and worker "connect" stand where the cluster's first ones do.
+    # The single node "kafka", worker "connect" and server "mariadb" stand where the cluster's first ones do.
     order = [c.name for c in every_component(widest)]
     return sorted(found.values(), key=lambda c: order.index(c.name if c.name in order else f"{c.name}-1"))
 
@@ -58,7 +63,7 @@ def check_layout(config: StackConfig) -> None:
 def every_component(config: StackConfig) -> list[Component]:
     """In start order: the infrastructure, Zipkin, discovery, the services, the gateway, the monitor, Prometheus."""
     return [
-        mariadb.component(config),
+        *mariadb.components(config),
         *kafka.components(config),
         *connect.components(config),
         connect.watchdog_component(),
@@ -153,6 +158,9 @@ def status(config: StackConfig) -> int:
         state = "up" if pid else "down"
         log = component.log_file.relative_to(REPO_ROOT)
         print(f"{component.name:<18} {state:<5} port={port!s:<6} pid={pid or '-'!s:<8} log={log}")
+    for database in config.mariadb_nodes if mariadb.galera(config) else []:
+        if Component.of(database).pid() is not None:
+            print(f"{'':<18} {database.name}: {mariadb.node_summary(database)}")
     for node in config.kafka_nodes:
         if Component.of(node).pid() is not None:
             summary = kafka.node_summary(node)
@@ -162,14 +170,16 @@ def status(config: StackConfig) -> int:
 
 
 def start_some(config: StackConfig, names: list[str]) -> None:
-    """Start these components of the running stack that are down (Kafka nodes, Connect workers, service
-    instances) and wait until they serve: what a failure test does after killing them. Kafka nodes start
+    """Start these components of the running stack that are down (Galera nodes, Kafka nodes, Connect workers,
+    service instances) and wait until they serve: what a failure test does after killing them. Kafka nodes start
     together: two of three controllers cannot elect a leader without each other."""
+    databases = [node for node in config.mariadb_nodes if node.name in names] if mariadb.galera(config) else []
+    mariadb.start_nodes(config, [node for node in databases if not Component.of(node).running()])
     nodes = [node for node in config.kafka_nodes if node.name in names]
     kafka.start_nodes(config, [node for node in nodes if not Component.of(node).running()])
     workers = [worker for worker in config.connect_workers if worker.name in names]
     connect.start_workers(config, [worker for worker in workers if not Component.of(worker).running()])
-    known = {node.name for node in nodes} | {worker.name for worker in workers}
+    known = {node.name for node in nodes} | {node.name for node in databases} | {worker.name for worker in workers}
     for name in names:
         if name == prometheus.SERVER.name:
             prometheus.up(config)

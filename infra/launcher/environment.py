@@ -23,10 +23,20 @@ INFRA_DIR = REPO_ROOT / "infra"
 # STACK_DIR moves every pid, log and data file of a stack elsewhere (tests/cluster runs a second stack beside make up).
 STACK_DIR = Path(os.environ.get("STACK_DIR") or REPO_ROOT / ".stack")
 LOG_DIR = STACK_DIR / "logs"
-# The layout `up` started (KAFKA_BROKERS, CONNECT_WORKERS, CATALOG_INSTANCES): until `down`, later commands (status,
-# down, the tests, a plain `make up`) see the stack that runs, whatever .env says; the process environment still wins.
+# The layout `up` started (KAFKA_BROKERS, CONNECT_WORKERS, CATALOG_INSTANCES, MARIADB_NODES): until `down`, later
+# commands (status, down, the tests, a plain `make up`) see the stack that runs, whatever .env says; the process
+# environment still wins.
 LAYOUT_FILE = STACK_DIR / "layout.env"
-LAYOUT_KEYS = ("KAFKA_BROKERS", "CONNECT_WORKERS", "CATALOG_INSTANCES")
+LAYOUT_KEYS = (
+    "KAFKA_BROKERS",
+    "CONNECT_WORKERS",
+    "CATALOG_INSTANCES",
+    "MARIADB_NODES",
+    "DISCOVERY_INSTANCES",
+    "GATEWAY_INSTANCES",
+)
+# Layout keys .env.example leaves commented out, and what they are then.
+LAYOUT_DEFAULTS = {"MARIADB_NODES": 1, "DISCOVERY_INSTANCES": 1, "GATEWAY_INSTANCES": 1}
 PID_DIR = STACK_DIR / "pids"
 VENV_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
 KAFKA_LIB = INFRA_DIR / "target" / "kafka" / "lib"
@@ -171,7 +181,7 @@ class StackConfig:
     @property
     def layout(self) -> dict[str, str]:
         """How many of each clustered piece this configuration runs (what `up` records in LAYOUT_FILE)."""
-        return {key: str(self.number(key)) for key in LAYOUT_KEYS}
+        return {key: str(self.number(key, LAYOUT_DEFAULTS.get(key))) for key in LAYOUT_KEYS}
 
     def get(self, key: str, default: str | None = None) -> str:
         """The key's value; when unset, `default`, else .env.example's (empty for a secret)."""
@@ -184,6 +194,32 @@ class StackConfig:
     @property
     def db_port(self) -> int:
         return self.number("DB_PORT")
+
+    @property
+    def mariadb_nodes(self) -> list["MariaDbNode"]:
+        """MARIADB_NODES: 1 (one server in .stack/mariadb) or 3 (one Galera cluster). Node n serves clients on
+        DB_PORT + n - 1 (3306, 3307, 3308) and talks to its peers on DB_PORT + 1261 + 10 (n - 1) (4567, 4577, 4587,
+        Galera's default first), receives incremental state transfers on the next port and full ones (rsync) on the
+        one after that."""
+        count = self.number("MARIADB_NODES", LAYOUT_DEFAULTS["MARIADB_NODES"])
+        if count not in (1, 3):
+            raise ValueError(f"MARIADB_NODES is {count}; it must be 1 or 3 (a Galera cluster needs a majority)")
+        if count == 1:
+            return [MariaDbNode("mariadb", 1, self.db_port, 0, STACK_DIR / "mariadb")]
+        return [
+            MariaDbNode(
+                f"mariadb-{n}", n, self.db_port + n - 1, self.db_port + 1261 + 10 * (n - 1), STACK_DIR / f"mariadb-{n}"
+            )
+            for n in range(1, count + 1)
+        ]
+
+    @property
+    def db_hosts(self) -> str:
+        """Every MariaDB node as host:port, in the order clients try them (DB_HOSTS, servicekit's failover list);
+        empty for a single server, which clients reach at DB_HOST and DB_PORT."""
+        nodes = self.mariadb_nodes
+        host = self.get("DB_HOST")
+        return "" if len(nodes) == 1 else ",".join(f"{host}:{node.port}" for node in nodes)
 
     @property
     def kafka_port(self) -> int:
@@ -305,6 +341,8 @@ class StackConfig:
         env["KAFKA_BOOTSTRAP_SERVERS"] = self.kafka_bootstrap_servers
         env["KAFKA_REPLICATION_FACTOR"] = str(self.kafka_replication_factor)
         env["KAFKA_MIN_INSYNC_REPLICAS"] = str(self.kafka_min_insync_replicas)
+        if self.db_hosts:
+            env["DB_HOSTS"] = self.db_hosts
         env.update(extra)
         return env
 
@@ -326,6 +364,26 @@ class KafkaNode:
     controller_port: int
     metrics_port: int
     home: Path
+
+
+@dataclass(frozen=True)
+class MariaDbNode:
+    """One MariaDB server run by the launcher: the single one, or a node of a Galera cluster, its data under `home`."""
+
+    name: str  # its component: "mariadb" alone, "mariadb-1", "mariadb-2", ... in a Galera cluster
+    number: int
+    port: int
+    # Galera's group communication (0 outside a cluster); incremental and full state transfers take the next two.
+    group_port: int
+    home: Path
+
+    @property
+    def ist_port(self) -> int:
+        return self.group_port + 1
+
+    @property
+    def sst_port(self) -> int:
+        return self.group_port + 2
 
 
 @dataclass(frozen=True)
