@@ -89,6 +89,10 @@ class ServiceSettings(DiscoverySettings, TracingSettings, TokenSettings):
 
     db_host: str = "127.0.0.1"
     db_port: int = 3306
+    # Several MariaDB servers (a Galera cluster) as host:port,host:port,...: every client tries them in this order and
+    # uses the first that answers and is synced (servicekit.database), so all write to the same node. Empty: the
+    # one server at DB_HOST and DB_PORT.
+    db_hosts: str = ""
     db_user: str
     db_password: str
 
@@ -127,6 +131,19 @@ class ServiceSettings(DiscoverySettings, TracingSettings, TokenSettings):
             return KafkaAccess(self.kafka_bootstrap_servers, self.kafka_username, self.kafka_password, **copies)
         password = self.kafka_admin_password
         return KafkaAccess(self.kafka_bootstrap_servers, "admin" if password else None, password, **copies)
+
+    @property
+    def db_addresses(self) -> list[tuple[str, int]]:
+        """Where the database server is, in the order to try: DB_HOSTS, else DB_HOST and DB_PORT alone."""
+        if not self.db_hosts.strip():
+            return [(self.db_host, self.db_port)]
+        addresses = []
+        for address in self.db_hosts.split(","):
+            host, _, port = address.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"DB_HOSTS: {address.strip()!r} is not host:port")
+            addresses.append((host, int(port)))
+        return addresses
 
     def database_url(self, database: str | None, *, driver: str = "mysql+aiomysql") -> "URL":
         """A SQLAlchemy URL for one database on the shared server (None = server level, no database)."""

@@ -1,15 +1,20 @@
-"""Async engines for the shared MariaDB server, the FastAPI session dependency, migrations at start."""
+"""Async engines for the shared MariaDB server (or the first answering node of several), the FastAPI session
+dependency, migrations at start."""
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from alembic import command
 from alembic.config import Config
 from fastapi import Depends, Request
-from sqlalchemy import create_engine, pool, text
+from sqlalchemy import Engine, create_engine, event, pool, text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from servicekit.config import ServiceSettings
 from servicekit.tracing import instrument_engine
@@ -18,6 +23,67 @@ log = logging.getLogger(__name__)
 
 # Several instances may start at once; only one of them migrates a database at a time.
 MIGRATION_LOCK_TIMEOUT_SECONDS = 120
+# With several servers to try, a server that does not answer the handshake within this long is passed over.
+FAILOVER_CONNECT_TIMEOUT_SECONDS = 3
+# With several servers, connections made to a later one are replaced after this long (a new one goes to the first
+# that answers), so the clients come back to one writer once the preferred server has returned.
+FAILOVER_POOL_RECYCLE_SECONDS = 60
+
+
+class NoServerAnswers(Exception):
+    """None of DB_HOSTS accepted a connection and served writes."""
+
+
+def connect_first_answering(
+    settings: ServiceSettings, connect: Callable[..., Any], cparams: dict[str, Any]
+) -> DBAPIConnection:
+    """A DBAPI connection to the first of `settings.db_addresses` that accepts one and, if it is a Galera node,
+    is synced with a primary component (a non-primary node accepts connections but refuses reads and writes; a donor
+    or joiner is blocked or behind). Every client tries the servers in the same order, so all write to one node."""
+    failures = []
+    for host, port in settings.db_addresses:
+        try:
+            connection: DBAPIConnection = connect(**{**cparams, "host": host, "port": port})
+        except Exception as exc:  # the driver's OperationalError for a refused or broken connection, or a timeout
+            failures.append(f"{host}:{port}: {exc}")
+            continue
+        state = _galera_state(connection)
+        if state in (None, "Synced"):
+            if failures:
+                log.warning("database failover", extra={"server": f"{host}:{port}", "passed_over": failures})
+            return connection
+        connection.close()
+        failures.append(f"{host}:{port}: galera node {state}, not synced")
+    raise NoServerAnswers("no database server answers: " + "; ".join(failures))
+
+
+def _galera_state(connection: DBAPIConnection) -> str | None:
+    """The node's wsrep_local_state_comment (Synced, Donor/Desynced, Joining, Initialized...); None without Galera."""
+    cursor = connection.cursor()
+    try:
+        cursor.execute("SHOW GLOBAL STATUS LIKE 'wsrep_local_state_comment'")
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    return str(row[1]) if row else None
+
+
+def _with_failover(engine: Engine, settings: ServiceSettings) -> None:
+    """Make every new connection of `engine` go to the first server of DB_HOSTS that answers (nothing to do for one
+    server): pool_pre_ping finds a pooled connection broken, and its replacement goes to the next server."""
+    if len(settings.db_addresses) < 2:
+        return
+
+    @event.listens_for(engine, "do_connect")
+    def connect(
+        dialect: Dialect, record: ConnectionPoolEntry, cargs: tuple[Any, ...], cparams: dict[str, Any]
+    ) -> DBAPIConnection:
+        cparams.setdefault("connect_timeout", FAILOVER_CONNECT_TIMEOUT_SECONDS)
+        try:
+            return connect_first_answering(settings, partial(dialect.connect, *cargs), cparams)
+        except NoServerAnswers as exc:
+            # As the driver says "can't connect" (2003): callers treat it as the database away, as for one server.
+            raise dialect.loaded_dbapi.OperationalError(2003, str(exc)) from exc
 
 
 def make_engine(settings: ServiceSettings, database: str, *, pool_size: int = 10) -> AsyncEngine:
@@ -26,9 +92,17 @@ def make_engine(settings: ServiceSettings, database: str, *, pool_size: int = 10
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
-        pool_recycle=1800,
+        pool_recycle=1800 if len(settings.db_addresses) < 2 else FAILOVER_POOL_RECYCLE_SECONDS,
     )
+    _with_failover(engine.sync_engine, settings)
     instrument_engine(engine)  # when tracing is on
+    return engine
+
+
+def make_blocking_engine(settings: ServiceSettings, database: str | None) -> Engine:
+    """A pymysql engine without a pool (migrations, CREATE DATABASE), failing over as make_engine's does."""
+    engine = create_engine(settings.database_url(database, driver="mysql+pymysql"), poolclass=pool.NullPool)
+    _with_failover(engine, settings)
     return engine
 
 
@@ -48,7 +122,7 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 def ensure_database(settings: ServiceSettings, database: str) -> None:
     """CREATE DATABASE IF NOT EXISTS (blocking; call through asyncio.to_thread)."""
-    engine = create_engine(settings.database_url(None, driver="mysql+pymysql"), poolclass=pool.NullPool)
+    engine = make_blocking_engine(settings, None)
     try:
         with engine.connect() as connection:
             quoted = connection.dialect.identifier_preparer.quote_identifier(database)
@@ -64,7 +138,7 @@ def run_migrations(alembic_ini_path: str | Path, database: str, settings: Servic
     (see `migration_connection` for env.py).
     """
     ensure_database(settings, database)
-    engine = create_engine(settings.database_url(database, driver="mysql+pymysql"), poolclass=pool.NullPool)
+    engine = make_blocking_engine(settings, database)
     lock_name = f"migrate:{database}"
     try:
         with engine.connect() as connection:
@@ -102,7 +176,7 @@ def run_migration_environment(settings: ServiceSettings, database: str) -> None:
             alembic_context.run_migrations()
         return
     ensure_database(settings, database)
-    engine = create_engine(settings.database_url(database, driver="mysql+pymysql"), poolclass=pool.NullPool)
+    engine = make_blocking_engine(settings, database)
     try:
         with engine.connect() as own_connection:
             alembic_context.configure(connection=own_connection, target_metadata=None)

@@ -1,0 +1,116 @@
+"""DB_HOSTS: several MariaDB servers (a Galera cluster) tried in one order, the first that answers taken."""
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pymysql
+import pytest
+from sqlalchemy import text
+
+from servicekit.config import ServiceSettings
+from servicekit.database import NoServerAnswers, connect_first_answering, make_blocking_engine, make_engine
+from servicekit.testing import free_port
+
+
+def settings_for(db_hosts: str) -> ServiceSettings:
+    return ServiceSettings(db_hosts=db_hosts, db_user="app", db_password="unused")
+
+
+class HangingUpServer:
+    """A real listening port that accepts a connection and closes it at once (a server that dies in the handshake),
+    noting when each connection came."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self.accepted: list[float] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted.append(time.monotonic())
+            connection.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def hanging_up() -> Iterator[list[HangingUpServer]]:
+    servers = [HangingUpServer(), HangingUpServer()]
+    yield servers
+    for server in servers:
+        server.close()
+
+
+@pytest.mark.unit
+def test_db_hosts_lists_the_servers_in_order_and_db_host_stands_alone_without_it() -> None:
+    assert settings_for("10.0.0.1:3306, db-2:3307,db-3:3308").db_addresses == [
+        ("10.0.0.1", 3306),
+        ("db-2", 3307),
+        ("db-3", 3308),
+    ]
+    assert ServiceSettings(db_host="db", db_port=3310, db_user="app", db_password="x").db_addresses == [("db", 3310)]
+    with pytest.raises(ValueError, match="not host:port"):
+        _ = settings_for("db-1:3306,db-2").db_addresses
+
+
+@pytest.mark.unit
+def test_every_server_is_tried_in_the_listed_order_and_each_failure_named(hanging_up: list[HangingUpServer]) -> None:
+    refusing = free_port()
+    first, second = hanging_up
+    settings = settings_for(f"127.0.0.1:{refusing},127.0.0.1:{second.port},127.0.0.1:{first.port}")
+
+    with pytest.raises(NoServerAnswers) as failure:
+        connect_first_answering(settings, pymysql.connect, {"user": "app", "password": "x", "connect_timeout": 2})
+
+    message = str(failure.value)
+    positions = [message.index(f"127.0.0.1:{port}:") for port in (refusing, second.port, first.port)]
+    assert positions == sorted(positions), message
+    assert "Connection refused" in message
+    assert len(second.accepted) == 1 and len(first.accepted) == 1
+    assert second.accepted[0] < first.accepted[0]
+
+
+@pytest.mark.unit
+def test_an_engine_with_no_server_answering_fails_as_a_refused_connection_does(
+    hanging_up: list[HangingUpServer],
+) -> None:
+    """Callers (catalog-service counts 2000-2999 as the database away) see what one server away gives them."""
+    settings = settings_for(f"127.0.0.1:{free_port()},127.0.0.1:{hanging_up[0].port}")
+    engine = make_blocking_engine(settings, "mydb")
+
+    with pytest.raises(Exception) as failure:
+        engine.connect()
+
+    orig = getattr(failure.value, "orig", None)
+    assert isinstance(orig, pymysql.err.OperationalError) and orig.args[0] == 2003, failure.value
+    assert len(hanging_up[0].accepted) == 1
+
+
+@pytest.mark.stack
+def test_the_first_server_that_answers_takes_the_connections() -> None:
+    """Against the real MariaDB (DB_HOST, DB_PORT of .env) behind a port nobody listens on."""
+    real = ServiceSettings()  # DB_USER and DB_PASSWORD from .env
+    settings = real.model_copy(update={"db_hosts": f"127.0.0.1:{free_port()},{real.db_host}:{real.db_port}"})
+
+    async def served_by() -> int:
+        engine = make_engine(settings, "information_schema", pool_size=1)
+        try:
+            async with engine.connect() as connection:
+                port: int = (await connection.execute(text("SELECT @@port"))).scalar_one()
+                return port
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(served_by()) == real.db_port
+    with make_blocking_engine(settings, None).connect() as connection:
+        assert connection.execute(text("SELECT @@port")).scalar_one() == real.db_port
