@@ -69,6 +69,43 @@ def up(config: StackConfig) -> None:
         register_connector(config, name, CONNECTOR_DIR / f"{name}.json")
 
 
+# The sink's URL names the one server (DB_HOST, DB_PORT); a Galera cluster's every node instead.
+SINGLE_SERVER_URL = "jdbc:mariadb://${env:DB_HOST}:${env:DB_PORT}/"
+# wsrep_gtid_domain_id in infra/mariadb/galera.cnf: the GTIDs every node writes alike ("domain-server" of each).
+GALERA_GTID_SOURCES = "1-.*"
+
+
+def rendered(config: StackConfig, name: str, connector_config: dict[str, str]) -> dict[str, str]:
+    """A connector's JSON as registered: as written for one MariaDB server; for a Galera cluster, the sink's URL in
+    MariaDB Connector/J's sequential mode over every node (the first that answers and is synced, in DB_HOSTS'
+    order, so the sink writes where the services do) and the CDC source's position taken from the cluster's GTID
+    domain alone. Debezium follows one host (database.hostname/port: node 1 here); after that node is lost, the
+    connector resumes on another by GTID once pointed there (follow_node)."""
+    if not config.db_hosts:
+        return connector_config
+    changed = dict(connector_config)
+    if name == SINK_CONNECTOR:
+        url = changed["connection.url"]
+        if not url.startswith(SINGLE_SERVER_URL):
+            raise StartupFailed(f"connect: {name}'s connection.url does not start with {SINGLE_SERVER_URL}")
+        # galeraAllowedState=4: a node that is not Synced (non-primary, donor, joiner) is passed over.
+        rest = url.removeprefix(SINGLE_SERVER_URL)
+        separator = "&" if "?" in rest else "?"
+        changed["connection.url"] = f"jdbc:mariadb:sequential://{config.db_hosts}/{rest}{separator}galeraAllowedState=4"
+    elif name == SOURCE_CONNECTOR:
+        changed["gtid.source.includes"] = GALERA_GTID_SOURCES
+    return changed
+
+
+def follow_node(config: StackConfig, port: int) -> None:
+    """Point the CDC source at the Galera node serving on `port` (its node died): Connect restarts its task there, and
+    Debezium finds in that node's binlog the GTID it stopped at (the same on every node) and reads on from it."""
+    source = rendered(config, SOURCE_CONNECTOR, json.loads((CONNECTOR_DIR / f"{SOURCE_CONNECTOR}.json").read_text()))
+    source["database.port"] = str(port)
+    url = f"{answering_url(config)}/connectors/{SOURCE_CONNECTOR}/config"
+    httpx.put(url, json=source, auth=rest_auth(config), timeout=30).raise_for_status()
+
+
 def watchdog_env(config: StackConfig) -> dict[str, str]:
     """connect-watchdog (services/connect-watchdog) with only its own secrets: Connect's REST login (it restarts,
     stops and resumes connectors), its Kafka login and the sink's database account (its recovery writes the rows the
@@ -180,7 +217,7 @@ def register_connector(config: StackConfig, name: str, config_file: Path) -> Non
     """PUT the config (idempotent: create or update), then wait until the connector and its tasks run."""
     connect = component(config)
     step(f"registering connector {name}")
-    connector_config = json.loads(config_file.read_text())
+    connector_config = rendered(config, name, json.loads(config_file.read_text()))
 
     def put_config() -> bool:
         url = f"{answering_url(config)}/connectors/{name}/config"
