@@ -16,7 +16,8 @@ from servicekit.errors import Conflict, NotFound
 
 log = logging.getLogger(__name__)
 
-# MariaDB error codes worth retrying the whole transaction for: deadlock, lock wait timeout.
+# MariaDB error codes worth retrying the whole transaction for: deadlock (also a Galera node's answer when another
+# node's write wins certification or aborts ours), lock wait timeout.
 _RETRYABLE_MYSQL_ERRORS = {1213, 1205}
 
 
