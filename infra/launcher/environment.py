@@ -172,7 +172,9 @@ class StackConfig:
         values = read_env_file(ensure_env_file())
         if LAYOUT_FILE.exists():
             values.update(read_env_file(LAYOUT_FILE))
-        values.update({k: v for k, v in os.environ.items() if k in values})
+        # The environment wins for every key .env has, and for the layout (`make up-cluster` sets MARIADB_NODES and
+        # the like, which a .env from .env.example may not name).
+        values.update({k: v for k, v in os.environ.items() if k in values or k in LAYOUT_KEYS})
         return cls(values)
 
     def with_values(self, **values: str) -> "StackConfig":
