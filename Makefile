@@ -8,7 +8,7 @@ PY := .venv/bin/python
 help:
 	@echo "make <target>   (README.md is the map; DEVELOPING.md the test tiers)"
 	@echo "  up            install what is missing, start the whole stack natively, print its URLs"
-	@echo "  up-cluster    the same with 3 Kafka brokers, 2 Connect workers, 2 catalog-service instances, 2 discovery peers, 2 gateways"
+	@echo "  up-cluster    the same with 3 Kafka brokers, 2 Connect workers, 2 catalog-service instances, 2 discovery peers, 2 gateways, 3 Galera nodes"
 	@echo "  down          stop everything make up started (data stays until make clean)"
 	@echo "  status        one line per component: up/down, port, pid, log file"
 	@echo "  demo          the seed scenario end to end through the gateway, with a report"
@@ -35,7 +35,7 @@ up: install
 # Cluster mode: 3 KRaft brokers (RF 3, min.insync.replicas 2), 2 Connect workers, 2 catalog-service instances;
 # their data apart from make up's (.stack/kafka-cluster/). make status/down follow whichever layout runs.
 up-cluster: install
-	@KAFKA_BROKERS=3 CONNECT_WORKERS=2 CATALOG_INSTANCES=2 DISCOVERY_INSTANCES=2 GATEWAY_INSTANCES=2 $(PY) -m launcher up
+	@KAFKA_BROKERS=3 CONNECT_WORKERS=2 CATALOG_INSTANCES=2 DISCOVERY_INSTANCES=2 GATEWAY_INSTANCES=2 MARIADB_NODES=3 $(PY) -m launcher up
 
 down:
 	@if [ -x $(PY) ]; then $(PY) -m launcher down; else echo "nothing to stop"; fi
