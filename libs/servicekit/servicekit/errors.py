@@ -1,10 +1,13 @@
 """Domain errors raised by service code, and the one place turning them (and bad input) into HTTP."""
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+
+log = logging.getLogger(__name__)
 
 
 class DomainError(Exception):
@@ -86,6 +89,20 @@ async def _on_domain_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
+async def _on_database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The database refused or lost the connection (down, restarting, a Galera node outside the primary component,
+    a deadlock that outlasted its retries): nothing was written, and the client may try again."""
+    log.warning("database unavailable; answered 503", extra={"path": request.url.path, "error": str(exc)[:300]})
+    return JSONResponse(
+        {"detail": "the database cannot be reached right now; try again"}, status_code=503, headers={"Retry-After": "1"}
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(DomainError, _on_domain_error)
+    try:
+        from sqlalchemy.exc import OperationalError  # the db extra
+    except ImportError:
+        return
+    app.add_exception_handler(OperationalError, _on_database_unavailable)

@@ -6,6 +6,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import OperationalError
 
 from servicekit.config import ServiceSettings
 from servicekit.errors import NotFound
@@ -29,6 +30,8 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
     async def make_thing(body: Body) -> dict[str, int]:
         if body.qty == 7:
             raise NotFound("no seventh thing", field="qty")
+        if body.qty == 8:
+            raise OperationalError("SELECT 1", {}, Exception("(2003) Can't connect to MySQL server"))
         return {"qty": body.qty}
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://edge") as http:
@@ -112,3 +115,12 @@ async def test_metrics_count_answers_by_route_template_and_status(client: httpx.
     assert (grew("200", "/things"), grew("422", "/things"), grew("404", "unmatched", "GET")) == (2, 1, 1)
     assert 'http_request_duration_seconds_bucket{le="0.005",method="POST",route="/things"}' in page
     assert "_created" not in page  # one series per metric, not a creation-time gauge beside each
+
+
+async def test_a_database_that_cannot_be_reached_is_503_with_retry_after_not_500(client: httpx.AsyncClient) -> None:
+    """Down, restarting, or a Galera node outside the primary component: the client may retry."""
+    response = await client.post("/things", content=b'{"qty": 8}', headers={"content-type": "application/json"})
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert "database" in response.json()["detail"]
