@@ -16,7 +16,8 @@ COPY infra/mariadb/my.cnf /etc/mysql/kafka-sync.cnf.template
 # log to stderr (the engine keeps the log) instead of a file. The client tools find the server's socket.
 # The binlog carries this database alone (binlog_do_db): another CATALOG_DB needs --build-arg CATALOG_DB=...
 ARG CATALOG_DB=catalogdb
-RUN T_stack_dir=/var/lib/kafka-sync T_db_port=3306 T_catalog_db="$CATALOG_DB" render-template /etc/mysql/kafka-sync.cnf.template \
+RUN T_home=/var/lib/kafka-sync/mariadb T_log_file=/dev/stderr T_server_id=1 T_db_port=3306 \
+      T_binlog_filter="binlog_do_db=$CATALOG_DB" render-template /etc/mysql/kafka-sync.cnf.template \
       >/etc/mysql/kafka-sync.cnf \
     && printf 'bind-address=0.0.0.0\nlog-error=/dev/stderr\n' >>/etc/mysql/kafka-sync.cnf \
     && sed -n 's/^socket=/socket=/p' /etc/mysql/kafka-sync.cnf | sed '1i [client]' \

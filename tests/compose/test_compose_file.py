@@ -678,3 +678,21 @@ def test_every_one_shot_is_awaited_by_a_long_running_service(services: dict[str,
         if wait.get("condition") == "service_completed_successfully"
     }
     assert one_shots and one_shots <= adopted, sorted(one_shots - adopted)
+
+
+# Where the images render a template we ship (infra/containers/bin/render-template): the file that sets the T_
+# variables, and the template. Every placeholder needs its T_ variable, or the image build or the start fails.
+RENDERED_IN_IMAGES = [
+    ("infra/containers/mariadb.Dockerfile", "infra/mariadb/my.cnf"),
+    ("infra/containers/bin/start-prometheus", "infra/prometheus/prometheus.yml"),
+    ("infra/containers/bin/start-broker", "infra/kafka/server.properties"),
+    ("infra/containers/bin/start-worker", "infra/connect/worker.properties"),
+]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("renderer", "template"), RENDERED_IN_IMAGES)
+def test_the_images_give_every_placeholder_of_the_templates_they_render(renderer: str, template: str) -> None:
+    given = set(re.findall(r"\bT_(\w+)=", (REPO / renderer).read_text()))
+    needed = set(re.findall(r"\{\{(\w+)\}\}", (REPO / template).read_text()))
+    assert needed <= given, f"{renderer} does not set T_{', T_'.join(sorted(needed - given))} for {template}"
