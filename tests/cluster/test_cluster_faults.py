@@ -13,6 +13,7 @@ from functools import partial
 from typing import Any
 
 import httpx
+import pymysql
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -24,7 +25,7 @@ from order_contract.topics import ORDERS_TOPIC, STOCK_TOPIC
 from order_service.expiry import EXPIRY_GROUP
 from order_service.messaging import OrderPublisher, PublishFailed
 from order_service.service import idempotent_order_id
-from servicekit.testing import DictConnection, TopicReader, eventually
+from servicekit.testing import DictConnection, TopicReader, database, eventually
 from stack_support.api_client import GatewayClient, User
 from stack_support.side_stack import SideStack
 from tests.e2e.orders_table import SEED_STOCK, rows_by_id, rows_of_user, settled, stock_drift
@@ -509,3 +510,63 @@ async def test_orders_flow_while_the_monitor_and_prometheus_are_down_and_both_co
     assert await asyncio.to_thread(prometheus.SERVER.ready, cluster.config), "Prometheus answers again"
     restarted = "the restarted monitor rating catalog-service"
     await eventually(lambda: monitor_rates(cluster, "catalog-service"), within=60, what=restarted)
+
+
+def node_db(cluster: SideStack, number: int) -> DictConnection:
+    """The orders database on Galera node `number` (1 to 3), as the operator."""
+    on_node = cluster.settings.model_copy(update={"db_port": cluster.config.db_port + number - 1})
+    return database(on_node, cluster.config.get("ORDERS_DB"))
+
+
+def synced(cluster: SideStack, number: int) -> bool | None:
+    """Node `number` answers and is Synced in the primary component."""
+    try:
+        connection = node_db(cluster, number)
+    except pymysql.Error:
+        return None
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW STATUS LIKE 'wsrep_local_state_comment'")
+            row = cursor.fetchone()
+    finally:
+        connection.close()
+    return True if row is not None and row["Value"] == "Synced" else None
+
+
+async def test_each_galera_node_killed_in_turn_the_writer_first_loses_and_duplicates_nothing(
+    cluster: SideStack,
+    gateway: GatewayClient,
+    buyers: list[User],
+    fresh_products: dict[str, int],
+) -> None:
+    """MariaDB as three Galera nodes: each killed -9 in turn while orders flow, the one everybody writes to (the
+    first of DB_HOSTS) first, and started again once the next has taken over. Every accepted order is one settled
+    row and stock moved by exactly the confirmed quantities. Prints kill -> next accepted order and -> its row."""
+    if cluster.config.number("MARIADB_NODES") < 3:
+        pytest.skip("the cluster runs one MariaDB server (MARIADB_NODES=1)")
+    flow = OrderFlow(gateway, buyers, list(fresh_products))
+    timings = {}
+    try:
+        await flow.reached(20)
+        for number in (1, 2, 3):
+            watcher = node_db(cluster, number % 3 + 1)
+            try:
+                killed_at = time.monotonic()
+                await asyncio.to_thread(cluster.kill, f"mariadb-{number}")
+                timings[number] = await seconds_to_next_order(flow, watcher, killed_at)
+                await flow.more(30)
+            finally:
+                watcher.close()
+            await asyncio.to_thread(cluster.start, f"mariadb-{number}")
+            await eventually(partial(synced, cluster, number), within=120, what=f"mariadb-{number} Synced again")
+    finally:
+        accepted = await flow.stop()
+        await asyncio.to_thread(cluster.start, "mariadb-1", "mariadb-2", "mariadb-3")
+    for number, (to_order, to_row) in timings.items():
+        print(f"\nmariadb-{number} killed: next accepted order {to_order:.2f} s, its row {to_row:.2f} s")
+    orders_db = node_db(cluster, 1)
+    try:
+        await assert_settled_once(orders_db, buyers, accepted, {"CONFIRMED"})
+        await assert_no_drift(gateway, orders_db, fresh_products)
+    finally:
+        orders_db.close()
