@@ -175,12 +175,12 @@ def answers(url: str) -> bool:
 
 
 async def test_orders_flow_through_the_second_gateway_while_the_first_discovery_peer_and_gateway_are_stopped(
-    orders_db: DictConnection, own_products: dict[str, int]
+    orders_db: DictConnection, fresh_products: dict[str, int]
 ) -> None:
     """Two discovery peers and two gateways, as in cluster mode: the first peer stopped, then the first gateway; the
     clients know both gateways and move on when a connection fails, sending the same Idempotency-Key again."""
     first, second = (f"http://127.0.0.1:{os.environ[key]}" for key in ("GATEWAY_PORT", "GATEWAY_2_PORT"))
-    products = list(own_products)
+    products = list(fresh_products)
     async with GatewayClient(first, second) as gateway:
         users = await asyncio.gather(*(gateway.sign_up(f"Compose Peer Buyer {n}") for n in range(3)))
         progress, faults_done = Progress(), asyncio.Event()
@@ -195,9 +195,14 @@ async def test_orders_flow_through_the_second_gateway_while_the_first_discovery_
             assert not flow.done(), "orders flowed with the first peer and gateway stopped"
         finally:
             faults_done.set()
-            await flow
-            for service in ("discovery", "gateway"):
-                await asyncio.to_thread(engine, "start", container(service))
+            try:
+                await flow
+            finally:
+                # Whole again for the suites after this one, whatever happened above.
+                for service in ("discovery", "gateway"):
+                    await asyncio.to_thread(engine, "start", container(service))
+                back = f"{first}/gateway/health_check"
+                await eventually(lambda: answers(back), within=90, what="the first gateway back")
         assert str(gateway.http.base_url).rstrip("/") == second, "the clients moved to the second gateway"
         accepted = progress.accepted
         rows = await eventually(
@@ -205,9 +210,7 @@ async def test_orders_flow_through_the_second_gateway_while_the_first_discovery_
         )
         assert {row["status"] for row in rows.values()} == {"CONFIRMED"}
         stock = await eventually(gateway.stock, within=30, what="the catalog through the second gateway")
-        assert set(stock_drift(orders_db, own_products, stock).values()) == {0}
-    # Whole again for the suites after this one.
-    await eventually(lambda: answers(f"{first}/gateway/health_check"), within=90, what="the first gateway back")
+        assert set(stock_drift(orders_db, fresh_products, stock).values()) == {0}
 
 
 def test_no_secret_is_in_any_containers_configuration_or_log_and_each_holds_only_its_own() -> None:
