@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from consistency_audit.config import AuditSettings
 from order_contract.timestamps import as_utc, epoch_ms
+from servicekit.database import with_failover
 from servicekit.kafka import KafkaAccess
 
 # A status is one of a handful of words: every order's fields point at one copy of each (`intern`), not a string of
@@ -248,9 +249,11 @@ def _tables(settings: AuditSettings) -> tuple[Table, Table, Table]:
 
 def make_engine(settings: AuditSettings) -> AsyncEngine:
     # No default database: every table is named with its own (mydb.orders, catalogdb.*), all read in one snapshot.
-    return create_async_engine(
+    engine = create_async_engine(
         settings.database_url(None), pool_size=1, max_overflow=1, pool_pre_ping=True, isolation_level="REPEATABLE READ"
     )
+    with_failover(engine.sync_engine, settings)  # DB_HOSTS: the node every service writes to
+    return engine
 
 
 class Snapshot:

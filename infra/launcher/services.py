@@ -1,6 +1,7 @@
 """The Python side of the stack, started from launcher.deployables: discovery, the services (several instances of
 some), the gateway and the monitor, in that order, each waited for as its description says."""
 
+import contextlib
 import subprocess
 import time
 from functools import partial
@@ -172,15 +173,15 @@ def _answers(url: str) -> bool:
 def registered_instances(config: StackConfig, app: str) -> list[dict[str, Any]]:
     """`app`'s instances as the first discovery server that answers lists them (the cluster runs two peers)."""
     peers = discovery_urls(config)
-    servers = peers if len(peers) > 1 else [eureka_url(config)]
-    for server in servers:
-        try:
-            response = httpx.get(f"{server}/apps/{app}", headers={"Accept": "application/json"}, timeout=2)
-        except httpx.TransportError:
-            if server == servers[-1]:
-                raise
-            continue
-        break
+    *others, last = peers if len(peers) > 1 else [eureka_url(config)]
+    for server in others:
+        with contextlib.suppress(httpx.TransportError):
+            return _instances_at(server, app)
+    return _instances_at(last, app)
+
+
+def _instances_at(server: str, app: str) -> list[dict[str, Any]]:
+    response = httpx.get(f"{server}/apps/{app}", headers={"Accept": "application/json"}, timeout=2)
     if response.status_code != 200:
         return []
     found = response.json().get("application", {}).get("instance", [])

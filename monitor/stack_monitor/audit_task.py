@@ -62,6 +62,7 @@ class AuditTask:
             MonitorAuditSettings(
                 db_host=monitor.db_host,
                 db_port=monitor.db_port,
+                db_hosts=monitor.db_hosts,
                 db_user=monitor.db_user,
                 db_password=monitor.db_password,
                 kafka_bootstrap_servers=monitor.kafka_bootstrap_servers,

@@ -68,7 +68,7 @@ def _galera_state(connection: DBAPIConnection) -> str | None:
     return str(row[1]) if row else None
 
 
-def _with_failover(engine: Engine, settings: ServiceSettings) -> None:
+def with_failover(engine: Engine, settings: ServiceSettings) -> None:
     """Make every new connection of `engine` go to the first server of DB_HOSTS that answers (nothing to do for one
     server): pool_pre_ping finds a pooled connection broken, and its replacement goes to the next server."""
     if len(settings.db_addresses) < 2:
@@ -94,7 +94,7 @@ def make_engine(settings: ServiceSettings, database: str, *, pool_size: int = 10
         pool_pre_ping=True,
         pool_recycle=1800 if len(settings.db_addresses) < 2 else FAILOVER_POOL_RECYCLE_SECONDS,
     )
-    _with_failover(engine.sync_engine, settings)
+    with_failover(engine.sync_engine, settings)
     instrument_engine(engine)  # when tracing is on
     return engine
 
@@ -102,7 +102,7 @@ def make_engine(settings: ServiceSettings, database: str, *, pool_size: int = 10
 def make_blocking_engine(settings: ServiceSettings, database: str | None) -> Engine:
     """A pymysql engine without a pool (migrations, CREATE DATABASE), failing over as make_engine's does."""
     engine = create_engine(settings.database_url(database, driver="mysql+pymysql"), poolclass=pool.NullPool)
-    _with_failover(engine, settings)
+    with_failover(engine, settings)
     return engine
 
 

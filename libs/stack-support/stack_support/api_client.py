@@ -38,13 +38,14 @@ class GatewayClient:
 
     def __init__(self, base_url: str, *others: str, timeout: float = 15.0) -> None:
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-        self.gateways = [url.rstrip("/") for url in (base_url, *others)]
+        self.gateways = [base_url, *others]
+        self._current = 0
         self.http = httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits)
 
     def fail_over(self) -> None:
         """Send from now on to the next gateway (round the list)."""
-        current = self.gateways.index(str(self.http.base_url).rstrip("/"))
-        self.http.base_url = httpx.URL(self.gateways[(current + 1) % len(self.gateways)])
+        self._current = (self._current + 1) % len(self.gateways)
+        self.http.base_url = httpx.URL(self.gateways[self._current])
 
     async def __aenter__(self) -> "GatewayClient":
         return self
