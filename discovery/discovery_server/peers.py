@@ -23,6 +23,7 @@ import httpx
 from discovery_server import wire_format
 from discovery_server.metrics import PEER_REACHABLE, REPLICATION_FAILURES, REPLICATION_PENDING, REPLICATIONS
 from discovery_server.registry import InstanceTaken, Registry, RegistryFull, UnknownInstance
+from servicekit.discovery import registry_entries
 
 log = logging.getLogger("discovery_server.peers")
 
@@ -275,7 +276,7 @@ class Peers:
             except (httpx.HTTPError, ValueError) as exc:
                 log.warning("could not fetch the registry from peer %s: %s", node.url, exc)
                 continue
-            taken = sum(_take(registry, fields) for fields in _instance_entries(document))
+            taken = sum(_take(registry, fields) for _, fields in registry_entries(document))
             log.info("took %d instances from peer %s at start", taken, node.url)
             return taken
         if self.nodes:
@@ -291,17 +292,6 @@ async def fetch_registry(url: str, timeout_seconds: float) -> dict[str, Any]:
         response.raise_for_status()
         document: dict[str, Any] = response.json()
         return document
-
-
-def _instance_entries(document: dict[str, Any]) -> list[dict[str, Any]]:
-    applications = document.get("applications", {}).get("application", [])
-    if isinstance(applications, dict):
-        applications = [applications]
-    entries: list[dict[str, Any]] = []
-    for application in applications:
-        instances = application.get("instance", [])
-        entries.extend([instances] if isinstance(instances, dict) else instances)
-    return entries
 
 
 def _take(registry: Registry, fields: dict[str, Any]) -> bool:

@@ -99,7 +99,7 @@ class NoInstanceAvailable(Exception):
     """The registry (as last fetched) has no UP instance of that app."""
 
 
-def _entries(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+def registry_entries(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(upper-case app name, instance entry) pairs of Eureka's JSON `/apps` or `/apps/delta` answer."""
     applications = document.get("applications", {}).get("application", [])
     if isinstance(applications, dict):  # Eureka collapses one-element lists in some versions
@@ -129,7 +129,7 @@ def instance_from_entry(app: str, entry: dict[str, Any]) -> ServiceInstance:
 def instances_from_registry(document: dict[str, Any]) -> dict[str, list[ServiceInstance]]:
     """Parse Eureka's JSON `/apps` answer into instances per (upper-case) app name."""
     found: dict[str, list[ServiceInstance]] = {}
-    for app, entry in _entries(document):
+    for app, entry in registry_entries(document):
         found.setdefault(app, []).append(instance_from_entry(app, entry))
     return {app: sorted(parsed, key=lambda instance: instance.instance_id) for app, parsed in found.items()}
 
@@ -139,7 +139,7 @@ def apply_delta(
 ) -> dict[str, list[ServiceInstance]]:
     """The registry after Eureka's JSON `/apps/delta` answer: ADDED/MODIFIED replace, DELETED remove."""
     by_app = {app: {i.instance_id: i for i in instances} for app, instances in registry.items()}
-    for app, entry in _entries(document):
+    for app, entry in registry_entries(document):
         instance = instance_from_entry(app, entry)
         instances = by_app.setdefault(app, {})
         if entry.get("actionType") == "DELETED":
