@@ -79,8 +79,9 @@ def rendered(config: StackConfig, name: str, connector_config: dict[str, str]) -
     """A connector's JSON as registered: as written for one MariaDB server; for a Galera cluster, the sink's URL in
     MariaDB Connector/J's sequential mode over every node (the first that answers and is synced, in DB_HOSTS'
     order, so the sink writes where the services do) and the CDC source's position taken from the cluster's GTID
-    domain alone. Debezium follows one host (database.hostname/port: node 1 here); after that node is lost, the
-    connector resumes on another by GTID once pointed there (follow_node)."""
+    domain alone. Debezium follows one host (database.hostname/port: node 1 here); after that node is lost,
+    connect-watchdog points it at the next Synced node (connect_watchdog.source_follower), where it resumes by
+    GTID."""
     if not config.db_hosts:
         return connector_config
     changed = dict(connector_config)
@@ -97,19 +98,12 @@ def rendered(config: StackConfig, name: str, connector_config: dict[str, str]) -
     return changed
 
 
-def follow_node(config: StackConfig, port: int) -> None:
-    """Point the CDC source at the Galera node serving on `port` (its node died): Connect restarts its task there, and
-    Debezium finds in that node's binlog the GTID it stopped at (the same on every node) and reads on from it."""
-    source = rendered(config, SOURCE_CONNECTOR, json.loads((CONNECTOR_DIR / f"{SOURCE_CONNECTOR}.json").read_text()))
-    source["database.port"] = str(port)
-    url = f"{answering_url(config)}/connectors/{SOURCE_CONNECTOR}/config"
-    httpx.put(url, json=source, auth=rest_auth(config), timeout=30).raise_for_status()
-
-
 def watchdog_env(config: StackConfig) -> dict[str, str]:
     """connect-watchdog (services/connect-watchdog) with only its own secrets: Connect's REST login (it restarts,
-    stops and resumes connectors), its Kafka login and the sink's database account (its recovery writes the rows the
-    sink would), as compose gives them too."""
+    stops and resumes connectors, and moves the CDC source off a lost Galera node), its Kafka login and the sink's
+    database account (its recovery writes the rows the sink would), as compose gives them too. In cluster mode it
+    gets DB_HOSTS like every component (StackConfig.process_env): its recovery fails over through them, and they
+    are the nodes the CDC source may be moved to."""
     return CONNECT_WATCHDOG.env(config, CONNECT_URLS=",".join(config.connect_urls))
 
 

@@ -2,6 +2,9 @@
 
 import pytest
 
+from connect_watchdog.config import WatchdogSettings
+from connect_watchdog.source_follower import SourceFollower
+from launcher import connect
 from launcher.deployables import DISCOVERY, GATEWAY, ORDER_SERVICE
 from launcher.environment import STACK_DIR, StackConfig
 from launcher.services import instances
@@ -106,3 +109,15 @@ def test_one_discovery_server_and_gateway_keep_their_names_ports_and_the_discove
     env = ORDER_SERVICE.env(config)
     assert env["DISCOVERY_URL"] == "http://127.0.0.1:8761/eureka"
     assert "DISCOVERY_PEERS" not in env
+
+
+def test_the_connect_watchdog_is_given_every_galera_node_and_reads_them_and_one_server_gives_none() -> None:
+    cluster = StackConfig({"DB_HOST": "127.0.0.1", "DB_PORT": "3306", "MARIADB_NODES": "3"})
+    env = connect.watchdog_env(cluster)
+    assert env["DB_HOSTS"] == "127.0.0.1:3306,127.0.0.1:3307,127.0.0.1:3308"
+    # What its settings make of the list the launcher gives it (the secrets aside, which .env holds).
+    settings = WatchdogSettings(db_hosts=env["DB_HOSTS"], connect_password="p", kafka_password="p", db_password="p")
+    assert SourceFollower(settings).nodes == [("127.0.0.1", port) for port in (3306, 3307, 3308)]
+
+    single = connect.watchdog_env(StackConfig({"DB_HOST": "127.0.0.1", "DB_PORT": "3306"}))
+    assert "DB_HOSTS" not in single

@@ -1,8 +1,8 @@
 """What the watchdog reads: its environment only (the launcher and compose give it exactly its own accounts)."""
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import URL
 
+from servicekit.config import ServiceSettings
 from servicekit.kafka import KafkaAccess
 
 
@@ -22,6 +22,9 @@ class WatchdogSettings(BaseSettings):
     kafka_password: str
     db_host: str = "127.0.0.1"
     db_port: int = 3306
+    # A Galera cluster's nodes (host:port,...), as every service gets them: its recovery writes where they do, and
+    # the CDC source is moved among them (source_follower). Empty: the one server at DB_HOST and DB_PORT.
+    db_hosts: str = ""
     db_user: str = "orders_sink"
     db_password: str
     orders_db: str = "mydb"
@@ -39,14 +42,13 @@ class WatchdogSettings(BaseSettings):
         return KafkaAccess(self.kafka_bootstrap_servers, self.kafka_username, self.kafka_password)
 
     @property
-    def orders_db_url(self) -> URL:
-        """mydb as the sink's account, synchronous (PyMySQL)."""
-        return URL.create(
-            "mysql+pymysql",
-            username=self.db_user,
-            password=self.db_password,
-            host=self.db_host,
-            port=self.db_port,
-            database=self.orders_db,
-            query={"charset": "utf8mb4"},
+    def database(self) -> ServiceSettings:
+        """The sink's account on DB_HOSTS (or DB_HOST/DB_PORT) in servicekit's shape, for its URLs, its host list and
+        its failover (servicekit.database.with_failover); built from these values alone (no environment read)."""
+        return ServiceSettings.model_construct(
+            db_host=self.db_host,
+            db_port=self.db_port,
+            db_hosts=self.db_hosts,
+            db_user=self.db_user,
+            db_password=self.db_password,
         )

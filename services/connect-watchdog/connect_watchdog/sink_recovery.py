@@ -34,6 +34,7 @@ from order_contract.connect_record import order_from_record_value
 from order_contract.order import InvalidMessage
 from order_contract.table import ORDERS_TABLE, OrderColumns
 from order_contract.topics import ORDERS_DEAD_LETTER_TOPIC, ORDERS_TOPIC
+from servicekit.database import with_failover
 from servicekit.kafka import KafkaAccess
 
 log = logging.getLogger("connect-watchdog")
@@ -222,10 +223,16 @@ class SinkRecovery:
         return self.settings.kafka_access
 
     def _sink_engine(self) -> Engine:
-        """The sink's own database account (DB_USER/DB_PASSWORD), synchronous."""
+        """The sink's own database account (DB_USER/DB_PASSWORD), synchronous, on the node the services and the sink
+        write to: the first of DB_HOSTS that answers and is synced (one server: DB_HOST)."""
         # Strict, like the sink's session: a value the column cannot hold is an error, not a warning.
         strict = {"init_command": "SET SESSION sql_mode='STRICT_ALL_TABLES'"}
-        return create_engine(self.settings.orders_db_url, connect_args=strict)
+        database = self.settings.database
+        engine = create_engine(
+            database.database_url(self.settings.orders_db, driver="mysql+pymysql"), connect_args=strict
+        )
+        with_failover(engine, database)
+        return engine
 
     async def _dead_letter(self, refused: list[Refused]) -> None:
         producer = AIOKafkaProducer(**self._kafka().client_options(), acks="all")

@@ -5,7 +5,9 @@ Connect never restarts a FAILED task by itself, and the Debezium JDBC sink fails
 disappears in the middle of a write (a dead connection at `begin` is not among the errors it retries). A restarted
 task resumes from its committed offsets and upserts, so restarting is always safe: the Strimzi operator's
 auto-restart, for a stack without an operator. A task that keeps failing because the database refuses one of
-its records is not restarted forever: connect_watchdog.sink_recovery moves that record to orders-dlq.
+its records is not restarted forever: connect_watchdog.sink_recovery moves that record to orders-dlq. In a
+Galera cluster (DB_HOSTS) the CDC source is moved to another node when its own is lost
+(connect_watchdog.source_follower).
 """
 
 import logging
@@ -17,6 +19,7 @@ import httpx
 
 from connect_watchdog.config import WatchdogSettings
 from connect_watchdog.sink_recovery import SinkRecovery
+from connect_watchdog.source_follower import SourceFollower
 from order_contract.topics import ORDERS_SINK_CONNECTOR
 from servicekit.log_setup import configure_logging
 
@@ -41,9 +44,12 @@ def first_line(status: dict[str, Any]) -> str:
     return next((trace.splitlines()[0] for trace in traces(status)), "")
 
 
-def check_once(http: httpx.Client, recoveries: dict[str, SinkRecovery]) -> None:
-    statuses = http.get("/connectors", params={"expand": "status"}).json()
-    for name, described in statuses.items():
+def check_once(http: httpx.Client, recoveries: dict[str, SinkRecovery], follower: SourceFollower) -> None:
+    connectors = http.get("/connectors", params={"expand": ["status", "info"]}).json()
+    for name, described in connectors.items():
+        # The config as registered (Connect answers it unresolved: references stay references).
+        if follower.follow(http, name, described["info"]["config"]):
+            continue  # its new config restarts it, on the new node
         status = described["status"]
         failed = failed_parts(status)
         if not failed:
@@ -66,10 +72,13 @@ def main() -> None:
     heartbeat = Path(settings.connect_watchdog_heartbeat_file) if settings.connect_watchdog_heartbeat_file else None
     with httpx.Client(base_url=urls[0], timeout=30, auth=auth) as http:
         recoveries = {ORDERS_SINK_CONNECTOR: SinkRecovery(settings, http, ORDERS_SINK_CONNECTOR)}
+        follower = SourceFollower(settings)
+        if follower.enabled:
+            log.info("a MariaDB source whose node is lost moves to the next Synced of %s", settings.db_hosts)
         tries = 0
         while True:
             try:
-                check_once(http, recoveries)
+                check_once(http, recoveries, follower)
             except (httpx.HTTPError, ValueError, KeyError, TimeoutError) as exc:
                 # Any worker speaks for the group: when this one does not answer, ask the next one next time.
                 tries += 1
