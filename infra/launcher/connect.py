@@ -215,7 +215,8 @@ def register_connector(config: StackConfig, name: str, config_file: Path) -> Non
 
     def put_config() -> bool:
         url = f"{answering_url(config)}/connectors/{name}/config"
-        response = httpx.put(url, json=connector_config, auth=rest_auth(config), timeout=30)
+        body = {**connector_config, **followed_node(config, name)}
+        response = httpx.put(url, json=body, auth=rest_auth(config), timeout=30)
         # 409: the worker group is rebalancing; try again.
         if response.status_code == 409:
             return False
@@ -225,6 +226,19 @@ def register_connector(config: StackConfig, name: str, config_file: Path) -> Non
 
     wait_until(connect, put_config, 60, "accepted", quiet=True)
     wait_until(connect, lambda: connector_running(config, name), 90, "RUNNING with its tasks")
+
+
+def followed_node(config: StackConfig, name: str) -> dict[str, str]:
+    """In a Galera cluster, the node the CDC source reads as registered (connect-watchdog moves it off a lost node),
+    so that a second `up` leaves it there instead of pointing it back at node 1, whose binlog may have started after
+    the source's position (a node that rejoined by SST); {} for anything else or before the first registration."""
+    if name != SOURCE_CONNECTOR or not config.db_hosts:
+        return {}
+    response = httpx.get(f"{answering_url(config)}/connectors/{name}/config", auth=rest_auth(config), timeout=10)
+    if response.status_code != 200:
+        return {}
+    registered = response.json()
+    return {key: registered[key] for key in ("database.hostname", "database.port") if key in registered}
 
 
 def connector_running(config: StackConfig, name: str) -> bool:

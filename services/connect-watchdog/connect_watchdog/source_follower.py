@@ -5,8 +5,13 @@ connector, pointed at another node, finds where it stopped and reads on. The wat
 node a MariaDB source reads does not answer or is not Synced, it PUTs the connector's config with the next Synced
 node of DB_HOSTS (after the dead one, round the list), and Connect restarts the task there.
 
-Decide (a pure function) apart from asking: `next_synced_node` is the rule, `SourceFollower` the I/O around it.
-With one server (no DB_HOSTS) it does nothing.
+A node that rejoined by a full state transfer (SST) has a binlog that starts there. The source's committed
+position is its last captured change (catalogdb changes are rare, and a cluster's binlog carries every database), so
+such a node may not hold it: the task then fails with MariaDB's 1236 ("Could not find GTID state requested"), and
+the watchdog moves the source on to the next Synced node as if its node were lost.
+
+Decide (pure functions) apart from asking: `next_synced_node` and `lost_its_position` are the rules,
+`SourceFollower` the I/O around them. With one server (no DB_HOSTS) it does nothing.
 """
 
 import logging
@@ -28,6 +33,10 @@ SYNCED = "Synced"
 PROBE_TIMEOUT_SECONDS = 2
 # A connector config value that is one ${env:NAME} reference (what infra/connect/*.json use for the server).
 ENV_REFERENCE = re.compile(r"\$\{env:(\w+)\}")
+# MariaDB's answer (error 1236) to a replica asking for a GTID its binlogs no longer (or never) held.
+POSITION_NOT_IN_BINLOG = re.compile(r"Could not find GTID state requested|[Ee]rror code: 1236")
+# What the follower calls a node, reachable or not, whose binlog lacks the source's position.
+WITHOUT_POSITION = "without the source's position in its binlog"
 
 
 class Node(NamedTuple):
@@ -50,6 +59,15 @@ def next_synced_node(current: Node, states: Mapping[Node, str | None], nodes: Se
         if node != current and states.get(node) == SYNCED:
             return node
     return None
+
+
+def lost_its_position(status: Mapping[str, Any]) -> bool:
+    """A source's status (GET /connectors/{name}/status) says a task failed because its node's binlog does not hold
+    the position it resumes from."""
+    return any(
+        task.get("state") == "FAILED" and POSITION_NOT_IN_BINLOG.search(task.get("trace", ""))
+        for task in status.get("tasks", [])
+    )
 
 
 def configured_node(config: Mapping[str, str], env: Mapping[str, str]) -> Node | None:
@@ -92,15 +110,18 @@ class SourceFollower:
         """Only with several servers to choose from (DB_HOSTS); one server is as it always was."""
         return len(self.nodes) > 1
 
-    def follow(self, http: httpx.Client, name: str, config: Mapping[str, str]) -> bool:
-        """Move source `name` (its registered `config`) to the next Synced node if its own is lost; True if moved."""
+    def follow(self, http: httpx.Client, name: str, config: Mapping[str, str], status: Mapping[str, Any]) -> bool:
+        """Move source `name` (its registered `config`, its `status`) to the next Synced node if its own is lost or
+        lacks its position; True if moved."""
         if not self.enabled or not is_mariadb_source(config):
             return False
         current = configured_node(config, self.env)
         if current is None:
             log.warning("%s: cannot tell which database node it reads; not following", name)
             return False
-        states: dict[Node, str | None] = {current: self.node_state(current)}
+        states: dict[Node, str | None] = {
+            current: WITHOUT_POSITION if lost_its_position(status) else self.node_state(current)
+        }
         if states[current] == SYNCED:
             return False
         states.update({node: self.node_state(node) for node in self.nodes if node != current})

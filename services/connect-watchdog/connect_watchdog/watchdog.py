@@ -48,9 +48,9 @@ def check_once(http: httpx.Client, recoveries: dict[str, SinkRecovery], follower
     connectors = http.get("/connectors", params={"expand": ["status", "info"]}).json()
     for name, described in connectors.items():
         # The config as registered (Connect answers it unresolved: references stay references).
-        if follower.follow(http, name, described["info"]["config"]):
-            continue  # its new config restarts it, on the new node
         status = described["status"]
+        if follower.follow(http, name, described["info"]["config"], status):
+            continue  # its new config restarts it, on the new node
         failed = failed_parts(status)
         if not failed:
             continue

@@ -18,6 +18,7 @@ from connect_watchdog.source_follower import (
     Node,
     SourceFollower,
     configured_node,
+    lost_its_position,
     next_synced_node,
     pointed_at,
 )
@@ -35,6 +36,15 @@ REGISTERED = {
     "gtid.source.includes": "1-.*",
 }
 ENV = {"DB_HOST": "127.0.0.1", "DB_PORT": "3306"}
+RUNNING = {"connector": {"state": "RUNNING"}, "tasks": [{"id": 0, "state": "RUNNING"}]}
+# What the task's trace said when the source was pointed at a node that had rejoined by SST (seen on a side stack).
+PURGED = (
+    "org.apache.kafka.connect.errors.ConnectException: An exception occurred in the change event producer.\n"
+    "Caused by: io.debezium.DebeziumException: Could not find GTID state requested by slave in any binlog files."
+    " Probably the slave state is too old and required binlog files have been purged. Error code: 1236;"
+    " SQLSTATE: HY000."
+)
+WITHOUT_ITS_POSITION = {"connector": {"state": "RUNNING"}, "tasks": [{"id": 0, "state": "FAILED", "trace": PURGED}]}
 DB_HOSTS = ",".join(str(node) for node in NODES)
 
 
@@ -106,26 +116,43 @@ def connect_api(puts: list[tuple[str, dict[str, str]]]) -> httpx.Client:
 def test_the_follower_puts_the_source_config_with_the_next_synced_node_when_its_node_is_gone() -> None:
     puts: list[tuple[str, dict[str, str]]] = []
     follower = ScriptedFollower({ONE: None, TWO: SYNCED, THREE: SYNCED}, db_hosts=DB_HOSTS)
-    assert follower.follow(connect_api(puts), "catalog-source", REGISTERED)
+    assert follower.follow(connect_api(puts), "catalog-source", REGISTERED, RUNNING)
     assert puts == [("/connectors/catalog-source/config", pointed_at(REGISTERED, TWO))]
 
 
 def test_the_follower_only_asks_the_sources_own_node_while_it_is_synced() -> None:
     puts: list[tuple[str, dict[str, str]]] = []
     follower = ScriptedFollower(dict.fromkeys(NODES, SYNCED), db_hosts=DB_HOSTS)
-    assert not follower.follow(connect_api(puts), "catalog-source", pointed_at(REGISTERED, TWO))
+    assert not follower.follow(connect_api(puts), "catalog-source", pointed_at(REGISTERED, TWO), RUNNING)
     assert follower.asked == [TWO]
     assert puts == []
+
+
+def test_a_task_failed_for_a_gtid_its_node_never_held_is_told_from_other_failures() -> None:
+    assert lost_its_position(WITHOUT_ITS_POSITION)
+    assert not lost_its_position(RUNNING)
+    refused = {"tasks": [{"id": 0, "state": "FAILED", "trace": "Caused by: java.net.ConnectException: refused"}]}
+    assert not lost_its_position(refused)
+    restarting = {"tasks": [{"id": 0, "state": "RUNNING", "trace": PURGED}]}  # an old trace of a running task
+    assert not lost_its_position(restarting)
+
+
+def test_a_source_whose_synced_node_lacks_its_position_moves_on_to_the_next_synced_node() -> None:
+    puts: list[tuple[str, dict[str, str]]] = []
+    follower = ScriptedFollower(dict.fromkeys(NODES, SYNCED), db_hosts=DB_HOSTS)
+    assert follower.follow(connect_api(puts), "catalog-source", REGISTERED, WITHOUT_ITS_POSITION)
+    assert puts == [("/connectors/catalog-source/config", pointed_at(REGISTERED, TWO))]
+    assert ONE not in follower.asked, "its own node answering does not keep it there"
 
 
 def test_with_one_server_or_for_another_connector_the_follower_does_nothing() -> None:
     puts: list[tuple[str, dict[str, str]]] = []
     single = ScriptedFollower({})  # no DB_HOSTS: the one server at DB_HOST, as before
     assert not single.enabled
-    assert not single.follow(connect_api(puts), "catalog-source", REGISTERED)
+    assert not single.follow(connect_api(puts), "catalog-source", REGISTERED, RUNNING)
     cluster = ScriptedFollower({}, db_hosts=DB_HOSTS)
     sink = {"connector.class": "io.debezium.connector.jdbc.JdbcSinkConnector", "connection.url": "jdbc:..."}
-    assert not cluster.follow(connect_api(puts), ORDERS_SINK_CONNECTOR, sink)
+    assert not cluster.follow(connect_api(puts), ORDERS_SINK_CONNECTOR, sink, RUNNING)
     assert single.asked == cluster.asked == [] and puts == []
 
 
