@@ -72,3 +72,11 @@ def scarce_product(cluster: SideStack) -> Iterator[dict[str, int]]:
     product = {f"CLUSTER-SCARCE-{uuid.uuid4().hex[:8]}": 40}
     with products_in_catalog(cluster.settings, cluster.config, product, "Scarce cluster product") as made:
         yield made
+
+
+@pytest.fixture
+def price_probe(cluster: SideStack) -> Iterator[str]:
+    """A product of the test's own that nobody orders: its price is changed while nodes die, to follow CDC."""
+    product = f"CLUSTER-PRICE-{uuid.uuid4().hex[:8]}"
+    with products_in_catalog(cluster.settings, cluster.config, {product: 1}, "Price probe"):
+        yield product

@@ -5,11 +5,13 @@ run in order, each leaving the cluster whole again."""
 import asyncio
 import contextlib
 import dataclasses
+import datetime as dt
 import json
 import time
 import uuid
 from collections.abc import AsyncIterator
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +20,8 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from connect_watchdog.source_follower import configured_node
+from consistency_audit import Auditor, AuditSettings, Verdict
 from launcher import connect, kafka, prometheus, services
 from order_contract.order import Order, OrderStatus
 from order_contract.timestamps import now_ms
@@ -27,6 +31,7 @@ from order_service.messaging import OrderPublisher, PublishFailed
 from order_service.service import idempotent_order_id
 from servicekit.testing import DictConnection, TopicReader, database, eventually
 from stack_support.api_client import GatewayClient, User
+from stack_support.catalog_views import priced_everywhere
 from stack_support.side_stack import SideStack
 from tests.e2e.orders_table import SEED_STOCK, rows_by_id, rows_of_user, settled, stock_drift
 from tests.e2e.test_faults import Progress, place_until
@@ -79,11 +84,23 @@ def active_controller(cluster: SideStack) -> int | None:
     return leading[0] if len(leading) == 1 else None
 
 
+class TimedProgress(Progress):
+    """Progress that also notes when each order was accepted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.accepted_at: list[float] = []
+
+    def add(self, order_id: str) -> None:
+        self.accepted_at.append(time.monotonic())
+        super().add(order_id)
+
+
 class OrderFlow:
     """Three careful clients placing orders (Idempotency-Key, retried after 5xx) until stopped."""
 
     def __init__(self, gateway: GatewayClient, buyers: list[User], products: list[str]) -> None:
-        self.progress, self.stopped = Progress(), asyncio.Event()
+        self.progress, self.stopped = TimedProgress(), asyncio.Event()
         self._flow = asyncio.ensure_future(
             asyncio.gather(*(place_until(gateway, user, products, self.stopped, self.progress) for user in buyers))
         )
@@ -429,53 +446,48 @@ async def test_an_order_answered_503_while_two_brokers_are_down_is_not_committed
         await eventually(partial(in_every_isr, cluster, node.node_id), within=ISR_DEADLINE_SECONDS, what=node.name)
 
 
-async def seconds_to_next_order(flow: OrderFlow, orders_db: DictConnection, killed_at: float) -> tuple[float, float]:
+def process_gone(pid: int) -> bool:
+    """The process has died (gone, or a zombie nobody has reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+@dataclasses.dataclass(frozen=True)
+class Kill:
+    at: float  # when the process was seen dead (time.monotonic)
+    accepted_before: int  # orders accepted by then
+
+
+async def kill(cluster: SideStack, flow: OrderFlow, name: str) -> Kill:
+    """kill -9 `name` through the launcher, timed from the moment the process died: under load the launcher takes
+    seconds to start, which a failover time must not include."""
+    pid = int((cluster.stack_dir / "pids" / f"{name}.pid").read_text().strip())
+    killing = asyncio.ensure_future(asyncio.to_thread(cluster.kill, name))
+    deadline = time.monotonic() + 120
+    while not process_gone(pid):
+        assert time.monotonic() < deadline and not killing.done(), f"{name} (pid {pid}) still alive"
+        await asyncio.sleep(0.01)
+    killed = Kill(time.monotonic(), len(flow.progress.accepted))
+    await killing
+    return killed
+
+
+async def seconds_to_next_order(flow: OrderFlow, orders_db: DictConnection, killed: Kill) -> tuple[float, float]:
     """From a kill: to the first order accepted after it, and to that order's row in the shared table."""
-    before = len(flow.progress.accepted)
-    await flow.reached(before + 1)
-    accepted = time.monotonic() - killed_at
-    order_id = flow.progress.accepted[before]
+    await flow.reached(killed.accepted_before + 1)
+    accepted = flow.progress.accepted_at[killed.accepted_before] - killed.at
+    order_id = flow.progress.accepted[killed.accepted_before]
 
     def visible() -> bool | None:
         found = rows_by_id(orders_db, [order_id])
         orders_db.commit()  # a fresh snapshot next time (REPEATABLE READ)
         return True if found else None
 
-    await eventually(visible, within=60, what=f"the row of {order_id}, the first order after the kill")
-    return accepted, time.monotonic() - killed_at
-
-
-async def test_killing_a_discovery_peer_then_a_gateway_while_orders_flow_loses_and_duplicates_nothing(
-    cluster: SideStack,
-    gateway: GatewayClient,
-    buyers: list[User],
-    orders_db: DictConnection,
-    fresh_products: dict[str, int],
-) -> None:
-    """Two discovery peers and two gateways: the first of each killed -9 in turn. The services renew and the
-    gateways fetch through the other peer; the clients move to the other gateway when their connection breaks
-    and send the same Idempotency-Key again. Prints the failover times (kill -> next accepted order, -> its row)."""
-    assert len(gateway.gateways) == 2, "the cluster runs two gateways"
-    flow = OrderFlow(gateway, buyers, list(fresh_products))
-    timings = {}
-    try:
-        await flow.reached(20)
-        for victim in ("discovery", "gateway"):
-            killed_at = time.monotonic()
-            await asyncio.to_thread(cluster.kill, victim)
-            timings[victim] = await seconds_to_next_order(flow, orders_db, killed_at)
-            await flow.more(30)
-        # A new registration while the first peer is down reaches the gateway through the other one.
-        await asyncio.to_thread(cluster.kill, "order-service-2")
-        await asyncio.to_thread(cluster.start, "order-service-2")
-        await flow.more(20)
-    finally:
-        accepted = await flow.stop()
-        await asyncio.to_thread(cluster.start, "discovery", "gateway", "order-service-2")
-    for victim, (to_order, to_row) in timings.items():
-        print(f"\nfailover after {victim} killed: next accepted order {to_order:.2f} s, its row {to_row:.2f} s")
-    await assert_settled_once(orders_db, buyers, accepted, {"CONFIRMED"})
-    await assert_no_drift(gateway, orders_db, fresh_products)
+    await eventually(visible, within=60, what=f"the row of {order_id}, the first order after the kill", interval=0.05)
+    return accepted, time.monotonic() - killed.at
 
 
 async def monitor_rates(cluster: SideStack, group: str) -> bool:
@@ -512,10 +524,10 @@ async def test_orders_flow_while_the_monitor_and_prometheus_are_down_and_both_co
     await eventually(lambda: monitor_rates(cluster, "catalog-service"), within=60, what=restarted)
 
 
-def node_db(cluster: SideStack, number: int) -> DictConnection:
-    """The orders database on Galera node `number` (1 to 3), as the operator."""
+def node_db(cluster: SideStack, number: int, name: str = "ORDERS_DB") -> DictConnection:
+    """Database `name` (the .env key of its name) on Galera node `number` (1 to 3), as the operator."""
     on_node = cluster.settings.model_copy(update={"db_port": cluster.config.db_port + number - 1})
-    return database(on_node, cluster.config.get("ORDERS_DB"))
+    return database(on_node, cluster.config.get(name))
 
 
 def synced(cluster: SideStack, number: int) -> bool | None:
@@ -533,40 +545,142 @@ def synced(cluster: SideStack, number: int) -> bool | None:
     return True if row is not None and row["Value"] == "Synced" else None
 
 
-async def test_each_galera_node_killed_in_turn_the_writer_first_loses_and_duplicates_nothing(
+def cdc_source_node(cluster: SideStack) -> int | None:
+    """The Galera node (1 to 3) the CDC source reads, as its registered config names it; None while unknown."""
+    url = f"{connect.answering_url(cluster.config)}/connectors/{connect.SOURCE_CONNECTOR}/config"
+    try:
+        registered = httpx.get(url, auth=connect.rest_auth(cluster.config), timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    env = {"DB_HOST": cluster.config.get("DB_HOST"), "DB_PORT": str(cluster.config.db_port)}
+    node = configured_node(registered, env) if isinstance(registered, dict) else None
+    return None if node is None else node.port - cluster.config.db_port + 1
+
+
+def set_price(cluster: SideStack, number: int, product: str, price: int) -> None:
+    """Change a product's price as an operator would, on Galera node `number` (the commit waits while the cluster
+    still counts a killed node in)."""
+    connection = node_db(cluster, number, "CATALOG_DB")
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("UPDATE catalogs SET unit_price = %s WHERE product_id = %s", (price, product))
+    finally:
+        connection.close()
+
+
+async def seconds_to_price_everywhere(cluster: SideStack, product: str, price: int, killed_at: float) -> float:
+    """From a kill: until every order-service instance prices `product` at `price` (CDC brought the change)."""
+    instances = cluster.config.number("ORDER_INSTANCES")
+    await eventually(
+        lambda: asyncio.to_thread(priced_everywhere, cluster.config, {product: price}, instances),
+        within=120,
+        what=f"{product} at {price} in every order-service instance's catalog",
+        interval=0.3,
+    )
+    return time.monotonic() - killed_at
+
+
+def audit_settings(cluster: SideStack, since: dt.datetime) -> AuditSettings:
+    """The auditor over the side stack (every value given: the repo's .env is the shared stack's), judging the
+    orders created since `since`, with short grace periods."""
+    config = cluster.config
+    return AuditSettings(
+        db_host=config.get("DB_HOST"),
+        db_port=config.db_port,
+        db_hosts=config.db_hosts,
+        db_user=config.get("DB_USER"),
+        db_password=config.get("DB_PASSWORD"),
+        kafka_bootstrap_servers=config.kafka_bootstrap_servers,
+        kafka_admin_password=config.get("KAFKA_ADMIN_PASSWORD"),
+        orders_db=config.get("ORDERS_DB"),
+        catalog_db=config.get("CATALOG_DB"),
+        order_deadline_seconds=config.number("ORDER_DEADLINE_SECONDS"),
+        audit_sink_lag_seconds=5,
+        audit_outcome_lag_seconds=5,
+        audit_settle_seconds=1,
+        audit_since=since,
+    )
+
+
+async def consistent(auditor: Auditor) -> Verdict | None:
+    verdict = await auditor.run()
+    return verdict if verdict.consistent else None
+
+
+async def test_each_galera_node_a_discovery_peer_and_a_gateway_killed_in_turn_lose_and_duplicate_nothing(
     cluster: SideStack,
     gateway: GatewayClient,
     buyers: list[User],
     fresh_products: dict[str, int],
+    price_probe: str,
 ) -> None:
-    """MariaDB as three Galera nodes: each killed -9 in turn while orders flow, the one everybody writes to (the
-    first of DB_HOSTS) first, and started again once the next has taken over. Every accepted order is one settled
-    row and stock moved by exactly the confirmed quantities. Prints kill -> next accepted order and -> its row."""
+    """Issue 27's proof: while 300 orders flow through both gateways (three clients retrying with an
+    Idempotency-Key and moving to the other gateway when a connection breaks), each Galera node is killed -9 in turn,
+    the one everybody writes to (first of DB_HOSTS) first, and started again once the next has taken over; then the
+    first discovery peer, then the first gateway; an order-service instance restarts and registers while that peer
+    is down. After each node's kill a price is changed on a live node and must reach every order-service instance:
+    the watchdog moves the CDC source off its node when that is the one killed. Every accepted order is one settled
+    row, none twice, stock moved by exactly the confirmed quantities, and the auditor finds the window consistent.
+    Prints kill -> next accepted order, -> its row, and (Galera) -> the new price at every order-service instance."""
     if cluster.config.number("MARIADB_NODES") < 3:
         pytest.skip("the cluster runs one MariaDB server (MARIADB_NODES=1)")
+    assert len(gateway.gateways) == 2, "the cluster runs two gateways"
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     flow = OrderFlow(gateway, buyers, list(fresh_products))
-    timings = {}
+    timings: dict[str, tuple[float, float]] = {}
+    cdc: dict[str, tuple[int, float]] = {}  # node killed -> (the source's node before, kill -> price everywhere)
     try:
         await flow.reached(20)
         for number in (1, 2, 3):
-            watcher = node_db(cluster, number % 3 + 1)
+            survivor = number % 3 + 1
+            source_before = await eventually(lambda: cdc_source_node(cluster), within=30, what="the CDC source's node")
+            watcher = node_db(cluster, survivor)
             try:
-                killed_at = time.monotonic()
-                await asyncio.to_thread(cluster.kill, f"mariadb-{number}")
-                timings[number] = await seconds_to_next_order(flow, watcher, killed_at)
+                killed = await kill(cluster, flow, f"mariadb-{number}")
+                price = 100 + number
+                await asyncio.to_thread(set_price, cluster, survivor, price_probe, price)  # after the node died
+                priced = asyncio.ensure_future(seconds_to_price_everywhere(cluster, price_probe, price, killed.at))
+                timings[f"mariadb-{number}"] = await seconds_to_next_order(flow, watcher, killed)
                 await flow.more(30)
+                cdc[f"mariadb-{number}"] = (source_before, await priced)
             finally:
                 watcher.close()
+            if source_before == number:
+                assert cdc_source_node(cluster) != number, f"the CDC source still reads the killed mariadb-{number}"
             await asyncio.to_thread(cluster.start, f"mariadb-{number}")
             await eventually(partial(synced, cluster, number), within=120, what=f"mariadb-{number} Synced again")
+        assert any(before == int(node[-1]) for node, (before, _) in cdc.items()), "the CDC source's node was killed"
+        orders_db = node_db(cluster, 1)
+        try:
+            for victim in ("discovery", "gateway"):
+                timings[victim] = await seconds_to_next_order(flow, orders_db, await kill(cluster, flow, victim))
+                await flow.more(30)
+        finally:
+            orders_db.close()
+        # A new registration while the first peer is down reaches the gateway through the other one.
+        await asyncio.to_thread(cluster.kill, "order-service-2")
+        await asyncio.to_thread(cluster.start, "order-service-2")
+        await flow.more(20)
+        await flow.reached(300)
     finally:
         accepted = await flow.stop()
-        await asyncio.to_thread(cluster.start, "mariadb-1", "mariadb-2", "mariadb-3")
-    for number, (to_order, to_row) in timings.items():
-        print(f"\nmariadb-{number} killed: next accepted order {to_order:.2f} s, its row {to_row:.2f} s")
+        restarted = ("mariadb-1", "mariadb-2", "mariadb-3", "discovery", "gateway", "order-service-2")
+        await asyncio.to_thread(cluster.start, *restarted)
+    for victim, (to_order, to_row) in timings.items():
+        print(f"\n{victim} killed: next accepted order {to_order:.2f} s, its row {to_row:.2f} s", end="")
+        if victim in cdc:
+            before, to_price = cdc[victim]
+            print(f", price at every order-service instance {to_price:.2f} s (CDC source was on mariadb-{before})")
+    print(f"\n{len(accepted)} orders accepted")
     orders_db = node_db(cluster, 1)
     try:
         await assert_settled_once(orders_db, buyers, accepted, {"CONFIRMED"})
         await assert_no_drift(gateway, orders_db, fresh_products)
     finally:
         orders_db.close()
+    auditor = Auditor(audit_settings(cluster, since))
+    try:
+        verdict = await eventually(lambda: consistent(auditor), within=120, what="a consistent audit", interval=1)
+    finally:
+        await auditor.close()
+    assert verdict.consistent, verdict.as_json()
