@@ -33,9 +33,11 @@ def shifted(key: str, value: str, shift: int) -> str:
 
 class SideStack:
     """Secrets are the shared .env's (the services also read the repo's .env for what their environment lacks,
-    so both must agree); everything with a port is moved; `layout` sets KAFKA_BROKERS and the like."""
+    so both must agree); everything with a port is moved; `layout` sets KAFKA_BROKERS and the like. Without
+    `tracing` it runs no Zipkin (TRACING=off: one JVM less); the benchmarks' stack measures tracing, so it has one."""
 
-    def __init__(self, name: str, port_shift: int, layout: dict[str, str]) -> None:
+    def __init__(self, name: str, port_shift: int, layout: dict[str, str], *, tracing: bool = False) -> None:
+        self.name = name
         self.stack_dir = REPO_ROOT / ".stack" / name
         self.env_file = REPO_ROOT / ".stack" / f"{name}.env"
         self.launcher_log = REPO_ROOT / ".stack" / f"{name}-launcher.log"
@@ -45,7 +47,7 @@ class SideStack:
         values.update(layout)
         # Ports whose defaults live in code, where an older .env does not name them.
         values.setdefault("ZIPKIN_PORT", str(9411 + port_shift))
-        values["TRACING"] = "off"  # no Zipkin here: one JVM less
+        values["TRACING"] = "on" if tracing else "off"
         self.config = StackConfig(values)
 
     @property
