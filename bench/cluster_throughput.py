@@ -1,5 +1,5 @@
 """Cluster mode's price: order intake and sink throughput with 3 KRaft brokers at RF 3 (min.insync.replicas 2, every
-write acknowledged once two copies hold it) next to the shared stack's 1 broker at RF 1, in the same run.
+write acknowledged once two copies hold it) next to the benchmarks' own stack's 1 broker at RF 1, in the same run.
 
     .venv/bin/python -m bench.cluster_throughput [--rounds 3] [--seconds 8] [--connections 64] [--records 50000]
 
@@ -9,15 +9,17 @@ write acknowledged once two copies hold it) next to the shared stack's 1 broker 
 2. Sink: sink_vs_raw.py's sink of the bench's own on each side (topic bench-orders-<run>, a connector made from
    orders-sink's config, a database bench_sink_<run>, all removed afterwards): `--records` settled order records
    produced with the connector paused, then the drain timed until every row is in (one worker on the single stack,
-   two sharing the tasks in the cluster). Nothing of the stack's `orders` or mydb.orders is touched.
+   two sharing the tasks in the cluster). Nothing of either stack's `orders` or mydb.orders is touched.
 
-The intake goes through the stack by design: its orders (user bench-<run>, a product of the bench's own) are real
-orders on the shared stack, settled before the product is removed (order_publish.py says how).
-
-The cluster is a stack of its own beside make up's (stack_support.side_stack: .stack/bench-cluster, every port
-30000 up), started fresh and removed afterwards (--keep leaves it up). Rounds alternate which side goes first;
-figures are medians; the ratio is cluster/single. Needs the shared stack (make up) and wrk. Run as a module (from
-the repo root): it uses the order and sink benchmarks' helpers.
+Neither side is make up's stack. The single side is the benchmarks' own stack (stack_support.bench_stack, started for it
+when run alone); the cluster is another beside it (stack_support.side_stack: .stack/bench-cluster, every port 40000
+up), started fresh and removed afterwards (--keep leaves it up). The intake goes through each side's whole flow by
+design: its orders (user bench-<run>, a product of the bench's own) are real orders there, settled before the
+product is removed (order_publish.py says how). Rounds alternate which side goes first; figures are medians with
+their range; the ratio is cluster/single, the median of the paired rounds. Needs wrk. `--quick`: tiny counts, one
+round; with `--without-cluster` both sides are the bench stack (no cluster started: what tests/bench runs to see
+what the intake and sink parts leave). Run as a module (from the repo root): it uses the order and sink
+benchmarks' helpers.
 """
 
 import argparse
@@ -30,11 +32,14 @@ from bench import order_publish as order_bench
 from bench import sink_vs_raw as sink_bench
 from launcher.environment import ORDER_SERVICE_KAFKA, StackConfig
 from launcher.mariadb import operator_connection
+from stack_support.bench_stack import on_bench_stack, parse_args
 from stack_support.catalog_views import products_in_catalog
 from stack_support.side_stack import CLUSTER_LAYOUT, SideStack
 
 SINGLE, CLUSTER = "1 broker, RF 1", "3 brokers, RF 3"
 SINK_WARM_UP_RECORDS = 20_000
+# tests/cluster's stack is 20000 up, the benchmarks' own stack 30000.
+CLUSTER_PORT_SHIFT = 40000
 
 
 def order_service_env(config: StackConfig) -> dict[str, str]:
@@ -53,8 +58,10 @@ def order_service_env(config: StackConfig) -> dict[str, str]:
 def measure_intake(sides: dict[str, StackConfig], args: argparse.Namespace) -> dict[str, order_bench.Figures]:
     run = uuid.uuid4().hex[:8]
     product_id = f"BENCH-CLUSTER-{run}"
+    # --without-cluster: both sides are one stack, which gets the product once.
+    stacks = list({id(config): config for config in sides.values()}.values())
     with contextlib.ExitStack() as stack:
-        for config in sides.values():
+        for config in stacks:
             connection = stack.enter_context(contextlib.closing(operator_connection(config, config.get("CATALOG_DB"))))
             stack.enter_context(products_in_catalog(connection, config, {product_id: 10**9}, "Cluster benchmark"))
         instances = {
@@ -68,7 +75,7 @@ def measure_intake(sides: dict[str, StackConfig], args: argparse.Namespace) -> d
         finally:
             for instance in instances.values():
                 order_bench.stop_instance(instance)
-            for config in sides.values():
+            for config in stacks:
                 order_bench.wait_settled(config, f"bench-{run}")
     return results
 
@@ -85,11 +92,11 @@ def wait_serving(instance: order_bench.Instance, product_id: str, user_id: str, 
                 raise
 
 
-def measure_sink(sides: dict[str, StackConfig], args: argparse.Namespace) -> dict[str, float]:
+def measure_sink(sides: dict[str, StackConfig], args: argparse.Namespace) -> dict[str, list[float]]:
     return asyncio.run(sink_rates(sides, args))
 
 
-async def sink_rates(sides: dict[str, StackConfig], args: argparse.Namespace) -> dict[str, float]:
+async def sink_rates(sides: dict[str, StackConfig], args: argparse.Namespace) -> dict[str, list[float]]:
     async with contextlib.AsyncExitStack() as stack:
         sinks = {side: await stack.enter_async_context(sink_bench.own_sink(config)) for side, config in sides.items()}
 
@@ -99,7 +106,7 @@ async def sink_rates(sides: dict[str, StackConfig], args: argparse.Namespace) ->
 
         # A freshly made connector's tasks run their first records interpreted: one uncounted round per side.
         for side in sides:
-            await once(side, SINK_WARM_UP_RECORDS)
+            await once(side, min(SINK_WARM_UP_RECORDS, args.records))
         rates: dict[str, list[float]] = {side: [] for side in sides}
         names = list(sides)
         for number in range(args.rounds):
@@ -107,7 +114,7 @@ async def sink_rates(sides: dict[str, StackConfig], args: argparse.Namespace) ->
                 rate = await once(side, args.records)
                 rates[side].append(rate)
                 print(f"  round {number + 1} sink {side:<16} {rate:9,.0f} rows/s", flush=True)
-    return {side: statistics.median(values) for side, values in rates.items()}
+    return rates
 
 
 def main() -> None:
@@ -118,35 +125,52 @@ def main() -> None:
     parser.add_argument("--warm-up", type=int, default=15, help="seconds of intake load per side before measuring")
     parser.add_argument("--records", type=int, default=50_000)
     parser.add_argument("--keep", action="store_true", help="leave the bench cluster running (and reuse it)")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--without-cluster",
+        action="store_true",
+        help="both sides on the bench stack (what each part leaves; no figures)",
+    )
+    args = parse_args(parser, rounds=1, seconds=2, connections=8, warm_up=2, records=500)
+    on_bench_stack()
 
-    cluster = SideStack("bench-cluster", 30000, CLUSTER_LAYOUT)
-    print("starting the bench cluster (3 brokers, 2 Connect workers, 2 catalog instances; .stack/bench-cluster)")
-    if args.keep:
-        cluster.up()
-    else:
-        cluster.up_fresh()
-    try:
-        sides = {SINGLE: StackConfig.load(), CLUSTER: cluster.config}
+    single = StackConfig.load()
+    if args.without_cluster:
+        sides = {SINGLE: single, CLUSTER: single}
         intake = measure_intake(sides, args)
         sink = measure_sink(sides, args)
-    finally:
-        if not args.keep:
-            cluster.down()
+    else:
+        cluster = SideStack("bench-cluster", CLUSTER_PORT_SHIFT, CLUSTER_LAYOUT)
+        print("starting the bench cluster (3 brokers, 2 Connect workers, 2 catalog instances; .stack/bench-cluster)")
+        if args.keep:
+            cluster.up()
+        else:
+            cluster.up_fresh()
+        try:
+            sides = {SINGLE: single, CLUSTER: cluster.config}
+            intake = measure_intake(sides, args)
+            sink = measure_sink(sides, args)
+        finally:
+            if not args.keep:
+                cluster.down()
 
     print()
+    if args.without_cluster:
+        print("--without-cluster: both sides ran on the bench stack; the ratios below compare nothing")
     print(f"Order intake: one order-service instance, {args.connections} clients, {args.seconds} s x {args.rounds}")
-    print(f"{'':<18}{'orders/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'failed':>8}")
+    print(f"{'':<18}{'orders/s':>10}{'rounds':>13}{'p50 ms':>10}{'p99 ms':>10}{'failed':>8}")
     for side, figures in intake.items():
         print(
-            f"{side:<18}{figures.orders_per_second:>10.0f}{figures.p50_ms:>10.2f}"
+            f"{side:<18}{figures.orders_per_second:>10.0f}{figures.spread:>13}{figures.p50_ms:>10.2f}"
             f"{figures.p99_ms:>10.2f}{figures.failed:>8}"
         )
     print(f"Sink: {args.records:,} records per round, Kafka -> Connect -> MariaDB")
-    for side, rate in sink.items():
-        print(f"{side:<18}{rate:>10,.0f} rows/s")
-    intake_ratio = intake[CLUSTER].orders_per_second / intake[SINGLE].orders_per_second
-    print(f"ratio cluster/single: intake {intake_ratio:.2f}, sink {sink[CLUSTER] / sink[SINGLE]:.2f}")
+    for side, rates in sink.items():
+        print(f"{side:<18}{statistics.median(rates):>10,.0f} rows/s (rounds {min(rates):,.0f}-{max(rates):,.0f})")
+    sink_ratios = [c / s for c, s in zip(sink[CLUSTER], sink[SINGLE], strict=True)]
+    print(
+        f"ratio cluster/single, paired rounds: intake {order_bench.paired(intake[CLUSTER], intake[SINGLE])}, "
+        f"sink {statistics.median(sink_ratios):.2f} (rounds {min(sink_ratios):.2f}-{max(sink_ratios):.2f})"
+    )
 
 
 if __name__ == "__main__":

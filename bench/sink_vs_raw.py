@@ -12,7 +12,8 @@ Nothing of the stack's (`orders`, mydb.orders, its expirers, catalog-service, th
 Each round: with the connector paused, the records are produced (CONFIRMED orders, one record per row, Connect
 JSON as order-service writes them), then the connector is resumed and the drain timed until the last row is
 visible; the raw side upserts the same rows in batches of RAW_BATCH, one commit each. Rounds alternate which side
-goes first; figures are medians with the rounds' range. Needs the stack (make up).
+goes first; figures are medians with the rounds' range. Runs on the benchmarks' own stack (stack_support.bench_stack;
+started for it when run alone), not make up's. `--quick`: 300 records, one round, no warm-up.
 """
 
 import argparse
@@ -40,6 +41,7 @@ from order_contract.connect_record import order_record_key, order_record_value
 from order_contract.order import Order, OrderStatus
 from order_contract.timestamps import now_ms
 from servicekit.kafka import ensure_topics, transactional_producer
+from stack_support.bench_stack import on_bench_stack, parse_args
 
 RAW_BATCH = 1000
 WARM_UP_RECORDS = 50_000
@@ -377,5 +379,6 @@ if __name__ == "__main__":
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warm-up", type=int, default=WARM_UP_RECORDS, help="records of the uncounted round (0: none)")
-    args = parser.parse_args()
+    args = parse_args(parser, records=300, rounds=1, warm_up=0)
+    on_bench_stack()
     asyncio.run(main(args.records, args.rounds, args.warm_up))

@@ -1,17 +1,19 @@
-"""Sync lag: from an order's 201 at the client to its row visible in the shared mydb.orders, at a moderate steady
-rate through the stack's gateway and both order-service instances, next to its anchor measured on the same orders
-in the same run: from the 201 to the order's first record readable on `orders` by a read_committed consumer (the
-Kafka hop alone). Their difference is what the JDBC sink adds (its fetch wait, conversion, upsert and commit).
+"""Sync lag: from an order's 201 at the client to its row visible in mydb.orders, at a moderate steady rate through
+the gateway and both order-service instances of the benchmarks' own stack (stack_support.bench_stack), next to its
+anchor measured on the same orders in the same run: from the 201 to the order's first record readable on `orders`
+by a read_committed consumer (the Kafka hop alone). Their difference is what the JDBC sink adds (its fetch wait,
+conversion, upsert and commit).
 
     .venv/bin/python -m bench.sync_lag [--rate 100] [--seconds 10] [--rounds 3]
 
 Each round sends `rate` orders a second, evenly spaced, for `seconds`; a poller asks the table every POLL_MS for
 the orders not yet seen and a consumer follows `orders` from its end. Figures: p50 and p99 of each round, medians
-over the rounds with their range. Target: row visible p99 <= 150 ms.
+over the rounds with their range. Target: row visible p99 <= 150 ms. `--quick`: 20 orders/s for 2 s, one round.
 
-What it leaves: real orders of its own user (`bench-<run>`) on its own product (BENCH-<id>, stock enough for all),
-answered by the stack's catalog-service; it waits until they are settled, then removes its product (as
-bench/order_publish.py), so `make audit` still agrees.
+What it leaves: nothing on make up's stack. On the bench's stack (started for it when run alone), real orders of
+its own user (`bench-<run>`) on its own product (BENCH-<id>, stock enough for all), answered by that stack's
+catalog-service; it waits until they are settled, then removes its product (as bench/order_publish.py), so that
+stack's auditor agrees too.
 """
 
 import argparse
@@ -32,6 +34,7 @@ from launcher.services import gateway_port
 from order_contract.topics import ORDERS_TOPIC
 from servicekit.config import ServiceSettings
 from servicekit.testing import eventually
+from stack_support.bench_stack import on_bench_stack, parse_args
 
 TARGET_P99_MS = 150.0
 POLL_MS = 5
@@ -203,7 +206,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+    args = parse_args(parser, rate=20.0, seconds=2.0, rounds=1)
+    on_bench_stack()
     asyncio.run(bench(args.rate, args.seconds, args.rounds))
 
 
