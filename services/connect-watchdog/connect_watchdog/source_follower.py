@@ -2,8 +2,11 @@
 (database.hostname, database.port) and has no host list; when that node dies it retries it for good. In a Galera
 cluster every node's binlog holds the same transactions under the same GTIDs (one wsrep GTID domain), so the
 connector, pointed at another node, finds where it stopped and reads on. The watchdog does that pointing: when the
-node a MariaDB source reads does not answer or is not Synced, it PUTs the connector's config with the next Synced
-node of DB_HOSTS (after the dead one, round the list), and Connect restarts the task there.
+node a MariaDB source reads does not answer or is out of the cluster (non-primary, joining), it PUTs the
+connector's config with the next Synced node of DB_HOSTS (after the lost one, round the list), and Connect restarts
+the task there. A donor (Donor/Desynced) keeps its source: it is still in the cluster and applies what it queued
+once done, and a global read lock makes a node one too, Debezium's own snapshot included (seen: moving on that sent
+the starting source from node to node, each snapshot desyncing the next).
 
 A node that rejoined by a full state transfer (SST) has a binlog that starts there. The source's committed
 position is its last captured change (catalogdb changes are rare, and a cluster's binlog carries every database), so
@@ -29,6 +32,9 @@ log = logging.getLogger("connect-watchdog")
 
 MARIADB_SOURCE_CLASS = "io.debezium.connector.mariadb.MariaDbConnector"
 SYNCED = "Synced"
+DONOR = "Donor/Desynced"
+# What a node may be and keep the source reading it (see above); only a Synced node is moved to.
+KEEPS_THE_SOURCE = (SYNCED, DONOR)
 # A node that takes longer than this to accept a connection or to answer is as good as gone for the source.
 PROBE_TIMEOUT_SECONDS = 2
 # A connector config value that is one ${env:NAME} reference (what infra/connect/*.json use for the server).
@@ -48,11 +54,11 @@ class Node(NamedTuple):
 
 
 def next_synced_node(current: Node, states: Mapping[Node, str | None], nodes: Sequence[Node]) -> Node | None:
-    """Where a source reading `current` should read instead: None while `current` is Synced (it stays, however the
-    list is ordered) or when no other node is; else the first Synced node after `current` in `nodes`, round the
-    list (from the first when `current` is not in it). `states`: a node's wsrep_local_state_comment, None for no
-    answer; a node missing from it counts as not answering."""
-    if states.get(current) == SYNCED:
+    """Where a source reading `current` should read instead: None while `current` is Synced or a donor (it stays,
+    however the list is ordered) or when no other node is Synced; else the first Synced node after `current` in
+    `nodes`, round the list (from the first when `current` is not in it). `states`: a node's
+    wsrep_local_state_comment, None for no answer; a node missing from it counts as not answering."""
+    if states.get(current) in KEEPS_THE_SOURCE:
         return None
     start = nodes.index(current) + 1 if current in nodes else 0
     for node in [*nodes[start:], *nodes[:start]]:
@@ -122,7 +128,7 @@ class SourceFollower:
         states: dict[Node, str | None] = {
             current: WITHOUT_POSITION if lost_its_position(status) else self.node_state(current)
         }
-        if states[current] == SYNCED:
+        if states[current] in KEEPS_THE_SOURCE:
             return False
         states.update({node: self.node_state(node) for node in self.nodes if node != current})
         target = next_synced_node(current, states, self.nodes)

@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 from connect_watchdog.config import WatchdogSettings
 from connect_watchdog.sink_recovery import SinkRecovery
 from connect_watchdog.source_follower import (
+    DONOR,
     MARIADB_SOURCE_CLASS,
     SYNCED,
     Node,
@@ -58,11 +59,17 @@ def test_a_source_whose_node_is_synced_stays_there_whatever_the_order() -> None:
     assert next_synced_node(THREE, everyone_synced, NODES) is None  # not moved back to the first
 
 
-@pytest.mark.parametrize("lost", [None, "Initialized", "Donor/Desynced", "Joining"])
+@pytest.mark.parametrize("lost", [None, "Initialized", "Joining", "Joined"])
 def test_a_source_whose_node_is_lost_moves_to_the_next_synced_node_after_it(lost: str | None) -> None:
     assert next_synced_node(ONE, {ONE: lost, TWO: SYNCED, THREE: SYNCED}, NODES) == TWO
     assert next_synced_node(TWO, {ONE: SYNCED, TWO: lost, THREE: SYNCED}, NODES) == THREE
     assert next_synced_node(THREE, {ONE: SYNCED, TWO: SYNCED, THREE: lost}, NODES) == ONE  # round the list
+
+
+def test_a_donor_keeps_its_source_and_is_not_moved_to() -> None:
+    # A global read lock desyncs a node, Debezium's own snapshot's too: moving on would chase it from node to node.
+    assert next_synced_node(ONE, {ONE: DONOR, TWO: SYNCED, THREE: SYNCED}, NODES) is None
+    assert next_synced_node(ONE, {ONE: None, TWO: DONOR, THREE: SYNCED}, NODES) == THREE
 
 
 def test_nodes_that_are_not_synced_are_passed_over_and_with_none_synced_the_source_stays() -> None:
