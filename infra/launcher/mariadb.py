@@ -117,6 +117,7 @@ def _write_config(config: StackConfig, node: MariaDbNode) -> None:
             node.home / "galera.cnf",
             peers=peers,
             node_name=node.name,
+            node_host="127.0.0.1",
             group_port=node.group_port,
             ist_port=node.ist_port,
             sst_port=node.sst_port,
