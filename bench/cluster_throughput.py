@@ -12,7 +12,7 @@ write acknowledged once two copies hold it) next to the benchmarks' own stack's 
    two sharing the tasks in the cluster). Nothing of either stack's `orders` or mydb.orders is touched.
 
 Neither side is make up's stack. The single side is the benchmarks' own stack (stack_support.bench_stack, started for it
-when run alone); the cluster is another beside it (stack_support.side_stack: .stack/bench-cluster, every port 40000
+when run alone); the cluster is another beside it (stack_support.side_stack: .stack/bench-cluster, every port 22000
 up), started fresh and removed afterwards (--keep leaves it up). The intake goes through each side's whole flow by
 design: its orders (user bench-<run>, a product of the bench's own) are real orders there, settled before the
 product is removed (order_publish.py says how). Rounds alternate which side goes first; figures are medians with
@@ -38,8 +38,8 @@ from stack_support.side_stack import CLUSTER_LAYOUT, SideStack
 
 SINGLE, CLUSTER = "1 broker, RF 1", "3 brokers, RF 3"
 SINK_WARM_UP_RECORDS = 20_000
-# tests/cluster's stack is 20000 up, the benchmarks' own stack 30000.
-CLUSTER_PORT_SHIFT = 40000
+# Below the ephemeral ports (32768 up) and apart from the other stacks: stack_support.bench_stack says which.
+CLUSTER_PORT_SHIFT = 22000
 
 
 def order_service_env(config: StackConfig) -> dict[str, str]:
