@@ -15,6 +15,13 @@ echo "==> pytest"
 $PY -m pytest "$@"
 result=$?
 
+# The bench tier: every benchmark that touches Kafka or MariaDB, --quick, on the benchmarks' own stack (ports 30000
+# up), then make up's stack checked as it was found (tests/bench). Only in a whole run (no pytest arguments).
+if [ $# -eq 0 ]; then
+  echo "==> pytest tests/bench"
+  $PY -m pytest tests/bench || result=1
+fi
+
 if [ "$started_here" = 1 ] && [ -z "${KEEP_STACK:-}" ]; then
   $PY -m launcher down
 fi
