@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 PROJECT = "kafka-sync"
 TEST_PROJECT = "kafka-sync-test"
 # make compose-test publishes on these, so it runs beside the native stack (8000, 8761, 9092/9094/9096, 8083/8084,
-# 3306, 8090, 9090, 9411).
+# 3306-3308, 8090, 9090, 9411).
 TEST_HOST_PORTS = {
     "GATEWAY_HOST_PORT": 18000,
     "GATEWAY_2_HOST_PORT": 18002,
@@ -38,6 +38,8 @@ TEST_HOST_PORTS = {
     "CONNECT_HOST_PORT": 18083,
     "CONNECT_2_HOST_PORT": 18084,
     "MARIADB_HOST_PORT": 13306,
+    "MARIADB_2_HOST_PORT": 13307,
+    "MARIADB_3_HOST_PORT": 13308,
     "MONITOR_HOST_PORT": 18090,
     "PROMETHEUS_HOST_PORT": 19090,
     "ZIPKIN_HOST_PORT": 19411,
@@ -255,6 +257,7 @@ def run_e2e_in_container(engine: str, pytest_args: list[str]) -> int:
         "GATEWAY_URL": "http://gateway:8000",
         "DB_HOST": "mariadb",
         "DB_PORT": "3306",
+        "DB_HOSTS": "mariadb:3306,mariadb-2:3306,mariadb-3:3306",
         "DISCOVERY_URL": "http://discovery:8761/eureka",
         "KAFKA_BOOTSTRAP_SERVERS": "kafka-1:19092,kafka-2:19092,kafka-3:19092",
         "CONNECT_URL": "http://connect-1:8083",
@@ -287,6 +290,10 @@ def host_test_environment() -> dict[str, str]:
         "ZIPKIN_PORT": str(ports["ZIPKIN_HOST_PORT"]),
         "DB_HOST": "127.0.0.1",
         "DB_PORT": str(ports["MARIADB_HOST_PORT"]),
+        # The Galera nodes in the order the services try them (tests/compose kills the first).
+        "DB_HOSTS": ",".join(
+            f"127.0.0.1:{ports[key]}" for key in ("MARIADB_HOST_PORT", "MARIADB_2_HOST_PORT", "MARIADB_3_HOST_PORT")
+        ),
         "CONNECT_URL": f"http://127.0.0.1:{ports['CONNECT_HOST_PORT']}",
         "KAFKA_BOOTSTRAP_SERVERS": ",".join(
             f"127.0.0.1:{ports[key]}" for key in ("KAFKA_HOST_PORT", "KAFKA_2_HOST_PORT", "KAFKA_3_HOST_PORT")

@@ -56,13 +56,11 @@ COPY --from=jars /build/target/connect-plugins /opt/connect/plugins
 COPY --from=jars /build/target/agents/jmx_prometheus_javaagent.jar /opt/agents/
 COPY infra/prometheus/jmx-kafka.yml infra/prometheus/jmx-connect.yml /opt/agents/
 COPY infra/containers/bin/render-template infra/containers/bin/kafka-tool infra/containers/bin/write-admin-config \
-     infra/containers/bin/start-broker infra/containers/bin/start-worker infra/containers/bin/register-connectors \
+     infra/containers/bin/start-broker infra/containers/bin/start-worker \
      infra/containers/bin/load-secrets infra/containers/bin/with-secrets infra/containers/bin/retry \
      /usr/local/bin/
 COPY infra/kafka/server.properties infra/kafka/log4j2.properties infra/kafka/acls.txt /opt/kafka/config/
 COPY infra/connect/worker.properties /opt/connect/config/
-# Every connector config (the file name is the connector's name); register-connectors PUTs each.
-COPY infra/connect/*.json /opt/connect/connectors/
 
 USER kafka
 EXPOSE 9092 8083 9404 9405

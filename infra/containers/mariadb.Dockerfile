@@ -1,30 +1,24 @@
-# MariaDB from Debian's mariadb-server (the package the native stack runs) with infra/mariadb/my.cnf, rendered
-# as the launcher renders it, then told what differs in a container. Build context is the repo root:
+# A node of compose's MariaDB Galera cluster: Debian's mariadb-server (the package the native stack runs; it brings
+# galera-4, rsync and the socket tools Galera's state transfer uses) with infra/mariadb/my.cnf and galera.cnf, which
+# start-mariadb renders for the node as the launcher renders them. Build context is the repo root:
 #   docker build -f infra/containers/mariadb.Dockerfile -t kafka-sync/mariadb .
 ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${BASE_IMAGE}
 
+# The client tools (the healthcheck's too) find the server's socket where my.cnf puts it ({{home}}/mysqld.sock).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends mariadb-server mariadb-client \
     && rm -rf /var/lib/apt/lists/* \
-    && mkdir -p /var/lib/kafka-sync/mariadb && chown mysql:mysql /var/lib/kafka-sync/mariadb
-
-COPY infra/containers/bin/render-template infra/containers/bin/start-mariadb infra/containers/bin/load-secrets \
-     infra/containers/bin/with-secrets /usr/local/bin/
-COPY infra/mariadb/my.cnf /etc/mysql/kafka-sync.cnf.template
-# Later keys win: listen on the container's network (compose publishes the port on the host's loopback only), and
-# log to stderr (the engine keeps the log) instead of a file. The client tools find the server's socket.
-# The binlog carries this database alone (binlog_do_db): another CATALOG_DB needs --build-arg CATALOG_DB=...
-ARG CATALOG_DB=catalogdb
-RUN T_home=/var/lib/kafka-sync/mariadb T_log_file=/dev/stderr T_server_id=1 T_db_port=3306 \
-      T_binlog_filter="binlog_do_db=$CATALOG_DB" render-template /etc/mysql/kafka-sync.cnf.template \
-      >/etc/mysql/kafka-sync.cnf \
-    && printf 'bind-address=0.0.0.0\nlog-error=/dev/stderr\n' >>/etc/mysql/kafka-sync.cnf \
-    && sed -n 's/^socket=/socket=/p' /etc/mysql/kafka-sync.cnf | sed '1i [client]' \
+    && mkdir -p /var/lib/kafka-sync/mariadb && chown mysql:mysql /var/lib/kafka-sync/mariadb \
+    && printf '[client]\nsocket=/var/lib/kafka-sync/mariadb/mysqld.sock\n' \
       >/etc/mysql/mariadb.conf.d/99-kafka-sync-client.cnf
 
+COPY infra/containers/bin/render-template infra/containers/bin/start-mariadb infra/containers/bin/mariadb-ready \
+     infra/containers/bin/load-secrets infra/containers/bin/with-secrets /usr/local/bin/
+COPY infra/mariadb/my.cnf infra/mariadb/galera.cnf /etc/mysql/kafka-sync/
+
 USER mysql
-EXPOSE 3306
-# The accounts' passwords from the secret volume docker-compose.yml mounts (with-secrets), then the server.
+EXPOSE 3306 4567 4568 4569
+# The accounts' passwords from the secret volume docker-compose.yml mounts (with-secrets), then the node.
 ENTRYPOINT ["with-secrets"]
 CMD ["start-mariadb"]

@@ -29,6 +29,8 @@ from infra.containers.compose_secrets import (
     rendered_accounts,
     secret_keys,
 )
+from infra.containers.register_connectors import ComposeStack
+from launcher import connect
 from launcher.deployables import DEPLOYABLES
 from launcher.environment import PLACEHOLDER, is_secret
 from launcher.kafka import ACL_FILE, acl_file_text
@@ -43,8 +45,8 @@ ENV_EXAMPLE = REPO / ".env.example"
 CONNECTOR_CONFIGS = sorted((REPO / "infra/connect").glob("*.json"))
 PYTHON_DOCKERFILE = REPO / "infra/containers/python.Dockerfile"
 PODMAN_COMPOSE = REPO / ".stack/tools/podman-compose/bin/podman-compose"
-# CONTRACT.md, "Ports (native defaults)": the same ports on the host, loopback only; the cluster's further Kafka nodes
-# and Connect workers on the ports the launcher gives them in cluster mode.
+# CONTRACT.md, "Ports (native defaults)": the same ports on the host, loopback only; the cluster's further Kafka nodes,
+# Connect workers and Galera nodes on the ports the launcher gives them in cluster mode.
 CONTRACT_PORTS = {
     "gateway": 8000,
     "gateway-2": 8002,
@@ -55,10 +57,14 @@ CONTRACT_PORTS = {
     "connect-1": 8083,
     "connect-2": 8084,
     "mariadb": 3306,
+    "mariadb-2": 3307,
+    "mariadb-3": 3308,
     "monitor": 8090,
     "prometheus": 9090,
     "zipkin": 9411,
 }
+# The Galera cluster's nodes, the first (named as the one server was, with its volume) first.
+GALERA_NODES = ("mariadb", "mariadb-2", "mariadb-3")
 LOOPBACK = re.compile(r"\b(127\.0\.0\.1|localhost)\b")
 # Settings that are addresses for a browser on the host (the monitor console's links), never dialled from inside.
 BROWSER_FACING = frozenset({"console_prometheus_url", "console_zipkin_url"})
@@ -332,7 +338,7 @@ def test_depends_on_targets_exist_and_have_what_their_condition_waits_for(
 @pytest.mark.unit
 def test_long_running_services_have_healthchecks(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
-        if service.get("restart", "no") != "no" or name in ("mariadb", "kafka-1", "kafka-2", "kafka-3"):
+        if service.get("restart", "no") != "no" or name in (*GALERA_NODES, "kafka-1", "kafka-2", "kafka-3"):
             assert "healthcheck" in service, name
 
 
@@ -445,7 +451,7 @@ def test_each_component_mounts_only_its_own_secrets_read_only_after_they_are_mad
         assert "secrets" in waited, name
     # Everyone that logs in with a password reads it from its own volume; Prometheus and Zipkin hold none.
     assert readers == {
-        "mariadb": "mariadb",
+        **dict.fromkeys(GALERA_NODES, "mariadb"),
         **{f"kafka-{n}": "kafka-admin" for n in (1, 2, 3)},
         "create-topics": "kafka-admin",
         "kafka-access": "kafka-access",
@@ -502,13 +508,15 @@ def test_topics_are_made_by_the_launchers_own_code(services: dict[str, dict[str,
 
 @pytest.mark.unit
 def test_every_connector_config_is_in_the_image_and_registered(services: dict[str, dict[str, Any]]) -> None:
-    copied = [
-        shlex.split(arguments)
-        for keyword, arguments in dockerfile_instructions(REPO / "infra/containers/kafka.Dockerfile")
-        if keyword == "COPY"
-    ]
-    assert ["infra/connect/*.json", "/opt/connect/connectors/"] in copied
-    assert services["register-connectors"]["command"] == ["register-connectors"]
+    """register-connectors runs the launcher's rendering (launcher.connect) in the stack-tools image, which holds
+    every connector config where the launcher reads them."""
+    register = services["register-connectors"]
+    assert register["build"]["target"] == "stack-tools"
+    copied = [shlex.split(arguments) for keyword, arguments in stage_instructions(PYTHON_DOCKERFILE, "stack-tools")]
+    assert ["infra/connect/*.json", "infra/connect/"] in copied
+    assert any("infra/containers/register_connectors.py" in sources for sources in copied)
+    assert register["command"] == ["python", "-m", "infra.containers.register_connectors"]
+    assert {path.stem for path in CONNECTOR_CONFIGS} == set(connect.CONNECTORS)
     classes = {json.loads(path.read_text())["connector.class"] for path in CONNECTOR_CONFIGS}
     assert "io.debezium.connector.jdbc.JdbcSinkConnector" in classes
 
@@ -683,7 +691,8 @@ def test_every_one_shot_is_awaited_by_a_long_running_service(services: dict[str,
 # Where the images render a template we ship (infra/containers/bin/render-template): the file that sets the T_
 # variables, and the template. Every placeholder needs its T_ variable, or the image build or the start fails.
 RENDERED_IN_IMAGES = [
-    ("infra/containers/mariadb.Dockerfile", "infra/mariadb/my.cnf"),
+    ("infra/containers/bin/start-mariadb", "infra/mariadb/my.cnf"),
+    ("infra/containers/bin/start-mariadb", "infra/mariadb/galera.cnf"),
     ("infra/containers/bin/start-prometheus", "infra/prometheus/prometheus.yml"),
     ("infra/containers/bin/start-broker", "infra/kafka/server.properties"),
     ("infra/containers/bin/start-worker", "infra/connect/worker.properties"),
@@ -696,3 +705,63 @@ def test_the_images_give_every_placeholder_of_the_templates_they_render(renderer
     given = set(re.findall(r"\bT_(\w+)=", (REPO / renderer).read_text()))
     needed = set(re.findall(r"\{\{(\w+)\}\}", (REPO / template).read_text()))
     assert needed <= given, f"{renderer} does not set T_{', T_'.join(sorted(needed - given))} for {template}"
+
+
+@pytest.mark.unit
+def test_mariadb_is_three_galera_nodes_each_with_its_own_volume_healthy_when_synced(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    nodes = {name: service for name, service in services.items() if service.get("image") == "kafka-sync/mariadb"}
+    assert tuple(nodes) == GALERA_NODES
+    data_volumes = []
+    for number, (name, service) in enumerate(nodes.items(), start=1):
+        environment = service_environment(service)
+        assert service["hostname"] == name
+        assert environment["GALERA_NODE"] == str(number), name
+        assert environment["GALERA_PEERS"].split(",") == list(GALERA_NODES), name
+        assert service["healthcheck"]["test"] == ["CMD", "mariadb-ready"], name
+        assert service.get("command") is None, f"{name} runs the image's start-mariadb"
+        data_volumes += [m for m in map(str, service["volumes"]) if m.endswith(":/var/lib/kafka-sync/mariadb")]
+    assert len(data_volumes) == len(set(data_volumes)) == 3, data_volumes
+    # A node started on its own waits for nothing but its secrets: it founds the cluster or joins a peer itself.
+    assert all(set(service["depends_on"]) == {"secrets"} for service in nodes.values())
+
+
+@pytest.mark.unit
+def test_every_database_client_tries_every_node_the_first_first_and_waits_for_all_of_them(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    in_order = ",".join(f"{node}:3306" for node in GALERA_NODES)
+    clients = {name: service for name, service in services.items() if "DB_HOST" in service_environment(service)}
+    assert {"user-service", "catalog-service", "order-service-1", "monitor", "connect-watchdog"} <= clients.keys()
+    for name, service in clients.items():
+        environment = service_environment(service)
+        assert (environment["DB_HOST"], environment["DB_PORT"]) == ("mariadb", "3306"), name
+        if name not in ("connect-1", "connect-2"):  # the workers resolve the connectors' references only
+            assert environment["DB_HOSTS"] == in_order, name
+        if not {"mariadb", "mariadb-2", "mariadb-3"} & set(service.get("depends_on") or {}):
+            continue
+        for node in GALERA_NODES:
+            assert service["depends_on"][node] == {"condition": "service_healthy"}, f"{name} waits for {node}"
+    assert service_environment(services["register-connectors"])["DB_HOSTS"] == in_order
+
+
+@pytest.mark.unit
+def test_the_connectors_registered_in_compose_reach_the_galera_cluster_as_the_launchers_do() -> None:
+    """The sink writes through MariaDB Connector/J's sequential failover over every node (a non-Synced one passed
+    over); the CDC source reads node 1 (the workers' DB_HOST) from the cluster's GTID domain."""
+    config = ComposeStack({"DB_HOSTS": ",".join(f"{node}:3306" for node in GALERA_NODES)})
+    sink = connect.rendered(config, connect.SINK_CONNECTOR, connect_config(connect.SINK_CONNECTOR))
+    source = connect.rendered(config, connect.SOURCE_CONNECTOR, connect_config(connect.SOURCE_CONNECTOR))
+
+    assert sink["connection.url"] == (
+        "jdbc:mariadb:sequential://mariadb:3306,mariadb-2:3306,mariadb-3:3306/${env:ORDERS_DB}"
+        "?useServerPrepStmts=true&galeraAllowedState=4"
+    )
+    assert source["gtid.source.includes"] == connect.GALERA_GTID_SOURCES
+    assert (source["database.hostname"], source["database.port"]) == ("${env:DB_HOST}", "${env:DB_PORT}")
+
+
+def connect_config(name: str) -> dict[str, str]:
+    loaded: dict[str, str] = json.loads((connect.CONNECTOR_DIR / f"{name}.json").read_text())
+    return loaded

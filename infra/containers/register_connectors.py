@@ -1,0 +1,63 @@
+"""Compose's register-connectors one-shot: every connector of infra/connect/ (the file name is the connector's name),
+rendered by the launcher's own code for the stack's MariaDB (launcher.connect.rendered: for a Galera cluster the
+sink's URL over every node, the CDC source's GTID domain) and PUT through Connect's REST API (create or update, so
+a rerun is harmless). Run as `python -m infra.containers.register_connectors` from /app in the stack-tools image.
+
+Environment: CONNECT_URL, CONNECT_USER and CONNECT_PASSWORD (its secret volume); DB_HOSTS, the Galera nodes as the
+containers reach them (host:port, in the order clients try them).
+"""
+
+import json
+import os
+import sys
+import time
+
+import httpx
+
+from launcher import connect
+from launcher.environment import StackConfig
+
+# While the worker group starts (no answer, 5xx) or rebalances (409), ask again, for at most this long.
+DEADLINE_SECONDS = 300
+RETRY_SECONDS = 2
+
+
+class ComposeStack(StackConfig):
+    """The compose stack's configuration: its database nodes are containers, all on MariaDB's own port, named in
+    DB_HOSTS (the launcher derives its nodes' loopback ports from MARIADB_NODES instead)."""
+
+    @property
+    def db_hosts(self) -> str:
+        return self.get("DB_HOSTS", "")
+
+
+def register(config: StackConfig, url: str, name: str, connector_config: dict[str, str]) -> None:
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    auth = connect.rest_auth(config)
+    while True:
+        try:
+            response = httpx.put(f"{url}/connectors/{name}/config", json=connector_config, auth=auth, timeout=30)
+            if response.status_code < 400:
+                print(f"{name} registered", flush=True)
+                return
+            if response.status_code != 409 and response.status_code < 500:
+                raise SystemExit(f"Kafka Connect rejected {name} ({response.status_code}): {response.text}")
+            problem = f"{response.status_code}"
+        except httpx.HTTPError as exc:
+            problem = str(exc) or type(exc).__name__
+        if time.monotonic() > deadline:
+            raise SystemExit(f"Kafka Connect did not accept {name} within {DEADLINE_SECONDS} s ({problem})")
+        time.sleep(RETRY_SECONDS)
+
+
+def main() -> int:
+    config = ComposeStack(dict(os.environ))
+    url = config.get("CONNECT_URL").rstrip("/")
+    for name in connect.CONNECTORS:
+        raw = json.loads((connect.CONNECTOR_DIR / f"{name}.json").read_text())
+        register(config, url, name, connect.rendered(config, name, raw))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
