@@ -109,9 +109,13 @@ class Instance:
     url: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    # The key file of the stack whose user-service its token checks trust; None: this process's stack (STACK_DIR).
+    signing_keys: Path | None = None
 
 
-def start_instance(name: str, publish: bool, kafka_env: dict[str, str], store: str = "kafka") -> Instance:
+def start_instance(
+    name: str, publish: bool, kafka_env: dict[str, str], store: str = "kafka", signing_keys: Path | None = None
+) -> Instance:
     port = free_port()
     env = os.environ | {
         "INSTANCE_ID": name,
@@ -130,7 +134,7 @@ def start_instance(name: str, publish: bool, kafka_env: dict[str, str], store: s
         process = subprocess.Popen(
             [sys.executable, "-m", "order_service"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
-    return Instance(name, f"http://127.0.0.1:{port}", process, log_path)
+    return Instance(name, f"http://127.0.0.1:{port}", process, log_path, signing_keys)
 
 
 # The stack's server.properties with its listeners made plaintext and no authorizer (later keys win).
@@ -224,10 +228,10 @@ async def publish_catalog(kafka: KafkaAccess, product: CatalogProduct) -> None:
         await producer.stop()
 
 
-def bearer(user_id: str) -> str:
+def bearer(user_id: str, signing_keys: Path | None = None) -> str:
     """order-service checks the caller's token itself: the bench calls as the user in its path, with a token
     signed by the stack's own key (read from user-service's key file, as the operator can)."""
-    return f"Bearer {issue_token(user_id, stack_signing_key(), 3600)}"
+    return f"Bearer {issue_token(user_id, stack_signing_key(keys_file=signing_keys), 3600)}"
 
 
 def wait_ready(instance: Instance, product_id: str, user_id: str) -> None:
@@ -240,7 +244,7 @@ def wait_ready(instance: Instance, product_id: str, user_id: str) -> None:
             answer = httpx.post(
                 f"{instance.url}/{user_id}/orders",
                 json={"productId": product_id, "qty": 1, "unitPrice": 100},
-                headers={"Authorization": bearer(user_id)},
+                headers={"Authorization": bearer(user_id, instance.signing_keys)},
                 timeout=5,
             )
             if answer.status_code == 201:
@@ -414,24 +418,29 @@ def measure(
     the median of each side."""
     cold: dict[str, Figures] = {}
     results: dict[str, list[Figures]] = {side: [] for side in instances}
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script_file:
-        script_file.write(WRK_SCRIPT % (bearer(f"bench-{run}"), product_id))
-    script = Path(script_file.name)
+    # One script per side: each side's token is signed with the key its stack's user-service publishes.
+    scripts: dict[str, Path] = {}
+    for side, instance in instances.items():
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script_file:
+            script_file.write(WRK_SCRIPT % (bearer(f"bench-{run}", instance.signing_keys), product_id))
+        scripts[side] = Path(script_file.name)
     for side, instance in instances.items():
         wait_ready(instance, product_id, f"bench-{run}")
         warm_up = min(BASELINE_WARM_UP_SECONDS, args.warm_up) if side == "baseline" else args.warm_up
-        cold[side] = run_wrk(f"{instance.url}/bench-{run}/orders", script, args.connections, warm_up)
+        cold[side] = run_wrk(f"{instance.url}/bench-{run}/orders", scripts[side], args.connections, warm_up)
     sides = list(instances)
     for number in range(args.rounds):
         for side in sides[number % len(sides) :] + sides[: number % len(sides)]:
-            figures = run_wrk(f"{instances[side].url}/bench-{run}/orders", script, args.connections, args.seconds)
+            url = f"{instances[side].url}/bench-{run}/orders"
+            figures = run_wrk(url, scripts[side], args.connections, args.seconds)
             results[side].append(figures)
             print(
                 f"  round {number + 1} {side:<9} {figures.orders_per_second:8.0f} orders/s"
                 f"  p50 {figures.p50_ms:7.2f} ms  p99 {figures.p99_ms:7.2f} ms  failed {figures.failed}",
                 flush=True,
             )
-    script.unlink()
+    for script in scripts.values():
+        script.unlink()
     return {side: median_of(runs) for side, runs in results.items()}, cold
 
 

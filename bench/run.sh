@@ -6,8 +6,9 @@
 # removed at the end; there each works on topics, connectors, groups, databases and products of its own and removes
 # them, and the order benchmarks' orders go through that stack's whole flow and settle there. gateway_vs_nginx and
 # token_verify_cost touch neither (private upstreams, discovery and gateways; in-process). cluster_throughput starts
-# a cluster of its own beside it (ports 22000 up). When make up's stack runs, its mydb.orders row count is printed
-# before and after and its auditor judges the run's window; tests/bench proves the same with each bench's --quick.
+# a cluster of its own beside it (ports 22000 up), then (--galera-only) a stack that differs only in its database.
+# When make up's stack runs, its mydb.orders row count is printed before and after and its auditor judges the run's
+# window; tests/bench proves the same with each bench's --quick.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -48,11 +49,14 @@ done
 # What tracing costs, at the gateway and in order publishing (the bench stack's Zipkin).
 # Read your own writes: the list with its sync point next to the table alone (two private instances).
 # Accepted -> row visible, at a moderate rate through the gateway, next to the Kafka hop alone.
-# A cluster of its own beside the bench stack (3 brokers at RF 3), started and removed by the script.
-for module in bench.observability_cost bench.read_your_writes bench.sync_lag bench.cluster_throughput; do
+# A cluster of its own beside the bench stack (3 brokers at RF 3, 3 Galera nodes), started and removed by the script;
+# then Galera alone (one broker, 3 MariaDB nodes): what synchronous replication costs.
+for module in bench.observability_cost bench.read_your_writes bench.sync_lag bench.cluster_throughput \
+    "bench.cluster_throughput --galera-only"; do
   echo
   echo "=== $module"
-  $ON_BENCH_STACK -m "$module" || status=1
+  # shellcheck disable=SC2086  # a module and its flags
+  $ON_BENCH_STACK -m $module || status=1
 done
 echo
 echo "=== the bench stack afterwards (its auditor, the run's window)"

@@ -191,13 +191,14 @@ def kit_jwks() -> str:
     return json.dumps(jwks([kit_signing_key()]))
 
 
-def stack_signing_key(activation_seconds: float = 10.0) -> SigningKey:
+def stack_signing_key(activation_seconds: float = 10.0, keys_file: Path | None = None) -> SigningKey:
     """The running stack's current signing key (the newest one every verifier knows: user-service's rule, with
     the default refresh), read from user-service's key file as the operator can (natively: under STACK_DIR;
-    SIGNING_KEYS_FILE where it is elsewhere, as for make compose-test's runner, which mounts the volume read-only).
-    For whole-stack tests that need a token for a user that never logged in."""
+    SIGNING_KEYS_FILE where it is elsewhere, as for make compose-test's runner, which mounts the volume read-only;
+    `keys_file` for another native stack's). For whole-stack tests that need a token for a user that never logged
+    in."""
     stack_dir = Path(os.environ.get("STACK_DIR") or Path(__file__).resolve().parents[3] / ".stack")
-    path = Path(os.environ.get("SIGNING_KEYS_FILE") or stack_dir / "user-service" / "signing-keys.json")
+    path = keys_file or Path(os.environ.get("SIGNING_KEYS_FILE") or stack_dir / "user-service" / "signing-keys.json")
     entries = json.loads(path.read_text())["keys"]
     keys = sorted(
         (SigningKey.from_raw(entry["kid"], entry["private"], float(entry["created"])) for entry in entries),

@@ -42,7 +42,10 @@ class SideStack:
         self.env_file = REPO_ROOT / ".stack" / f"{name}.env"
         self.launcher_log = REPO_ROOT / ".stack" / f"{name}-launcher.log"
         # A fresh clone has no .env until make up: made here the same way, so the suite runs on its own.
-        shared = read_env_file(ensure_env_file())
+        # make up's .env, also when this process runs with another stack's settings (a benchmark on the bench
+        # stack, whose STACK_ENV_FILE holds ports already moved): every side stack's ports move from make up's.
+        repo_env = REPO_ROOT / ".env"
+        shared = read_env_file(repo_env if repo_env.exists() else ensure_env_file())
         values = {key: shifted(key, value, port_shift) for key, value in shared.items()}
         values.update(layout)
         # Ports whose defaults live in code, where an older .env does not name them.
@@ -103,6 +106,11 @@ class SideStack:
 
     def start(self, *names: str) -> None:
         self.launcher("start", *names)
+
+    @property
+    def signing_keys_file(self) -> Path:
+        """Its user-service's signing keys (made at its first start): tokens for it are signed with these."""
+        return self.stack_dir / "user-service" / "signing-keys.json"
 
     def log_file(self, name: str) -> Path:
         return self.stack_dir / "logs" / f"{name}.log"
