@@ -40,6 +40,7 @@ from pathlib import Path
 
 from bench import order_publish as order_bench
 from bench import sink_vs_raw as sink_bench
+from bench.catalog_change_lag import percentile
 from launcher.environment import ORDER_SERVICE_KAFKA, StackConfig
 from launcher.mariadb import operator_connection
 from stack_support.bench_stack import on_bench_stack, parse_args
@@ -176,11 +177,6 @@ def commit_latencies(config: StackConfig, database: str, commits: int) -> list[f
     return took
 
 
-def quantile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
 def measure_commits(sides: dict[str, StackConfig], args: argparse.Namespace) -> dict[str, list[list[float]]]:
     """Per side, each round's commit latencies (rounds alternate which side goes first)."""
     rounds: dict[str, list[list[float]]] = {side: [] for side in sides}
@@ -198,7 +194,7 @@ def measure_commits(sides: dict[str, StackConfig], args: argparse.Namespace) -> 
                 rounds[side].append(took)
                 print(
                     f"  round {number + 1} commits {side:<8} {len(took) / sum(took):9,.0f}/s"
-                    f"  p50 {quantile(took, 0.5) * 1000:6.2f} ms  p99 {quantile(took, 0.99) * 1000:6.2f} ms",
+                    f"  p50 {percentile(took, 0.5) * 1000:6.2f} ms  p99 {percentile(took, 0.99) * 1000:6.2f} ms",
                     flush=True,
                 )
     return rounds
@@ -230,23 +226,24 @@ def main() -> None:
 
     single_label, cluster_label, cluster_name, layout = SIDES["galera" if args.galera_only else "cluster"]
     single = StackConfig.load()
-    if args.without_cluster:
-        sides = {SINGLE: single, CLUSTER: single}
-        intake, sink, commits = measure_intake(sides, args), measure_sink(sides, args), measure_commits(sides, args)
-    else:
-        cluster = SideStack(cluster_name, CLUSTER_PORT_SHIFT, layout)
+    cluster = None if args.without_cluster else SideStack(cluster_name, CLUSTER_PORT_SHIFT, layout)
+    if cluster is not None:
         print(f"starting the other side ({cluster_label}; .stack/{cluster_name})", flush=True)
         if args.keep:
             cluster.up()
         else:
             cluster.up_fresh()
-        try:
-            sides = {SINGLE: single, CLUSTER: cluster.config}
-            intake = measure_intake(sides, args, {CLUSTER: cluster.signing_keys_file})
-            sink, commits = measure_sink(sides, args), measure_commits(sides, args)
-        finally:
-            if not args.keep:
-                cluster.down()
+    try:
+        sides = {SINGLE: single, CLUSTER: single if cluster is None else cluster.config}
+        keys = None if cluster is None else {CLUSTER: cluster.signing_keys_file}
+        intake, sink, commits = (
+            measure_intake(sides, args, keys),
+            measure_sink(sides, args),
+            measure_commits(sides, args),
+        )
+    finally:
+        if cluster is not None and not args.keep:
+            cluster.down()
 
     labels = {SINGLE: single_label, CLUSTER: cluster_label}
     print()
@@ -271,7 +268,7 @@ def main() -> None:
         print(
             f"{labels[side]:<24}{statistics.median(per_second[side]):>10,.0f} commits/s"
             f" (rounds {min(per_second[side]):,.0f}-{max(per_second[side]):,.0f});"
-            f" one commit p50 {quantile(every, 0.5) * 1000:.2f} ms, p99 {quantile(every, 0.99) * 1000:.2f} ms"
+            f" one commit p50 {percentile(every, 0.5) * 1000:.2f} ms, p99 {percentile(every, 0.99) * 1000:.2f} ms"
         )
     print(
         f"ratio {cluster_label} / {single_label}, paired rounds: "

@@ -47,7 +47,7 @@ def connect_first_answering(
         except Exception as exc:  # the driver's OperationalError for a refused or broken connection, or a timeout
             failures.append(f"{host}:{port}: {exc}")
             continue
-        state = _galera_state(connection)
+        state = galera_state(connection)
         if state in (None, "Synced"):
             if failures:
                 log.warning("database failover", extra={"server": f"{host}:{port}", "passed_over": failures})
@@ -57,7 +57,7 @@ def connect_first_answering(
     raise NoServerAnswers("no database server answers: " + "; ".join(failures))
 
 
-def _galera_state(connection: DBAPIConnection) -> str | None:
+def galera_state(connection: DBAPIConnection) -> str | None:
     """The node's wsrep_local_state_comment (Synced, Donor/Desynced, Joining, Initialized...); None without Galera."""
     cursor = connection.cursor()
     try:

@@ -23,10 +23,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import httpx
-from sqlalchemy import create_engine, pool, text
+import pymysql
+from sqlalchemy import create_engine, pool
 from sqlalchemy.exc import DBAPIError
 
 from connect_watchdog.config import WatchdogSettings
+from servicekit.database import galera_state
 
 log = logging.getLogger("connect-watchdog")
 
@@ -152,10 +154,13 @@ class SourceFollower:
         timeouts: dict[str, Any] = {"connect_timeout": PROBE_TIMEOUT_SECONDS, "read_timeout": PROBE_TIMEOUT_SECONDS}
         engine = create_engine(url, poolclass=pool.NullPool, connect_args=timeouts)
         try:
-            with engine.connect() as connection:
-                row = connection.execute(text("SHOW GLOBAL STATUS LIKE 'wsrep_local_state_comment'")).first()
-        except DBAPIError:
+            connection = engine.raw_connection()  # a failed connect arrives as DBAPIError, a failed query as pymysql's
+            try:
+                state = galera_state(connection)
+            finally:
+                connection.close()
+        except (DBAPIError, pymysql.Error):
             return None
         finally:
             engine.dispose()
-        return SYNCED if row is None else str(row[1])
+        return SYNCED if state is None else state
