@@ -42,10 +42,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import UnknownTopicOrPartitionError
 
 from consistency_audit import Auditor, AuditSettings, Kind
-from launcher.environment import StackConfig
 from launcher.mariadb import operator_connection
 from order_contract.connect_record import ORDER_SCHEMA
 from servicekit.kafka import ensure_topics, transactional_producer
+from stack_description.settings import StackConfig
 from stack_support.bench_stack import on_bench_stack, parse_args
 
 PRODUCTS = 1000

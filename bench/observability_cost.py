@@ -38,9 +38,10 @@ import httpx
 
 from bench import gateway_vs_nginx as gateway_bench
 from bench import order_publish as order_bench
-from launcher.environment import ORDER_SERVICE_KAFKA, StackConfig
 from servicekit.config import TracingSettings
 from servicekit.testing import free_port, wait_answering
+from stack_description.access import ORDER_SERVICE_KAFKA
+from stack_description.settings import StackConfig
 from stack_support.bench_stack import on_bench_stack, parse_args
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -48,9 +48,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from catalog_service import service as catalog
 from catalog_service.config import CatalogSettings
 from launcher import kafka as stack_kafka
-from launcher.environment import KAFKA_LOGINS, ORDER_SERVICE_KAFKA, STACK_DIR, StackConfig, render_template
 from launcher.mariadb import operator_connection
-from launcher.processes import port_open
+from launcher.processes import port_open, render_template
 from order_contract.catalog_change import CatalogProduct, catalog_change_record
 from order_contract.topics import CATALOG_CHANGES_TOPIC, ORDER_CLAIMS_TOPIC, ORDERS_TOPIC, STOCK_TOPIC
 from order_service.config import OrderSettings
@@ -58,6 +57,9 @@ from servicekit.database import make_engine, make_sessions
 from servicekit.kafka import KafkaAccess, ensure_topics
 from servicekit.testing import free_port, stack_signing_key
 from servicekit.tokens import issue_token
+from stack_description import access
+from stack_description.access import KAFKA_LOGINS, ORDER_SERVICE_KAFKA
+from stack_description.settings import STACK_DIR, StackConfig
 from stack_support.bench_stack import on_bench_stack, parse_args
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -200,7 +202,7 @@ def private_broker(name: str, secured: bool, product_id: str) -> Iterator[dict[s
         if not secured:
             yield {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_ADMIN_PASSWORD": ""}
             return
-        setup = ["example.kafkasync.admin.KafkaAccessSetup", bootstrap, str(stack_kafka.ACL_FILE)]
+        setup = ["example.kafkasync.admin.KafkaAccessSetup", bootstrap, str(access.ACL_FILE)]
         with open(log_path, "ab") as log:
             argv = stack_kafka.java_command(*setup, jvm_options=tool)
             subprocess.run(argv, env=os.environ | passwords, stdout=log, stderr=log, check=True)

@@ -30,11 +30,12 @@ import httpx
 from aiokafka.structs import ConsumerRecord
 
 from bench import order_publish as order_bench
-from launcher.environment import ORDER_SERVICE_KAFKA, StackConfig
 from order_contract.connect_record import order_record_value
 from order_contract.order import Order, OrderStatus
 from order_service.view import OrderView
 from servicekit.kafka import KafkaAccess
+from stack_description.access import ORDER_SERVICE_KAFKA
+from stack_description.settings import StackConfig
 from stack_support.bench_stack import on_bench_stack, parse_args
 
 READERS = 32

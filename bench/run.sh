@@ -17,7 +17,7 @@ since=$(date -u +%Y-%m-%dT%H:%M:%S)
 
 main_orders() {
   $PY - <<'EOF' 2>/dev/null || echo "(make up's stack is not running)"
-from launcher.environment import StackConfig
+from stack_description.settings import StackConfig
 from launcher.mariadb import operator_connection
 config = StackConfig.load()
 connection = operator_connection(config, config.get("ORDERS_DB"), connect_timeout=3)

@@ -34,13 +34,14 @@ from aiokafka.errors import GroupIdNotFound, KafkaError, NonEmptyGroup, UnknownT
 from aiokafka.errors import for_code as kafka_error
 from aiokafka.protocol.admin import DeleteGroupsRequest
 
-from launcher.connect import CONNECTOR_DIR, SINK_CONNECTOR, answering_url, rest_auth
-from launcher.environment import StackConfig
+from launcher.connect import answering_url
 from launcher.mariadb import operator_connection
 from order_contract.connect_record import order_record_key, order_record_value
 from order_contract.order import Order, OrderStatus
 from order_contract.timestamps import now_ms
 from servicekit.kafka import ensure_topics, transactional_producer
+from stack_description.connectors import CONNECTOR_DIR, SINK_CONNECTOR, rest_auth
+from stack_description.settings import StackConfig
 from stack_support.bench_stack import on_bench_stack, parse_args
 
 RAW_BATCH = 1000

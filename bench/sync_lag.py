@@ -28,12 +28,12 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 
 from bench import order_publish as order_bench
-from launcher.environment import StackConfig
 from launcher.mariadb import operator_connection
 from launcher.services import gateway_port
 from order_contract.topics import ORDERS_TOPIC
 from servicekit.config import ServiceSettings
 from servicekit.testing import eventually
+from stack_description.settings import StackConfig
 from stack_support.bench_stack import on_bench_stack, parse_args
 
 TARGET_P99_MS = 150.0

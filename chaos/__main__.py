@@ -24,8 +24,8 @@ from consistency_audit.auditor import Auditor, Verdict
 from consistency_audit.config import AuditSettings
 from consistency_audit.report import render
 from launcher import services
-from launcher.environment import LOG_DIR, StackConfig
 from launcher.mariadb import operator_connection
+from stack_description.settings import LOG_DIR, StackConfig
 from stack_support.api_client import GatewayClient, OrderNotAccepted, User
 from stack_support.catalog_views import products_in_catalog
 

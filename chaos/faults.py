@@ -5,8 +5,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from launcher import connect, kafka, mariadb, services
-from launcher.environment import StackConfig
 from launcher.processes import Component, kill
+from stack_description.settings import StackConfig
 
 
 @dataclass(frozen=True)

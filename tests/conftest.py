@@ -4,9 +4,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from launcher.environment import StackConfig
 from servicekit.config import ServiceSettings
 from servicekit.testing import DictConnection, database
+from stack_description.settings import StackConfig
 
 
 @pytest.fixture(scope="session")

@@ -17,21 +17,10 @@ import re
 import sys
 from pathlib import Path
 
-from launcher import kafka
-from launcher.deployables import secret_volumes
-from launcher.environment import (
-    CDC_DB,
-    CONNECT_KAFKA,
-    DB_ACCOUNTS,
-    INFRA_DIR,
-    KAFKA_LOGINS,
-    OPERATOR_DB,
-    ORDERS_SINK_DB,
-    example_lines,
-    is_secret,
-    new_secret,
-    weak_secrets,
-)
+from stack_description import access
+from stack_description.access import CDC_DB, CONNECT_KAFKA, DB_ACCOUNTS, KAFKA_LOGINS, OPERATOR_DB, ORDERS_SINK_DB
+from stack_description.deployables import secret_volumes
+from stack_description.settings import INFRA_DIR, example_lines, is_secret, new_secret, weak_secrets
 
 # The group every container that reads a secret volume adds (docker-compose.yml's x-secrets-group).
 SECRETS_GID = 10010
@@ -57,7 +46,7 @@ COMPONENT_SECRETS: dict[str, dict[str, str]] = {
     # register-connectors: Connect's REST API only.
     "connect-client": {"CONNECT_PASSWORD": "CONNECT_PASSWORD"},
     # The Python deployables (discovery, the gateway, the services, the migrator, the monitor, connect-watchdog):
-    # described once in launcher.deployables, which the native launcher starts them from too.
+    # described once in stack_description.deployables, which the native launcher starts them from too.
     **secret_volumes(),
 }
 
@@ -123,7 +112,7 @@ def make_mount_points(root: Path, owner: str = "app") -> None:
 
 
 START_MARIADB = INFRA_DIR / "containers" / "bin" / "start-mariadb"
-ACCOUNTS_BEGIN = "  # Rendered from launcher.environment's DbAccount descriptions"
+ACCOUNTS_BEGIN = "  # Rendered from stack_description.access' DbAccount descriptions"
 ACCOUNTS_END = "  # End of the rendered accounts."
 
 
@@ -154,7 +143,7 @@ def compose_accounts() -> str:
 def render_access() -> None:
     """Rewrite what compose's images read of the access descriptions: infra/kafka/acls.txt and the accounts of
     start-mariadb (the native launcher applies the descriptions themselves)."""
-    kafka.ACL_FILE.write_text(kafka.acl_file_text())
+    access.ACL_FILE.write_text(access.acl_file_text())
     script = START_MARIADB.read_text()
     START_MARIADB.write_text(script.replace(rendered_accounts(script), compose_accounts()))
 

@@ -40,7 +40,7 @@ RUN if [ -f /run/host-ca.crt ]; then export PIP_CERT=/run/host-ca.crt; fi \
 COPY infra/containers/bin/load-secrets infra/containers/bin/with-secrets infra/containers/bin/retry /usr/local/bin/
 
 # Every project and the tests, as in the native .venv: compose's create-topics and register-connectors one-shots run
-# the launcher's code in it, and make compose-test the e2e suite on the compose network, where the instances' registered addresses
+# the stack description's code in it, and make compose-test the e2e suite on the compose network, where the instances' registered addresses
 # (container names) resolve.
 FROM dependencies AS stack-tools
 COPY pyproject.toml .env.example ./
@@ -50,6 +50,7 @@ COPY gateway gateway
 COPY monitor monitor
 COPY infra/pyproject.toml infra/
 COPY infra/launcher infra/launcher
+COPY infra/stack_description infra/stack_description
 COPY infra/containers/compose_secrets.py infra/containers/register_connectors.py infra/containers/
 # The connector configs, which compose's register-connectors one-shot renders with the launcher's code.
 COPY infra/connect/*.json infra/connect/

@@ -1,5 +1,5 @@
 """Compose's register-connectors one-shot: every connector of infra/connect/ (the file name is the connector's name),
-rendered by the launcher's own code for the stack's MariaDB (launcher.connect.rendered: for a Galera cluster the
+rendered by the launcher's own code for the stack's MariaDB (launcher.connectors.rendered: for a Galera cluster the
 sink's URL over every node, the CDC source's GTID domain) and PUT through Connect's REST API (create or update, so
 a rerun is harmless). Run as `python -m infra.containers.register_connectors` from /app in the stack-tools image.
 
@@ -7,15 +7,13 @@ Environment: CONNECT_URL, CONNECT_USER and CONNECT_PASSWORD (its secret volume);
 containers reach them (host:port, in the order clients try them).
 """
 
-import json
-import os
 import sys
 import time
 
 import httpx
 
-from launcher import connect
-from launcher.environment import StackConfig
+from stack_description import connectors
+from stack_description.settings import StackConfig
 
 # While the worker group starts (no answer, 5xx) or rebalances (409), ask again, for at most this long.
 DEADLINE_SECONDS = 300
@@ -33,7 +31,7 @@ class ComposeStack(StackConfig):
 
 def register(config: StackConfig, url: str, name: str, connector_config: dict[str, str]) -> None:
     deadline = time.monotonic() + DEADLINE_SECONDS
-    auth = connect.rest_auth(config)
+    auth = connectors.rest_auth(config)
     while True:
         try:
             response = httpx.put(f"{url}/connectors/{name}/config", json=connector_config, auth=auth, timeout=30)
@@ -51,11 +49,10 @@ def register(config: StackConfig, url: str, name: str, connector_config: dict[st
 
 
 def main() -> int:
-    config = ComposeStack(dict(os.environ))
+    config = ComposeStack.from_environment()
     url = config.get("CONNECT_URL").rstrip("/")
-    for name in connect.CONNECTORS:
-        raw = json.loads((connect.CONNECTOR_DIR / f"{name}.json").read_text())
-        register(config, url, name, connect.rendered(config, name, raw))
+    for name in connectors.CONNECTORS:
+        register(config, url, name, connectors.connector_config(config, name))
     return 0
 
 

@@ -10,10 +10,13 @@ import time
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
 from launcher import connect, kafka, mariadb, prometheus, services, zipkin
-from launcher.deployables import DISCOVERY
-from launcher.environment import (
+from launcher.processes import Component, StartupFailed, fail, kill, stop
+from stack_description import connectors
+from stack_description.deployables import DISCOVERY
+from stack_description.settings import (
     LAYOUT_FILE,
     LOG_DIR,
     REPO_ROOT,
@@ -24,7 +27,6 @@ from launcher.environment import (
     weak_secrets,
     weak_secrets_message,
 )
-from launcher.processes import Component, StartupFailed, fail, kill, stop
 
 
 def any_layout_components(config: StackConfig) -> list[Component]:
@@ -100,7 +102,7 @@ def print_urls(config: StackConfig, infra_only: bool) -> None:
         ("MariaDB", f"127.0.0.1:{config.db_port} (databases {', '.join(config.databases)})"),
         ("Kafka", config.kafka_bootstrap_servers),
         ("Kafka Connect", ", ".join(config.connect_urls)),
-        *((f"Connector {name}", f"{config.connect_url}/connectors/{name}/status") for name in connect.CONNECTORS),
+        *((f"Connector {name}", f"{config.connect_url}/connectors/{name}/status") for name in connectors.CONNECTORS),
     ]
     if not infra_only:
         gateway = f"http://127.0.0.1:{services.gateway_port(config)}"
@@ -212,7 +214,12 @@ def main() -> int:
     # itself. Set here, not at import, so tests that import the launcher keep aiokafka's logs.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
-    config = StackConfig.load()
+    try:
+        config = StackConfig.load()
+    except ValidationError as exc:
+        wrong = "; ".join(f"{'.'.join(map(str, error['loc']))}: {error['msg']}" for error in exc.errors())
+        fail(f"settings: {env_file_path()} or the environment gives a value of the wrong kind ({wrong})")
+        return 2
     try:
         if args.command == "up":
             problems = weak_secrets(config.values)

@@ -1,43 +1,43 @@
 """Kafka Connect in distributed mode: one worker, or CONNECT_WORKERS of them in one group sharing the tasks; its
 connectors (orders-sink, catalog-source) registered once through any worker's REST API."""
 
-import json
 import os
 from functools import partial
-from pathlib import Path
 
 import httpx
 
 from launcher import kafka
-from launcher.deployables import CONNECT_WATCHDOG
-from launcher.environment import (
-    CDC_DB,
-    CONNECT_KAFKA,
-    CONNECT_PLUGINS,
-    INFRA_DIR,
-    ORDERS_SINK_DB,
-    STACK_DIR,
+from launcher.kafka import CONNECT_PLUGINS, metrics_agent
+from launcher.processes import (
     VENV_PYTHON,
-    ConnectWorker,
-    StackConfig,
-    metrics_agent,
+    Component,
+    StartupFailed,
+    done,
+    needs_start,
     render_template,
+    run_dir,
+    start,
+    step,
+    wait_until,
 )
-from launcher.processes import Component, StartupFailed, done, needs_start, run_dir, start, step, wait_until
-from order_contract.topics import ORDERS_SINK_CONNECTOR
+from stack_description.access import CDC_DB, CONNECT_KAFKA, ORDERS_SINK_DB
+from stack_description.connectors import (
+    CONNECTOR_DIR,
+    CONNECTOR_ENV,
+    CONNECTORS,
+    SINK_CLASS,
+    SOURCE_CLASS,
+    SOURCE_CONNECTOR,
+    connector_config,
+    monitor_rest_user,
+    rest_auth,
+)
+from stack_description.deployables import CONNECT_WATCHDOG
+from stack_description.settings import STACK_DIR, ConnectWorker, StackConfig
 
 CONNECT_DIR = STACK_DIR / "connect"
 REST_JAAS = STACK_DIR / "connect" / "rest-jaas.conf"
 REST_USERS = STACK_DIR / "connect" / "rest-users.properties"
-# What the connector configs may read through ${env:...} (and the worker.properties allow-list says the same).
-CONNECTOR_ENV = ("DB_HOST", "DB_PORT", "ORDERS_DB", "CATALOG_DB", "KAFKA_BOOTSTRAP_SERVERS")
-CONNECTOR_DIR = INFRA_DIR / "connect"
-SINK_CONNECTOR = ORDERS_SINK_CONNECTOR
-SINK_CLASS = "io.debezium.connector.jdbc.JdbcSinkConnector"
-SOURCE_CONNECTOR = "catalog-source"
-SOURCE_CLASS = "io.debezium.connector.mariadb.MariaDbConnector"
-# Each connector's config is infra/connect/<name>.json.
-CONNECTORS = (SINK_CONNECTOR, SOURCE_CONNECTOR)
 # The worker converts and writes records in batches: a throughput collector with a fixed heap writes more rows/s
 # than G1 with Kafka's 20 ms pause target, which is sized for the broker's latency (bench/perf-notes.md).
 WORKER_JVM_OPTIONS = ("-Xms1g", "-Xmx1g", "-XX:+UseParallelGC")
@@ -66,36 +66,7 @@ def up(config: StackConfig) -> None:
         start(watchdog, [str(VENV_PYTHON), "-m", CONNECT_WATCHDOG.module], watchdog_env(config), cwd=run_dir())
         done()
     for name in CONNECTORS:
-        register_connector(config, name, CONNECTOR_DIR / f"{name}.json")
-
-
-# The sink's URL names the one server (DB_HOST, DB_PORT); a Galera cluster's every node instead.
-SINGLE_SERVER_URL = "jdbc:mariadb://${env:DB_HOST}:${env:DB_PORT}/"
-# wsrep_gtid_domain_id in infra/mariadb/galera.cnf: the GTIDs every node writes alike ("domain-server" of each).
-GALERA_GTID_SOURCES = "1-.*"
-
-
-def rendered(config: StackConfig, name: str, connector_config: dict[str, str]) -> dict[str, str]:
-    """A connector's JSON as registered: as written for one MariaDB server; for a Galera cluster, the sink's URL in
-    MariaDB Connector/J's sequential mode over every node (the first that answers and is synced, in DB_HOSTS'
-    order, so the sink writes where the services do) and the CDC source's position taken from the cluster's GTID
-    domain alone. Debezium follows one host (database.hostname/port: node 1 here); after that node is lost,
-    connect-watchdog points it at the next Synced node (connect_watchdog.source_follower), where it resumes by
-    GTID."""
-    if not config.db_hosts:
-        return connector_config
-    changed = dict(connector_config)
-    if name == SINK_CONNECTOR:
-        url = changed["connection.url"]
-        if not url.startswith(SINGLE_SERVER_URL):
-            raise StartupFailed(f"connect: {name}'s connection.url does not start with {SINGLE_SERVER_URL}")
-        # galeraAllowedState=4: a node that is not Synced (non-primary, donor, joiner) is passed over.
-        rest = url.removeprefix(SINGLE_SERVER_URL)
-        separator = "&" if "?" in rest else "?"
-        changed["connection.url"] = f"jdbc:mariadb:sequential://{config.db_hosts}/{rest}{separator}galeraAllowedState=4"
-    elif name == SOURCE_CONNECTOR:
-        changed["gtid.source.includes"] = GALERA_GTID_SOURCES
-    return changed
+        register_connector(config, name)
 
 
 def watchdog_env(config: StackConfig) -> dict[str, str]:
@@ -105,20 +76,6 @@ def watchdog_env(config: StackConfig) -> dict[str, str]:
     gets DB_HOSTS like every component (StackConfig.process_env): its recovery fails over through them, and they
     are the nodes the CDC source may be moved to."""
     return CONNECT_WATCHDOG.env(config, CONNECT_URLS=",".join(config.connect_urls))
-
-
-def rest_auth(config: StackConfig) -> httpx.BasicAuth:
-    """The credentials the worker's REST API asks for (CONNECT_USER / CONNECT_PASSWORD in .env)."""
-    return httpx.BasicAuth(config.get("CONNECT_USER"), config.get("CONNECT_PASSWORD"))
-
-
-def monitor_rest_user(config: StackConfig) -> str:
-    """The REST user that may only read connector states (the worker's guard refuses it anything else)."""
-    return config.get("CONNECT_MONITOR_USER")
-
-
-def monitor_rest_auth(config: StackConfig) -> httpx.BasicAuth:
-    return httpx.BasicAuth(monitor_rest_user(config), config.get("CONNECT_MONITOR_PASSWORD"))
 
 
 def _write_rest_credentials(config: StackConfig) -> None:
@@ -207,15 +164,15 @@ def answering_url(config: StackConfig) -> str:
     return config.connect_url
 
 
-def register_connector(config: StackConfig, name: str, config_file: Path) -> None:
+def register_connector(config: StackConfig, name: str) -> None:
     """PUT the config (idempotent: create or update), then wait until the connector and its tasks run."""
     connect = component(config)
     step(f"registering connector {name}")
-    connector_config = rendered(config, name, json.loads(config_file.read_text()))
+    body_base = connector_config(config, name)
 
     def put_config() -> bool:
         url = f"{answering_url(config)}/connectors/{name}/config"
-        body = {**connector_config, **followed_node(config, name)}
+        body = {**body_base, **followed_node(config, name)}
         response = httpx.put(url, json=body, auth=rest_auth(config), timeout=30)
         # 409: the worker group is rebalancing; try again.
         if response.status_code == 409:

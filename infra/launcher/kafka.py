@@ -14,38 +14,31 @@ from pathlib import Path
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
-from launcher.environment import (
-    INFRA_DIR,
-    KAFKA_LIB,
-    KAFKA_LOGINS,
-    STACK_DIR,
-    KafkaNode,
-    StackConfig,
-    metrics_agent,
-    render_template,
-)
 from launcher.processes import (
     Component,
     StartupFailed,
     done,
     needs_start,
     port_open,
+    render_template,
     start,
     step,
     wait_until,
 )
-from order_contract.topics import (
-    CATALOG_CHANGES_TOPIC,
-    DATA_TOPICS,
-    DEAD_LETTER_TOPICS,
-    ORDER_CLAIMS_RETENTION_MS,
-    ORDER_CLAIMS_TOPIC,
-)
-from servicekit.kafka import ensure_topics
+from stack_description.access import KAFKA_LOGINS, acl_file_text
+from stack_description.settings import INFRA_DIR, STACK_DIR, KafkaNode, StackConfig
+from stack_description.topics import create_topics
 
 LOG4J_CONFIG = INFRA_DIR / "kafka" / "log4j2.properties"
-# acl_file_text() as a file, for compose's kafka-access and the benchmarks' private broker.
-ACL_FILE = INFRA_DIR / "kafka" / "acls.txt"
+KAFKA_LIB = INFRA_DIR / "target" / "kafka" / "lib"
+CONNECT_PLUGINS = INFRA_DIR / "target" / "connect-plugins"
+JMX_EXPORTER_AGENT = INFRA_DIR / "target" / "agents" / "jmx_prometheus_javaagent.jar"
+
+
+def metrics_agent(port: int, rules: str) -> str:
+    """The JVM option that serves this JVM's JMX beans as Prometheus metrics on 127.0.0.1:`port`, read by the
+    rules in infra/prometheus/`rules`."""
+    return f"-javaagent:{JMX_EXPORTER_AGENT}=127.0.0.1:{port}:{INFRA_DIR / 'prometheus' / rules}"
 
 
 def server_properties(node: KafkaNode) -> Path:
@@ -56,12 +49,6 @@ def admin_login_stamp(node: KafkaNode) -> Path:
     """Written next to the data when the storage is formatted: a digest of the admin password its login was made
     with."""
     return node.home / "admin-login.sha256"
-
-
-# The catalog-source connector's schema history: the DDL it has seen, read back in full when its task starts.
-# Debezium wants one partition, never compacted nor expired.
-CATALOG_HISTORY_TOPIC = "catalog-source-schema-history"
-SCHEMA_HISTORY_CONFIGS = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
 
 
 def components(config: StackConfig) -> list[Component]:
@@ -100,7 +87,7 @@ def up(config: StackConfig) -> None:
     nodes = config.kafka_nodes
     start_nodes(config, [node for node in nodes if needs_start(Component.of(node), node.port, node.controller_port)])
     step("creating topics")
-    created = asyncio.run(_create_topics(config))
+    created = asyncio.run(create_topics(config))
     done(f"{', '.join(created) or 'all present'}")
     _apply_access(component(config), config)
 
@@ -148,23 +135,6 @@ def start_nodes(config: StackConfig, to_start: list[KafkaNode]) -> None:
 
 def _admin_digest(config: StackConfig) -> str:
     return hashlib.sha256(config.get("KAFKA_ADMIN_PASSWORD").encode()).hexdigest()
-
-
-def acl_file_text() -> str:
-    """Every login's ACLs (launcher.environment's KafkaLogin descriptions) in KafkaAccessSetup's file format."""
-    lines = [
-        "# Who may do what on the brokers, rendered from the KafkaLogin descriptions of infra/launcher/environment.py",
-        "# (the reasons are there): `python -m infra.containers.compose_secrets --render-access` rewrites this file,",
-        "# a unit test holds it to them. Compose's kafka-access one-shot applies it; `make up`, the descriptions.",
-        "#",
-        "# principal      operation        resource          pattern   name",
-    ]
-    for login in KAFKA_LOGINS:
-        lines.append("")
-        for acl in login.acls:
-            operation, resource, pattern, name = acl.split()
-            lines.append(f"{login.user:<16} {operation:<16} {resource:<17} {pattern:<9} {name}")
-    return "\n".join(lines) + "\n"
 
 
 def _apply_access(kafka: Component, config: StackConfig) -> None:
@@ -276,26 +246,3 @@ async def _broker_count(config: StackConfig) -> int:
     """Brokers registered with the quorum: topics with three copies need all three."""
     async with _admin(config) as admin:
         return len((await admin.describe_cluster())["brokers"])
-
-
-async def _create_topics(config: StackConfig) -> list[str]:
-    async with _admin(config) as admin:
-        existing = set(await admin.list_topics())
-    # The dead-letter topics exist up front so they can be watched before anything fails.
-    wanted = [name for name in (*DATA_TOPICS, *DEAD_LETTER_TOPICS) if name not in existing]
-    partitions = config.number("TOPIC_PARTITIONS")
-    await ensure_topics(config.kafka_access, wanted, partitions)
-    # Idempotency-Key claims decide within an hour; after that the order's row does.
-    if ORDER_CLAIMS_TOPIC not in existing:
-        claims = {"cleanup.policy": "delete", "retention.ms": str(ORDER_CLAIMS_RETENTION_MS)}
-        await ensure_topics(config.kafka_access, [ORDER_CLAIMS_TOPIC], partitions, claims)
-        wanted.append(ORDER_CLAIMS_TOPIC)
-    # catalog-changes holds the catalog's current state: compaction keeps the last record per product for ever
-    # (a tombstone for a while, so readers see the delete). One partition: the catalog is small, and a reader
-    # catches up to one end offset.
-    compacted = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "delete.retention.ms": "86400000"}
-    for name, configs in ((CATALOG_CHANGES_TOPIC, compacted), (CATALOG_HISTORY_TOPIC, SCHEMA_HISTORY_CONFIGS)):
-        if name not in existing:
-            await ensure_topics(config.kafka_access, [name], 1, configs)
-            wanted.append(name)
-    return wanted

@@ -11,18 +11,19 @@ from pathlib import Path
 
 import pymysql
 
-from launcher.environment import (
-    DB_ACCOUNTS,
-    INFRA_DIR,
-    OPERATOR_DB,
-    ORDERS_MIGRATOR_DB,
-    STACK_DIR,
-    DbAccount,
-    MariaDbNode,
-    StackConfig,
+from launcher.processes import (
+    Component,
+    StartupFailed,
+    done,
+    needs_start,
     render_template,
+    start,
+    step,
+    stop,
+    wait_until,
 )
-from launcher.processes import Component, StartupFailed, done, needs_start, start, step, stop, wait_until
+from stack_description.access import DB_ACCOUNTS, OPERATOR_DB, ORDERS_MIGRATOR_DB, account_sql, quoted
+from stack_description.settings import INFRA_DIR, STACK_DIR, MariaDbNode, StackConfig
 
 MARIADB_DIR = STACK_DIR / "mariadb"
 SOCKET = MARIADB_DIR / "mysqld.sock"
@@ -349,40 +350,6 @@ def _admin_sql(sql: str, socket: Path = SOCKET) -> str:
     return result.stdout
 
 
-def _quoted(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
-
-
-def _account_sql(account: DbAccount, config: StackConfig) -> list[str]:
-    """Create or update the account from each local host; revoke what it had, grant what it needs."""
-    names = _database_names(config)
-    password = account.password(config)
-    escaped_user, escaped_password = (pymysql.converters.escape_string(v) for v in (account.user, password))
-    statements = []
-    # Natively every account is reached over loopback only.
-    for host in ("127.0.0.1", "localhost"):
-        name = f"'{escaped_user}'@'{host}'"
-        statements.append(f"CREATE USER IF NOT EXISTS {name} IDENTIFIED BY '{escaped_password}';")
-        statements.append(f"ALTER USER {name} IDENTIFIED BY '{escaped_password}';")
-        statements.append(f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {name};")
-        statements.extend(f"GRANT {grant.format(**names)} TO {name};" for grant in account.grants)
-    return statements
-
-
-def _database_names(config: StackConfig) -> dict[str, str]:
-    """The quoted databases a DbAccount's grants name."""
-    orders, catalog, users = config.databases
-    return {
-        "orders": _quoted(orders),
-        "catalog": _quoted(catalog),
-        "users": _quoted(users),
-        # A LIKE pattern: one database per order-service instance under ORDER_STORE=local.
-        "orders_local": _quoted(orders.replace("_", "\\_") + "\\_local\\_%"),
-        # The benchmarks' own databases (bench_<what>_<run>): made, filled and dropped by bench/.
-        "bench": _quoted("bench\\_%"),
-    }
-
-
 def _run_sql(config: StackConfig, statements: list[str], what: str) -> None:
     try:
         _admin_sql("\n".join(statements), _admin_socket(config))
@@ -391,11 +358,11 @@ def _run_sql(config: StackConfig, statements: list[str], what: str) -> None:
 
 
 def _create_databases_and_user(config: StackConfig) -> None:
-    statements = [f"CREATE DATABASE IF NOT EXISTS {_quoted(name)} CHARACTER SET utf8mb4;" for name in config.databases]
+    statements = [f"CREATE DATABASE IF NOT EXISTS {quoted(name)} CHARACTER SET utf8mb4;" for name in config.databases]
     # The migrator with the operator: it creates mydb.orders, on which the other accounts get table-level rights later.
     # The operator's account goes by the name DB_USER gives it.
     for account in (replace(OPERATOR_DB, user=config.get("DB_USER")), ORDERS_MIGRATOR_DB):
-        statements += _account_sql(account, config)
+        statements += account_sql(account, config)
     _run_sql(config, statements, "creating databases")
 
 
@@ -405,7 +372,7 @@ def grant_component_accounts(config: StackConfig) -> None:
     accounts = [account for account in DB_ACCOUNTS if account is not ORDERS_MIGRATOR_DB]
     _run_sql(
         config,
-        [line for account in accounts for line in _account_sql(account, config)],
+        [line for account in accounts for line in account_sql(account, config)],
         "granting the component accounts",
     )
     done("ok")

@@ -2,6 +2,7 @@
 
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,7 +15,7 @@ from typing import Protocol
 
 import httpx
 
-from launcher.environment import LOG_DIR, PID_DIR, REPO_ROOT, STACK_DIR, StackConfig
+from stack_description.settings import LOG_DIR, REPO_ROOT, STACK_DIR, StackConfig
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,9 @@ log = logging.getLogger(__name__)
 # beside make up's) marks its processes with that folder, so neither stack's launcher touches the other's.
 STACK_ID = str(REPO_ROOT if STACK_DIR == REPO_ROOT / ".stack" else STACK_DIR)
 
+
+PID_DIR = STACK_DIR / "pids"
+VENV_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
 
 # Where every Python component runs: not the repo root, whose .env (every secret) pydantic-settings would read.
 RUN_DIR = STACK_DIR / "run"
@@ -258,3 +262,19 @@ def done(message: str = "") -> None:
 
 def fail(message: str) -> None:
     print(f"\nERROR: {message}", file=sys.stderr, flush=True)
+
+
+def render_template(template: Path, target: Path, *, private: bool = False, **values: object) -> Path:
+    """Fill {{name}} placeholders of a config file we ship and write it under .stack/ (owner-only if `private`)."""
+    text = template.read_text()
+    for key, value in values.items():
+        text = text.replace("{{" + key + "}}", str(value))
+    unfilled = re.search(r"\{\{\w+\}\}", text)
+    if unfilled:
+        raise ValueError(f"{template}: no value for {unfilled.group(0)}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if private:
+        target.touch(mode=0o600)
+        target.chmod(0o600)
+    target.write_text(text)
+    return target

@@ -6,10 +6,10 @@ import os
 import shutil
 import signal
 
-from launcher.deployables import DISCOVERY
-from launcher.environment import INFRA_DIR, STACK_DIR, StackConfig, render_template
-from launcher.processes import Component, LocalServer, done, needs_start, step
+from launcher.processes import Component, LocalServer, done, needs_start, render_template, step
 from launcher.services import discovery_port, instances, monitor_port
+from stack_description.deployables import DISCOVERY
+from stack_description.settings import INFRA_DIR, STACK_DIR, StackConfig
 
 PROMETHEUS_DIR = STACK_DIR / "prometheus"
 CONFIG = PROMETHEUS_DIR / "prometheus.yml"

@@ -1,5 +1,5 @@
-"""The Python side of the stack, started from launcher.deployables: discovery, the services (several instances of
-some), the gateway and the monitor, in that order, each waited for as its description says."""
+"""The Python side of the stack, started from stack_description.deployables: discovery, the services (several
+instances of some), the gateway and the monitor, in that order, each waited for as its description says."""
 
 import contextlib
 import subprocess
@@ -9,7 +9,19 @@ from typing import Any, NamedTuple
 
 import httpx
 
-from launcher.deployables import (
+from launcher.processes import (
+    VENV_PYTHON,
+    Component,
+    StartupFailed,
+    done,
+    needs_start,
+    run_dir,
+    start,
+    step,
+    wait_until,
+)
+from stack_description.access import USER_SERVICE_DB
+from stack_description.deployables import (
     DEPLOYABLES,
     DISCOVERY,
     GATEWAY,
@@ -19,8 +31,7 @@ from launcher.deployables import (
     Deployable,
     discovery_urls,
 )
-from launcher.environment import REPO_ROOT, USER_SERVICE_DB, VENV_PYTHON, StackConfig
-from launcher.processes import Component, StartupFailed, done, needs_start, run_dir, start, step, wait_until
+from stack_description.settings import REPO_ROOT, StackConfig
 
 
 class Instance(NamedTuple):

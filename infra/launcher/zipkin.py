@@ -1,9 +1,9 @@
 """Zipkin (io.zipkin:zipkin-server, the exec jar Maven fetches into infra/target/zipkin) on 127.0.0.1:ZIPKIN_PORT:
 the spans every service sends when TRACING=on, kept in memory (gone at restart, like the traces of a dev stack)."""
 
-from launcher.environment import INFRA_DIR, StackConfig
 from launcher.processes import LocalServer, needs_start
 from launcher.services import monitor_port
+from stack_description.settings import INFRA_DIR, StackConfig
 
 ZIPKIN_JAR = INFRA_DIR / "target" / "zipkin" / "zipkin.jar"
 # Spans kept before the oldest traces are dropped: about 50 MB of a 256 MB heap (Zipkin's default, 500,000,

@@ -29,9 +29,10 @@ import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from launcher.connect import answering_url, rest_auth
-from launcher.environment import REPO_ROOT, StackConfig
+from launcher.connect import answering_url
 from launcher.mariadb import operator_connection
+from stack_description.connectors import rest_auth
+from stack_description.settings import REPO_ROOT, StackConfig
 from stack_support.bench_stack import bench_stack, environment, is_up
 from stack_support.side_stack import SideStack
 

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pymysql
 
-from launcher.environment import StackConfig
 from servicekit.testing import DictConnection, eventually
 from servicekit.tokens import SigningKey, issue_token
+from stack_description.settings import StackConfig
 from stack_support.api_client import User
 from stack_support.catalog_views import instance_base_urls, priced_everywhere
 

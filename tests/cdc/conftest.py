@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from launcher import services
-from launcher.environment import StackConfig
 from servicekit.config import ServiceSettings
 from servicekit.testing import database, stack_signing_key
 from servicekit.tokens import SigningKey
+from stack_description.settings import StackConfig
 from stack_support.api_client import GatewayClient
 from tests.cdc.catalog_stack import TestProducts
 

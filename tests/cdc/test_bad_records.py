@@ -8,11 +8,11 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from launcher.environment import StackConfig
 from launcher.processes import Component
 from order_contract.topics import CATALOG_CHANGES_TOPIC
 from servicekit.testing import eventually
 from servicekit.tokens import SigningKey
+from stack_description.settings import StackConfig
 from tests.cdc.catalog_stack import (
     CHANGE_DEADLINE_SECONDS,
     TestProducts,

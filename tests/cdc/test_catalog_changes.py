@@ -7,11 +7,11 @@ import time
 import pytest
 
 from launcher import services
-from launcher.environment import StackConfig
 from launcher.processes import Component, stop
 from order_contract.topics import ORDERS_TOPIC
 from servicekit.testing import DictConnection, TopicReader, eventually
 from servicekit.tokens import ADMIN_ROLE, SigningKey, issue_token
+from stack_description.settings import StackConfig
 from stack_support.api_client import GatewayClient
 from tests.cdc.catalog_stack import (
     CHANGE_DEADLINE_SECONDS,

@@ -9,13 +9,14 @@ import httpx
 import pytest
 
 from launcher import connect, mariadb, services
-from launcher.environment import StackConfig
 from launcher.processes import Component, kill, stop
 from order_contract.catalog_change import CatalogProduct, InvalidCatalogChange, parse_catalog_change
 from order_contract.topics import CATALOG_CHANGES_TOPIC
 from servicekit.config import ServiceSettings
 from servicekit.testing import Record, TopicReader, database, eventually, eventually_blocking
 from servicekit.tokens import SigningKey
+from stack_description import connectors
+from stack_description.settings import StackConfig
 from stack_support.api_client import GatewayClient
 from stack_support.catalog_views import ORDER_APP
 from tests.cdc.catalog_stack import (
@@ -95,7 +96,7 @@ async def test_connect_killed_during_200_price_updates_every_instance_ends_at_th
     await priced_on_every_instance(
         stack_config, dict(updates.last), within=RECOVERY_SECONDS, what=f"the last of 200 prices {updates.last}"
     )
-    assert connect.connector_running(stack_config, connect.SOURCE_CONNECTOR)
+    assert connect.connector_running(stack_config, connectors.SOURCE_CONNECTOR)
 
 
 def first_sight(config: StackConfig, instance_id: str, since_ms: int, within: float) -> dict[str, Any]:
@@ -191,7 +192,7 @@ async def test_mariadb_restarted_loses_no_change_and_every_component_recovers(
     prices = [row.unit_price if row else None for key, row in map(parsed, records) if key == before]
     assert 310 in prices and prices[-1] == 320, f"{before} went through {prices} on catalog-changes"
     await eventually(
-        lambda: all(connect.connector_running(stack_config, name) for name in connect.CONNECTORS),
+        lambda: all(connect.connector_running(stack_config, name) for name in connectors.CONNECTORS),
         within=60,
         what="both connectors RUNNING",
     )

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from launcher.environment import REPO_ROOT
+from stack_description.settings import REPO_ROOT
 
 pytestmark = pytest.mark.stack
 

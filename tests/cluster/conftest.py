@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from launcher import services
-from launcher.deployables import GATEWAY
 from servicekit.testing import DictConnection, database
+from stack_description.deployables import GATEWAY
 from stack_support.api_client import GatewayClient, User
 from stack_support.side_stack import CLUSTER_LAYOUT, SideStack
 from tests.e2e.catalog_rows import products_in_catalog

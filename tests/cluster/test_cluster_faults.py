@@ -30,6 +30,7 @@ from order_service.expiry import EXPIRY_GROUP
 from order_service.messaging import OrderPublisher, PublishFailed
 from order_service.service import idempotent_order_id
 from servicekit.testing import DictConnection, TopicReader, database, eventually
+from stack_description import connectors
 from stack_support.api_client import GatewayClient, User
 from stack_support.catalog_views import priced_everywhere
 from stack_support.side_stack import SideStack
@@ -202,8 +203,8 @@ async def test_killing_the_active_controller_elects_another_and_orders_keep_flow
 
 def sink_tasks_by_worker(cluster: SideStack) -> dict[str, list[str]] | None:
     """orders-sink's RUNNING tasks by the worker running them (host:port); None unless all run."""
-    url = f"{connect.answering_url(cluster.config)}/connectors/{connect.SINK_CONNECTOR}/status"
-    status = httpx.get(url, auth=connect.rest_auth(cluster.config), timeout=5).json()
+    url = f"{connect.answering_url(cluster.config)}/connectors/{connectors.SINK_CONNECTOR}/status"
+    status = httpx.get(url, auth=connectors.rest_auth(cluster.config), timeout=5).json()
     tasks = status.get("tasks", [])
     if not tasks or any(task["state"] != "RUNNING" for task in tasks):
         return None
@@ -547,9 +548,9 @@ def synced(cluster: SideStack, number: int) -> bool | None:
 
 def cdc_source_node(cluster: SideStack) -> int | None:
     """The Galera node (1 to 3) the CDC source reads, as its registered config names it; None while unknown."""
-    url = f"{connect.answering_url(cluster.config)}/connectors/{connect.SOURCE_CONNECTOR}/config"
+    url = f"{connect.answering_url(cluster.config)}/connectors/{connectors.SOURCE_CONNECTOR}/config"
     try:
-        registered = httpx.get(url, auth=connect.rest_auth(cluster.config), timeout=5).json()
+        registered = httpx.get(url, auth=connectors.rest_auth(cluster.config), timeout=5).json()
     except (httpx.HTTPError, ValueError):
         return None
     env = {"DB_HOST": cluster.config.get("DB_HOST"), "DB_PORT": str(cluster.config.db_port)}

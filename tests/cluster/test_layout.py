@@ -5,9 +5,9 @@ import pytest
 from connect_watchdog.config import WatchdogSettings
 from connect_watchdog.source_follower import SourceFollower
 from launcher import connect
-from launcher.deployables import DISCOVERY, GATEWAY, ORDER_SERVICE
-from launcher.environment import STACK_DIR, StackConfig
 from launcher.services import instances
+from stack_description.deployables import DISCOVERY, GATEWAY, ORDER_SERVICE
+from stack_description.settings import STACK_DIR, StackConfig
 from stack_support.side_stack import shifted
 
 pytestmark = pytest.mark.unit

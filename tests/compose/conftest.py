@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from launcher import services
-from launcher.environment import StackConfig
 from servicekit.config import ServiceSettings
 from servicekit.testing import database
+from stack_description.settings import StackConfig
 from stack_support.api_client import GatewayClient
 from tests.compose.orders import priced_by_every_instance
 

@@ -10,9 +10,9 @@ import re
 import pytest
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from launcher.environment import StackConfig
 from launcher.kafka import admin_client
 from servicekit.testing import eventually
+from stack_description.settings import StackConfig
 from tests.compose.test_compose_stack import container, engine
 
 pytestmark = pytest.mark.skipif(

@@ -30,13 +30,13 @@ from infra.containers.compose_secrets import (
     secret_keys,
 )
 from infra.containers.register_connectors import ComposeStack
-from launcher import connect
-from launcher.deployables import DEPLOYABLES
-from launcher.environment import PLACEHOLDER, is_secret
-from launcher.kafka import ACL_FILE, acl_file_text
 from order_contract.order import ORDER_FIELDS
 from order_contract.table import ORDERS_TABLE
 from order_contract.topics import ORDERS_DEAD_LETTER_TOPIC, ORDERS_TOPIC
+from stack_description import connectors
+from stack_description.access import ACL_FILE, acl_file_text
+from stack_description.deployables import DEPLOYABLES
+from stack_description.settings import PLACEHOLDER, is_secret
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -405,7 +405,7 @@ def test_no_secret_is_in_any_environment_but_the_secrets_one_shots_and_only_from
 def test_each_python_deployable_runs_with_the_account_names_and_module_its_description_gives(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    """launcher.deployables is what both launchers start from: the compose service that reads a deployable's
+    """stack_description.deployables is what both launchers start from: the compose service that reads a deployable's
     secrets volume logs in as its accounts (DB_USER, KAFKA_USERNAME) and, when it is a service, runs its module."""
     by_volume = {deployable.volume or deployable.name: deployable for deployable in DEPLOYABLES}
     checked = set()
@@ -493,12 +493,12 @@ def test_order_service_runs_two_replicas_with_distinct_instance_ids(services: di
 
 
 @pytest.mark.unit
-def test_topics_are_made_by_the_launchers_own_code(services: dict[str, dict[str, Any]]) -> None:
-    """The same topics and settings as natively (partitions, compaction), whatever the launcher adds."""
+def test_topics_are_made_from_the_stacks_description(services: dict[str, dict[str, Any]]) -> None:
+    """The same topics and settings as natively (partitions, compaction), whatever the description adds."""
     create_topics = services["create-topics"]
     assert create_topics["restart"] == "no"
     assert create_topics["build"]["target"] == "stack-tools"
-    assert "kafka._create_topics(" in " ".join(create_topics["command"])
+    assert create_topics["command"][-3:] == ["python", "-m", "stack_description.topics"]
     for name, service in services.items():
         environment = service_environment(service)
         if "KAFKA_USERNAME" in environment or "CONNECT_KAFKA_JAAS" in environment:
@@ -516,7 +516,7 @@ def test_every_connector_config_is_in_the_image_and_registered(services: dict[st
     assert ["infra/connect/*.json", "infra/connect/"] in copied
     assert any("infra/containers/register_connectors.py" in sources for sources in copied)
     assert register["command"] == ["python", "-m", "infra.containers.register_connectors"]
-    assert {path.stem for path in CONNECTOR_CONFIGS} == set(connect.CONNECTORS)
+    assert {path.stem for path in CONNECTOR_CONFIGS} == set(connectors.CONNECTORS)
     classes = {json.loads(path.read_text())["connector.class"] for path in CONNECTOR_CONFIGS}
     assert "io.debezium.connector.jdbc.JdbcSinkConnector" in classes
 
@@ -751,17 +751,17 @@ def test_the_connectors_registered_in_compose_reach_the_galera_cluster_as_the_la
     """The sink writes through MariaDB Connector/J's sequential failover over every node (a non-Synced one passed
     over); the CDC source reads node 1 (the workers' DB_HOST) from the cluster's GTID domain."""
     config = ComposeStack({"DB_HOSTS": ",".join(f"{node}:3306" for node in GALERA_NODES)})
-    sink = connect.rendered(config, connect.SINK_CONNECTOR, connect_config(connect.SINK_CONNECTOR))
-    source = connect.rendered(config, connect.SOURCE_CONNECTOR, connect_config(connect.SOURCE_CONNECTOR))
+    sink = connectors.rendered(config, connectors.SINK_CONNECTOR, connect_config(connectors.SINK_CONNECTOR))
+    source = connectors.rendered(config, connectors.SOURCE_CONNECTOR, connect_config(connectors.SOURCE_CONNECTOR))
 
     assert sink["connection.url"] == (
         "jdbc:mariadb:sequential://mariadb:3306,mariadb-2:3306,mariadb-3:3306/${env:ORDERS_DB}"
         "?useServerPrepStmts=true&galeraAllowedState=4"
     )
-    assert source["gtid.source.includes"] == connect.GALERA_GTID_SOURCES
+    assert source["gtid.source.includes"] == connectors.GALERA_GTID_SOURCES
     assert (source["database.hostname"], source["database.port"]) == ("${env:DB_HOST}", "${env:DB_PORT}")
 
 
 def connect_config(name: str) -> dict[str, str]:
-    loaded: dict[str, str] = json.loads((connect.CONNECTOR_DIR / f"{name}.json").read_text())
+    loaded: dict[str, str] = json.loads((connectors.CONNECTOR_DIR / f"{name}.json").read_text())
     return loaded

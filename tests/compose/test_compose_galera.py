@@ -12,9 +12,9 @@ from functools import partial
 import pymysql
 import pytest
 
-from launcher.environment import StackConfig
 from servicekit.config import ServiceSettings
 from servicekit.testing import DictConnection, database, eventually
+from stack_description.settings import StackConfig
 from stack_support.api_client import GatewayClient
 from tests.compose.test_compose_stack import ENGINE, container, crash, restarted_by_its_policy
 from tests.e2e.orders_table import rows_by_id, settled, stock_drift

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from launcher.environment import StackConfig
 from servicekit.testing import eventually
+from stack_description.settings import StackConfig
 from tests.e2e.test_metrics import (
     targets,
     test_a_query_for_orders_published_counts_the_orders_the_test_placed,

@@ -4,9 +4,9 @@ services' database account."""
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from launcher.environment import StackConfig
 from servicekit.config import ServiceSettings
 from servicekit.testing import database
+from stack_description.settings import StackConfig
 from stack_support import catalog_views
 
 UNIT_PRICE = 100

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from launcher import services
-from launcher.environment import StackConfig
 from servicekit.config import ServiceSettings
+from stack_description.settings import StackConfig
 from stack_support.api_client import GatewayClient
 from tests.e2e.catalog_rows import products_in_catalog
 

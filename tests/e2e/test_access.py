@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from launcher import services
-from launcher.environment import REPO_ROOT, StackConfig
 from servicekit.config import ServiceSettings
 from servicekit.testing import DictConnection, database, eventually
+from stack_description.settings import REPO_ROOT, StackConfig
 from stack_support.api_client import GatewayClient, User
 from tests.e2e.orders_table import SEED_PRICE, settled
 

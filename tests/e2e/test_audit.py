@@ -15,13 +15,13 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from consistency_audit import Auditor, AuditSettings, Kind, Verdict, audit_once
-from launcher.environment import StackConfig
 from order_contract.connect_record import order_record_value
 from order_contract.order import Order, OrderStatus
 from order_contract.timestamps import iso_ms
 from order_contract.topics import ORDERS_TOPIC, STOCK_TOPIC
 from servicekit.config import ServiceSettings
 from servicekit.testing import DictConnection, database, eventually
+from stack_description.settings import StackConfig
 from stack_support.api_client import GatewayClient
 from tests.e2e.orders_table import settled
 

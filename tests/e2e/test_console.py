@@ -15,9 +15,10 @@ import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
 from launcher import services
-from launcher.environment import MONITOR_DB, STACK_DIR, StackConfig
 from servicekit.discovery import instances_from_registry
 from servicekit.testing import DictConnection, eventually
+from stack_description.access import MONITOR_DB
+from stack_description.settings import STACK_DIR, StackConfig
 from stack_support.api_client import GatewayClient
 from tests.e2e.orders_table import settled
 

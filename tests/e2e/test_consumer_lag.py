@@ -17,11 +17,11 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
 from launcher import services
-from launcher.environment import StackConfig
 from launcher.processes import Component, stop
 from order_contract.topics import STOCK_TOPIC
 from servicekit.config import ServiceSettings
 from servicekit.testing import eventually
+from stack_description.settings import StackConfig
 from stack_monitor.config import MonitorSettings
 from stack_support.api_client import GatewayClient, User
 from tests.e2e.catalog_rows import products_in_catalog

@@ -8,13 +8,13 @@ from collections import Counter
 import pytest
 
 from launcher import services
-from launcher.environment import StackConfig
 from launcher.processes import Component, stop
 from order_contract.connect_record import order_from_record_value
 from order_contract.order import DEFAULT_ORDER_DEADLINE_SECONDS
 from order_contract.topics import ORDERS_TOPIC
 from servicekit.config import ServiceSettings
 from servicekit.testing import DictConnection, TopicReader, database, eventually
+from stack_description.settings import StackConfig
 from stack_support.api_client import GatewayClient
 from tests.e2e.orders_table import rows_by_id
 

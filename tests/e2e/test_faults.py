@@ -7,9 +7,9 @@ import httpx
 import pytest
 
 from launcher import connect, services
-from launcher.environment import StackConfig
 from launcher.processes import Component, kill, stop
 from servicekit.testing import DictConnection, eventually
+from stack_description.settings import StackConfig
 from stack_support.api_client import GatewayClient, User
 from tests.e2e.orders_table import settled, stock_drift
 

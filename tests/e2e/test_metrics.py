@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from launcher import prometheus, services
-from launcher.environment import StackConfig
 from servicekit.testing import eventually
+from stack_description.settings import StackConfig
 from stack_support.api_client import GatewayClient
 
 pytestmark = pytest.mark.stack

@@ -12,10 +12,11 @@ import httpx
 import pytest
 
 from consistency_audit import Auditor, AuditSettings, Verdict
-from launcher import connect, services
-from launcher.environment import StackConfig
+from launcher import services
 from servicekit.config import ServiceSettings
 from servicekit.testing import DictConnection, database, eventually
+from stack_description import connectors
+from stack_description.settings import StackConfig
 from stack_support.api_client import GatewayClient, User
 from tests.e2e.catalog_rows import products_in_catalog
 from tests.e2e.orders_table import rows_by_id, settled
@@ -106,8 +107,8 @@ async def test_with_the_sink_paused_every_instance_lists_every_new_order_with_it
 ) -> None:
     product = scarce_product
     user = await gateway.sign_up("Patient Shopper")
-    sink = f"{stack_config.connect_url}/connectors/{connect.SINK_CONNECTOR}"
-    auth = connect.rest_auth(stack_config)
+    sink = f"{stack_config.connect_url}/connectors/{connectors.SINK_CONNECTOR}"
+    auth = connectors.rest_auth(stack_config)
     async with httpx.AsyncClient(auth=auth, timeout=10) as rest:
         paused = await rest.put(f"{sink}/pause")
     assert paused.status_code == 202, paused.text

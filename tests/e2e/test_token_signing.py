@@ -12,10 +12,11 @@ import httpx
 import jwt
 import pytest
 
-from launcher import deployables
-from launcher.environment import PID_DIR, REPO_ROOT, StackConfig
+from launcher.processes import PID_DIR
 from servicekit.testing import eventually
 from servicekit.tokens import SigningKey, issue_token
+from stack_description import deployables
+from stack_description.settings import REPO_ROOT, StackConfig
 from stack_support.api_client import GatewayClient, User
 from tests.e2e.test_access import instance_urls
 

@@ -6,9 +6,9 @@ import os
 import pytest
 
 from launcher import zipkin
-from launcher.environment import StackConfig
 from servicekit.config import TracingSettings
 from servicekit.testing import eventually
+from stack_description.settings import StackConfig
 from stack_support.api_client import GatewayClient
 from tests.e2e.traces import Span, place_traced_order, spans_in_zipkin
 

@@ -12,20 +12,21 @@ import httpx
 import pytest
 
 from launcher import connect
-from launcher.environment import StackConfig
 from servicekit.testing import eventually_blocking
+from stack_description import connectors
+from stack_description.settings import StackConfig
 
 pytestmark = pytest.mark.stack
 
-WORKER_PROPERTIES = connect.CONNECTOR_DIR / "worker.properties"
+WORKER_PROPERTIES = connectors.CONNECTOR_DIR / "worker.properties"
 
-SINK_PLUGIN = connect.SINK_CLASS.rsplit(".", 1)[-1]
+SINK_PLUGIN = connectors.SINK_CLASS.rsplit(".", 1)[-1]
 # What the worker's environment resolves that is secret, by the .env key holding it (or part of it).
 WORKER_SECRETS = ("ORDERS_SINK_DB_PASSWORD", "CDC_DB_PASSWORD", "KAFKA_CONNECT_PASSWORD")
 
 
 def connector_config(name: str) -> dict[str, str]:
-    config: dict[str, str] = json.loads((connect.CONNECTOR_DIR / f"{name}.json").read_text())
+    config: dict[str, str] = json.loads((connectors.CONNECTOR_DIR / f"{name}.json").read_text())
     return config
 
 
@@ -48,7 +49,7 @@ def settled(request: "httpx.Request", client: httpx.Client) -> httpx.Response:
 
 @pytest.fixture
 def admin(stack_config: StackConfig) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack_config.connect_url, auth=connect.rest_auth(stack_config), timeout=60) as client:
+    with httpx.Client(base_url=stack_config.connect_url, auth=connectors.rest_auth(stack_config), timeout=60) as client:
         yield client
 
 
@@ -64,7 +65,7 @@ def admin(stack_config: StackConfig) -> Iterator[httpx.Client]:
 def test_validation_refuses_a_secret_reference_in_a_field_connect_echoes(
     stack_config: StackConfig, admin: httpx.Client, field: str, reference: str
 ) -> None:
-    config = {**connector_config(connect.SINK_CONNECTOR), field: reference}
+    config = {**connector_config(connectors.SINK_CONNECTOR), field: reference}
 
     answer = admin.put(f"/connector-plugins/{SINK_PLUGIN}/config/validate", json=config)
 
@@ -78,7 +79,7 @@ def test_creating_or_updating_a_connector_refuses_a_secret_reference(
 ) -> None:
     # tasks.max is no number, so even a worker without the guard makes no connector: it echoes the value instead.
     name = f"guard-test-{uuid.uuid4().hex[:8]}"
-    config = {**connector_config(connect.SINK_CONNECTOR), "tasks.max": "${env:SINK_DB_PASSWORD}"}
+    config = {**connector_config(connectors.SINK_CONNECTOR), "tasks.max": "${env:SINK_DB_PASSWORD}"}
 
     created = admin.post("/connectors", json={"name": name, "config": config})
     put = admin.put(f"/connectors/{name}/config", json=config)
@@ -93,7 +94,7 @@ def test_creating_or_updating_a_connector_refuses_a_secret_reference(
 
 def test_a_reference_spelled_with_json_escapes_or_a_duplicate_key_is_refused(admin: httpx.Client) -> None:
     url = f"/connector-plugins/{SINK_PLUGIN}/config/validate"
-    start = f'{{"connector.class": "{connect.SINK_CLASS}", '
+    start = f'{{"connector.class": "{connectors.SINK_CLASS}", '
     escaped = start + '"topics": "\\u0024{env:SINK_DB_PASSWORD}"}'
     duplicate = start + '"topics": "orders", "topics": "${env:SINK_DB_PASSWORD}"}'
     headers = {"Content-Type": "application/json"}
@@ -104,14 +105,14 @@ def test_a_reference_spelled_with_json_escapes_or_a_duplicate_key_is_refused(adm
 
 
 def test_an_anonymous_request_is_refused_before_its_body_is_judged(stack_config: StackConfig) -> None:
-    config = {**connector_config(connect.SINK_CONNECTOR), "topics": "${env:SINK_DB_PASSWORD}"}
+    config = {**connector_config(connectors.SINK_CONNECTOR), "topics": "${env:SINK_DB_PASSWORD}"}
 
     answer = httpx.put(f"{stack_config.connect_url}/connector-plugins/{SINK_PLUGIN}/config/validate", json=config)
 
     assert answer.status_code == 401
 
 
-@pytest.mark.parametrize("name", connect.CONNECTORS)
+@pytest.mark.parametrize("name", connectors.CONNECTORS)
 def test_the_real_connector_configs_validate_without_showing_a_secret(
     stack_config: StackConfig, admin: httpx.Client, name: str
 ) -> None:
@@ -124,11 +125,11 @@ def test_the_real_connector_configs_validate_without_showing_a_secret(
     assert_no_worker_secret(stack_config, answer)
 
 
-@pytest.mark.parametrize("name", connect.CONNECTORS)
+@pytest.mark.parametrize("name", connectors.CONNECTORS)
 def test_the_real_connectors_still_register(stack_config: StackConfig, admin: httpx.Client, name: str) -> None:
     """What the launcher and compose's register-connectors send: PUT of infra/connect/<name>.json (unchanged, so
     the connector keeps running)."""
-    config_file: Path = connect.CONNECTOR_DIR / f"{name}.json"
+    config_file: Path = connectors.CONNECTOR_DIR / f"{name}.json"
     request = admin.build_request("PUT", f"/connectors/{name}/config", json=json.loads(config_file.read_text()))
 
     answer = settled(request, admin)
@@ -138,7 +139,7 @@ def test_the_real_connectors_still_register(stack_config: StackConfig, admin: ht
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("name", connect.CONNECTORS)
+@pytest.mark.parametrize("name", connectors.CONNECTORS)
 def test_every_reference_of_the_real_connectors_passes_the_guard(name: str) -> None:
     """A ${env:NAME} outside the guard's password fields names a plain setting (worker.properties' lists)."""
     guard = dict(re.findall(r"^kafkasync\.rest\.guard\.([a-z.]+)=(.*)$", WORKER_PROPERTIES.read_text(), re.MULTILINE))

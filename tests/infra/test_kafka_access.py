@@ -15,16 +15,16 @@ from aiokafka.errors import (
     TransactionalIdAuthorizationFailed,
 )
 
-from launcher.environment import (
+from order_contract.topics import ORDERS_TOPIC, STOCK_TOPIC
+from servicekit.kafka import KafkaAccess, transactional_producer
+from stack_description.access import (
     CATALOG_SERVICE_KAFKA,
     CONNECT_KAFKA,
     CONNECT_WATCHDOG_KAFKA,
     ORDER_SERVICE_KAFKA,
     KafkaLogin,
-    StackConfig,
 )
-from order_contract.topics import ORDERS_TOPIC, STOCK_TOPIC
-from servicekit.kafka import KafkaAccess, transactional_producer
+from stack_description.settings import StackConfig
 
 pytestmark = pytest.mark.stack
 

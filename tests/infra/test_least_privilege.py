@@ -9,8 +9,10 @@ import httpx
 import pymysql
 import pytest
 
-from launcher import connect, deployables, services
-from launcher.environment import (
+from launcher import connect, services
+from launcher.mariadb import operator_connection
+from stack_description import connectors, deployables
+from stack_description.access import (
     CATALOG_SERVICE_DB,
     CDC_DB,
     ORDER_SERVICE_DB,
@@ -18,9 +20,8 @@ from launcher.environment import (
     ORDERS_SINK_DB,
     USER_SERVICE_DB,
     DbAccount,
-    StackConfig,
 )
-from launcher.mariadb import operator_connection
+from stack_description.settings import StackConfig
 
 pytestmark = pytest.mark.stack
 
@@ -81,22 +82,22 @@ def test_catalog_and_user_service_each_see_only_their_own_database(
 
 
 def test_connect_rest_needs_the_credentials(stack_config: StackConfig) -> None:
-    url = f"{stack_config.connect_url}/connectors/{connect.SINK_CONNECTOR}/status"
+    url = f"{stack_config.connect_url}/connectors/{connectors.SINK_CONNECTOR}/status"
 
     anonymous = httpx.get(url, timeout=5)
     wrong = httpx.get(url, auth=("connect-admin", "not-the-password"), timeout=5)
-    deletion = httpx.delete(f"{stack_config.connect_url}/connectors/{connect.SINK_CONNECTOR}", timeout=5)
-    right = httpx.get(url, auth=connect.rest_auth(stack_config), timeout=5)
+    deletion = httpx.delete(f"{stack_config.connect_url}/connectors/{connectors.SINK_CONNECTOR}", timeout=5)
+    right = httpx.get(url, auth=connectors.rest_auth(stack_config), timeout=5)
 
     assert (anonymous.status_code, wrong.status_code, deletion.status_code, right.status_code) == (401, 401, 401, 200)
-    assert connect.connector_running(stack_config, connect.SINK_CONNECTOR)
+    assert connect.connector_running(stack_config, connectors.SINK_CONNECTOR)
 
 
 def test_a_validate_request_cannot_read_secrets_through_the_env_provider(stack_config: StackConfig) -> None:
     """A config validation echoes resolved values: neither JWT_SECRET nor any other secret may come back."""
-    plugin = connect.SINK_CLASS.rsplit(".", 1)[-1]
+    plugin = connectors.SINK_CLASS.rsplit(".", 1)[-1]
     config = {
-        "connector.class": connect.SINK_CLASS,
+        "connector.class": connectors.SINK_CLASS,
         "topics": "orders",
         "connection.url": "${env:JWT_SECRET}",
         "connection.username": "${env:DB_PASSWORD}",
@@ -106,7 +107,7 @@ def test_a_validate_request_cannot_read_secrets_through_the_env_provider(stack_c
     response = httpx.put(
         f"{stack_config.connect_url}/connector-plugins/{plugin}/config/validate",
         json=config,
-        auth=connect.rest_auth(stack_config),
+        auth=connectors.rest_auth(stack_config),
         timeout=30,
     )
 

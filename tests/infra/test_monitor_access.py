@@ -11,13 +11,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
 
 from launcher import connect, services
-from launcher.environment import MONITOR_KAFKA, StackConfig
 from order_contract.connect_record import order_record_key, order_record_value
 from order_contract.order import Order, OrderStatus
 from order_contract.timestamps import now_ms
 from order_contract.topics import CATALOG_CHANGES_TOPIC, ORDERS_DEAD_LETTER_TOPIC, ORDERS_TOPIC, STOCK_TOPIC
 from servicekit.kafka import KafkaAccess
 from servicekit.testing import eventually
+from stack_description import connectors
+from stack_description.access import MONITOR_KAFKA
+from stack_description.settings import StackConfig
 from stack_monitor.history import OffsetSnapshot
 from stack_monitor.offsets import OffsetReader
 
@@ -112,7 +114,7 @@ async def test_the_monitor_may_not_write(monitor_login: KafkaAccess) -> None:
 
 @pytest.fixture
 def monitor_rest(stack_config: StackConfig) -> Iterator[httpx.Client]:
-    auth = connect.monitor_rest_auth(stack_config)
+    auth = connectors.monitor_rest_auth(stack_config)
     # A connection each: Jetty may close the one a refused request with a body came on, and a client reusing it gets
     # "Server disconnected without sending a response" for the next request (seen once in CI) instead of its answer.
     no_reuse = httpx.HTTPTransport(limits=httpx.Limits(max_keepalive_connections=0))
@@ -122,30 +124,30 @@ def monitor_rest(stack_config: StackConfig) -> Iterator[httpx.Client]:
 
 def test_the_monitors_connect_user_reads_the_connector_states(monitor_rest: httpx.Client) -> None:
     listed = monitor_rest.get("/connectors", params={"expand": "status"})
-    status = monitor_rest.get(f"/connectors/{connect.SINK_CONNECTOR}/status")
-    task = monitor_rest.get(f"/connectors/{connect.SINK_CONNECTOR}/tasks/0/status")
+    status = monitor_rest.get(f"/connectors/{connectors.SINK_CONNECTOR}/status")
+    task = monitor_rest.get(f"/connectors/{connectors.SINK_CONNECTOR}/tasks/0/status")
 
     assert (listed.status_code, status.status_code, task.status_code) == (200, 200, 200), listed.text
-    assert set(connect.CONNECTORS) <= listed.json().keys()
+    assert set(connectors.CONNECTORS) <= listed.json().keys()
 
 
 def test_the_monitors_connect_user_may_change_nothing(stack_config: StackConfig, monitor_rest: httpx.Client) -> None:
     # Requests an admin could make without changing anything that runs: a validation, a config PUT equal to the
     # running one, a connector that is not there.
-    sink = json.loads((connect.CONNECTOR_DIR / f"{connect.SINK_CONNECTOR}.json").read_text())
-    plugin = connect.SINK_CLASS.rsplit(".", 1)[-1]
+    sink = json.loads((connectors.CONNECTOR_DIR / f"{connectors.SINK_CONNECTOR}.json").read_text())
+    plugin = connectors.SINK_CLASS.rsplit(".", 1)[-1]
     missing = f"monitor-test-{uuid.uuid4().hex[:8]}"
     answers = {
-        "PUT config": monitor_rest.put(f"/connectors/{connect.SINK_CONNECTOR}/config", json=sink),
+        "PUT config": monitor_rest.put(f"/connectors/{connectors.SINK_CONNECTOR}/config", json=sink),
         "PUT validate": monitor_rest.put(f"/connector-plugins/{plugin}/config/validate", json=sink),
         "POST connectors": monitor_rest.post("/connectors", json={"name": missing, "config": sink}),
         "POST restart": monitor_rest.post(f"/connectors/{missing}/restart"),
         "DELETE": monitor_rest.delete(f"/connectors/{missing}"),
-        "GET config": monitor_rest.get(f"/connectors/{connect.SINK_CONNECTOR}/config"),
+        "GET config": monitor_rest.get(f"/connectors/{connectors.SINK_CONNECTOR}/config"),
     }
 
     assert {request: answer.status_code for request, answer in answers.items()} == dict.fromkeys(answers, 403)
-    assert connect.connector_running(stack_config, connect.SINK_CONNECTOR)
+    assert connect.connector_running(stack_config, connectors.SINK_CONNECTOR)
 
 
 def test_the_monitor_process_holds_connects_read_only_login_not_the_admins(stack_config: StackConfig) -> None:
@@ -154,6 +156,6 @@ def test_the_monitor_process_holds_connects_read_only_login_not_the_admins(stack
     with open(f"/proc/{pid}/environ", "rb") as environ:
         values = environ.read().decode(errors="replace").split("\0")
 
-    assert f"CONNECT_USER={connect.monitor_rest_user(stack_config)}" in values
+    assert f"CONNECT_USER={connectors.monitor_rest_user(stack_config)}" in values
     assert f"CONNECT_PASSWORD={stack_config.get('CONNECT_MONITOR_PASSWORD')}" in values
     assert not any(stack_config.get("CONNECT_PASSWORD") in value for value in values)

@@ -11,7 +11,6 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from launcher import connect, mariadb
-from launcher.environment import StackConfig
 from launcher.processes import kill, stop
 from order_contract.connect_record import order_record_key, order_record_value
 from order_contract.order import Order, OrderStatus
@@ -20,6 +19,8 @@ from order_contract.topics import ORDERS_TOPIC
 from servicekit.config import ServiceSettings
 from servicekit.kafka import KafkaAccess, transactional_producer
 from servicekit.testing import DictConnection, database, eventually
+from stack_description import connectors
+from stack_description.settings import StackConfig
 
 pytestmark = pytest.mark.stack
 
@@ -156,7 +157,7 @@ async def test_stream_with_resends_and_poison_records_leaves_one_row_per_order_w
     assert set(dead) == set(poison_keys), "every malformed record is on the dead-letter topic"
     for headers in dead.values():
         assert "__connect.errors.exception.class.name" in headers, "the error travels with the record"
-    assert connect.connector_running(stack_config, connect.SINK_CONNECTOR)
+    assert connect.connector_running(stack_config, connectors.SINK_CONNECTOR)
 
 
 async def test_connect_worker_killed_mid_stream_still_leaves_exactly_one_row_per_order(
@@ -190,7 +191,7 @@ async def test_connect_worker_killed_mid_stream_still_leaves_exactly_one_row_per
         lambda: rows_of_run(orders_db, run) == expected, within=180, what="every order written once, last values"
     )
     assert duplicate_count(orders_db, run) == 0
-    assert connect.connector_running(stack_config, connect.SINK_CONNECTOR)
+    assert connect.connector_running(stack_config, connectors.SINK_CONNECTOR)
 
 
 async def test_database_down_mid_stream_loses_nothing_and_the_sink_runs_again(
@@ -225,7 +226,7 @@ async def test_database_down_mid_stream_loses_nothing_and_the_sink_runs_again(
         )
     # A write cut off by the outage fails its task (Debezium does not retry that); the watchdog restarts it.
     await eventually(
-        lambda: connect.connector_running(stack_config, connect.SINK_CONNECTOR),
+        lambda: connect.connector_running(stack_config, connectors.SINK_CONNECTOR),
         within=30,
         what="connector and tasks RUNNING",
     )
@@ -245,7 +246,7 @@ async def test_a_sink_task_failed_by_the_database_is_restarted_by_the_watchdog_a
         try:
             await publish(producer, [(order_record_key(o), order_record_value(o)) for o in orders])
             await eventually(
-                lambda: not connect.connector_running(stack_config, connect.SINK_CONNECTOR),
+                lambda: not connect.connector_running(stack_config, connectors.SINK_CONNECTOR),
                 within=60,
                 what="a FAILED task",
             )
@@ -258,7 +259,7 @@ async def test_a_sink_task_failed_by_the_database_is_restarted_by_the_watchdog_a
     expected = {o.order_id: row_of(o) for o in orders}
     await eventually(lambda: rows_of_run(db, run) == expected, within=60, what="the restarted task wrote every order")
     await eventually(
-        lambda: connect.connector_running(stack_config, connect.SINK_CONNECTOR), within=30, what="all tasks RUNNING"
+        lambda: connect.connector_running(stack_config, connectors.SINK_CONNECTOR), within=30, what="all tasks RUNNING"
     )
     db.close()
 
@@ -317,7 +318,7 @@ async def test_each_poison_record_kind_goes_to_the_dlq_with_a_reason_and_the_nex
     stopped: list[float] = []
 
     def all_good_rows_while_tasks_run() -> bool:
-        if not connect.connector_running(stack_config, connect.SINK_CONNECTOR):
+        if not connect.connector_running(stack_config, connectors.SINK_CONNECTOR):
             stopped.append(time.monotonic())
         return rows_of_run(orders_db, run) == {o.order_id: row_of(o) for o in goods.values()}
 
@@ -331,7 +332,7 @@ async def test_each_poison_record_kind_goes_to_the_dlq_with_a_reason_and_the_nex
         assert headers is not None, f"{kind} is not on {DEAD_LETTER_TOPIC}"
         message = headers.get("__connect.errors.exception.message", b"").decode()
         assert reason in message, f"{kind}: the reason says {message!r}"
-    assert connect.connector_running(stack_config, connect.SINK_CONNECTOR)
+    assert connect.connector_running(stack_config, connectors.SINK_CONNECTOR)
 
 
 async def test_a_record_the_database_refuses_goes_to_the_dlq_and_its_partition_moves_on(
@@ -368,6 +369,6 @@ async def test_a_record_the_database_refuses_goes_to_the_dlq_and_its_partition_m
     assert headers["__connect.errors.topic"] == b"orders"
     assert duplicate_count(db, run) == 0
     await eventually(
-        lambda: connect.connector_running(stack_config, connect.SINK_CONNECTOR), within=30, what="all tasks RUNNING"
+        lambda: connect.connector_running(stack_config, connectors.SINK_CONNECTOR), within=30, what="all tasks RUNNING"
     )
     db.close()

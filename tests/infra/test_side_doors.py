@@ -5,7 +5,7 @@ import httpx
 import pytest
 
 from launcher import prometheus, services, zipkin
-from launcher.environment import StackConfig
+from stack_description.settings import StackConfig
 
 pytestmark = pytest.mark.stack
 

@@ -4,8 +4,15 @@ read-only REST login, the services neither; nobody but the launcher's own client
 import pytest
 
 from launcher import connect
-from launcher.deployables import CATALOG_SERVICE, CONNECT_WATCHDOG, DEPLOYABLES, MONITOR, ORDER_SERVICE, USER_SERVICE
-from launcher.environment import StackConfig, is_secret
+from stack_description.deployables import (
+    CATALOG_SERVICE,
+    CONNECT_WATCHDOG,
+    DEPLOYABLES,
+    MONITOR,
+    ORDER_SERVICE,
+    USER_SERVICE,
+)
+from stack_description.settings import StackConfig, is_secret
 
 pytestmark = pytest.mark.unit
 

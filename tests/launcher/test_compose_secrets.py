@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from infra.containers.compose_secrets import COMPONENT_SECRETS, OPERATOR, SECRETS_GID, secret_keys
-from launcher.environment import MIN_SECRET_BYTES, PLACEHOLDER, REPO_ROOT
+from stack_description.settings import MIN_SECRET_BYTES, PLACEHOLDER, REPO_ROOT
 
 pytestmark = pytest.mark.unit
 

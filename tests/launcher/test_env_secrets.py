@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher.environment import (
+from stack_description.settings import (
     GENERATED_MARKER,
     MIN_SECRET_BYTES,
     PLACEHOLDER,

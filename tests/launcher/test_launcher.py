@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from launcher import connect, kafka, mariadb, services
-from launcher.environment import REPO_ROOT, STACK_DIR, StackConfig
 from launcher.processes import Component, port_open, started_by_us
+from stack_description.settings import REPO_ROOT, STACK_DIR, StackConfig
 
 pytestmark = pytest.mark.stack
 

@@ -10,9 +10,9 @@ import httpx
 import pymysql
 
 from launcher import services
-from launcher.environment import StackConfig
 from servicekit.discovery import instance_from_entry
 from servicekit.testing import eventually_blocking
+from stack_description.settings import StackConfig
 
 ORDER_APP = "ORDER-SERVICE"
 

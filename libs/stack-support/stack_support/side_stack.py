@@ -9,8 +9,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from launcher.environment import REPO_ROOT, VENV_PYTHON, StackConfig, ensure_env_file, read_env_file
+from launcher.processes import VENV_PYTHON
 from servicekit.config import ServiceSettings
+from stack_description.settings import REPO_ROOT, StackConfig, ensure_env_file, read_env_file
 
 # What `make up-cluster` runs.
 CLUSTER_LAYOUT = {

@@ -1,5 +1,5 @@
 """The stack's Python deployables, each described once: what `python -m` runs, how the native launcher starts and
-waits for it, its database account, its Kafka login (each with its rights: launcher.environment) and the other
+waits for it, its database account, its Kafka login (each with its rights: stack_description.access) and the other
 secrets it reads. services.py starts them in this order from these entries alone; compose's secrets one-shot fills
 each one's volume with the same (infra/containers/compose_secrets.py); tests/compose checks that docker-compose.yml
 gives each container these account names and settings. A .env key's default is .env.example's."""
@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from launcher.environment import (
+from stack_description.access import (
     CATALOG_SERVICE_DB,
     CATALOG_SERVICE_KAFKA,
     CONNECT_WATCHDOG_KAFKA,
@@ -18,13 +18,11 @@ from launcher.environment import (
     ORDER_SERVICE_KAFKA,
     ORDERS_MIGRATOR_DB,
     ORDERS_SINK_DB,
-    REPO_ROOT,
-    STACK_DIR,
     USER_SERVICE_DB,
     DbAccount,
     KafkaLogin,
-    StackConfig,
 )
+from stack_description.settings import REPO_ROOT, STACK_DIR, StackConfig
 
 # user-service's private signing keys (made at its first start, mode 0600); no other component is told the path.
 SIGNING_KEYS_FILE = STACK_DIR / "user-service" / "signing-keys.json"

@@ -1,4 +1,6 @@
-"""Where things are, and the configuration every component reads (.env at the repo root)."""
+"""The stack's settings: .env at the repo root (made from .env.example on the first `make up`, its secrets random),
+the layout `up` started, and where each clustered piece listens. Both launchers read them: the native one
+(infra/launcher) and compose's one-shots (infra/containers)."""
 
 import os
 import re
@@ -6,16 +8,12 @@ import secrets
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any, Literal
 
-from order_contract.topics import (
-    CATALOG_CHANGES_TOPIC,
-    ORDER_CLAIMS_TOPIC,
-    ORDERS_DEAD_LETTER_TOPIC,
-    ORDERS_SINK_GROUP,
-    ORDERS_TOPIC,
-    STOCK_DEAD_LETTER_TOPIC,
-    STOCK_TOPIC,
-)
+from dotenv import dotenv_values
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
 from servicekit.kafka import KafkaAccess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -37,18 +35,6 @@ LAYOUT_KEYS = (
 )
 # Layout keys .env.example leaves commented out, and what they are then.
 LAYOUT_DEFAULTS = {"MARIADB_NODES": 1, "DISCOVERY_INSTANCES": 1, "GATEWAY_INSTANCES": 1}
-PID_DIR = STACK_DIR / "pids"
-VENV_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
-KAFKA_LIB = INFRA_DIR / "target" / "kafka" / "lib"
-CONNECT_PLUGINS = INFRA_DIR / "target" / "connect-plugins"
-JMX_EXPORTER_AGENT = INFRA_DIR / "target" / "agents" / "jmx_prometheus_javaagent.jar"
-
-
-def metrics_agent(port: int, rules: str) -> str:
-    """The JVM option that serves this JVM's JMX beans as Prometheus metrics on 127.0.0.1:`port`, read by the
-    rules in infra/prometheus/`rules`."""
-    return f"-javaagent:{JMX_EXPORTER_AGENT}=127.0.0.1:{port}:{INFRA_DIR / 'prometheus' / rules}"
-
 
 PLACEHOLDER = "change-me"
 # The first line of a .env the launcher wrote itself: only there may it fill placeholders on its own.
@@ -151,31 +137,125 @@ def weak_secrets_message(env_file: Path, problems: list[str]) -> str:
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        values[key.strip()] = value.strip().strip('"').strip("'")
-    return values
+    """A .env file's settings as python-dotenv reads it (pydantic-settings' own reader; `export`, quotes and
+    comments as a shell would take them)."""
+    return {key: value or "" for key, value in dotenv_values(path, interpolate=False).items()}
+
+
+class ExampleDefaults(PydanticBaseSettingsSource):
+    """The lowest source: .env.example's value of every key .env leaves out (secrets have none)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return example_defaults().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(example_defaults())
+
+
+class StackSettings(BaseSettings):
+    """Every setting of .env, typed, read the way every service reads its own (pydantic-settings): the process
+    environment first, then the layout `up` recorded (LAYOUT_FILE), then .env, then .env.example's defaults. A
+    value of the wrong kind stops the launcher with the key named. Keys of .env not declared here are kept as
+    they are (a user's own additions)."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, extra="allow", env_file_encoding="utf-8")
+
+    DB_HOST: str
+    DB_PORT: int
+    # Compose names its Galera nodes here (host:port, in the order clients try them); the native launcher derives
+    # them from MARIADB_NODES (StackConfig.db_hosts).
+    DB_HOSTS: str | None = None
+    DB_USER: str
+    DB_PASSWORD: str = ""
+    ORDER_SERVICE_DB_PASSWORD: str = ""
+    ORDERS_MIGRATOR_DB_PASSWORD: str = ""
+    CATALOG_SERVICE_DB_PASSWORD: str = ""
+    USER_SERVICE_DB_PASSWORD: str = ""
+    ORDERS_SINK_DB_PASSWORD: str = ""
+    CDC_DB_PASSWORD: str = ""
+    MONITOR_DB_PASSWORD: str = ""
+    ORDERS_DB: str
+    CATALOG_DB: str
+    USERS_DB: str
+    MARIADB_NODES: int = 1
+    KAFKA_BOOTSTRAP_SERVERS: str
+    KAFKA_CONTROLLER_PORT: int
+    KAFKA_ADMIN_PASSWORD: str = ""
+    KAFKA_ORDER_SERVICE_PASSWORD: str = ""
+    KAFKA_CATALOG_SERVICE_PASSWORD: str = ""
+    KAFKA_CONNECT_PASSWORD: str = ""
+    KAFKA_MONITOR_PASSWORD: str = ""
+    KAFKA_CONNECT_WATCHDOG_PASSWORD: str = ""
+    CONNECT_URL: str
+    CONNECT_USER: str
+    CONNECT_PASSWORD: str = ""
+    CONNECT_MONITOR_USER: str
+    CONNECT_MONITOR_PASSWORD: str = ""
+    TOPIC_PARTITIONS: int
+    KAFKA_BROKERS: int
+    CONNECT_WORKERS: int
+    CATALOG_INSTANCES: int
+    KAFKA_REPLICATION_FACTOR: int | None = None
+    KAFKA_MIN_INSYNC_REPLICAS: int | None = None
+    DISCOVERY_URL: str
+    DISCOVERY_PORT: int
+    DISCOVERY_USER: str
+    DISCOVERY_PASSWORD: str = ""
+    DISCOVERY_PEERS: str | None = None
+    DISCOVERY_INSTANCES: int = 1
+    GATEWAY_PORT: int
+    GATEWAY_MANAGEMENT_PORT: int
+    GATEWAY_INSTANCES: int = 1
+    MONITOR_PORT: int
+    MONITOR_USER: str | None = None
+    MONITOR_PASSWORD: str | None = None
+    PROMETHEUS_PORT: int
+    KAFKA_METRICS_PORT: int
+    CONNECT_METRICS_PORT: int
+    ZIPKIN_PORT: int
+    TRACING: Literal["on", "off"]
+    TRACING_SAMPLE_RATIO: float
+    JWT_SECRET: str = ""
+    JWT_TTL_SECONDS: int
+    ADMIN_EMAIL: str
+    ORDER_INSTANCES: int
+    ORDER_STORE: Literal["kafka", "local"]
+    ORDER_DEADLINE_SECONDS: int
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, dotenv_settings, ExampleDefaults(settings_cls)
+
+    def as_values(self) -> dict[str, str]:
+        """Every setting a source gave, as the text a child process gets in its environment."""
+        return {key: str(value) for key, value in self.model_dump(exclude_unset=True).items() if value is not None}
 
 
 @dataclass(frozen=True)
 class StackConfig:
-    """The .env values, with the process environment taking precedence (as pydantic-settings does)."""
+    """The stack's settings as text (StackSettings.as_values), and what follows from them: where each node,
+    worker and instance of the layout listens, and what each child process is given."""
 
     values: dict[str, str]
 
     @classmethod
     def load(cls) -> "StackConfig":
-        values = read_env_file(ensure_env_file())
-        if LAYOUT_FILE.exists():
-            values.update(read_env_file(LAYOUT_FILE))
-        # The environment wins for every key .env has, and for the layout (`make up-cluster` sets MARIADB_NODES and
-        # the like, which a .env from .env.example may not name).
-        values.update({k: v for k, v in os.environ.items() if k in values or k in LAYOUT_KEYS})
-        return cls(values)
+        """The stack's settings (StackSettings): .env (made from .env.example on the first call), the layout `up`
+        recorded, the process environment over both."""
+        env_files = (ensure_env_file(), *([LAYOUT_FILE] if LAYOUT_FILE.exists() else []))
+        return cls(StackSettings(_env_file=env_files).as_values())
+
+    @classmethod
+    def from_environment(cls) -> "StackConfig":
+        """The settings a container is given, from its environment alone (compose's one-shots)."""
+        return cls(StackSettings(_env_file=None).as_values())
 
     def with_values(self, **values: str) -> "StackConfig":
         return StackConfig({**self.values, **values})
@@ -395,195 +475,3 @@ class ConnectWorker:
     name: str  # "connect" alone, "connect-1", "connect-2", ... in a group of several
     port: int
     metrics_port: int
-
-
-# Who may do what: each component's MariaDB account and Kafka principal, with its rights, described once. The native
-# launcher grants them (launcher.mariadb, launcher.kafka); infra/kafka/acls.txt (compose's kafka-access) and the
-# accounts of infra/containers/bin/start-mariadb are rendered from them (a unit test holds both to these).
-
-
-@dataclass(frozen=True)
-class DbAccount:
-    """A MariaDB account of one component: rights on its own data only.
-
-    `grants` in MariaDB's GRANT syntax; {orders}, {catalog}, {users} are the configured databases, {orders_local}
-    the ORDER_STORE=local databases (one per order-service instance), {bench} the benchmarks' own databases."""
-
-    user: str
-    password_key: str
-    grants: tuple[str, ...] = ()
-
-    def password(self, config: StackConfig) -> str:
-        return config.get(self.password_key)
-
-    def env(self, config: StackConfig, prefix: str = "DB") -> dict[str, str]:
-        """How a process is told to use this account (`DB_USER`/`DB_PASSWORD`, or another prefix)."""
-        return {f"{prefix}_USER": self.user, f"{prefix}_PASSWORD": self.password(config)}
-
-
-# DB_USER/DB_PASSWORD in .env is the operator's account (the launcher's checks, the tests, the demo's reads);
-# no service runs with it. Its name is DB_USER's ("app" when unset).
-OPERATOR_DB = DbAccount(
-    "app",
-    "DB_PASSWORD",
-    (
-        "ALL PRIVILEGES ON {orders}.*",
-        "ALL PRIVILEGES ON {catalog}.*",
-        "ALL PRIVILEGES ON {users}.*",
-        "ALL PRIVILEGES ON {orders_local}.*",
-        "ALL PRIVILEGES ON {bench}.*",
-    ),
-)
-# The one account with DDL rights on mydb: order-service's Alembic history, run before the instances start.
-ORDERS_MIGRATOR_DB = DbAccount("orders_migrator", "ORDERS_MIGRATOR_DB_PASSWORD", ("ALL PRIVILEGES ON {orders}.*",))
-# The instances only read mydb.orders (the sink writes it); ORDER_STORE=local gives each a database of its own.
-ORDER_SERVICE_DB = DbAccount(
-    "order_service",
-    "ORDER_SERVICE_DB_PASSWORD",
-    ("SELECT ON {orders}.`orders`", "ALL PRIVILEGES ON {orders_local}.*"),
-)
-# The orders sink; bench/sink_vs_raw.py's own connector writes a table of the bench's own database with it.
-ORDERS_SINK_DB = DbAccount(
-    "orders_sink",
-    "ORDERS_SINK_DB_PASSWORD",
-    ("SELECT, INSERT, UPDATE ON {orders}.`orders`", "SELECT, INSERT, UPDATE ON {bench}.*"),
-)
-# The catalog-source connector (Debezium MariaDB), writes nothing: it reads the captured database (snapshot), takes
-# the brief global read lock of its snapshot (RELOAD), lists databases, and reads the binlog as a replica would.
-CDC_DB = DbAccount(
-    "cdc",
-    "CDC_DB_PASSWORD",
-    ("SELECT ON {catalog}.*", "RELOAD, SHOW DATABASES, REPLICATION SLAVE, REPLICATION CLIENT ON *.*"),
-)
-CATALOG_SERVICE_DB = DbAccount("catalog_service", "CATALOG_SERVICE_DB_PASSWORD", ("ALL PRIVILEGES ON {catalog}.*",))
-USER_SERVICE_DB = DbAccount("user_service", "USER_SERVICE_DB_PASSWORD", ("ALL PRIVILEGES ON {users}.*",))
-# The monitor's console and its consistency auditor, writes nothing: mydb.orders, and catalogdb's stock and ledger
-# (catalogdb as a whole: its tables appear only when catalog-service first migrates, after the grants).
-MONITOR_DB = DbAccount("monitor", "MONITOR_DB_PASSWORD", ("SELECT ON {orders}.`orders`", "SELECT ON {catalog}.*"))
-# Every component's account, the operator's aside.
-DB_ACCOUNTS = (
-    ORDERS_MIGRATOR_DB,
-    ORDER_SERVICE_DB,
-    ORDERS_SINK_DB,
-    CDC_DB,
-    CATALOG_SERVICE_DB,
-    USER_SERVICE_DB,
-    MONITOR_DB,
-)
-
-
-@dataclass(frozen=True)
-class KafkaLogin:
-    """A Kafka principal of one component: a SCRAM-SHA-512 login and exactly these ACLs (KRaft's StandardAuthorizer
-    allows nothing else; `admin`, the launcher's, the tests' and the tools', is a super user instead).
-
-    `acls`: "OPERATION RESOURCE-TYPE PATTERN NAME" each, allowed from any host. A TOPIC WRITE or READ includes
-    DESCRIBE; a transactional producer needs WRITE on its transactional id."""
-
-    user: str
-    acls: tuple[str, ...] = ()
-
-    @property
-    def password_key(self) -> str:
-        return f"KAFKA_{self.user.upper().replace('-', '_')}_PASSWORD"
-
-    def env(self, config: StackConfig) -> dict[str, str]:
-        """How a process is told to log in as this principal (ServiceSettings.kafka_username/kafka_password)."""
-        return {"KAFKA_USERNAME": self.user, "KAFKA_PASSWORD": config.get(self.password_key)}
-
-
-ORDER_SERVICE_KAFKA = KafkaLogin(
-    "order-service",
-    (
-        # It publishes each order and its stock request in one transaction.
-        f"WRITE TOPIC LITERAL {ORDERS_TOPIC}",
-        f"WRITE TOPIC LITERAL {STOCK_TOPIC}",
-        "WRITE TRANSACTIONAL_ID PREFIXED order-service:",
-        # The instances share the orders partitions in one group to expire unanswered orders (saga deadlines): each
-        # owner publishes EXPIRED and the expiry notice in a transaction of its own per partition.
-        f"READ TOPIC LITERAL {ORDERS_TOPIC}",
-        "READ GROUP LITERAL order-service-expiry",
-        # Each instance reads the whole catalog-changes topic into its catalog read model (no group).
-        f"READ TOPIC LITERAL {CATALOG_CHANGES_TOPIC}",
-        # Read your own writes: each instance follows orders (above) and order-claims (no group), writes its
-        # Idempotency-Key claims there, and reads how far the sink has written (its group's committed offsets only).
-        f"READ TOPIC LITERAL {ORDER_CLAIMS_TOPIC}",
-        f"WRITE TOPIC LITERAL {ORDER_CLAIMS_TOPIC}",
-        f"DESCRIBE GROUP LITERAL {ORDERS_SINK_GROUP}",
-    ),
-)
-# It consumes stock requests in its group and answers on `orders` (or dead-letters) in the transaction that
-# commits its offsets.
-CATALOG_SERVICE_KAFKA = KafkaLogin(
-    "catalog-service",
-    (
-        f"READ TOPIC LITERAL {STOCK_TOPIC}",
-        "READ GROUP LITERAL catalog-service",
-        f"WRITE TOPIC LITERAL {ORDERS_TOPIC}",
-        f"WRITE TOPIC LITERAL {STOCK_DEAD_LETTER_TOPIC}",
-        "WRITE TRANSACTIONAL_ID PREFIXED catalog-service:",
-    ),
-)
-# The Connect workers: their group and internal topics, which they create on the first start and whose cleanup
-# policy they check (DESCRIBE_CONFIGS), but may neither delete nor reconfigure.
-CONNECT_INTERNAL_TOPICS = ("connect-configs", "connect-offsets", "connect-status")
-CONNECT_KAFKA = KafkaLogin(
-    "connect",
-    (
-        "READ GROUP LITERAL kafka-sync-connect",
-        *(
-            f"{operation} TOPIC LITERAL {topic}"
-            for topic in CONNECT_INTERNAL_TOPICS
-            for operation in ("CREATE", "READ", "WRITE", "DESCRIBE_CONFIGS")
-        ),
-        # The orders sink: its consumer group, and its dead letters.
-        f"READ TOPIC LITERAL {ORDERS_TOPIC}",
-        f"READ GROUP LITERAL {ORDERS_SINK_GROUP}",
-        f"WRITE TOPIC LITERAL {ORDERS_DEAD_LETTER_TOPIC}",
-        # The catalog-source connector (Debezium MariaDB): its change records, and its schema history (written by
-        # its task, read back in full by a consumer of its own group when the task starts).
-        f"WRITE TOPIC LITERAL {CATALOG_CHANGES_TOPIC}",
-        "READ TOPIC LITERAL catalog-source-schema-history",
-        "WRITE TOPIC LITERAL catalog-source-schema-history",
-        "DESCRIBE_CONFIGS TOPIC LITERAL catalog-source-schema-history",
-        "READ GROUP LITERAL catalog-source-schemahistory",
-        # A benchmark's own sink (bench/sink_vs_raw.py): its topic and its connector's group, removed when it ends.
-        "READ TOPIC PREFIXED bench-orders-",
-        "READ GROUP PREFIXED connect-bench-sink-",
-    ),
-)
-# The monitor rates every consumer group (Burrow's rules) from committed and end offsets (DESCRIBE, no group joined);
-# its consistency auditor reads the two topics it reconciles and the sink's dead letters (no group, no commit).
-MONITOR_KAFKA = KafkaLogin(
-    "monitor",
-    (
-        "DESCRIBE GROUP LITERAL *",
-        "DESCRIBE TOPIC LITERAL *",
-        f"READ TOPIC LITERAL {ORDERS_TOPIC}",
-        f"READ TOPIC LITERAL {STOCK_TOPIC}",
-        f"READ TOPIC LITERAL {ORDERS_DEAD_LETTER_TOPIC}",
-    ),
-)
-# The connect-watchdog's sink recovery: replays orders from the sink's committed offsets (no group) and moves a
-# record the database refuses to the sink's dead letters.
-CONNECT_WATCHDOG_KAFKA = KafkaLogin(
-    "connect-watchdog",
-    (f"READ TOPIC LITERAL {ORDERS_TOPIC}", f"WRITE TOPIC LITERAL {ORDERS_DEAD_LETTER_TOPIC}"),
-)
-KAFKA_LOGINS = (ORDER_SERVICE_KAFKA, CATALOG_SERVICE_KAFKA, CONNECT_KAFKA, CONNECT_WATCHDOG_KAFKA, MONITOR_KAFKA)
-
-
-def render_template(template: Path, target: Path, *, private: bool = False, **values: object) -> Path:
-    """Fill {{name}} placeholders of a config file we ship and write it under .stack/ (owner-only if `private`)."""
-    text = template.read_text()
-    for key, value in values.items():
-        text = text.replace("{{" + key + "}}", str(value))
-    unfilled = re.search(r"\{\{\w+\}\}", text)
-    if unfilled:
-        raise ValueError(f"{template}: no value for {unfilled.group(0)}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if private:
-        target.touch(mode=0o600)
-        target.chmod(0o600)
-    target.write_text(text)
-    return target
