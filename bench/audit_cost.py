@@ -42,11 +42,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import UnknownTopicOrPartitionError
 
 from consistency_audit import Auditor, AuditSettings, Kind
-from launcher.mariadb import operator_connection
 from order_contract.connect_record import ORDER_SCHEMA
 from servicekit.kafka import ensure_topics, transactional_producer
 from stack_description.settings import StackConfig
 from stack_support.bench_stack import on_bench_stack, parse_args
+from stack_support.database import operator_connection
 
 PRODUCTS = 1000
 PER_TRANSACTION = 1000  # orders (3,000 records): well inside the 10 s transaction timeout on a busy machine

@@ -25,11 +25,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import UnknownTopicOrPartitionError
 
-from launcher.mariadb import operator_connection
 from servicekit.kafka import ensure_topics
 from stack_description.settings import StackConfig
 from stack_support.bench_stack import on_bench_stack, parse_args
 from stack_support.catalog_views import instance_base_urls, priced_everywhere
+from stack_support.database import operator_connection
 
 PRODUCTS = 10
 BASE_PRICE = 10_000

@@ -41,11 +41,11 @@ from pathlib import Path
 from bench import order_publish as order_bench
 from bench import sink_vs_raw as sink_bench
 from bench.catalog_change_lag import percentile
-from launcher.mariadb import operator_connection
 from stack_description.access import ORDER_SERVICE_KAFKA
 from stack_description.settings import StackConfig
 from stack_support.bench_stack import on_bench_stack, parse_args
 from stack_support.catalog_views import products_in_catalog
+from stack_support.database import operator_connection
 from stack_support.side_stack import CLUSTER_LAYOUT, SideStack
 
 SINGLE, CLUSTER = "single", "cluster"

@@ -48,7 +48,6 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from catalog_service import service as catalog
 from catalog_service.config import CatalogSettings
 from launcher import kafka as stack_kafka
-from launcher.mariadb import operator_connection
 from launcher.processes import port_open, render_template
 from order_contract.catalog_change import CatalogProduct, catalog_change_record
 from order_contract.topics import CATALOG_CHANGES_TOPIC, ORDER_CLAIMS_TOPIC, ORDERS_TOPIC, STOCK_TOPIC
@@ -61,6 +60,7 @@ from stack_description import access
 from stack_description.access import KAFKA_LOGINS, ORDER_SERVICE_KAFKA
 from stack_description.settings import STACK_DIR, StackConfig
 from stack_support.bench_stack import on_bench_stack, parse_args
+from stack_support.database import operator_connection
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = STACK_DIR / "logs"

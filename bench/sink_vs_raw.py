@@ -35,7 +35,6 @@ from aiokafka.errors import for_code as kafka_error
 from aiokafka.protocol.admin import DeleteGroupsRequest
 
 from launcher.connect import answering_url
-from launcher.mariadb import operator_connection
 from order_contract.connect_record import order_record_key, order_record_value
 from order_contract.order import Order, OrderStatus
 from order_contract.timestamps import now_ms
@@ -43,6 +42,7 @@ from servicekit.kafka import ensure_topics, transactional_producer
 from stack_description.connectors import CONNECTOR_DIR, SINK_CONNECTOR, rest_auth
 from stack_description.settings import StackConfig
 from stack_support.bench_stack import on_bench_stack, parse_args
+from stack_support.database import operator_connection
 
 RAW_BATCH = 1000
 WARM_UP_RECORDS = 50_000

@@ -28,13 +28,13 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 
 from bench import order_publish as order_bench
-from launcher.mariadb import operator_connection
 from launcher.services import gateway_port
 from order_contract.topics import ORDERS_TOPIC
 from servicekit.config import ServiceSettings
 from servicekit.testing import eventually
 from stack_description.settings import StackConfig
 from stack_support.bench_stack import on_bench_stack, parse_args
+from stack_support.database import operator_connection
 
 TARGET_P99_MS = 150.0
 POLL_MS = 5

@@ -24,10 +24,10 @@ from consistency_audit.auditor import Auditor, Verdict
 from consistency_audit.config import AuditSettings
 from consistency_audit.report import render
 from launcher import services
-from launcher.mariadb import operator_connection
 from stack_description.settings import LOG_DIR, StackConfig
 from stack_support.api_client import GatewayClient, OrderNotAccepted, User
 from stack_support.catalog_views import products_in_catalog
+from stack_support.database import operator_connection
 
 CLIENTS = 4
 THINK_SECONDS = 0.1  # between one client's orders: a steady flow, not a flood

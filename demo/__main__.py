@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from launcher import services
-from launcher.mariadb import operator_connection
 from launcher.processes import stop
 from stack_description.deployables import ORDER_SERVICE
 from stack_description.settings import StackConfig
 from stack_support.api_client import GatewayClient, User
 from stack_support.catalog_views import catalog_views, instance_base_urls, products_in_catalog
+from stack_support.database import operator_connection
 
 # The seed catalog's stock, for this run's own three products.
 STOCK = (100, 110, 120)

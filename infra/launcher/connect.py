@@ -6,16 +6,14 @@ from functools import partial
 
 import httpx
 
-from launcher import kafka
+from launcher import kafka, services
 from launcher.kafka import CONNECT_PLUGINS, metrics_agent
 from launcher.processes import (
-    VENV_PYTHON,
     Component,
     StartupFailed,
     done,
     needs_start,
     render_template,
-    run_dir,
     start,
     step,
     wait_until,
@@ -60,13 +58,16 @@ def watchdog_component() -> Component:
 def up(config: StackConfig) -> None:
     start_workers(config, [w for w in config.connect_workers if needs_start(Component.of(w), w.port)])
     # The watchdog first: a task left FAILED by an earlier run is restarted while the launcher waits for it.
-    watchdog = watchdog_component()
-    if needs_start(watchdog):
-        step("starting connect-watchdog (restarts FAILED connectors and tasks)")
-        start(watchdog, [str(VENV_PYTHON), "-m", CONNECT_WATCHDOG.module], watchdog_env(config), cwd=run_dir())
-        done()
+    services.start_instance(
+        config, services.Instance(watchdog_component(), CONNECT_WATCHDOG, watchdog_settings(config))
+    )
     for name in CONNECTORS:
         register_connector(config, name)
+
+
+def watchdog_settings(config: StackConfig) -> dict[str, str]:
+    """What the watchdog is told beyond its description: every worker's REST API."""
+    return {"CONNECT_URLS": ",".join(config.connect_urls)}
 
 
 def watchdog_env(config: StackConfig) -> dict[str, str]:
@@ -75,7 +76,7 @@ def watchdog_env(config: StackConfig) -> dict[str, str]:
     database account (its recovery writes the rows the sink would), as compose gives them too. In cluster mode it
     gets DB_HOSTS like every component (StackConfig.process_env): its recovery fails over through them, and they
     are the nodes the CDC source may be moved to."""
-    return CONNECT_WATCHDOG.env(config, CONNECT_URLS=",".join(config.connect_urls))
+    return CONNECT_WATCHDOG.env(config, **watchdog_settings(config))
 
 
 def _write_rest_credentials(config: StackConfig) -> None:

@@ -9,8 +9,6 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
-import pymysql
-
 from launcher.processes import (
     Component,
     StartupFailed,
@@ -22,6 +20,7 @@ from launcher.processes import (
     stop,
     wait_until,
 )
+from servicekit.database import connect_blocking
 from stack_description.access import DB_ACCOUNTS, OPERATOR_DB, ORDERS_MIGRATOR_DB, account_sql, quoted
 from stack_description.settings import INFRA_DIR, STACK_DIR, MariaDbNode, StackConfig
 
@@ -378,19 +377,6 @@ def grant_component_accounts(config: StackConfig) -> None:
     done("ok")
 
 
-def operator_connection(config: StackConfig, database: str, connect_timeout: int = 10) -> pymysql.Connection:
-    """The operator's account (DB_USER in .env), autocommit: the launcher's checks, the demo, the benchmarks."""
-    return pymysql.connect(
-        host=config.get("DB_HOST"),
-        port=config.db_port,
-        user=config.get("DB_USER"),
-        password=config.get("DB_PASSWORD"),
-        database=database,
-        connect_timeout=connect_timeout,
-        autocommit=True,
-    )
-
-
 def _app_user_can_connect(config: StackConfig) -> bool:
-    operator_connection(config, config.databases[0], connect_timeout=2).close()
+    connect_blocking(config.operator_settings, config.databases[0], connect_timeout=2).close()
     return True

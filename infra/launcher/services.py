@@ -160,7 +160,7 @@ def _gateway_routes_to(config: StackConfig, app: str, instance_id: str) -> bool:
 
 def start_instance(config: StackConfig, instance: Instance, env: dict[str, str] | None = None) -> None:
     """Start it (with `env` on top of its own) unless it runs already, then wait until it is ready as its
-    description says: its health path answers, or it has registered."""
+    description says: its health path answers, or (an app) it has registered."""
     component, deployable, extra = instance
     if not needs_start(component, component.port):
         return
@@ -171,10 +171,12 @@ def start_instance(config: StackConfig, instance: Instance, env: dict[str, str] 
     if deployable.health is not None:
         url = f"http://127.0.0.1:{component.port}{deployable.health}"
         wait_until(component, lambda: _answers(url), deployable.timeout, "ready")
-    else:
+    elif deployable.kind == "app":
         instance_id = {**deployable.settings, **extra}["INSTANCE_ID"]
         ready = partial(_registered, config, deployable.app, instance_id, started_ms)
         wait_until(component, ready, deployable.timeout, f"registered as {deployable.app}")
+    else:
+        done()  # connect-watchdog: neither serves nor registers; started is all
 
 
 def _answers(url: str) -> bool:

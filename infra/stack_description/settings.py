@@ -14,6 +14,7 @@ from dotenv import dotenv_values
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from servicekit.config import ServiceSettings
 from servicekit.kafka import KafkaAccess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -302,6 +303,19 @@ class StackConfig:
         nodes = self.mariadb_nodes
         host = self.get("DB_HOST")
         return "" if len(nodes) == 1 else ",".join(f"{host}:{node.port}" for node in nodes)
+
+    @property
+    def operator_settings(self) -> ServiceSettings:
+        """The operator's account (DB_USER in .env) over the stack's servers, as servicekit's clients take it
+        (servicekit.database.connect_blocking): the launcher's checks, the tools, the tests. No service runs with it."""
+        return ServiceSettings(
+            _env_file=None,
+            db_host=self.get("DB_HOST"),
+            db_port=self.db_port,
+            db_hosts=self.db_hosts,
+            db_user=self.get("DB_USER"),
+            db_password=self.get("DB_PASSWORD"),
+        )
 
     @property
     def kafka_port(self) -> int:

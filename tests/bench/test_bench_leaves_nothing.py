@@ -30,10 +30,10 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from launcher.connect import answering_url
-from launcher.mariadb import operator_connection
 from stack_description.connectors import rest_auth
 from stack_description.settings import REPO_ROOT, StackConfig
 from stack_support.bench_stack import bench_stack, environment, is_up
+from stack_support.database import operator_connection
 from stack_support.side_stack import SideStack
 
 pytestmark = pytest.mark.stack

@@ -10,7 +10,6 @@ import pymysql
 import pytest
 
 from launcher import connect, services
-from launcher.mariadb import operator_connection
 from stack_description import connectors, deployables
 from stack_description.access import (
     CATALOG_SERVICE_DB,
@@ -22,6 +21,7 @@ from stack_description.access import (
     DbAccount,
 )
 from stack_description.settings import StackConfig
+from stack_support.database import operator_connection
 
 pytestmark = pytest.mark.stack
 

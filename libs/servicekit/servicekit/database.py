@@ -5,8 +5,9 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
+import pymysql
 from alembic import command
 from alembic.config import Config
 from fastapi import Depends, Request
@@ -104,6 +105,21 @@ def make_blocking_engine(settings: ServiceSettings, database: str | None) -> Eng
     engine = create_engine(settings.database_url(database, driver="mysql+pymysql"), poolclass=pool.NullPool)
     with_failover(engine, settings)
     return engine
+
+
+def connect_blocking(settings: ServiceSettings, database: str | None, **options: Any) -> "pymysql.Connection[Any]":
+    """A plain pymysql connection, autocommit, as `settings`' account, to the first server of DB_HOSTS that answers
+    and is synced (the tools' and the tests' reads and checks; the services use engines). `options` go to
+    pymysql.connect (connect_timeout, cursorclass, ...)."""
+    cparams = {
+        "user": settings.db_user,
+        "password": settings.db_password,
+        "database": database,
+        "autocommit": True,
+        "connect_timeout": FAILOVER_CONNECT_TIMEOUT_SECONDS if len(settings.db_addresses) > 1 else 10,
+        **options,
+    }
+    return cast("pymysql.Connection[Any]", connect_first_answering(settings, pymysql.connect, cparams))
 
 
 def make_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from pymysql.cursors import DictCursor
 
 from servicekit.config import ServiceSettings
+from servicekit.database import connect_blocking
 from servicekit.discovery import ServiceInstance
 from servicekit.kafka import KafkaAccess
 from servicekit.tokens import SigningKey, issue_token, jwks
@@ -140,17 +141,10 @@ DictConnection: TypeAlias = "pymysql.Connection[DictCursor]"
 
 
 def database(settings: ServiceSettings, name: str) -> DictConnection:
-    """A connection to database `name` as the services' user, autocommit so every read sees the latest rows;
-    rows come back as dicts."""
-    return pymysql.connect(
-        host=settings.db_host,
-        port=settings.db_port,
-        user=settings.db_user,
-        password=settings.db_password,
-        database=name,
-        autocommit=True,
-        cursorclass=DictCursor,
-    )
+    """A connection to database `name` as the settings' user (servicekit.database.connect_blocking: the first server
+    of DB_HOSTS that answers), autocommit so every read sees the latest rows; rows come back as dicts."""
+    connection: DictConnection = connect_blocking(settings, name, cursorclass=DictCursor)
+    return connection
 
 
 class _QuietServer(uvicorn.Server):
