@@ -95,6 +95,11 @@ REASONS = {
 }
 
 
+# What the gateway makes of a (method, path): what is wrong with the path, else the route that takes it with its
+# variables, and the path sent upstream.
+Routing = tuple[str | None, tuple[Route, dict[str, str]] | None, bytes]
+
+
 class Refused(Exception):
     """The gateway answers the request itself, with this status, and does not pass it on."""
 
@@ -215,8 +220,9 @@ class Gateway:
         self.clients: set[ClientConnection] = set()
         self._connections_by_address: dict[str, int] = {}
         self.limiter = RateLimiter()
-        # (method, path) -> what _path_problem and the route table say of it: both depend on nothing else.
-        self._routing: dict[tuple[str, str], tuple[str | None, tuple[Route, dict[str, str]] | None]] = {}
+        # (method, path) -> what _path_problem and the route table say of it, and the path sent upstream (the
+        # route's rewrite of it): all depend on nothing else.
+        self._routing: dict[tuple[str, str], Routing] = {}
         self._rate_limits = {route.id: route.rate_limit for route in routes if route.rate_limit is not None}
         self._apps = sorted({route.app for route in routes})
 
@@ -295,7 +301,7 @@ class Gateway:
             request.route = "gateway-health"
             return self.health(head.authorization, request_id, keep_alive)
         try:
-            route, subject = self._admit(request, path, head)
+            route, subject, target = self._admit(request, path, head)
         except Refused as refused:
             return error_response(refused.status, refused.detail, request_id, keep_alive)
         if route.rate_limit is not None:
@@ -309,7 +315,6 @@ class Gateway:
             forwarded = _without_headers(forwarded, route.removed_headers)
         if head.connection is not None and (named := connection_options(head.connection)):
             forwarded = _without_headers(forwarded, named)
-        target = route.rewritten(path).encode("latin-1")
         if query:
             target += b"?" + query
         trace_line, request.span = self.tracing.begin(head.traceparent, request.method, route.template)
@@ -331,9 +336,10 @@ class Gateway:
             return refused
         return None
 
-    def _admit(self, request: IncomingRequest, path: str, head: "RequestHead") -> tuple[Route, str | None]:
-        """The route that takes the request, and the token's subject when it needs one; raises Refused."""
-        problem, matched = self._route(request.method, path)
+    def _admit(self, request: IncomingRequest, path: str, head: "RequestHead") -> tuple[Route, str | None, bytes]:
+        """The route that takes the request, the token's subject when it needs one, and the path to send upstream;
+        raises Refused."""
+        problem, matched, target = self._route(request.method, path)
         if problem is not None:
             raise Refused(400, problem)
         if head.authorizations > 1:
@@ -342,15 +348,18 @@ class Gateway:
             raise Refused(404, f"no route for {request.method} {path}")
         route, variables = matched
         request.route = route.id
-        return route, self._authorize(route, variables, head.authorization)
+        return route, self._authorize(route, variables, head.authorization), target
 
-    def _route(self, method: str, path: str) -> tuple[str | None, tuple[Route, dict[str, str]] | None]:
-        """What is wrong with the path, else the route that takes it and its variables; remembered per path."""
+    def _route(self, method: str, path: str) -> "Routing":
+        """What is wrong with the path, else the route that takes it, its variables and the path upstream (empty
+        when no route takes it); remembered per path."""
         key = (method, path)
         known = self._routing.get(key)
         if known is None:
             problem = _path_problem(path)
-            known = (problem, None if problem is not None else self.routes.match(method, path))
+            matched = None if problem is not None else self.routes.match(method, path)
+            target = matched[0].rewritten(path).encode("latin-1") if matched is not None else b""
+            known = (problem, matched, target)
             if len(path) <= MAX_REMEMBERED_PATH_LENGTH:
                 if len(self._routing) >= MAX_REMEMBERED_PATHS:
                     self._routing.clear()
@@ -545,12 +554,10 @@ class Exchange:
         self._send(connection)
 
     def _send(self, connection: UpstreamConnection) -> None:
-        instance = self.instance
-        assert instance is not None
         message = b"".join(
             (
                 self.request_line,
-                b"host: %s:%d\r\n" % (instance.host.encode(), instance.port),
+                connection.host_line,
                 self.head_tail,
                 self.request.body,
             )
@@ -654,13 +661,10 @@ def _client_response(response: UpstreamResponse, exchange: Exchange) -> bytes:
             if relocated is None:
                 continue
             value = relocated
-        parts.append(b"%s: %s\r\n" % (name, value))
+        parts += (name, b": ", value, b"\r\n")
     if not head and response.status not in (204, 304) and not 100 <= response.status < 200:
         parts.append(b"Content-Length: %d\r\n" % len(response.body))
-    parts.append(b"X-Request-Id: %s\r\n" % request_id)
-    if not keep_alive:
-        parts.append(b"Connection: close\r\n")
-    parts.append(b"\r\n")
+    parts += (b"X-Request-Id: ", request_id, b"\r\n" if keep_alive else b"\r\nConnection: close\r\n", b"\r\n")
     parts.append(response.body)
     return b"".join(parts)
 

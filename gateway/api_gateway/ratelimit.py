@@ -20,12 +20,14 @@ class RateLimiter:
 
     def take(self, route_id: str, limit: RateLimit, key: str, now: float) -> float:
         """0 when a request may pass (one token taken), else the seconds until the next token."""
-        tokens, counted = self._buckets.get((route_id, key), (float(limit.burst_capacity), now))
-        tokens = min(float(limit.burst_capacity), tokens + (now - counted) * limit.replenish_rate)
+        bucket = (route_id, key)
+        capacity = float(limit.burst_capacity)
+        tokens, counted = self._buckets.get(bucket, (capacity, now))
+        tokens = min(capacity, tokens + (now - counted) * limit.replenish_rate)
         if tokens >= 1.0:
-            self._buckets[(route_id, key)] = (tokens - 1.0, now)
+            self._buckets[bucket] = (tokens - 1.0, now)
             return 0.0
-        self._buckets[(route_id, key)] = (tokens, now)
+        self._buckets[bucket] = (tokens, now)
         return (1.0 - tokens) / limit.replenish_rate
 
     def prune(self, limits: dict[str, RateLimit], now: float) -> None:

@@ -55,6 +55,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def __init__(self, address: tuple[str, int], max_body_bytes: int) -> None:
         self.address = address
+        # Its requests' Host header line, made once.
+        self.host_line = b"host: %s:%d\r\n" % (address[0].encode(), address[1])
         self.max_body_bytes = max_body_bytes
         self.transport: asyncio.Transport | None = None
         self.idle_since = 0.0
