@@ -34,7 +34,14 @@ def register(config: StackConfig, url: str, name: str, connector_config: dict[st
     auth = connectors.rest_auth(config)
     while True:
         try:
-            response = httpx.put(f"{url}/connectors/{name}/config", json=connector_config, auth=auth, timeout=30)
+            # A source connect-watchdog has moved to another Galera node stays there (connectors.followed_node).
+            held = httpx.get(f"{url}/connectors/{name}/config", auth=auth, timeout=30)
+            if held.status_code in (200, 404):
+                registered = held.json() if held.status_code == 200 else None
+                body = {**connector_config, **connectors.followed_node(config, name, registered)}
+                response = httpx.put(f"{url}/connectors/{name}/config", json=body, auth=auth, timeout=30)
+            else:
+                response = held
             if response.status_code < 400:
                 print(f"{name} registered", flush=True)
                 return

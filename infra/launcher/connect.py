@@ -25,8 +25,8 @@ from stack_description.connectors import (
     CONNECTORS,
     SINK_CLASS,
     SOURCE_CLASS,
-    SOURCE_CONNECTOR,
     connector_config,
+    followed_node,
     monitor_rest_user,
     rest_auth,
 )
@@ -173,7 +173,7 @@ def register_connector(config: StackConfig, name: str) -> None:
 
     def put_config() -> bool:
         url = f"{answering_url(config)}/connectors/{name}/config"
-        body = {**body_base, **followed_node(config, name)}
+        body = {**body_base, **followed_node(config, name, registered_config(config, name))}
         response = httpx.put(url, json=body, auth=rest_auth(config), timeout=30)
         # 409: the worker group is rebalancing; try again.
         if response.status_code == 409:
@@ -186,17 +186,10 @@ def register_connector(config: StackConfig, name: str) -> None:
     wait_until(connect, lambda: connector_running(config, name), 90, "RUNNING with its tasks")
 
 
-def followed_node(config: StackConfig, name: str) -> dict[str, str]:
-    """In a Galera cluster, the node the CDC source reads as registered (connect-watchdog moves it off a lost node),
-    so that a second `up` leaves it there instead of pointing it back at node 1, whose binlog may have started after
-    the source's position (a node that rejoined by SST); {} for anything else or before the first registration."""
-    if name != SOURCE_CONNECTOR or not config.db_hosts:
-        return {}
+def registered_config(config: StackConfig, name: str) -> dict[str, str] | None:
+    """The connector's config as the workers hold it; None before its first registration."""
     response = httpx.get(f"{answering_url(config)}/connectors/{name}/config", auth=rest_auth(config), timeout=10)
-    if response.status_code != 200:
-        return {}
-    registered = response.json()
-    return {key: registered[key] for key in ("database.hostname", "database.port") if key in registered}
+    return dict(response.json()) if response.status_code == 200 else None
 
 
 def connector_running(config: StackConfig, name: str) -> bool:

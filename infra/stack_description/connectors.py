@@ -53,6 +53,16 @@ def rendered(config: StackConfig, name: str, connector_config: dict[str, str]) -
     return changed
 
 
+def followed_node(config: StackConfig, name: str, registered: dict[str, str] | None) -> dict[str, str]:
+    """In a Galera cluster, the node the CDC source reads as `registered` (connect-watchdog moves it off a lost node),
+    so that registering again leaves it there instead of pointing it back at node 1, whose binlog may have started
+    after the source's position (a node that rejoined by SST); {} for anything else or before the first
+    registration."""
+    if name != SOURCE_CONNECTOR or not config.db_hosts or not registered:
+        return {}
+    return {key: registered[key] for key in ("database.hostname", "database.port") if key in registered}
+
+
 def rest_auth(config: StackConfig) -> httpx.BasicAuth:
     """The credentials the worker's REST API asks for (CONNECT_USER / CONNECT_PASSWORD in .env)."""
     return httpx.BasicAuth(config.get("CONNECT_USER"), config.get("CONNECT_PASSWORD"))

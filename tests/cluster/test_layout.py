@@ -6,6 +6,7 @@ from connect_watchdog.config import WatchdogSettings
 from connect_watchdog.source_follower import SourceFollower
 from launcher import connect
 from launcher.services import instances
+from stack_description import connectors
 from stack_description.deployables import DISCOVERY, GATEWAY, ORDER_SERVICE
 from stack_description.settings import STACK_DIR, StackConfig
 from stack_support.side_stack import shifted
@@ -121,3 +122,15 @@ def test_the_connect_watchdog_is_given_every_galera_node_and_reads_them_and_one_
 
     single = connect.watchdog_env(StackConfig({"DB_HOST": "127.0.0.1", "DB_PORT": "3306"}))
     assert "DB_HOSTS" not in single
+
+
+def test_registering_again_keeps_the_galera_node_the_watchdog_moved_the_cdc_source_to_and_nothing_else() -> None:
+    cluster = StackConfig({"DB_HOST": "127.0.0.1", "DB_PORT": "3306", "MARIADB_NODES": "3"})
+    registered = {"connector.class": connectors.SOURCE_CLASS, "database.hostname": "127.0.0.1", "database.port": "3307"}
+    moved = {"database.hostname": "127.0.0.1", "database.port": "3307"}
+    assert connectors.followed_node(cluster, connectors.SOURCE_CONNECTOR, registered) == moved
+    # Before the first registration, for the sink, and on one server: the rendered config as it is.
+    assert connectors.followed_node(cluster, connectors.SOURCE_CONNECTOR, None) == {}
+    assert connectors.followed_node(cluster, connectors.SINK_CONNECTOR, registered) == {}
+    single = StackConfig({"DB_HOST": "127.0.0.1", "DB_PORT": "3306"})
+    assert connectors.followed_node(single, connectors.SOURCE_CONNECTOR, registered) == {}
