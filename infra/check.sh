@@ -11,7 +11,7 @@ echo "==> mypy (strict, pydantic plugin)"
 # The packages in one run; each tests folder on its own (several are a package named `tests`).
 packages=(-p servicekit -p order_contract -p order_service -p catalog_service -p user_service -p connect_watchdog -p discovery_server
   -p api_gateway -p stack_monitor -p consistency_audit -p launcher -p stack_description -p stack_support -p demo)
-$VENV/mypy "${packages[@]}" && $VENV/mypy bench || { echo "ERROR: mypy found errors (above)"; exit 1; }
+$VENV/mypy "${packages[@]}" && $VENV/mypy bench chaos infra/containers || { echo "ERROR: mypy found errors (above)"; exit 1; }
 # Each project's tests (the `-e ./folder` lines of requirements.in), then the repo-level suites.
 for tests in $(sed -n 's|^-e \./\([^[ ]*\).*|\1/tests|p' requirements.in) tests; do
   [ -d "$tests" ] || continue
