@@ -66,7 +66,10 @@ def galera_state(connection: DBAPIConnection) -> str | None:
         row = cursor.fetchone()
     finally:
         cursor.close()
-    return str(row[1]) if row else None
+    if not row:
+        return None
+    # A tuple (name, value), or a dict where the connection's cursor class makes rows dicts (the tests' DictCursor).
+    return str(row["Value"] if isinstance(row, dict) else row[1])
 
 
 def with_failover(engine: Engine, settings: ServiceSettings) -> None:

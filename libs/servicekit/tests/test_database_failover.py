@@ -5,13 +5,20 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any, cast
 
 import pymysql
 import pytest
 from sqlalchemy import text
 
 from servicekit.config import ServiceSettings
-from servicekit.database import NoServerAnswers, connect_first_answering, make_blocking_engine, make_engine
+from servicekit.database import (
+    NoServerAnswers,
+    connect_first_answering,
+    galera_state,
+    make_blocking_engine,
+    make_engine,
+)
 from servicekit.testing import free_port
 
 
@@ -114,3 +121,40 @@ def test_the_first_server_that_answers_takes_the_connections() -> None:
     assert asyncio.run(served_by()) == real.db_port
     with make_blocking_engine(settings, None).connect() as connection:
         assert connection.execute(text("SELECT @@port")).scalar_one() == real.db_port
+
+
+class StatusAnswer:
+    """A connection whose one query answers as a Galera node's SHOW GLOBAL STATUS does: `row`, in the shape the
+    connection's cursor class gives (pymysql's default tuples, or the tests' DictCursor dicts)."""
+
+    def __init__(self, row: object) -> None:
+        self.row = row
+
+    def cursor(self) -> "StatusAnswer":
+        return self
+
+    def execute(self, query: str) -> None:
+        assert query == "SHOW GLOBAL STATUS LIKE 'wsrep_local_state_comment'"
+
+    def fetchone(self) -> object:
+        return self.row
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "row",
+    [
+        ("wsrep_local_state_comment", "Donor/Desynced"),
+        {"Variable_name": "wsrep_local_state_comment", "Value": "Donor/Desynced"},
+    ],
+)
+def test_the_galera_state_is_read_from_tuple_and_dict_rows_alike(row: object) -> None:
+    assert galera_state(cast(Any, StatusAnswer(row))) == "Donor/Desynced"
+
+
+@pytest.mark.unit
+def test_a_server_without_galera_has_no_galera_state() -> None:
+    assert galera_state(cast(Any, StatusAnswer(None))) is None
