@@ -72,6 +72,10 @@ RESPONSE_HEADERS_NOT_FORWARDED = frozenset(
         b"x-request-id",
     }
 )
+# What becomes of an answer's header, by its name as the instance spelled it; remembered per name in a worker,
+# up to this many names.
+FORWARD, DROP, RELOCATE = 0, 1, 2
+MAX_REMEMBERED_HEADER_NAMES = 1_000
 REJECTED_CONNECTION_LINGER_SECONDS = 2.0
 # Routing decisions remembered per (method, path) in a worker, for paths up to this long (a few MB at most); all
 # forgotten at once when full.
@@ -224,6 +228,7 @@ class Gateway:
         # route's rewrite of it): all depend on nothing else.
         self._routing: dict[tuple[str, str], Routing] = {}
         self._rate_limits = {route.id: route.rate_limit for route in routes if route.rate_limit is not None}
+        self.response_header_kinds: dict[bytes, int] = {}
         self._apps = sorted({route.app for route in routes})
 
     def admit(self, client: "ClientConnection") -> str | None:
@@ -432,10 +437,7 @@ def _read_headers(headers: list[tuple[bytes, bytes]]) -> RequestHead:
             head.authorizations += 1
         elif lowered == b"idempotency-key":
             head.has_idempotency_key = True
-        forwarded.append(lowered)
-        forwarded.append(b": ")
-        forwarded.append(value)
-        forwarded.append(b"\r\n")
+        forwarded += (lowered, b": ", value, b"\r\n")
     return head
 
 
@@ -641,22 +643,35 @@ def _without_headers(forwarded: list[bytes], removed: frozenset[bytes]) -> list[
     return kept
 
 
+def _response_header_kind(name: bytes) -> int:
+    lowered = name.lower()
+    if lowered in RESPONSE_HEADERS_NOT_FORWARDED or lowered.startswith(b"proxy-"):
+        return DROP
+    return RELOCATE if lowered == b"location" else FORWARD
+
+
 def _client_response(response: UpstreamResponse, exchange: Exchange) -> bytes:
     request = exchange.request
     head = request.method == "HEAD"
     keep_alive = request.keep_alive
     request_id = exchange.request_id
-    not_forwarded = RESPONSE_HEADERS_NOT_FORWARDED
-    if response.connection_options:
-        not_forwarded = not_forwarded | response.connection_options
+    # Hop-by-hop too: the headers the answer's Connection header names.
+    named = response.connection_options
+    kinds = exchange.gateway.response_header_kinds
     parts = [b"HTTP/1.1 %d %s\r\n" % (response.status, response.reason or REASONS.get(response.status, b""))]
     for name, value in response.headers:
-        lowered = name.lower()
-        if lowered in not_forwarded or lowered.startswith(b"proxy-"):
-            if head and lowered == b"content-length":
+        kind = kinds.get(name)
+        if kind is None:
+            kind = _response_header_kind(name)
+            if len(kinds) < MAX_REMEMBERED_HEADER_NAMES:
+                kinds[name] = kind
+        if kind == DROP:
+            if head and name.lower() == b"content-length":
                 parts.append(b"%s: %s\r\n" % (name, value))
             continue
-        if lowered == b"location":
+        if named and name.lower() in named:
+            continue
+        if kind == RELOCATE:
             relocated = _relocated(value, exchange)
             if relocated is None:
                 continue
