@@ -16,6 +16,7 @@ RUN apt-get update \
 COPY infra/containers/bin/render-template infra/containers/bin/start-mariadb infra/containers/bin/mariadb-ready \
      infra/containers/bin/load-secrets infra/containers/bin/with-secrets /usr/local/bin/
 COPY infra/mariadb/my.cnf infra/mariadb/galera.cnf /etc/mysql/kafka-sync/
+COPY infra/mariadb/wsrep-notify /usr/local/bin/
 
 USER mysql
 EXPOSE 3306 4567 4568 4569

@@ -125,6 +125,7 @@ def _write_config(config: StackConfig, node: MariaDbNode) -> None:
             gtid_domain_id=10 + node.number,
             # rsync run by root writes as "nobody" (infra/mariadb/sst-bin/rsync says more).
             sst_method="rsync_owner" if os.geteuid() == 0 else "rsync",
+            notify_cmd=f"{INFRA_DIR / 'mariadb' / 'wsrep-notify'} {socket_of(node)}",
         )
         with open(target, "a") as appended:
             appended.write(f"\n!include {included}\n")
@@ -190,18 +191,6 @@ def start_nodes(config: StackConfig, nodes: list[MariaDbNode]) -> None:
         step(f"starting {node.name} on 127.0.0.1:{node.port} (joining the galera cluster)")
         start(Component.of(node), _server_argv(node), _node_env())
         wait_until(Component.of(node), partial(_primary_and_synced, node), JOIN_TIMEOUT_SECONDS, "joined and synced")
-    _restamp_binlogs(config)
-
-
-def _restamp_binlogs(config: StackConfig) -> None:
-    """Start a new binlog file on every running node. A node that donated a full state transfer (SST) goes on in a
-    binlog file whose format description carries timestamp 0, and Debezium's MariaDB source, connecting to a
-    position in such a file, fails on its first transaction (a NullPointerException on the event's timestamp,
-    seen on a fresh cluster in CI: the CDC source never streamed). From here on its position lands in a file that
-    begins with a timestamped one."""
-    for node in config.mariadb_nodes:
-        if Component.of(node).running():
-            _admin_sql("FLUSH LOCAL BINARY LOGS", socket_of(node))
 
 
 def _restore_primary_component(running: list[MariaDbNode]) -> None:
