@@ -5,8 +5,10 @@
 Starts (on free ports, 127.0.0.1 only) a discovery server, two FastAPI order-service stand-ins that register
 as ORDER-SERVICE, the gateway with the real routes (JWT checked on every request; the order route also gets a
 RequestRateLimiter by token subject set too high to trigger, so its cost is in the figure), and nginx (round robin,
-keep-alive upstream pool). Three scenarios (issue #24): `post` an order with a JWT, `orders` (GET a user's orders
-with a JWT) and `public` (GET the public health route: no token, only routing and the two upstreams). Each round
+keep-alive upstream pool), and a span collector of its own that takes the gateway's and discovery's spans (tracing
+at its defaults is part of the figure; no span reaches a stack's Zipkin). Three scenarios (issue #24): `post` an
+order with a JWT, `orders` (GET a user's orders with a JWT) and `public` (GET the public health route: no token,
+only routing and the two upstreams). Each round
 runs wrk against both proxies per scenario, alternating who goes first; the tables show medians, and the paired
 per-round ratio with its spread. wrk and nginx are Debian packages, installed with apt-get when missing and running
 as root. Target: gateway throughput >= 0.8x nginx, added p50 latency <= 1 ms (issue #24: >= 1.0x, CPU per request
@@ -102,6 +104,30 @@ SCENARIOS = {
     "orders": Scenario("orders", f"/{USER_ID}/orders", WRK_GET_WITH_TOKEN),
     "public": Scenario("public", "/health_check", WRK_GET),
 }
+
+
+# ---- the span collector (run as a child: `gateway_vs_nginx.py --span-sink PORT`) ----
+
+
+def run_span_sink(port: int) -> None:
+    """Where the bench's gateway and discovery send their spans (tracing at its defaults is part of the figure): it
+    takes each batch as Zipkin's collector does (POST /api/v2/spans, 202) and keeps nothing, so no span of the bench
+    reaches a stack's Zipkin (the .env's ZIPKIN_PORT is make up's)."""
+    import uvicorn
+    from fastapi import FastAPI, Request, Response
+
+    app = FastAPI()
+
+    @app.post("/api/v2/spans")
+    async def spans(request: Request) -> Response:
+        await request.body()
+        return Response(status_code=202)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "UP"}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, loop="uvloop")
 
 
 # ---- the upstream stand-in (run as a child: `gateway_vs_nginx.py --upstream PORT DISCOVERY_URL`) ----
@@ -284,9 +310,13 @@ def main() -> None:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"of {', '.join(SCENARIOS)}")
     parser.add_argument("--gateway-workers", type=int, help="GATEWAY_WORKERS (default: the gateway's own)")
     parser.add_argument("--upstream", nargs=2, metavar=("PORT", "DISCOVERY_URL"), help=argparse.SUPPRESS)
+    parser.add_argument("--span-sink", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.upstream:
         run_upstream(int(args.upstream[0]), args.upstream[1])
+        return
+    if args.span_sink:
+        run_span_sink(args.span_sink)
         return
     unknown = set(args.scenarios.split(",")) - set(SCENARIOS)
     if unknown:
@@ -308,9 +338,14 @@ def main() -> None:
         registry_password = secrets.token_urlsafe(32)
         discovery_url = f"http://bench:{registry_password}@127.0.0.1:{discovery_port}/eureka"
         quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        span_sink_port = free_port()
+        started.append(subprocess.Popen([python, __file__, "--span-sink", str(span_sink_port)], **quiet))
+        wait_answering(started[-1], f"http://127.0.0.1:{span_sink_port}/health", within=30)
+        spans = {"ZIPKIN_HOST": "127.0.0.1", "ZIPKIN_PORT": str(span_sink_port)}
 
         env = {
             **os.environ,
+            **spans,
             "DISCOVERY_PORT": str(discovery_port),
             "DISCOVERY_LOG_LEVEL": "warning",
             "DISCOVERY_USER": "bench",
@@ -322,6 +357,7 @@ def main() -> None:
             started.append(subprocess.Popen([python, __file__, "--upstream", str(port), discovery_url], **quiet))
         env = {
             **os.environ,
+            **spans,
             "GATEWAY_PORT": str(gateway_port),
             "GATEWAY_MANAGEMENT_PORT": str(free_port()),
             "DISCOVERY_URL": discovery_url,
