@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dotenv import dotenv_values
+from pydantic import TypeAdapter, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -214,7 +215,8 @@ class StackSettings(BaseSettings):
     KAFKA_METRICS_PORT: int
     CONNECT_METRICS_PORT: int
     ZIPKIN_PORT: int
-    TRACING: Literal["on", "off"]
+    # Kept as written; the services read it as a boolean (on/off, true/false, yes/no, 1/0), so it must be one.
+    TRACING: str
     TRACING_SAMPLE_RATIO: float
     JWT_SECRET: str = ""
     JWT_TTL_SECONDS: int
@@ -222,6 +224,12 @@ class StackSettings(BaseSettings):
     ORDER_INSTANCES: int
     ORDER_STORE: Literal["kafka", "local"]
     ORDER_DEADLINE_SECONDS: int
+
+    @field_validator("TRACING")
+    @classmethod
+    def _a_boolean(cls, value: str) -> str:
+        TypeAdapter(bool).validate_python(value)
+        return value
 
     @classmethod
     def settings_customise_sources(
