@@ -160,7 +160,7 @@ class StackSettings(BaseSettings):
     value of the wrong kind stops the launcher with the key named. Keys of .env not declared here are kept as
     they are (a user's own additions)."""
 
-    model_config = SettingsConfigDict(case_sensitive=True, extra="allow", env_file_encoding="utf-8")
+    model_config = SettingsConfigDict(case_sensitive=True, extra="allow")
 
     DB_HOST: str
     DB_PORT: int
@@ -240,7 +240,9 @@ class StackSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, env_settings, dotenv_settings, ExampleDefaults(settings_cls)
+        # The files come in as init values (load: read without interpolating `$`, as compose reads .env), below the
+        # process environment.
+        return env_settings, init_settings, ExampleDefaults(settings_cls)
 
     def as_values(self) -> dict[str, str]:
         """Every setting a source gave, as the text a child process gets in its environment."""
@@ -258,13 +260,16 @@ class StackConfig:
     def load(cls) -> "StackConfig":
         """The stack's settings (StackSettings): .env (made from .env.example on the first call), the layout `up`
         recorded, the process environment over both."""
-        env_files = (ensure_env_file(), *([LAYOUT_FILE] if LAYOUT_FILE.exists() else []))
-        return cls(StackSettings(_env_file=env_files).as_values())
+        files = read_env_file(ensure_env_file())
+        if LAYOUT_FILE.exists():
+            files.update(read_env_file(LAYOUT_FILE))
+        # Keys of the files are the fields (and a user's extras), which mypy cannot see in a dict.
+        return cls(StackSettings(**files).as_values())  # type: ignore[arg-type]
 
     @classmethod
     def from_environment(cls) -> "StackConfig":
         """The settings a container is given, from its environment alone (compose's one-shots)."""
-        return cls(StackSettings(_env_file=None).as_values())
+        return cls(StackSettings().as_values())
 
     def with_values(self, **values: str) -> "StackConfig":
         return StackConfig({**self.values, **values})
