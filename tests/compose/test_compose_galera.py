@@ -28,7 +28,8 @@ pytestmark = pytest.mark.skipif(
 def node_db(settings: ServiceSettings, number: int, name: str) -> DictConnection:
     """Database `name` on Galera node `number` (1 to 3), at its published port."""
     host, port = settings.db_addresses[number - 1]
-    return database(settings.model_copy(update={"db_host": host, "db_port": port}), name)
+    # This node alone: not the first of DB_HOSTS that answers (servicekit.testing.database fails over otherwise).
+    return database(settings.model_copy(update={"db_host": host, "db_port": port, "db_hosts": ""}), name)
 
 
 def wsrep_status(settings: ServiceSettings, number: int) -> dict[str, str] | None:
