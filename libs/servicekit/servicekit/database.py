@@ -122,7 +122,11 @@ def connect_blocking(settings: ServiceSettings, database: str | None, **options:
         "connect_timeout": FAILOVER_CONNECT_TIMEOUT_SECONDS if len(settings.db_addresses) > 1 else 10,
         **options,
     }
-    return cast("pymysql.Connection[Any]", connect_first_answering(settings, pymysql.connect, cparams))
+    try:
+        return cast("pymysql.Connection[Any]", connect_first_answering(settings, pymysql.connect, cparams))
+    except NoServerAnswers as exc:
+        # As the driver says "can't connect" (2003), which callers handle as for one server (with_failover's too).
+        raise pymysql.err.OperationalError(2003, str(exc)) from exc
 
 
 def make_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

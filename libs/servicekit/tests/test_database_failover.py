@@ -14,6 +14,7 @@ from sqlalchemy import text
 from servicekit.config import ServiceSettings
 from servicekit.database import (
     NoServerAnswers,
+    connect_blocking,
     connect_first_answering,
     galera_state,
     make_blocking_engine,
@@ -121,6 +122,17 @@ def test_the_first_server_that_answers_takes_the_connections() -> None:
     assert asyncio.run(served_by()) == real.db_port
     with make_blocking_engine(settings, None).connect() as connection:
         assert connection.execute(text("SELECT @@port")).scalar_one() == real.db_port
+
+
+@pytest.mark.unit
+def test_a_plain_connection_with_no_server_answering_fails_as_a_refused_connection_does() -> None:
+    """The tools' and tests' connect_blocking: the driver's "can't connect" (2003), which they catch as pymysql
+    errors, whether one server or several were tried."""
+    for db_hosts in (f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()},127.0.0.1:{free_port()}"):
+        with pytest.raises(pymysql.err.OperationalError) as failure:
+            connect_blocking(settings_for(db_hosts), None, connect_timeout=2)
+        assert failure.value.args[0] == 2003, failure.value
+        assert "no database server answers" in str(failure.value)
 
 
 class StatusAnswer:
