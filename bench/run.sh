@@ -49,9 +49,10 @@ done
 # What tracing costs, at the gateway and in order publishing (the bench stack's Zipkin).
 # Read your own writes: the list with its sync point next to the table alone (two private instances).
 # Accepted -> row visible, at a moderate rate through the gateway, next to the Kafka hop alone.
+# How cost grows with the orders table (10k, 1M, 10M rows of its own): intake, list, sync lag, auditor, console.
 # A cluster of its own beside the bench stack (3 brokers at RF 3, 3 Galera nodes), started and removed by the script;
 # then Galera alone (one broker, 3 MariaDB nodes): what synchronous replication costs.
-for module in bench.observability_cost bench.read_your_writes bench.sync_lag bench.cluster_throughput \
+for module in bench.observability_cost bench.read_your_writes bench.sync_lag bench.cost_growth bench.cluster_throughput \
     "bench.cluster_throughput --galera-only"; do
   echo
   echo "=== $module"

@@ -50,6 +50,7 @@ BENCHES = {
     "read_your_writes": ["-m", "bench.read_your_writes", "--quick"],
     "sync_lag": ["-m", "bench.sync_lag", "--quick"],
     "cluster_throughput": ["-m", "bench.cluster_throughput", "--quick", "--without-cluster"],
+    "cost_growth": ["-m", "bench.cost_growth", "--quick"],
 }
 
 
