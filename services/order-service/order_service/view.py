@@ -378,6 +378,10 @@ class OrderView:
         failing = False
         while True:
             await asyncio.sleep(self.EVICT_INTERVAL_SECONDS)
+            if not self._waits_for_the_sink():
+                # At rest: no group-coordinator lookup and offset fetch a second for a view with nothing to evict.
+                self.evict()
+                continue
             try:
                 await self._refresh_sink_offsets()
             except asyncio.CancelledError:
@@ -391,6 +395,13 @@ class OrderView:
                 log.info("the sink's offsets can be read again")
                 failing = False
             self.evict()
+
+    def _waits_for_the_sink(self) -> bool:
+        """Whether the sink's progress matters here now: orders held until the table shows them, or orders the
+        view dropped (when full) that the sink has not written yet as far as this view knows."""
+        return any(self._read_order.values()) or any(
+            end > self._sink_offsets.get(partition, 0) for partition, end in self._dropped_to.items()
+        )
 
     def evict(self) -> None:
         """Entries whose record the sink has written (its committed offset is past it) leave; so do claims past

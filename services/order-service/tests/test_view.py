@@ -60,6 +60,25 @@ def test_an_entry_leaves_once_the_sink_has_written_past_its_latest_record() -> N
     assert len(seen) == 0 and seen.orders_of("u1") == []
 
 
+def test_the_sinks_offsets_are_asked_for_only_while_the_view_waits_for_the_sink() -> None:
+    seen = view(max_entries=1)
+    assert not seen._waits_for_the_sink(), "an empty view has nothing to evict: no offset fetch a second at rest"
+    placed = order()
+    seen._apply_orders(0, [record(0, order_record_value(placed))])
+    assert seen._waits_for_the_sink()
+    seen._sink_offsets[0] = 1
+    seen.evict()
+    assert not seen._waits_for_the_sink()
+
+    seen._apply_orders(0, [record(1, order_record_value(order())), record(2, order_record_value(order()))])
+    seen._sink_offsets[0] = 3  # both held entries written; offset 1 was dropped (view full), and is written too
+    seen.evict()
+    assert not seen._waits_for_the_sink()
+    seen._apply_orders(0, [record(3, order_record_value(order())), record(4, order_record_value(order()))])
+    seen._read_order.clear()  # as if evicted: what is left to wait for is offset 3, dropped and not yet written
+    assert seen._waits_for_the_sink()
+
+
 def test_past_the_cap_the_oldest_leave_and_reads_say_how_far_behind_they_are() -> None:
     seen = view(max_entries=3)
     orders = [order() for _ in range(5)]
