@@ -1,7 +1,8 @@
 """Compose's register-connectors one-shot: every connector of infra/connect/ (the file name is the connector's name),
-rendered by the launcher's own code for the stack's MariaDB (launcher.connectors.rendered: for a Galera cluster the
-sink's URL over every node, the CDC source's GTID domain) and PUT through Connect's REST API (create or update, so
-a rerun is harmless). Run as `python -m infra.containers.register_connectors` from /app in the stack-tools image.
+rendered for the stack's MariaDB and PUT through Connect's REST API exactly as the launcher registers them
+(stack_description.connectors.put_connector: create or update, so a rerun is harmless; for a Galera cluster the
+sink's URL over every node and the CDC source's GTID domain). Run as `python -m infra.containers.register_connectors`
+from /app in the stack-tools image.
 
 Environment: CONNECT_URL, CONNECT_USER and CONNECT_PASSWORD (its secret volume); DB_HOSTS, the Galera nodes as the
 containers reach them (host:port, in the order clients try them).
@@ -29,19 +30,11 @@ class ComposeStack(StackConfig):
         return self.get("DB_HOSTS", "")
 
 
-def register(config: StackConfig, url: str, name: str, connector_config: dict[str, str]) -> None:
+def register(config: StackConfig, url: str, name: str) -> None:
     deadline = time.monotonic() + DEADLINE_SECONDS
-    auth = connectors.rest_auth(config)
     while True:
         try:
-            # A source connect-watchdog has moved to another Galera node stays there (connectors.followed_node).
-            held = httpx.get(f"{url}/connectors/{name}/config", auth=auth, timeout=30)
-            if held.status_code in (200, 404):
-                registered = held.json() if held.status_code == 200 else None
-                body = {**connector_config, **connectors.followed_node(config, name, registered)}
-                response = httpx.put(f"{url}/connectors/{name}/config", json=body, auth=auth, timeout=30)
-            else:
-                response = held
+            response = connectors.put_connector(config, url, name)
             if response.status_code < 400:
                 print(f"{name} registered", flush=True)
                 return
@@ -59,7 +52,7 @@ def main() -> int:
     config = ComposeStack.from_environment()
     url = config.get("CONNECT_URL").rstrip("/")
     for name in connectors.CONNECTORS:
-        register(config, url, name, connectors.connector_config(config, name))
+        register(config, url, name)
     return 0
 
 

@@ -25,9 +25,8 @@ from stack_description.connectors import (
     CONNECTORS,
     SINK_CLASS,
     SOURCE_CLASS,
-    connector_config,
-    followed_node,
     monitor_rest_user,
+    put_connector,
     rest_auth,
 )
 from stack_description.deployables import CONNECT_WATCHDOG
@@ -169,12 +168,9 @@ def register_connector(config: StackConfig, name: str) -> None:
     """PUT the config (idempotent: create or update), then wait until the connector and its tasks run."""
     connect = component(config)
     step(f"registering connector {name}")
-    body_base = connector_config(config, name)
 
     def put_config() -> bool:
-        url = f"{answering_url(config)}/connectors/{name}/config"
-        body = {**body_base, **followed_node(config, name, registered_config(config, name))}
-        response = httpx.put(url, json=body, auth=rest_auth(config), timeout=30)
+        response = put_connector(config, answering_url(config), name)
         # 409: the worker group is rebalancing; try again.
         if response.status_code == 409:
             return False
@@ -184,12 +180,6 @@ def register_connector(config: StackConfig, name: str) -> None:
 
     wait_until(connect, put_config, 60, "accepted", quiet=True)
     wait_until(connect, lambda: connector_running(config, name), 90, "RUNNING with its tasks")
-
-
-def registered_config(config: StackConfig, name: str) -> dict[str, str] | None:
-    """The connector's config as the workers hold it; None before its first registration."""
-    response = httpx.get(f"{answering_url(config)}/connectors/{name}/config", auth=rest_auth(config), timeout=10)
-    return dict(response.json()) if response.status_code == 200 else None
 
 
 def connector_running(config: StackConfig, name: str) -> bool:

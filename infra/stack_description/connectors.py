@@ -63,6 +63,19 @@ def followed_node(config: StackConfig, name: str, registered: dict[str, str] | N
     return {key: registered[key] for key in ("database.hostname", "database.port") if key in registered}
 
 
+def put_connector(config: StackConfig, url: str, name: str, timeout: float = 30) -> httpx.Response:
+    """Register the connector through one worker's REST API (`url`): its config as `connector_config` renders it,
+    PUT (create or update), keeping the Galera node a CDC source was moved to (`followed_node`). The one
+    registration both launchers make; the caller asks again on 409 (the worker group rebalancing) or 5xx."""
+    auth = rest_auth(config)
+    held = httpx.get(f"{url}/connectors/{name}/config", auth=auth, timeout=timeout)
+    if held.status_code not in (200, 404):
+        return held
+    registered = dict(held.json()) if held.status_code == 200 else None
+    body = {**connector_config(config, name), **followed_node(config, name, registered)}
+    return httpx.put(f"{url}/connectors/{name}/config", json=body, auth=auth, timeout=timeout)
+
+
 def rest_auth(config: StackConfig) -> httpx.BasicAuth:
     """The credentials the worker's REST API asks for (CONNECT_USER / CONNECT_PASSWORD in .env)."""
     return httpx.BasicAuth(config.get("CONNECT_USER"), config.get("CONNECT_PASSWORD"))
