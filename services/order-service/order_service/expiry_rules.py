@@ -18,8 +18,12 @@ class Deadline:
     seconds: float
     grace: dt.timedelta
 
+    def due(self, order: Order) -> dt.datetime:
+        """From when the order, still PENDING, is overdue."""
+        return order.deadline(self.seconds) + self.grace
+
     def passed(self, order: Order, moment: dt.datetime) -> bool:
-        return moment >= order.deadline(self.seconds) + self.grace
+        return moment >= self.due(order)
 
 
 class WaitingOrders:
@@ -27,6 +31,12 @@ class WaitingOrders:
 
     def __init__(self) -> None:
         self._orders: dict[str, tuple[Order, int]] = {}
+        # What `overdue` remembers between calls, so that a call when nothing is due looks only at the orders read
+        # since the last: under `_rule`, no order read before them is due before `_next_due` (None: none waits).
+        # Orders that left since only make it earlier than need be, which costs a look at all, never a miss.
+        self._rule: Deadline | None = None
+        self._next_due: dt.datetime | None = None
+        self._fresh: list[Order] = []
 
     def __len__(self) -> int:
         return len(self._orders)
@@ -40,12 +50,34 @@ class WaitingOrders:
         except InvalidMessage:
             return
         if order.status is OrderStatus.PENDING:
-            self._orders.setdefault(order.order_id, (order, offset))
+            if order.order_id not in self._orders:
+                self._orders[order.order_id] = (order, offset)
+                self._fresh.append(order)
         else:
             self._orders.pop(order.order_id, None)
 
     def overdue(self, deadline: Deadline, moment: dt.datetime) -> list[Order]:
-        return [order for order, _ in self._orders.values() if deadline.passed(order, moment)]
+        """The waiting orders overdue at `moment`, in the order they were read. Called after every poll: while none
+        is due it costs the orders read since the last call, not every order that waits."""
+        if deadline != self._rule:
+            self._rule, self._next_due = deadline, None
+            self._fresh = [order for order, _ in self._orders.values()]
+        for order in self._fresh:
+            due = deadline.due(order)
+            if self._next_due is None or due < self._next_due:
+                self._next_due = due
+        self._fresh = []
+        if self._next_due is None or moment < self._next_due:
+            return []
+        found, next_due = [], None
+        for order, _ in self._orders.values():
+            due = deadline.due(order)
+            if moment >= due:
+                found.append(order)
+            if next_due is None or due < next_due:  # the overdue too: they wait until settled
+                next_due = due
+        self._next_due = next_due
+        return found
 
     def settle(self, order_ids: Collection[str]) -> None:
         """These orders were expired (their EXPIRED records committed): they wait no more."""

@@ -67,6 +67,27 @@ def test_an_order_is_overdue_only_its_grace_after_its_deadline() -> None:
     assert waiting.overdue(DEADLINE, at_grace + dt.timedelta(seconds=10)) == [early, late]
 
 
+def test_overdue_orders_are_found_whatever_was_read_settled_or_asked_between_two_looks() -> None:
+    """overdue() remembers the earliest due time between calls; each step here would miss an order if that memory
+    were wrong (later orders read first, the earliest settled, an outcome, the same moment asked twice)."""
+    waiting = WaitingOrders()
+    late, early, middle = order(TAKEN + dt.timedelta(seconds=20)), order(TAKEN), order(TAKEN + dt.timedelta(seconds=5))
+    waiting.read(order_record_value(late), 0)
+    assert waiting.overdue(DEADLINE, TAKEN + dt.timedelta(seconds=33)) == []
+    waiting.read(order_record_value(early), 1)  # taken before `late`, read after it (another instance's order)
+    assert waiting.overdue(DEADLINE, TAKEN + dt.timedelta(seconds=33)) == [early]
+    assert waiting.overdue(DEADLINE, TAKEN + dt.timedelta(seconds=33)) == [early], "still waiting until settled"
+    waiting.settle([early.order_id])
+    assert waiting.overdue(DEADLINE, TAKEN + dt.timedelta(seconds=36)) == []
+    waiting.read(order_record_value(middle), 2)
+    assert waiting.overdue(DEADLINE, TAKEN + dt.timedelta(seconds=37)) == [middle]
+    waiting.read(order_record_value(middle.with_status(OrderStatus.CONFIRMED)), 3)
+    assert waiting.overdue(DEADLINE, TAKEN + dt.timedelta(seconds=52)) == [late]
+    longer = Deadline(60, dt.timedelta(seconds=2))  # another rule: nothing remembered under the first applies
+    assert waiting.overdue(longer, TAKEN + dt.timedelta(seconds=52)) == []
+    assert waiting.overdue(longer, TAKEN + dt.timedelta(seconds=82)) == [late]
+
+
 def test_the_next_owner_starts_at_the_oldest_order_still_waiting_once_the_expired_are_settled() -> None:
     waiting = WaitingOrders()
     first, second, third = order(), order(), order()
