@@ -30,13 +30,25 @@ _CONNECT_TYPES: dict[type, dict[str, Any]] = {
     int: {"type": "int32"},
     dt.datetime: {"type": "int64", "name": "org.apache.kafka.connect.data.Timestamp", "version": 1},
 }
+_STATUSES = {status.value: status for status in OrderStatus}
+
+
+def _status(value: object) -> OrderStatus:
+    found = _STATUSES.get(value) if isinstance(value, str) else None
+    if found is None:
+        raise ValueError(f"expected an order status, got {value!r}")
+    return found
+
+
 # How a payload value of that type is checked and read.
 _READERS: dict[type, Callable[[object], object]] = {
     str: text,
-    OrderStatus: lambda value: OrderStatus(text(value)),
+    OrderStatus: _status,
     int: int32,
     dt.datetime: lambda value: from_epoch_ms(integer(value)),
 }
+# Each field's name and reader, in Order's field order (every consumer of `orders` reads each record with these).
+_FIELD_READERS = tuple((name, _READERS[kind]) for name, kind in ORDER_FIELD_TYPES.items())
 
 # Named: an unnamed struct with a top-level `op` field would be taken for a Debezium envelope by the sink.
 ORDER_SCHEMA: dict[str, Any] = {
@@ -61,7 +73,7 @@ def order_from_record_value(value: bytes | None) -> Order:
     """The order an `orders` record holds, or InvalidMessage naming what is wrong with it."""
     try:
         payload = orjson.loads(value or b"")["payload"]
-        read: dict[str, Any] = {name: _READERS[kind](payload[name]) for name, kind in ORDER_FIELD_TYPES.items()}
-        return validated(Order(**read))
+        read: list[Any] = [reader(payload[name]) for name, reader in _FIELD_READERS]
+        return validated(Order(*read))
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError, OSError) as exc:
         raise InvalidMessage(f"not an orders record: {exc}") from exc
