@@ -58,6 +58,20 @@ SCHEMA = orjson.dumps(ORDER_SCHEMA).decode()
 CREATED_MS = 1_796_000_000_000
 
 
+
+def audit_settings() -> AuditSettings:
+    """The auditor pointed at the bench's topics and database instead of the stack's (bench/cost_growth.py too)."""
+    return AuditSettings(
+        orders_db=DATABASE,
+        catalog_db=DATABASE,
+        orders_topic=ORDERS_TOPIC,
+        stock_topic=STOCK_TOPIC,
+        orders_dead_letter_topic=DEAD_LETTER_TOPIC,
+        audit_settle_seconds=0,
+        audit_totals_every_seconds=0,
+        audit_sink_lag_seconds=1,  # the bench's rows are written before their records: the deleted ones are missing
+    )
+
 def order_id(run: str, number: int) -> str:
     return f"bench-{run}-{number:09d}"
 
@@ -227,16 +241,7 @@ async def main() -> None:
     on_bench_stack()
     config = StackConfig.load()
     run = uuid.uuid4().hex[:8]
-    settings = AuditSettings(
-        orders_db=DATABASE,
-        catalog_db=DATABASE,
-        orders_topic=ORDERS_TOPIC,
-        stock_topic=STOCK_TOPIC,
-        orders_dead_letter_topic=DEAD_LETTER_TOPIC,
-        audit_settle_seconds=0,
-        audit_totals_every_seconds=0,
-        audit_sink_lag_seconds=1,  # the bench's rows are written before their records: the deleted ones are missing
-    )
+    settings = audit_settings()
     admin = AIOKafkaAdminClient(**config.kafka_access.client_options())
     await admin.start()
     try:

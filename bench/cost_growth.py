@@ -56,7 +56,7 @@ from bench import audit_cost, sync_lag
 from bench import order_publish as order_bench
 from bench import sink_vs_raw as sink_bench
 from bench.read_your_writes import READ_SCRIPT
-from consistency_audit import Auditor, AuditSettings
+from consistency_audit import Auditor
 from launcher.connect import answering_url
 from order_contract.connect_record import order_record_key, order_record_value
 from servicekit.kafka import ensure_topics, transactional_producer
@@ -79,16 +79,6 @@ FIGURES = ("intake (orders/s)", "list p99 (ms)", "sync lag p99 (ms)", "auditor p
 SCAN = "SELECT COUNT(*) (ms)"
 AUDIT_TOPICS = (audit_cost.ORDERS_TOPIC, audit_cost.STOCK_TOPIC, audit_cost.DEAD_LETTER_TOPIC)
 # The auditor's settings: audit_cost's names, and each pass comparing the row count and checksum too.
-AUDITED = {
-    "orders_db": audit_cost.DATABASE,
-    "catalog_db": audit_cost.DATABASE,
-    "orders_topic": audit_cost.ORDERS_TOPIC,
-    "stock_topic": audit_cost.STOCK_TOPIC,
-    "orders_dead_letter_topic": audit_cost.DEAD_LETTER_TOPIC,
-    "audit_settle_seconds": 0,
-    "audit_totals_every_seconds": 0,
-    "audit_sink_lag_seconds": 1,  # its rows are written before their records
-}
 
 
 @dataclass
@@ -208,7 +198,7 @@ class AuditStage:
 
     def __init__(self, config: StackConfig, run: str) -> None:
         self.config, self.run, self.orders = config, run, 0
-        self.auditor = Auditor(AuditSettings.model_validate(AUDITED))
+        self.auditor = Auditor(audit_cost.audit_settings())
 
     async def start(self) -> None:
         await ensure_topics(self.config.kafka_access, list(AUDIT_TOPICS), 3)

@@ -13,7 +13,8 @@ gateway never sends them real traffic, and they leave the saga's deadlines to th
 (ORDER_EXPIRY=false: the expirer's share of `orders` is not part of these figures). Rounds rotate which side goes
 first; figures are medians over the rounds with their range. Targets (#24): publishing keeps at least 0.6 of the
 baseline's throughput and is 2x the local store warm, 1.3x cold; SASL and ACLs cost under 5% of the plaintext
-broker's. `--quick`: tiny counts, one round, no private brokers (`--skip-security`; they touch neither stack), targets not judged.
+broker's. `--quick`: tiny counts, one round, no private brokers (`--skip-security`; they touch neither stack),
+targets not judged.
 
 What it leaves: nothing on make up's stack. The published side goes through the bench stack's whole flow by design
 (user `bench-<run>`, a product BENCH-<id> of its own with stock for all of them): its orders are answered by that
