@@ -58,7 +58,6 @@ SCHEMA = orjson.dumps(ORDER_SCHEMA).decode()
 CREATED_MS = 1_796_000_000_000
 
 
-
 def audit_settings() -> AuditSettings:
     """The auditor pointed at the bench's topics and database instead of the stack's (bench/cost_growth.py too)."""
     return AuditSettings(
@@ -71,6 +70,7 @@ def audit_settings() -> AuditSettings:
         audit_totals_every_seconds=0,
         audit_sink_lag_seconds=1,  # the bench's rows are written before their records: the deleted ones are missing
     )
+
 
 def order_id(run: str, number: int) -> str:
     return f"bench-{run}-{number:09d}"
