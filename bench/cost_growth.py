@@ -40,7 +40,6 @@ import argparse
 import asyncio
 import contextlib
 import statistics
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -78,7 +77,6 @@ READERS, WRITERS = 32, 64
 FIGURES = ("intake (orders/s)", "list p99 (ms)", "sync lag p99 (ms)", "auditor pass (ms)", "console refresh (ms)")
 SCAN = "SELECT COUNT(*) (ms)"
 AUDIT_TOPICS = (audit_cost.ORDERS_TOPIC, audit_cost.STOCK_TOPIC, audit_cost.DEAD_LETTER_TOPIC)
-# The auditor's settings: audit_cost's names, and each pass comparing the row count and checksum too.
 
 
 @dataclass
@@ -130,12 +128,6 @@ def scan_ms(config: StackConfig, database: str) -> float:
             return (time.perf_counter() - started) * 1000
     finally:
         connection.close()
-
-
-def wrk_script(body: str) -> Path:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(body)
-    return Path(script.name)
 
 
 async def sync_lag_p99(sink: sink_bench.BenchSink, seconds: float) -> float:
@@ -315,8 +307,8 @@ async def bench(args: argparse.Namespace) -> None:
     run = uuid.uuid4().hex[:8]
     product_id = await order_bench.with_bench_product(stock=1_000_000_000)
     scripts = {
-        "post": wrk_script(order_bench.WRK_SCRIPT % (order_bench.bearer(f"bench-{run}"), product_id)),
-        "read": wrk_script(READ_SCRIPT % order_bench.bearer(user_of(run, LISTED_ORDERS))),
+        "post": order_bench.wrk_script(order_bench.WRK_SCRIPT % (order_bench.bearer(f"bench-{run}"), product_id)),
+        "read": order_bench.wrk_script(READ_SCRIPT % order_bench.bearer(user_of(run, LISTED_ORDERS))),
     }
     results: list[Measured] = []
     try:

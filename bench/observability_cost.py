@@ -171,9 +171,7 @@ def order_publishing_cost(args: argparse.Namespace) -> float:
             )
         os.environ.pop("TRACING")
         user = f"bench-{run}"
-        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script_file:
-            script_file.write(order_bench.WRK_SCRIPT % (order_bench.bearer(user), product_id))
-        script = Path(script_file.name)
+        script = order_bench.wrk_script(order_bench.WRK_SCRIPT % (order_bench.bearer(user), product_id))
         connections = 64
         print(f"\norder publishing: wrk -c{connections}, {args.seconds} s per run, {args.rounds} rounds; warming up")
         for instance in instances.values():

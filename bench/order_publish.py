@@ -272,6 +272,13 @@ def stop_instance(instance: Instance) -> None:
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
+def wrk_script(body: str) -> Path:
+    """A wrk Lua script in a file of its own (the caller deletes it)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(body)
+    return Path(script.name)
+
+
 def run_wrk(url: str, script: Path, connections: int, seconds: int) -> Figures:
     command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
@@ -427,9 +434,7 @@ def measure(
     # One script per side: each side's token is signed with the key its stack's user-service publishes.
     scripts: dict[str, Path] = {}
     for side, instance in instances.items():
-        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script_file:
-            script_file.write(WRK_SCRIPT % (bearer(f"bench-{run}", instance.signing_keys), product_id))
-        scripts[side] = Path(script_file.name)
+        scripts[side] = wrk_script(WRK_SCRIPT % (bearer(f"bench-{run}", instance.signing_keys), product_id))
     for side, instance in instances.items():
         wait_ready(instance, product_id, f"bench-{run}")
         warm_up = min(BASELINE_WARM_UP_SECONDS, args.warm_up) if side == "baseline" else args.warm_up

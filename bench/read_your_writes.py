@@ -20,7 +20,6 @@ settled, then removes its product (as bench/order_publish.py).
 import argparse
 import asyncio
 import datetime as dt
-import tempfile
 import time
 import tracemalloc
 import uuid
@@ -73,12 +72,7 @@ def scripts(run: str, product_id: str) -> dict[str, Path]:
         "post": order_bench.WRK_SCRIPT % (token, product_id),
         "keyed": KEYED_SCRIPT % (token, product_id, run),
     }
-    paths = {}
-    for name, body in bodies.items():
-        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-            script.write(body)
-        paths[name] = Path(script.name)
-    return paths
+    return {name: order_bench.wrk_script(body) for name, body in bodies.items()}
 
 
 def measure(

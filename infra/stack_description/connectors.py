@@ -66,7 +66,8 @@ def followed_node(config: StackConfig, name: str, registered: dict[str, str] | N
 def put_connector(config: StackConfig, url: str, name: str, timeout: float = 30) -> httpx.Response:
     """Register the connector through one worker's REST API (`url`): its config as `connector_config` renders it,
     PUT (create or update), keeping the Galera node a CDC source was moved to (`followed_node`). The one
-    registration both launchers make; the caller asks again on 409 (the worker group rebalancing) or 5xx."""
+    registration both launchers make; the answer of the GET or the PUT is returned, and each caller decides what it
+    asks again (409: the worker group rebalancing)."""
     auth = rest_auth(config)
     held = httpx.get(f"{url}/connectors/{name}/config", auth=auth, timeout=timeout)
     if held.status_code not in (200, 404):
