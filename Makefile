@@ -58,6 +58,7 @@ check:
 
 # make check first, then every suite (the gateway's and discovery's too) against the real stack.
 test: install
+	@bash infra/install.sh wrk
 	@bash infra/check.sh && bash infra/run-tests.sh
 
 lint:
