@@ -40,6 +40,17 @@ class KafkaAccess:
             "sasl_plain_password": self.password,
         }
 
+    def consumer_options(self) -> dict[str, Any]:
+        """`client_options` for a consumer that runs for the process's life: its fetch loop wakes on a fetch's
+        answer, on consumed records and on a new assignment, and otherwise every CONSUMER_IDLE_WAKE_MS."""
+        return {**self.client_options(), "consumer_timeout_ms": CONSUMER_IDLE_WAKE_MS}
+
+
+# aiokafka's background fetch loop also wakes every consumer_timeout_ms (200 ms by default) when nothing happened,
+# and walks its partitions: five times a second for each idle consumer. Nothing waits on that wake-up (a fetch's
+# answer, consumed records and a reassignment each wake the loop themselves); once a second is enough
+# (bench/perf-notes.md).
+CONSUMER_IDLE_WAKE_MS = 1000
 
 # A read_committed reader cannot pass an open transaction: keep a dead producer's stall short.
 TRANSACTION_TIMEOUT_MS = 10_000
@@ -90,7 +101,7 @@ def committed_consumer(kafka: KafkaAccess, *topics: str, group_id: str | None) -
     """Sees only committed transactions; offsets are committed by the caller (inside its transaction)."""
     return AIOKafkaConsumer(
         *topics,
-        **kafka.client_options(),
+        **kafka.consumer_options(),
         group_id=group_id,
         isolation_level="read_committed",
         enable_auto_commit=False,

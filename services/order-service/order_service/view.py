@@ -208,7 +208,7 @@ class OrderView:
         consumer = AIOKafkaConsumer(
             ORDERS_TOPIC,
             ORDER_CLAIMS_TOPIC,
-            **options,
+            **self._kafka.consumer_options(),
             group_id=None,
             isolation_level="read_committed",
             enable_auto_commit=False,
