@@ -126,11 +126,26 @@ class Compose:
         self.run("down", *(["--volumes"] if volumes else []), quiet=True, expected=("no such container",))
 
     def running(self) -> bool:
+        return bool(self.containers())
+
+    def containers(self, *, stopped: bool = False) -> list[str]:
+        """The names of the project's containers: those running, or (`stopped`) every one."""
         label = f"label=com.docker.compose.project={self.project}"
         listed = subprocess.run(
-            [self.engine, "ps", "--filter", label, "--format", "{{.Names}}"], check=True, capture_output=True, text=True
+            [self.engine, "ps", *(["-a"] if stopped else []), "--filter", label, "--format", "{{.Names}}"],
+            check=True,
+            capture_output=True,
+            text=True,
         )
-        return bool(listed.stdout.split())
+        return listed.stdout.split()
+
+    def save_logs(self, directory: Path) -> None:
+        """Every container's whole log, a file each, kept after `down` removes the containers."""
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in self.containers(stopped=True):
+            with (directory / f"{name}.log").open("w") as log:
+                subprocess.run([self.engine, "logs", name], stdout=log, stderr=subprocess.STDOUT, check=False)
+        say(f"compose-test: every container's log is in {directory}")
 
 
 def build_args(build: dict[str, Any]) -> list[str]:
@@ -333,6 +348,9 @@ def compose_test(pytest_args: list[str]) -> int:
                 check=False,
             ).returncode
     finally:
+        passed = len(results) == 2 and all(code == 0 for code in results.values())
+        if not passed:
+            compose.save_logs(REPO / ".stack" / "logs" / "compose-test")
         with timed("down", timings):
             compose.down(volumes=True)
         say("compose-test: " + ", ".join(f"{what} {seconds:.0f} s" for what, seconds in timings.items()))
@@ -340,7 +358,7 @@ def compose_test(pytest_args: list[str]) -> int:
             "compose-test: "
             + ", ".join(f"{suite} {'passed' if code == 0 else 'FAILED'}" for suite, code in results.items())
         )
-    return 0 if results and all(code == 0 for code in results.values()) and len(results) == 2 else 1
+    return 0 if passed else 1
 
 
 def main() -> int:
