@@ -57,7 +57,7 @@ check:
 	@bash infra/check.sh
 
 # make check first, then every suite (the gateway's and discovery's too) against the real stack.
-test: install
+test:
 	@bash infra/install.sh wrk
 	@bash infra/check.sh && bash infra/run-tests.sh
 
@@ -75,7 +75,7 @@ audit: install
 lock:
 	@bash infra/lock.sh
 
-bench: install
+bench:
 	@bash infra/install.sh wrk nginx-light
 	@bash bench/run.sh
 

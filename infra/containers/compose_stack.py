@@ -140,9 +140,15 @@ class Compose:
         return listed.stdout.split()
 
     def save_logs(self, directory: Path) -> None:
-        """Every container's whole log, a file each, kept after `down` removes the containers."""
-        directory.mkdir(parents=True, exist_ok=True)
-        for name in self.containers(stopped=True):
+        """Every container's whole log, a file each, kept after `down` removes the containers. It raises nothing:
+        compose_test calls it just before `down`, which must run whatever happens here."""
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            names = self.containers(stopped=True)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            say(f"compose-test: the containers' logs were not saved: {exc}")
+            return
+        for name in names:
             with (directory / f"{name}.log").open("w") as log:
                 subprocess.run([self.engine, "logs", name], stdout=log, stderr=subprocess.STDOUT, check=False)
         say(f"compose-test: every container's log is in {directory}")
