@@ -188,8 +188,13 @@ def start_nodes(config: StackConfig, nodes: list[MariaDbNode]) -> None:
         start(Component.of(first), _server_argv(first, "--wsrep-new-cluster"), _node_env())
         wait_until(Component.of(first), partial(_primary_and_synced, first), 60, "primary and synced")
     for node in joiners:
+        # After a crash grastate.dat holds no position, and a node started without one takes a full copy (SST);
+        # given the position InnoDB recovers, it takes only the writesets it missed (IST) while a peer holds them.
+        state = _grastate(node)
+        position = _recovered_position(node) if state.get("seqno") == "-1" else None
+        options = [f"--wsrep-start-position={position}"] if position else []
         step(f"starting {node.name} on 127.0.0.1:{node.port} (joining the galera cluster)")
-        start(Component.of(node), _server_argv(node), _node_env())
+        start(Component.of(node), _server_argv(node, *options), _node_env())
         wait_until(Component.of(node), partial(_primary_and_synced, node), JOIN_TIMEOUT_SECONDS, "joined and synced")
 
 
@@ -285,6 +290,13 @@ def _recovered_seqno(node: MariaDbNode, state: dict[str, str]) -> int:
     seqno = int(state.get("seqno", "-1"))
     if seqno >= 0 or not state:
         return seqno
+    position = _recovered_position(node)
+    return int(position.rsplit(":", 1)[1]) if position else -1
+
+
+def _recovered_position(node: MariaDbNode) -> str | None:
+    """The cluster position (uuid:seqno) InnoDB recovers for a crashed node (mariadbd --wsrep-recover, as mysqld_safe
+    asks it); None when it finds none."""
     log = node.home / "wsrep-recover.log"
     log.unlink(missing_ok=True)
     step(f"recovering {node.name}'s last position (mariadbd --wsrep-recover, log {log})")
@@ -295,9 +307,9 @@ def _recovered_seqno(node: MariaDbNode, state: dict[str, str]) -> int:
         timeout=120,
         check=False,
     )
-    found = re.findall(r"Recovered position: [0-9a-f-]+:(-?\d+)", log.read_text() if log.exists() else "")
-    done(f"seqno {found[-1]}" if found else "none")
-    return int(found[-1]) if found else -1
+    found = re.findall(r"Recovered position: ([0-9a-f-]+:-?\d+)", log.read_text() if log.exists() else "")
+    done(found[-1] if found else "none")
+    return found[-1] if found else None
 
 
 # Accounts and databases: on the single server, or on one node of the primary component (Galera replicates them).

@@ -621,8 +621,9 @@ async def test_each_galera_node_a_discovery_peer_and_a_gateway_killed_in_turn_lo
     the one everybody writes to (first of DB_HOSTS) first, and started again once the next has taken over; then the
     first discovery peer, then the first gateway; an order-service instance restarts and registers while that peer
     is down. After each node's kill a price is changed on a live node and must reach every order-service instance:
-    the watchdog moves the CDC source off its node when that is the one killed. Every accepted order is one settled
-    row, none twice, stock moved by exactly the confirmed quantities, and the auditor finds the window consistent.
+    the watchdog moves the CDC source off its node when that is the one killed; each node rejoins by IST. Every
+    accepted order is one settled row, none twice, stock moved by exactly the confirmed quantities, and the auditor
+    finds the window consistent.
     Prints kill -> next accepted order, -> its row, and (Galera) -> the new price at every order-service instance."""
     if cluster.config.number("MARIADB_NODES") < 3:
         pytest.skip("the cluster runs one MariaDB server (MARIADB_NODES=1)")
@@ -649,8 +650,14 @@ async def test_each_galera_node_a_discovery_peer_and_a_gateway_killed_in_turn_lo
                 watcher.close()
             if source_before == number:
                 assert cdc_source_node(cluster) != number, f"the CDC source still reads the killed mariadb-{number}"
+            log = cluster.log_file(f"mariadb-{number}")
+            before_start = log.stat().st_size
             await asyncio.to_thread(cluster.start, f"mariadb-{number}")
             await eventually(partial(synced, cluster, number), within=120, what=f"mariadb-{number} Synced again")
+            # Galera's rsync script names what the joiner took: the writesets it missed, not a copy of a peer's data.
+            rejoin = log.read_bytes()[before_start:].decode(errors="replace")
+            assert "rsync IST completed on joiner" in rejoin, f"mariadb-{number} rejoined by IST (see {log})"
+            assert "rsync SST completed on joiner" not in rejoin, f"mariadb-{number} took no full copy (SST)"
         assert any(before == int(node[-1]) for node, (before, _) in cdc.items()), "the CDC source's node was killed"
         orders_db = node_db(cluster, 1)
         try:
