@@ -756,7 +756,7 @@ def test_the_connectors_registered_in_compose_reach_the_galera_cluster_as_the_la
 
     assert sink["connection.url"] == (
         "jdbc:mariadb:sequential://mariadb:3306,mariadb-2:3306,mariadb-3:3306/${env:ORDERS_DB}"
-        "?rewriteBatchedStatements=true&galeraAllowedState=4"
+        "?useServerPrepStmts=true&galeraAllowedState=4"
     )
     assert source["gtid.source.includes"] == connectors.GALERA_GTID_SOURCES
     assert (source["database.hostname"], source["database.port"]) == ("${env:DB_HOST}", "${env:DB_PORT}")
