@@ -156,13 +156,14 @@ CONNECT_KAFKA = KafkaLogin(
         f"READ TOPIC LITERAL {ORDERS_TOPIC}",
         f"READ GROUP LITERAL {ORDERS_SINK_GROUP}",
         f"WRITE TOPIC LITERAL {ORDERS_DEAD_LETTER_TOPIC}",
-        # The catalog-source connector (Debezium MariaDB): its change records, and its schema history (written by
-        # its task, read back in full by a consumer of its own group when the task starts).
+        # The catalog-source connector (Debezium MariaDB): its change records, its schema history (written by its
+        # task, read back in full by a consumer of its own group when the task starts), and its heartbeats.
         f"WRITE TOPIC LITERAL {CATALOG_CHANGES_TOPIC}",
         "READ TOPIC LITERAL catalog-source-schema-history",
         "WRITE TOPIC LITERAL catalog-source-schema-history",
         "DESCRIBE_CONFIGS TOPIC LITERAL catalog-source-schema-history",
         "READ GROUP LITERAL catalog-source-schemahistory",
+        "WRITE TOPIC LITERAL catalog-source-heartbeat.catalogdb-cdc",
         # A benchmark's own sink (bench/sink_vs_raw.py): its topic and its connector's group, removed when it ends.
         "READ TOPIC PREFIXED bench-orders-",
         "READ GROUP PREFIXED connect-bench-sink-",

@@ -20,6 +20,11 @@ from stack_description.settings import StackConfig
 # Debezium wants one partition, never compacted nor expired.
 CATALOG_HISTORY_TOPIC = "catalog-source-schema-history"
 SCHEMA_HISTORY_CONFIGS = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
+# Its heartbeats (heartbeat.interval.ms, every 10 s): each carries the source's binlog position, so its committed
+# offset follows the binlog while only other databases change (a Galera node that rejoined by SST holds only recent
+# binlog, docs/cluster.md). Nobody reads them; a day of them is kept.
+CATALOG_HEARTBEAT_TOPIC = "catalog-source-heartbeat.catalogdb-cdc"
+HEARTBEAT_CONFIGS = {"cleanup.policy": "delete", "retention.ms": "86400000"}
 # Idempotency-Key claims decide within an hour; after that the order's row does.
 CLAIMS_CONFIGS = {"cleanup.policy": "delete", "retention.ms": str(ORDER_CLAIMS_RETENTION_MS)}
 # catalog-changes holds the catalog's current state: compaction keeps the last record per product for ever (a
@@ -37,6 +42,7 @@ def topic_plan(config: StackConfig) -> list[tuple[tuple[str, ...], int, dict[str
         ((ORDER_CLAIMS_TOPIC,), partitions, CLAIMS_CONFIGS),
         ((CATALOG_CHANGES_TOPIC,), 1, COMPACTED_CONFIGS),
         ((CATALOG_HISTORY_TOPIC,), 1, SCHEMA_HISTORY_CONFIGS),
+        ((CATALOG_HEARTBEAT_TOPIC,), 1, HEARTBEAT_CONFIGS),
     ]
 
 

@@ -609,6 +609,57 @@ async def consistent(auditor: Auditor) -> Verdict | None:
     return verdict if verdict.consistent else None
 
 
+def cluster_seqno(gtids: str) -> int | None:
+    """The cluster's own sequence number in a GTID list ("1-1-5129,12-12-3"): its wsrep GTID domain is 1
+    (infra/mariadb/galera.cnf); a node's local domains are others."""
+    for gtid in gtids.split(","):
+        domain, _server, seqno = gtid.strip().split("-")
+        if domain == "1":
+            return int(seqno)
+    return None
+
+
+def source_seqno(cluster: SideStack) -> int | None:
+    """The cluster seqno of the CDC source's committed position (Connect's offsets API); None while unknown."""
+    url = f"{connect.answering_url(cluster.config)}/connectors/{connectors.SOURCE_CONNECTOR}/offsets"
+    try:
+        offsets = httpx.get(url, auth=connectors.rest_auth(cluster.config), timeout=5).json()["offsets"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return None
+    return next((cluster_seqno(entry["offset"].get("gtids", "")) for entry in offsets), None)
+
+
+async def test_the_cdc_sources_position_follows_the_binlog_while_only_other_databases_change(
+    cluster: SideStack, gateway: GatewayClient, buyers: list[User], fresh_products: dict[str, int]
+) -> None:
+    """A Galera node's binlog carries every database, and the CDC source emits only catalog price changes: without
+    heartbeats its committed position stays at the last one, and a node that rejoined by a full copy (SST) since
+    holds no binlog that old, so the source could resume on no node (seen: connect-watchdog moving it round the
+    nodes for good, each try ending in 1236). With Debezium's heartbeats (catalog-source.json, every 10 s) the
+    position follows the binlog: an order (its row in mydb, its stock in catalogdb: no price change, so no change
+    record) moves the source's committed position past it."""
+    if cluster.config.number("MARIADB_NODES") < 3:
+        pytest.skip("the cluster runs one MariaDB server (MARIADB_NODES=1)")
+    order_id = await gateway.place_until_accepted(buyers[0], next(iter(fresh_products)), 1)
+    orders_db = node_db(cluster, 1)
+    try:
+        await eventually(lambda: settled(orders_db, [order_id]), within=60, what="the order's settled row")
+        with orders_db.cursor() as cursor:
+            cursor.execute("SELECT @@gtid_binlog_pos AS pos")
+            row = cursor.fetchone()
+    finally:
+        orders_db.close()
+    assert row is not None
+    written = cluster_seqno(row["pos"])
+    assert written is not None, row
+    await eventually(
+        lambda: (source_seqno(cluster) or 0) >= written,
+        within=60,
+        what=f"the CDC source's committed position at the cluster's seqno {written} or later (heartbeats)",
+        interval=1,
+    )
+
+
 async def test_each_galera_node_a_discovery_peer_and_a_gateway_killed_in_turn_lose_and_duplicate_nothing(
     cluster: SideStack,
     gateway: GatewayClient,
