@@ -640,7 +640,8 @@ async def test_the_cdc_sources_position_follows_the_binlog_while_only_other_data
     record) moves the source's committed position past it."""
     if cluster.config.number("MARIADB_NODES") < 3:
         pytest.skip("the cluster runs one MariaDB server (MARIADB_NODES=1)")
-    order_id = await gateway.place_until_accepted(buyers[0], next(iter(fresh_products)), 1)
+    product = next(iter(fresh_products))
+    order_id = await gateway.place_until_accepted(buyers[0], product, 1)
     orders_db = node_db(cluster, 1)
     try:
         await eventually(lambda: settled(orders_db, [order_id]), within=60, what="the order's settled row")
@@ -652,8 +653,16 @@ async def test_the_cdc_sources_position_follows_the_binlog_while_only_other_data
     assert row is not None
     written = cluster_seqno(row["pos"])
     assert written is not None, row
+
+    async def caught_up() -> bool:
+        if (source_seqno(cluster) or 0) >= written:
+            return True
+        # Debezium sends a heartbeat with a binlog event once the interval has passed: keep events coming.
+        await gateway.place_until_accepted(buyers[0], product, 1)
+        return False
+
     await eventually(
-        lambda: (source_seqno(cluster) or 0) >= written,
+        caught_up,
         within=60,
         what=f"the CDC source's committed position at the cluster's seqno {written} or later (heartbeats)",
         interval=1,
