@@ -190,8 +190,7 @@ def start_nodes(config: StackConfig, nodes: list[MariaDbNode]) -> None:
     for node in joiners:
         # After a crash grastate.dat holds no position, and a node started without one takes a full copy (SST);
         # given the position InnoDB recovers, it takes only the writesets it missed (IST) while a peer holds them.
-        state = _grastate(node)
-        position = _recovered_position(node) if state.get("seqno") == "-1" else None
+        position = _recovered_position(node) if _grastate(node).get("seqno") == "-1" else None
         options = [f"--wsrep-start-position={position}"] if position else []
         step(f"starting {node.name} on 127.0.0.1:{node.port} (joining the galera cluster)")
         start(Component.of(node), _server_argv(node, *options), _node_env())

@@ -16,6 +16,7 @@ from order_contract.topics import (
     STOCK_TOPIC,
 )
 from stack_description.settings import INFRA_DIR, StackConfig
+from stack_description.topics import CATALOG_HEARTBEAT_TOPIC, CATALOG_HISTORY_TOPIC
 
 
 @dataclass(frozen=True)
@@ -159,11 +160,11 @@ CONNECT_KAFKA = KafkaLogin(
         # The catalog-source connector (Debezium MariaDB): its change records, its schema history (written by its
         # task, read back in full by a consumer of its own group when the task starts), and its heartbeats.
         f"WRITE TOPIC LITERAL {CATALOG_CHANGES_TOPIC}",
-        "READ TOPIC LITERAL catalog-source-schema-history",
-        "WRITE TOPIC LITERAL catalog-source-schema-history",
-        "DESCRIBE_CONFIGS TOPIC LITERAL catalog-source-schema-history",
+        f"READ TOPIC LITERAL {CATALOG_HISTORY_TOPIC}",
+        f"WRITE TOPIC LITERAL {CATALOG_HISTORY_TOPIC}",
+        f"DESCRIBE_CONFIGS TOPIC LITERAL {CATALOG_HISTORY_TOPIC}",
         "READ GROUP LITERAL catalog-source-schemahistory",
-        "WRITE TOPIC LITERAL catalog-source-heartbeat.catalogdb-cdc",
+        f"WRITE TOPIC LITERAL {CATALOG_HEARTBEAT_TOPIC}",
         # A benchmark's own sink (bench/sink_vs_raw.py): its topic and its connector's group, removed when it ends.
         "READ TOPIC PREFIXED bench-orders-",
         "READ GROUP PREFIXED connect-bench-sink-",
