@@ -60,6 +60,32 @@ async def test_next_instance_goes_round_robin_over_up_instances(discovery_url: s
             await server.stop()
 
 
+async def test_an_instance_registers_once_its_before_register_step_is_done_and_that_step_sees_the_registry(
+    discovery_url: str,
+) -> None:
+    """What an instance needs before it takes requests (the token keys, found through the registry) comes first:
+    registered means ready."""
+    known = DiscoveryClient(discovery_url, app_name="kit-known", port=9731, renewal_interval=1)
+    client = DiscoveryClient(discovery_url, app_name="kit-ready", port=9732, renewal_interval=1)
+    seen: dict[str, object] = {}
+    async with httpx.AsyncClient() as http:
+
+        async def before_register() -> None:
+            seen["registered"] = (await http.get(f"{discovery_url}/apps/KIT-READY", headers=JSON)).status_code
+            seen["known"] = [instance.port for instance in client.instances("KIT-KNOWN")]
+
+        await known.start()
+        try:
+            await client.start(before_register=before_register)
+            try:
+                assert seen == {"registered": 404, "known": [9731]}
+                assert (await http.get(f"{discovery_url}/apps/KIT-READY", headers=JSON)).status_code == 200
+            finally:
+                await client.stop()
+        finally:
+            await known.stop()
+
+
 @pytest.mark.unit
 async def test_client_starts_while_discovery_is_down() -> None:
     client = DiscoveryClient("http://127.0.0.1:9/eureka", app_name="kit-lonely", port=9721)

@@ -217,8 +217,8 @@ DEPLOYABLES = (
     ORDERS_MIGRATOR,
     CONNECT_WATCHDOG,
     DISCOVERY,
+    USER_SERVICE,  # first of the apps: the others load its token keys before they register
     CATALOG_SERVICE,
-    USER_SERVICE,
     ORDER_SERVICE,
     GATEWAY,
     MONITOR,

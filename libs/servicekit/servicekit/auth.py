@@ -5,6 +5,7 @@ without `Caller` is public on purpose (health checks, sign-up, login, catalog re
 """
 
 import json
+import logging
 import time
 from typing import Annotated
 
@@ -21,6 +22,8 @@ from servicekit.token_trust import (
     from_user_service,
 )
 from servicekit.tokens import InvalidToken, TokenClaims, TokenTrust, TrustNotReady, UnknownKey
+
+log = logging.getLogger(__name__)
 
 MAX_CACHED_TOKENS = 10_000
 # A verification is reused at most this long (never past the token's expiry; revocations are checked on every
@@ -41,10 +44,18 @@ class VerifiedTokens:
 
     def __init__(self, trust: TokenTrust, refresher: TrustRefresher | None = None) -> None:
         self._trust = trust
-        # None: the trust is static (tests); else started on first use, in the serving event loop.
+        # None: the trust is static (tests); else started by load() before the instance registers (or on first use),
+        # in the serving event loop.
         self._refresher = refresher
         self._verified: dict[str, TokenClaims] = {}
         self._trusted_until: dict[str, float] = {}
+
+    async def load(self, within: float = FIRST_KEYS_WAIT_SECONDS) -> bool:
+        """Start fetching and wait (at most `within` seconds) until user-service's keys are in; False if they are not.
+        An instance does this before it registers, so its first request with a token does not wait for a fetch."""
+        if self._refresher is None:
+            return True
+        return await self._refresher.wait_loaded(within)
 
     async def stop(self) -> None:
         """Stop fetching (before what the trust source uses goes away, e.g. the database engine)."""
@@ -137,3 +148,11 @@ def install_token_check(app: FastAPI, settings: TokenSettings, source: TrustSour
     refresher = TrustRefresher(trust, source or from_registry, settings.token_trust_refresh_seconds)
     app.state.verified_tokens = tokens = VerifiedTokens(trust, refresher)
     refresher.on_keys_changed = tokens.forget
+
+
+async def load_token_keys(app: FastAPI) -> None:
+    """The app's token check ready before the instance registers (servicekit.server.serve): bounded, since a
+    user-service that is not up yet must not keep the instance from starting; tokens are answered 503 until then."""
+    tokens: VerifiedTokens | None = getattr(app.state, "verified_tokens", None)
+    if tokens is not None and not await tokens.load():
+        log.warning("registering without user-service's token keys; tokens are answered 503 until they come")

@@ -11,7 +11,7 @@ import ipaddress
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
@@ -245,18 +245,22 @@ class DiscoveryClient:
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Register (if this process is an instance), then heartbeat and refresh in the background.
+    async def start(self, before_register: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Read the registry (and keep it fresh in the background), run `before_register` (what the instance needs
+        before it takes requests, e.g. the token keys it finds through the registry), then register if this process
+        is an instance, and heartbeat.
 
         Never fails because discovery is down: the background loops keep trying and log.
         """
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(3.0), headers={"Accept": "application/json"})
-        if self.app_name is not None:
-            await self._try_register()
-            self._tasks.append(asyncio.create_task(self._heartbeat_forever(), name="discovery-heartbeat"))
         with contextlib.suppress(httpx.HTTPError, ValueError):
             await self.refresh()
         self._tasks.append(asyncio.create_task(self._refresh_forever(), name="discovery-refresh"))
+        if before_register is not None:
+            await before_register()
+        if self.app_name is not None:
+            await self._try_register()
+            self._tasks.append(asyncio.create_task(self._heartbeat_forever(), name="discovery-heartbeat"))
 
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)

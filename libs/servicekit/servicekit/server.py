@@ -3,10 +3,12 @@
 import gc
 import logging
 import socket
+from functools import partial
 
 import uvicorn
 from fastapi import FastAPI
 
+from servicekit.auth import load_token_keys
 from servicekit.config import ServiceSettings
 from servicekit.discovery import DiscoveryClient
 from servicekit.log_setup import configure_logging
@@ -25,15 +27,17 @@ GC_THRESHOLDS = (10_000, 50, 100)
 class _RegisteredServer(uvicorn.Server):
     """Registers once the app has started (ready = UP in discovery); deregisters before shutting down."""
 
-    def __init__(self, config: uvicorn.Config, discovery: DiscoveryClient) -> None:
+    def __init__(self, config: uvicorn.Config, discovery: DiscoveryClient, app: FastAPI) -> None:
         super().__init__(config)
         self.discovery = discovery
+        self.served_app = app
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         if not self.should_exit:
-            await self.discovery.start()
-            log.info("started; registering with discovery", extra={"app": self.discovery.app_name})
+            # Registered means ready: user-service's token keys are in (the first request does not fetch them).
+            await self.discovery.start(before_register=partial(load_token_keys, self.served_app))
+            log.info("started; registered with discovery", extra={"app": self.discovery.app_name})
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # Leave the registry first so the gateway stops sending us requests while we drain.
@@ -88,7 +92,7 @@ def serve(app: FastAPI, settings: ServiceSettings, app_name: str) -> None:
         lifespan="on",
         timeout_graceful_shutdown=10,
     )
-    server = _RegisteredServer(config, discovery)
+    server = _RegisteredServer(config, discovery, app)
     # What start-up allocated (modules, the app, its routes) lives as long as the process: never scan it again.
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)

@@ -95,3 +95,36 @@ async def test_before_any_key_is_loaded_a_token_cannot_be_judged_and_the_answer_
     finally:
         await tokens.stop()
     assert refused.value.status_code == 503
+
+
+async def test_keys_loaded_before_the_first_request_check_its_token_without_asking_user_service() -> None:
+    """What an instance does before it registers (servicekit.server): its first request does not wait for a fetch."""
+    key = SigningKey.generate("k1")
+    fetches: list[float] = []
+
+    async def source() -> TrustDocuments:
+        fetches.append(time.monotonic())
+        return jwks([key]), {"minVersions": {}}
+
+    trust = TokenTrust()
+    tokens = VerifiedTokens(trust, TrustRefresher(trust, source, refresh_seconds=60))
+    try:
+        assert await tokens.load(within=5)
+        before = len(fetches)
+        claims = await tokens.claims(f"Bearer {issue_token('alice', key, 60)}")
+    finally:
+        await tokens.stop()
+    assert claims.subject == "alice"
+    assert before >= 1 and len(fetches) == before, "the token was checked with the keys already loaded"
+
+
+async def test_loading_keys_while_user_service_is_away_gives_up_within_its_bound() -> None:
+    async def user_service_away() -> TrustDocuments:
+        raise TrustUnavailable("no USER-SERVICE instance registered")
+
+    trust = TokenTrust()
+    tokens = VerifiedTokens(trust, TrustRefresher(trust, user_service_away, refresh_seconds=5))
+    try:
+        assert not await tokens.load(within=0.3)
+    finally:
+        await tokens.stop()

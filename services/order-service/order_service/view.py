@@ -218,6 +218,8 @@ class OrderView:
         assigned = await self._assignment()
         self._orders_partitions = sorted(tp for tp in assigned if tp.topic == ORDERS_TOPIC)
         self._claims_partitions = sorted(tp for tp in assigned if tp.topic == ORDER_CLAIMS_TOPIC)
+        # The watermark client's first answer waits for its metadata (~100 ms): here, not in the first read.
+        await self._high_watermarks()
         # orders: from where the sink has written to (everything before is in the table); order-claims: the
         # window a claim decides in.
         since = int(time.time() * 1000) - self._claims_window_ms
