@@ -1,12 +1,14 @@
 """Async engines for the shared MariaDB server (or the first answering node of several), the FastAPI session
 dependency, migrations at start."""
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, cast
 
+import aiomysql
 import pymysql
 from alembic import command
 from alembic.config import Config
@@ -83,11 +85,27 @@ def with_failover(engine: Engine, settings: ServiceSettings) -> None:
         dialect: Dialect, record: ConnectionPoolEntry, cargs: tuple[Any, ...], cparams: dict[str, Any]
     ) -> DBAPIConnection:
         cparams.setdefault("connect_timeout", FAILOVER_CONNECT_TIMEOUT_SECONDS)
+        if dialect.is_async:
+            # aiomysql's connect_timeout bounds the TCP connect alone: a server that accepts and then never greets
+            # (stalled) would hold the request, and every one behind it, instead of being passed over.
+            cparams.setdefault("async_creator_fn", partial(connect_within, cparams["connect_timeout"]))
         try:
             return connect_first_answering(settings, partial(dialect.connect, *cargs), cparams)
         except NoServerAnswers as exc:
             # As the driver says "can't connect" (2003): callers treat it as the database away, as for one server.
             raise dialect.loaded_dbapi.OperationalError(2003, str(exc)) from exc
+
+
+async def connect_within(seconds: float, *args: Any, **kwargs: Any) -> aiomysql.Connection:
+    """aiomysql.connect with the server's greeting and the login bounded too, failing as a refused connection does."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await aiomysql.connect(*args, **kwargs)
+    except TimeoutError as exc:
+        host = kwargs.get("host")
+        raise pymysql.err.OperationalError(
+            2003, f"Can't connect to MySQL server on {host!r} (no greeting and login within {seconds:g} s)"
+        ) from exc
 
 
 def make_engine(settings: ServiceSettings, database: str, *, pool_size: int = 10) -> AsyncEngine:

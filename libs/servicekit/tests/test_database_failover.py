@@ -51,6 +51,38 @@ class HangingUpServer:
         self.listener.close()
 
 
+class SilentServer:
+    """A real listening port that accepts connections and never says a word (a stalled server: the kernel completes
+    the TCP handshake, the server never sends its greeting)."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self.held: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.held.append(connection)
+
+    def close(self) -> None:
+        self.listener.close()
+        for connection in self.held:
+            connection.close()
+
+
+@pytest.fixture
+def silent() -> Iterator[SilentServer]:
+    server = SilentServer()
+    yield server
+    server.close()
+
+
 @pytest.fixture
 def hanging_up() -> Iterator[list[HangingUpServer]]:
     servers = [HangingUpServer(), HangingUpServer()]
@@ -102,6 +134,39 @@ def test_an_engine_with_no_server_answering_fails_as_a_refused_connection_does(
     orig = getattr(failure.value, "orig", None)
     assert isinstance(orig, pymysql.err.OperationalError) and orig.args[0] == 2003, failure.value
     assert len(hanging_up[0].accepted) == 1
+
+
+@pytest.mark.unit
+async def test_an_engine_passes_over_a_server_that_accepts_and_never_greets(silent: SilentServer) -> None:
+    """The async driver bounds only the TCP connect by itself: the greeting and the login are bounded too, so a
+    stalled node is passed over after FAILOVER_CONNECT_TIMEOUT_SECONDS, not waited on for as long as it stalls."""
+    settings = settings_for(f"127.0.0.1:{silent.port},127.0.0.1:{free_port()}")
+    engine = make_engine(settings, "mydb", pool_size=1)
+    try:
+        async with asyncio.timeout(30):  # a deadline for the test, far past the 3 s bound; without it: never
+            with pytest.raises(Exception) as failure:
+                async with engine.connect():
+                    pass
+    finally:
+        await engine.dispose()
+
+    orig = getattr(failure.value, "orig", None)
+    assert isinstance(orig, pymysql.err.OperationalError) and orig.args[0] == 2003, failure.value
+    assert f"127.0.0.1:{silent.port}: (2003" in str(orig) and "no greeting and login within 3 s" in str(orig)
+    assert len(silent.held) == 1
+
+
+@pytest.mark.stack
+async def test_a_stalled_first_server_is_passed_over_for_the_next_that_answers(silent: SilentServer) -> None:
+    real = ServiceSettings()  # DB_USER and DB_PASSWORD from .env
+    settings = real.model_copy(update={"db_hosts": f"127.0.0.1:{silent.port},{real.db_host}:{real.db_port}"})
+    engine = make_engine(settings, "information_schema", pool_size=1)
+    try:
+        async with asyncio.timeout(30), engine.connect() as connection:
+            port = (await connection.execute(text("SELECT @@port"))).scalar_one()
+    finally:
+        await engine.dispose()
+    assert port == real.db_port
 
 
 @pytest.mark.stack

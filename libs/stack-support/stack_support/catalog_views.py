@@ -80,6 +80,9 @@ def products_in_catalog(
         )
         yield stock
     finally:
-        connection.ping(reconnect=True)  # the caller may have restarted MariaDB meanwhile (make chaos does)
+        try:
+            connection.ping()
+        except pymysql.err.Error:
+            connection.connect()  # the caller may have restarted MariaDB meanwhile (make chaos does)
         with connection.cursor() as cursor:
             cursor.executemany("DELETE FROM catalogs WHERE product_id = %s", [(p,) for p in stock])
