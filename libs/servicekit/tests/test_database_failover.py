@@ -45,33 +45,28 @@ class HangingUpServer:
             except OSError:
                 return
             self.accepted.append(time.monotonic())
-            connection.close()
+            self.took(connection)
+
+    def took(self, connection: socket.socket) -> None:
+        connection.close()
 
     def close(self) -> None:
         self.listener.close()
 
 
-class SilentServer:
-    """A real listening port that accepts connections and never says a word (a stalled server: the kernel completes
-    the TCP handshake, the server never sends its greeting)."""
+class SilentServer(HangingUpServer):
+    """One that accepts and never says a word (a stalled server: the kernel completes the TCP handshake, the server
+    never sends its greeting)."""
 
     def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self.listener.getsockname()[1]
         self.held: list[socket.socket] = []
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return
-            self.held.append(connection)
+    def took(self, connection: socket.socket) -> None:
+        self.held.append(connection)
 
     def close(self) -> None:
-        self.listener.close()
+        super().close()
         for connection in self.held:
             connection.close()
 
@@ -153,7 +148,7 @@ async def test_an_engine_passes_over_a_server_that_accepts_and_never_greets(sile
     orig = getattr(failure.value, "orig", None)
     assert isinstance(orig, pymysql.err.OperationalError) and orig.args[0] == 2003, failure.value
     assert f"127.0.0.1:{silent.port}: (2003" in str(orig) and "no greeting and login within 3 s" in str(orig)
-    assert len(silent.held) == 1
+    assert len(silent.accepted) == 1
 
 
 @pytest.mark.stack
