@@ -80,3 +80,34 @@ async def test_an_order_placed_with_a_traceparent_is_one_trace_from_the_gateway_
     assert trace["process_stock_request"]["tags"]["messaging.consumer.group.name"]
     assert trace["gateway"]["tags"]["http.response.status_code"] == "201"
     assert trace["order_request"]["tags"]["service.instance.id"] == response.headers["X-Instance-Id"]
+
+
+async def test_the_statements_of_a_traced_read_are_in_its_trace_under_the_request(
+    stack_config: StackConfig, gateway: GatewayClient
+) -> None:
+    """The SQLAlchemy instrumentation records order-service's query of a user's orders as CLIENT spans, children of
+    the request's SERVER span (servicekit.tracing.instrument_engine)."""
+    user = await gateway.sign_up("Traced Reader")
+    trace_id, client_span_id = os.urandom(16).hex(), os.urandom(8).hex()
+    response = await gateway.http.get(
+        f"/order-service/{user.user_id}/orders",
+        headers={**user.auth, "traceparent": f"00-{trace_id}-{client_span_id}-01"},
+    )
+    assert response.status_code == 200, response.text
+
+    def statements() -> list[Span] | None:
+        spans = spans_in_zipkin(zipkin.SERVER.url(stack_config), trace_id)
+        request = one(spans, "order-service", "SERVER", "get /{user_id}/orders")
+        if request is None:
+            return None
+        found = [
+            span
+            for span in spans
+            if span["localEndpoint"]["serviceName"] == "order-service"
+            and span.get("kind") == "CLIENT"
+            and span.get("parentId") == request["id"]
+        ]
+        return found or None
+
+    sql = await eventually(statements, within=60, what=f"order-service's statements in trace {trace_id}")
+    assert {span["tags"].get("db.system") for span in sql} == {"mysql"}, sql
