@@ -8,15 +8,13 @@ import json
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ParentBased
 from opentelemetry.trace import NoOpTracer, SpanContext, SpanKind, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
@@ -348,18 +346,6 @@ class Landed:
 def stock_request(offset: int, creation: SpanContext | None = CREATION) -> Record:
     headers = tracing.inject_kafka_headers([], creation) if creation is not None else []
     return Record("example-catalog-topic", 2, offset, b"P1", headers)
-
-
-@pytest.fixture
-def finished(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
-    """Tracing on, as `configure` sets it up (the same sampler), with the finished spans kept in memory."""
-    provider = TracerProvider(sampler=ParentBased(root=tracing._entry_point_sampler()), shutdown_on_exit=False)
-    memory = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    monkeypatch.setattr(tracing, "_provider", provider)
-    monkeypatch.setattr(tracing, "_tracer", provider.get_tracer("test"))
-    yield memory
-    provider.shutdown()
 
 
 def parent_id(span: ReadableSpan) -> int | None:

@@ -1,13 +1,8 @@
 """servicekit.tracing.instrument_engine against the real MariaDB: a statement run while a sampled request is served
 is a CLIENT span, the request's child; one outside any sampled span records nothing."""
 
-from collections.abc import Iterator
-
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ParentBased
 from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy import text
 
@@ -16,18 +11,6 @@ from servicekit.config import ServiceSettings
 from servicekit.database import make_engine
 
 pytestmark = pytest.mark.stack
-
-
-@pytest.fixture
-def finished(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
-    """Tracing on with the sampler `configure` uses, the finished spans kept in memory."""
-    provider = TracerProvider(sampler=ParentBased(root=tracing._entry_point_sampler()), shutdown_on_exit=False)
-    memory = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    monkeypatch.setattr(tracing, "_provider", provider)
-    monkeypatch.setattr(tracing, "_tracer", provider.get_tracer("test"))
-    yield memory
-    provider.shutdown()
 
 
 async def test_a_statement_of_a_sampled_request_is_a_client_span_under_it(finished: InMemorySpanExporter) -> None:
