@@ -17,9 +17,9 @@ provider is not made the global one: nothing but what is handed the provider (ou
 instrumentation) records anything.
 
 httpx uses OpenTelemetry's maintained instrumentation. Statements do not: opentelemetry-instrumentation-sqlalchemy
-builds a span, its attributes and a context for every statement, sampled or not (about 90 us a statement measured
-here on a SELECT 1 of ~290 us), and it instruments one engine per process and only the SQLAlchemy versions it
-declares (below 2.1: on ours it had instrumented nothing). `instrument_engine` makes a CLIENT span, after the
+builds a span, its attributes and a context for every statement, sampled or not (a third of a trivial query's time,
+bench/perf-notes.md), and it instruments one engine per process and only the SQLAlchemy versions it declares
+(below 2.1: on ours it had instrumented nothing). `instrument_engine` makes a CLIENT span, after the
 database conventions (db.system.name, db.namespace, db.operation.name, db.query.text), for a statement run inside a
 sampled span only. Kafka does not either:
 opentelemetry-instrumentation-aiokafka wraps every `send` (it waits for metadata and serializes again per record to
@@ -460,7 +460,7 @@ def instrument_app(app: "FastAPI") -> None:
     app.add_middleware(TracingMiddleware)
 
 
-# ---- The maintained instrumentations --------------------------------------------------------------------------
+# ---- Outgoing calls: HTTP (OpenTelemetry's instrumentation) and database statements (our own) ------------------------
 
 
 def instrument_http_client(client: "AsyncClient") -> None:
