@@ -10,7 +10,7 @@ from servicekit.config import TracingSettings
 from servicekit.testing import eventually
 from stack_description.settings import StackConfig
 from stack_support.api_client import GatewayClient
-from tests.e2e.traces import Span, place_traced_order, spans_in_zipkin
+from tests.e2e.traces import Span, new_sampled_trace, place_traced_order, spans_in_zipkin
 
 pytestmark = [
     pytest.mark.stack,
@@ -88,10 +88,9 @@ async def test_the_statements_of_a_traced_read_are_in_its_trace_under_the_reques
     """order-service's query of a user's orders is a CLIENT span, a child of the request's SERVER span
     (servicekit.tracing.instrument_engine)."""
     user = await gateway.sign_up("Traced Reader")
-    trace_id, client_span_id = os.urandom(16).hex(), os.urandom(8).hex()
+    trace_id, _, traceparent = new_sampled_trace()
     response = await gateway.http.get(
-        f"/order-service/{user.user_id}/orders",
-        headers={**user.auth, "traceparent": f"00-{trace_id}-{client_span_id}-01"},
+        f"/order-service/{user.user_id}/orders", headers={**user.auth, "traceparent": traceparent}
     )
     assert response.status_code == 200, response.text
 

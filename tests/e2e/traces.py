@@ -19,14 +19,20 @@ class TracedOrder:
     response: httpx.Response
 
 
+def new_sampled_trace() -> tuple[str, str, str]:
+    """A new trace as a client starts one: its trace id, the client's span id, and the sampled `traceparent`."""
+    trace_id, client_span_id = os.urandom(16).hex(), os.urandom(8).hex()
+    return trace_id, client_span_id, f"00-{trace_id}-{client_span_id}-01"
+
+
 async def place_traced_order(gateway: GatewayClient, product: str, buyer: str) -> TracedOrder:
     """A new user orders one `product` through the gateway with a sampled traceparent of a new trace."""
     user = await gateway.sign_up(buyer)
-    trace_id, client_span_id = os.urandom(16).hex(), os.urandom(8).hex()
+    trace_id, client_span_id, traceparent = new_sampled_trace()
     response = await gateway.http.post(
         f"/order-service/{user.user_id}/orders",
         json={"productId": product, "qty": 1},
-        headers={**user.auth, "traceparent": f"00-{trace_id}-{client_span_id}-01"},
+        headers={**user.auth, "traceparent": traceparent},
     )
     return TracedOrder(trace_id, client_span_id, response)
 

@@ -491,7 +491,8 @@ def instrument_engine(engine: "AsyncEngine") -> None:
     def begin(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
         if context is None or not trace.get_current_span().get_span_context().trace_flags.sampled:
             return
-        operation = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "STATEMENT"
+        words = statement.split(None, 1)
+        operation = words[0].upper() if words else "STATEMENT"
         context._servicekit_span = tracer().start_span(
             f"{operation} {where['db.namespace']}".rstrip(),
             kind=SpanKind.CLIENT,
