@@ -190,7 +190,8 @@ def private_broker(name: str, secured: bool, product_id: str) -> Iterator[dict[s
             )
         argv = stack_kafka.java_command(*format_storage, "-c", str(properties), jvm_options=tool)
         subprocess.run(argv, stdout=log, stderr=log, check=True)
-        jvm = ("-Xms256m", "-Xmx512m", *stack_kafka.BROKER_JVM_OPTIONS[2:])
+        # The collector start-broker gives the stack's brokers, in a smaller heap.
+        jvm = ("-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20")
         broker = subprocess.Popen(
             stack_kafka.java_command("kafka.Kafka", str(properties), jvm_options=jvm), stdout=log, stderr=log
         )

@@ -52,7 +52,7 @@ RUN useradd --system --no-create-home --uid 10001 kafka \
 COPY --from=jars /build/target/kafka/lib /opt/kafka/lib
 # Every plugin folder (one class loader each), whatever infra/pom.xml adds.
 COPY --from=jars /build/target/connect-plugins /opt/connect/plugins
-# The Prometheus JMX exporter agent and the beans it reads (launcher.kafka.metrics_agent natively).
+# The Prometheus JMX exporter agent and the beans it reads (natively from infra/target/agents and infra/prometheus).
 COPY --from=jars /build/target/agents/jmx_prometheus_javaagent.jar /opt/agents/
 COPY infra/prometheus/jmx-kafka.yml infra/prometheus/jmx-connect.yml /opt/agents/
 COPY infra/containers/bin/render-template infra/containers/bin/kafka-tool infra/containers/bin/write-admin-config \

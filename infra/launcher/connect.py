@@ -6,14 +6,13 @@ from functools import partial
 
 import httpx
 
-from launcher import kafka, services
-from launcher.kafka import CONNECT_PLUGINS, metrics_agent
+from launcher import services
+from launcher.kafka import CONNECT_PLUGINS, START_SCRIPTS, script_env
 from launcher.processes import (
     Component,
     StartupFailed,
     done,
     needs_start,
-    render_template,
     start,
     step,
     wait_until,
@@ -33,11 +32,6 @@ from stack_description.deployables import CONNECT_WATCHDOG
 from stack_description.settings import STACK_DIR, ConnectWorker, StackConfig
 
 CONNECT_DIR = STACK_DIR / "connect"
-REST_JAAS = STACK_DIR / "connect" / "rest-jaas.conf"
-REST_USERS = STACK_DIR / "connect" / "rest-users.properties"
-# The worker converts and writes records in batches: a throughput collector with a fixed heap writes more rows/s
-# than G1 with Kafka's 20 ms pause target, which is sized for the broker's latency (bench/perf-notes.md).
-WORKER_JVM_OPTIONS = ("-Xms1g", "-Xmx1g", "-XX:+UseParallelGC")
 
 
 def components(config: StackConfig) -> list[Component]:
@@ -78,20 +72,6 @@ def watchdog_env(config: StackConfig) -> dict[str, str]:
     return CONNECT_WATCHDOG.env(config, **watchdog_settings(config))
 
 
-def _write_rest_credentials(config: StackConfig) -> None:
-    """The JAAS entry BasicAuthSecurityRestExtension reads, and its users file (owner-only: it holds passwords):
-    the admin, and the monitor's read-only user."""
-    REST_USERS.parent.mkdir(parents=True, exist_ok=True)
-    REST_USERS.touch(mode=0o600)
-    REST_USERS.chmod(0o600)
-    REST_USERS.write_text(
-        f"{config.get('CONNECT_USER')}: {config.get('CONNECT_PASSWORD')}\n"
-        f"{monitor_rest_user(config)}: {config.get('CONNECT_MONITOR_PASSWORD')}\n"
-    )
-    module = "org.apache.kafka.connect.rest.basic.auth.extension.PropertyFileLoginModule"
-    REST_JAAS.write_text(f'KafkaConnect {{\n  {module} required\n  file="{REST_USERS}";\n}};\n')
-
-
 def worker_env(config: StackConfig) -> dict[str, str]:
     """The launcher's own environment without anything from .env, plus only what the connectors resolve:
     a config validation request can echo what ${env:...} resolves, so nothing else may be there to find."""
@@ -100,46 +80,35 @@ def worker_env(config: StackConfig) -> dict[str, str]:
     env["KAFKA_BOOTSTRAP_SERVERS"] = config.kafka_bootstrap_servers
     env.update(ORDERS_SINK_DB.env(config, prefix="SINK_DB"))
     env.update(CDC_DB.env(config, prefix="CDC_DB"))
-    # Debezium's schema history makes its own Kafka clients; they log in as `connect`, like the worker.
-    env["CONNECT_KAFKA_JAAS"] = kafka_jaas(config)
+    # The worker's Kafka login: start-worker makes it CONNECT_KAFKA_JAAS, which Debezium's schema-history clients
+    # resolve too (they log in as `connect`, like the worker).
+    env[CONNECT_KAFKA.password_key] = config.get(CONNECT_KAFKA.password_key)
     return env
 
 
-def kafka_jaas(config: StackConfig) -> str:
-    """The SASL/SCRAM login of the `connect` principal, as a Kafka client's sasl.jaas.config."""
-    password = config.get(CONNECT_KAFKA.password_key)
-    module = "org.apache.kafka.common.security.scram.ScramLoginModule"
-    return f'{module} required username="{CONNECT_KAFKA.user}" password="{password}";'
-
-
 def start_workers(config: StackConfig, workers: list[ConnectWorker]) -> None:
-    """Start the workers side by side (each JVM takes a while to load its plugins), then wait for each."""
+    """Start the workers side by side with start-worker (each JVM takes a while to load its plugins), then wait for
+    each. start-worker writes a worker's files (its properties, its REST API's users) into its own folder."""
     if not workers:
         return
-    _write_rest_credentials(config)
     for worker in workers:
-        properties = render_template(
-            CONNECTOR_DIR / "worker.properties",
-            CONNECT_DIR / f"{worker.name}.properties",
-            private=True,
-            kafka_bootstrap_servers=config.kafka_bootstrap_servers,
-            kafka_jaas=kafka_jaas(config),
-            connect_monitor_user=monitor_rest_user(config),
-            connect_host="127.0.0.1",
-            connect_port=worker.port,
-            replication_factor=config.kafka_replication_factor,
-            plugin_path=CONNECT_PLUGINS,
-        )
         step(f"starting kafka connect (distributed) as {worker.name} on http://127.0.0.1:{worker.port}")
-        jvm_options = (
-            *WORKER_JVM_OPTIONS,
-            f"-Djava.security.auth.login.config={REST_JAAS}",
-            metrics_agent(worker.metrics_port, "jmx-connect.yml"),
+        env = worker_env(config) | script_env(
+            config,
+            CONNECT_HOST="127.0.0.1",
+            CONNECT_PORT=worker.port,
+            CONNECT_METRICS_PORT=worker.metrics_port,
+            CONNECT_STATE_DIR=CONNECT_DIR / worker.name,
+            CONNECT_CONFIG_DIR=CONNECTOR_DIR,
+            CONNECT_PLUGINS=CONNECT_PLUGINS,
+            # The REST API's logins: start-worker writes them to the users file and takes them out of the worker's
+            # environment.
+            CONNECT_USER=config.get("CONNECT_USER"),
+            CONNECT_PASSWORD=config.get("CONNECT_PASSWORD"),
+            CONNECT_MONITOR_USER=monitor_rest_user(config),
+            CONNECT_MONITOR_PASSWORD=config.get("CONNECT_MONITOR_PASSWORD"),
         )
-        argv = kafka.java_command(
-            "org.apache.kafka.connect.cli.ConnectDistributed", str(properties), jvm_options=jvm_options
-        )
-        start(Component.of(worker), argv, worker_env(config))
+        start(Component.of(worker), [str(START_SCRIPTS / "start-worker")], env)
         done()
     for worker in workers:
         step(f"waiting for {worker.name}")

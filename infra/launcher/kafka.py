@@ -20,7 +20,6 @@ from launcher.processes import (
     done,
     needs_start,
     port_open,
-    render_template,
     start,
     step,
     wait_until,
@@ -33,16 +32,24 @@ LOG4J_CONFIG = INFRA_DIR / "kafka" / "log4j2.properties"
 KAFKA_LIB = INFRA_DIR / "target" / "kafka" / "lib"
 CONNECT_PLUGINS = INFRA_DIR / "target" / "connect-plugins"
 JMX_EXPORTER_AGENT = INFRA_DIR / "target" / "agents" / "jmx_prometheus_javaagent.jar"
+# The start scripts of the Kafka node and the Connect worker: the containers run them too (on their PATH).
+START_SCRIPTS = INFRA_DIR / "containers" / "bin"
 
 
-def metrics_agent(port: int, rules: str) -> str:
-    """The JVM option that serves this JVM's JMX beans as Prometheus metrics on 127.0.0.1:`port`, read by the
-    rules in infra/prometheus/`rules`."""
-    return f"-javaagent:{JMX_EXPORTER_AGENT}=127.0.0.1:{port}:{INFRA_DIR / 'prometheus' / rules}"
-
-
-def server_properties(node: KafkaNode) -> Path:
-    return node.home / "server.properties"
+def script_env(config: StackConfig, **values: object) -> dict[str, str]:
+    """What start-broker and start-worker are told natively beyond their environment: where the jars, Kafka's
+    configuration and the metrics agent are here, the stack's replication, and `values`."""
+    if not KAFKA_LIB.is_dir():
+        raise StartupFailed(f"kafka: {KAFKA_LIB} is missing; run `make install` (mvn -f infra/pom.xml package)")
+    paths = {
+        "PATH": f"{START_SCRIPTS}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "KAFKA_LIB": KAFKA_LIB,
+        "KAFKA_CONFIG_DIR": INFRA_DIR / "kafka",
+        "METRICS_AGENT": JMX_EXPORTER_AGENT,
+        "METRICS_RULES_DIR": INFRA_DIR / "prometheus",
+        "KAFKA_REPLICATION_FACTOR": config.kafka_replication_factor,
+    }
+    return {key: str(value) for key, value in {**paths, **values}.items()}
 
 
 def admin_login_stamp(node: KafkaNode) -> Path:
@@ -61,13 +68,11 @@ def component(config: StackConfig) -> Component:
     return components(config)[0]
 
 
-# The broker answers producers and consumers: Kafka's own scripts give it G1 with a short pause target.
-BROKER_JVM_OPTIONS = ("-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20")
 # Tools run briefly.
 TOOL_JVM_OPTIONS = ("-Xmx256m",)
 
 
-def java_command(main_class: str, *args: str, jvm_options: tuple[str, ...] = BROKER_JVM_OPTIONS) -> list[str]:
+def java_command(main_class: str, *args: str, jvm_options: tuple[str, ...] = TOOL_JVM_OPTIONS) -> list[str]:
     """The java command line Kafka's own scripts would build: log4j config and our jar folder as classpath."""
     if not KAFKA_LIB.is_dir():
         raise StartupFailed(f"kafka: {KAFKA_LIB} is missing; run `make install` (mvn -f infra/pom.xml package)")
@@ -93,36 +98,32 @@ def up(config: StackConfig) -> None:
 
 
 def start_nodes(config: StackConfig, to_start: list[KafkaNode]) -> None:
-    """Start these nodes (formatting their storage on the first start), then wait until every node of the
-    stack serves as a broker."""
+    """Start these nodes with start-broker (it formats a node's storage on its first start), then wait until every
+    node of the stack serves as a broker."""
     if not to_start:
         return
     nodes = config.kafka_nodes
     voters = ",".join(f"{node.node_id}@127.0.0.1:{node.controller_port}" for node in nodes)
-    for node in to_start:
-        render_template(
-            INFRA_DIR / "kafka" / "server.properties",
-            server_properties(node),
-            private=True,
-            node_id=node.node_id,
-            quorum_voters=voters,
-            data_dir=node.home / "data",
-            kafka_port=node.port,
-            kafka_controller_port=node.controller_port,
-            replication_factor=config.kafka_replication_factor,
-            min_insync_replicas=config.kafka_min_insync_replicas,
-            admin_password=config.get("KAFKA_ADMIN_PASSWORD"),
-        )
-    _format_storage(to_start, nodes, config)
+    cluster_id = _cluster_id(to_start, nodes, config)
     for node in to_start:
         # A node of a quorum cannot serve before a majority of the controllers runs: start them all, then wait.
         step(f"starting {node.name} (KRaft broker+controller) on 127.0.0.1:{node.port}")
-        jvm_options = (*BROKER_JVM_OPTIONS, metrics_agent(node.metrics_port, "jmx-kafka.yml"))
-        start(
-            Component.of(node),
-            java_command("kafka.Kafka", str(server_properties(node)), jvm_options=jvm_options),
-            dict(os.environ),
+        env = os.environ | script_env(
+            config,
+            KAFKA_NETWORK="loopback",
+            KAFKA_NODE_DIR=node.home,
+            NODE_ID=node.node_id,
+            QUORUM_VOTERS=voters,
+            CLUSTER_ID=cluster_id,
+            KAFKA_HOST_PORT=node.port,
+            KAFKA_CONTROLLER_PORT=node.controller_port,
+            KAFKA_METRICS_PORT=node.metrics_port,
+            KAFKA_MIN_INSYNC_REPLICAS=config.kafka_min_insync_replicas,
+            KAFKA_ADMIN_PASSWORD=config.get("KAFKA_ADMIN_PASSWORD"),
         )
+        node.home.mkdir(parents=True, exist_ok=True)
+        admin_login_stamp(node).write_text(_admin_digest(config) + "\n")
+        start(Component.of(node), [str(START_SCRIPTS / "start-broker")], env)
         done()
     step(f"waiting for {len(nodes)} kafka node{'s' if len(nodes) > 1 else ''}")
     wait_until(
@@ -159,9 +160,11 @@ def _apply_access(kafka: Component, config: StackConfig) -> None:
     done(summary[-1].removeprefix("kafka access: ") if summary else "done")
 
 
-def _format_storage(starting: list[KafkaNode], nodes: list[KafkaNode], config: StackConfig) -> None:
-    """Format each node once, all with one cluster id and the admin's SCRAM login in the first metadata (the nodes
-    log in to each other with it). The formats run side by side: each is a JVM of a few seconds."""
+def _cluster_id(starting: list[KafkaNode], nodes: list[KafkaNode], config: StackConfig) -> str:
+    """The cluster id start-broker formats with: the stack's, or a new one for all the nodes at their first start,
+    whose admin login (the nodes log in to each other with it) is the one .env gives. Refuses a node formatted
+    with another admin password, and a node unformatted beside formatted ones (it would join with a cluster id of
+    its own)."""
     unformatted = []
     for node in starting:
         if not (node.home / "data" / "meta.properties").exists():
@@ -175,9 +178,7 @@ def _format_storage(starting: list[KafkaNode], nodes: list[KafkaNode], config: S
                 f"{node.name}: {node.home / 'data'} was formatted {reason}, so the broker cannot log in to itself. "
                 "Run `make clean` (it drops the stack's data) and `make up`, or restore the old KAFKA_ADMIN_PASSWORD."
             )
-    if not unformatted:
-        return
-    if len(unformatted) < len(nodes):
+    if unformatted and len(unformatted) < len(nodes):
         # Formatted nodes of this stack that are not starting now hold data too.
         names = ", ".join(node.name for node in unformatted)
         raise StartupFailed(
@@ -185,29 +186,12 @@ def _format_storage(starting: list[KafkaNode], nodes: list[KafkaNode], config: S
             "own cluster id. Run `make clean` (drops the stack's data), or remove the cluster's folders under "
             f"{nodes[0].home.parent} and `make up-cluster` again."
         )
-    step(f"formatting kafka storage (first start, {len(nodes)} node{'s' if len(nodes) > 1 else ''})")
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-    running = []
-    for node in unformatted:
-        # "--cluster-id=<id>": a base64 id may start with "-", which would read as an option.
-        argv = java_command(
-            "kafka.tools.StorageTool",
-            "format",
-            f"--cluster-id={cluster_id}",
-            f"--add-scram=SCRAM-SHA-512=[name=admin,password={config.get('KAFKA_ADMIN_PASSWORD')}]",
-            "-c",
-            str(server_properties(node)),
-            jvm_options=TOOL_JVM_OPTIONS,
-        )
-        log_file = Component.of(node).log_file
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_file, "ab") as log:
-            running.append((node, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)))
-    for node, process in running:
-        if process.wait() != 0:
-            raise StartupFailed(f"{node.name}: storage format failed; see {Component.of(node).log_file}")
-        admin_login_stamp(node).write_text(_admin_digest(config) + "\n")
-    done("done")
+    formatted = [node for node in nodes if (node.home / "data" / "meta.properties").exists()]
+    if formatted:
+        # start-broker's format skips formatted storage only when its id is the one it is given.
+        meta = (formatted[0].home / "data" / "meta.properties").read_text()
+        return next(line.split("=", 1)[1].strip() for line in meta.splitlines() if line.startswith("cluster.id="))
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
 def node_summary(node: KafkaNode) -> str | None:
