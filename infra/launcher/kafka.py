@@ -1,5 +1,5 @@
 """Apache Kafka from the jars infra/pom.xml fetched: one combined broker + KRaft controller, or three of them in one
-quorum (KAFKA_BROKERS=3), each with its own ports and folder."""
+quorum (KAFKA_BROKERS=3), each with its own ports and folder, started by the containers' start-broker."""
 
 import asyncio
 import base64
@@ -39,11 +39,9 @@ START_SCRIPTS = INFRA_DIR / "containers" / "bin"
 def script_env(config: StackConfig, **values: object) -> dict[str, str]:
     """What start-broker and start-worker are told natively beyond their environment: where the jars, Kafka's
     configuration and the metrics agent are here, the stack's replication, and `values`."""
-    if not KAFKA_LIB.is_dir():
-        raise StartupFailed(f"kafka: {KAFKA_LIB} is missing; run `make install` (mvn -f infra/pom.xml package)")
     paths = {
         "PATH": f"{START_SCRIPTS}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-        "KAFKA_LIB": KAFKA_LIB,
+        "KAFKA_LIB": kafka_lib(),
         "KAFKA_CONFIG_DIR": INFRA_DIR / "kafka",
         "METRICS_AGENT": JMX_EXPORTER_AGENT,
         "METRICS_RULES_DIR": INFRA_DIR / "prometheus",
@@ -52,9 +50,16 @@ def script_env(config: StackConfig, **values: object) -> dict[str, str]:
     return {key: str(value) for key, value in {**paths, **values}.items()}
 
 
+def kafka_lib() -> Path:
+    """Kafka's jars (and Connect's), or StartupFailed naming the install step."""
+    if not KAFKA_LIB.is_dir():
+        raise StartupFailed(f"kafka: {KAFKA_LIB} is missing; run `make install` (mvn -f infra/pom.xml package)")
+    return KAFKA_LIB
+
+
 def admin_login_stamp(node: KafkaNode) -> Path:
-    """Written next to the data when the storage is formatted: a digest of the admin password its login was made
-    with."""
+    """Beside the node's data, written before start-broker formats it: a digest of the admin password its login is
+    made with."""
     return node.home / "admin-login.sha256"
 
 
@@ -74,15 +79,13 @@ TOOL_JVM_OPTIONS = ("-Xmx256m",)
 
 def java_command(main_class: str, *args: str, jvm_options: tuple[str, ...] = TOOL_JVM_OPTIONS) -> list[str]:
     """The java command line Kafka's own scripts would build: log4j config and our jar folder as classpath."""
-    if not KAFKA_LIB.is_dir():
-        raise StartupFailed(f"kafka: {KAFKA_LIB} is missing; run `make install` (mvn -f infra/pom.xml package)")
     return [
         "java",
         *jvm_options,
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
         "-cp",
-        f"{KAFKA_LIB}/*",
+        f"{kafka_lib()}/*",
         main_class,
         *args,
     ]
