@@ -205,8 +205,41 @@ def start_in_dependency_order(compose: Compose, services: dict[str, dict[str, An
     for wave in dependency_waves(services):
         say(f"starting {', '.join(wave)}")
         compose.run("up", "--detach", "--no-build", "--no-deps", *wave, quiet=True)
+        pin_bridge_address(f"{compose.project}_default")
         for name in wave:
             wait_ready(compose, name, services[name])
+
+
+def pin_bridge_address(network: str) -> None:
+    """Keep the MAC address of the network's bridge, the one it has now, for as long as the bridge lives.
+
+    netavark before 1.5 (Debian 12 has 1.4) leaves it to the kernel, which gives a bridge the lowest address among
+    its ports: a container that leaves or joins can change it, and each container's ARP entry for the bridge's IP
+    address, where aardvark-dns answers, then points nowhere for up to half a minute. Name lookups time out
+    meanwhile, so new connections fail while open ones go on. Seen: compose-test's first sign-ups answered 504 after
+    the one-shot register-connectors exited (user-service found no Galera node "within 3 s", the gateway no
+    discovery server); stopping the container that held the lowest address stalled a lookup 5 s (a probe).
+    Docker gives its bridges a fixed address itself."""
+    inspected = subprocess.run(
+        ["podman", "network", "inspect", network, "--format", "{{.NetworkInterface}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    bridge = inspected.stdout.strip()
+    # Rootless podman keeps its bridges in a namespace of their own.
+    namespace = [] if os.geteuid() == 0 else ["podman", "unshare", "--rootless-netns"]
+    read = subprocess.run(
+        [*namespace, "cat", f"/sys/class/net/{bridge}/address", f"/sys/class/net/{bridge}/addr_assign_type"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if inspected.returncode != 0 or not bridge or read.returncode != 0:
+        return  # no container on the network yet: the bridge is made with the first
+    address, assigned = read.stdout.split()
+    if assigned != "3":  # NET_ADDR_SET: already fixed
+        subprocess.run([*namespace, "ip", "link", "set", "dev", bridge, "address", address], check=True)
 
 
 def wait_ready(compose: Compose, name: str, service: dict[str, Any]) -> None:

@@ -94,6 +94,25 @@ def test_an_images_python_packages_are_the_native_venvs_versions(image: str) -> 
     assert lock_versions().items() <= in_image.items(), "every locked package, at the lock's version"
 
 
+@pytest.mark.skipif(ENGINE != "podman", reason="Docker gives its bridges a fixed address itself")
+def test_the_networks_bridge_keeps_its_address_when_a_container_joins_and_leaves() -> None:
+    """Name lookups go to aardvark-dns on the bridge's address. A bridge whose MAC address the kernel takes from its
+    ports (netavark 1.4 leaves it so) changed it when a container left or joined, and lookups stalled until each
+    container's ARP entry expired: compose_stack.pin_bridge_address sets it (addr_assign_type 3, NET_ADDR_SET)."""
+    bridge = engine("network", "inspect", f"{PROJECT}_default", "--format", "{{.NetworkInterface}}").strip()
+    namespace = [] if os.geteuid() == 0 else [ENGINE, "unshare", "--rootless-netns"]
+
+    def read(name: str) -> str:
+        path = f"/sys/class/net/{bridge}/{name}"
+        return subprocess.run([*namespace, "cat", path], check=True, capture_output=True, text=True).stdout.strip()
+
+    address = read("address")
+    engine("run", "--rm", "--network", f"{PROJECT}_default", "kafka-sync/stack-tools", "true")
+
+    assert read("addr_assign_type") == "3"
+    assert read("address") == address
+
+
 def test_every_container_of_the_stack_runs_as_a_user_other_than_root() -> None:
     names = project_containers()
     assert len(names) >= 12
