@@ -238,8 +238,15 @@ def pin_bridge_address(network: str) -> None:
     if inspected.returncode != 0 or not bridge or read.returncode != 0:
         return  # no container on the network yet: the bridge is made with the first
     address, assigned = read.stdout.split()
-    if assigned != "3":  # NET_ADDR_SET: already fixed
-        subprocess.run([*namespace, "ip", "link", "set", "dev", bridge, "address", address], check=True)
+    if assigned == "3":  # NET_ADDR_SET: fixed already
+        return
+    command = [*namespace, "ip", "link", "set", "dev", bridge, "address", address]
+    pinned = subprocess.run(command, capture_output=True, text=True, check=False)
+    if pinned.returncode != 0:
+        say(
+            f"could not fix the address of bridge {bridge} ({pinned.stderr.strip()}): name lookups in the containers "
+            "may stall for up to half a minute when a container leaves or joins (docs/containers.md)"
+        )
 
 
 def wait_ready(compose: Compose, name: str, service: dict[str, Any]) -> None:
