@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -220,33 +220,45 @@ def pin_bridge_address(network: str) -> None:
     the one-shot register-connectors exited (user-service found no Galera node "within 3 s", the gateway no
     discovery server); stopping the container that held the lowest address stalled a lookup 5 s (a probe).
     Docker gives its bridges a fixed address itself."""
+    link = bridge_link(network)
+    if link is None or link.assign_type == "3":  # no container on it yet, or NET_ADDR_SET: fixed already
+        return
+    command = [*BRIDGE_NAMESPACE, "ip", "link", "set", "dev", link.name, "address", link.address]
+    pinned = subprocess.run(command, capture_output=True, text=True, check=False)
+    if pinned.returncode != 0:
+        say(
+            f"could not fix the address of bridge {link.name} ({pinned.stderr.strip()}): name lookups in the "
+            "containers may stall for up to half a minute when a container leaves or joins (docs/containers.md)"
+        )
+
+
+# Where a command sees podman's bridges: here, or (rootless podman) in the network namespace podman keeps for them.
+BRIDGE_NAMESPACE = [] if os.geteuid() == 0 else ["podman", "unshare", "--rootless-netns"]
+
+
+class BridgeLink(NamedTuple):
+    name: str
+    address: str
+    assign_type: str  # the kernel's addr_assign_type: 3 (NET_ADDR_SET) once the address is fixed
+
+
+def bridge_link(network: str) -> BridgeLink | None:
+    """The bridge of a podman network, as the kernel has it; None until its first container made it."""
     inspected = subprocess.run(
         ["podman", "network", "inspect", network, "--format", "{{.NetworkInterface}}"],
         capture_output=True,
         text=True,
         check=False,
     )
-    bridge = inspected.stdout.strip()
-    # Rootless podman keeps its bridges in a namespace of their own.
-    namespace = [] if os.geteuid() == 0 else ["podman", "unshare", "--rootless-netns"]
-    read = subprocess.run(
-        [*namespace, "cat", f"/sys/class/net/{bridge}/address", f"/sys/class/net/{bridge}/addr_assign_type"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if inspected.returncode != 0 or not bridge or read.returncode != 0:
-        return  # no container on the network yet: the bridge is made with the first
-    address, assigned = read.stdout.split()
-    if assigned == "3":  # NET_ADDR_SET: fixed already
-        return
-    command = [*namespace, "ip", "link", "set", "dev", bridge, "address", address]
-    pinned = subprocess.run(command, capture_output=True, text=True, check=False)
-    if pinned.returncode != 0:
-        say(
-            f"could not fix the address of bridge {bridge} ({pinned.stderr.strip()}): name lookups in the containers "
-            "may stall for up to half a minute when a container leaves or joins (docs/containers.md)"
-        )
+    name = inspected.stdout.strip()
+    if inspected.returncode != 0 or not name:
+        return None
+    files = [f"/sys/class/net/{name}/address", f"/sys/class/net/{name}/addr_assign_type"]
+    read = subprocess.run([*BRIDGE_NAMESPACE, "cat", *files], capture_output=True, text=True, check=False)
+    if read.returncode != 0:
+        return None
+    address, assign_type = read.stdout.split()
+    return BridgeLink(name, address, assign_type)
 
 
 def wait_ready(compose: Compose, name: str, service: dict[str, Any]) -> None:

@@ -124,8 +124,6 @@ def start_nodes(config: StackConfig, to_start: list[KafkaNode]) -> None:
             KAFKA_MIN_INSYNC_REPLICAS=config.kafka_min_insync_replicas,
             KAFKA_ADMIN_PASSWORD=config.get("KAFKA_ADMIN_PASSWORD"),
         )
-        node.home.mkdir(parents=True, exist_ok=True)
-        admin_login_stamp(node).write_text(_admin_digest(config) + "\n")
         start(Component.of(node), [str(START_SCRIPTS / "start-broker")], env)
         done()
     step(f"waiting for {len(nodes)} kafka node{'s' if len(nodes) > 1 else ''}")
@@ -165,13 +163,12 @@ def _apply_access(kafka: Component, config: StackConfig) -> None:
 
 def _cluster_id(starting: list[KafkaNode], nodes: list[KafkaNode], config: StackConfig) -> str:
     """The cluster id start-broker formats with: the stack's, or a new one for all the nodes at their first start,
-    whose admin login (the nodes log in to each other with it) is the one .env gives. Refuses a node formatted
-    with another admin password, and a node unformatted beside formatted ones (it would join with a cluster id of
-    its own)."""
-    unformatted = []
+    whose admin login (the nodes log in to each other with it) is the one .env gives; those get its stamp. Refuses
+    a node formatted with another admin password, and a node unformatted beside formatted ones (it would join with
+    a cluster id of its own)."""
+    unformatted = [node for node in starting if not _meta_properties(node).exists()]
     for node in starting:
-        if not (node.home / "data" / "meta.properties").exists():
-            unformatted.append(node)
+        if node in unformatted:
             continue
         stamp_file = admin_login_stamp(node)
         stamp = stamp_file.read_text().strip() if stamp_file.exists() else None
@@ -181,7 +178,11 @@ def _cluster_id(starting: list[KafkaNode], nodes: list[KafkaNode], config: Stack
                 f"{node.name}: {node.home / 'data'} was formatted {reason}, so the broker cannot log in to itself. "
                 "Run `make clean` (it drops the stack's data) and `make up`, or restore the old KAFKA_ADMIN_PASSWORD."
             )
-    if unformatted and len(unformatted) < len(nodes):
+    if not unformatted:
+        # start-broker's format skips formatted storage only when its id is the one it is given.
+        meta = _meta_properties(starting[0]).read_text()
+        return next(line.split("=", 1)[1].strip() for line in meta.splitlines() if line.startswith("cluster.id="))
+    if len(unformatted) < len(nodes):
         # Formatted nodes of this stack that are not starting now hold data too.
         names = ", ".join(node.name for node in unformatted)
         raise StartupFailed(
@@ -189,12 +190,15 @@ def _cluster_id(starting: list[KafkaNode], nodes: list[KafkaNode], config: Stack
             "own cluster id. Run `make clean` (drops the stack's data), or remove the cluster's folders under "
             f"{nodes[0].home.parent} and `make up-cluster` again."
         )
-    formatted = [node for node in nodes if (node.home / "data" / "meta.properties").exists()]
-    if formatted:
-        # start-broker's format skips formatted storage only when its id is the one it is given.
-        meta = (formatted[0].home / "data" / "meta.properties").read_text()
-        return next(line.split("=", 1)[1].strip() for line in meta.splitlines() if line.startswith("cluster.id="))
+    for node in unformatted:
+        node.home.mkdir(parents=True, exist_ok=True)
+        admin_login_stamp(node).write_text(_admin_digest(config) + "\n")
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _meta_properties(node: KafkaNode) -> Path:
+    """Written by the storage format."""
+    return node.home / "data" / "meta.properties"
 
 
 def node_summary(node: KafkaNode) -> str | None:

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from infra.containers.compose_secrets import COMPONENT_SECRETS, secret_keys
+from infra.containers.compose_stack import bridge_link
 from servicekit.testing import DictConnection, eventually
 from stack_support.api_client import GatewayClient
 from tests.compose.orders import priced_by_every_instance
@@ -99,18 +100,13 @@ def test_the_networks_bridge_keeps_its_address_when_a_container_joins_and_leaves
     """Name lookups go to aardvark-dns on the bridge's address. A bridge whose MAC address the kernel takes from its
     ports (netavark 1.4 leaves it so) changed it when a container left or joined, and lookups stalled until each
     container's ARP entry expired: compose_stack.pin_bridge_address sets it (addr_assign_type 3, NET_ADDR_SET)."""
-    bridge = engine("network", "inspect", f"{PROJECT}_default", "--format", "{{.NetworkInterface}}").strip()
-    namespace = [] if os.geteuid() == 0 else [ENGINE, "unshare", "--rootless-netns"]
-
-    def read(name: str) -> str:
-        path = f"/sys/class/net/{bridge}/{name}"
-        return subprocess.run([*namespace, "cat", path], check=True, capture_output=True, text=True).stdout.strip()
-
-    address = read("address")
+    before = bridge_link(f"{PROJECT}_default")
+    assert before is not None
     engine("run", "--rm", "--network", f"{PROJECT}_default", "kafka-sync/stack-tools", "true")
 
-    assert read("addr_assign_type") == "3"
-    assert read("address") == address
+    after = bridge_link(f"{PROJECT}_default")
+    assert after is not None and after.assign_type == "3"
+    assert after.address == before.address
 
 
 def test_every_container_of_the_stack_runs_as_a_user_other_than_root() -> None:
