@@ -84,9 +84,9 @@ async def test_every_order_is_listed_at_once_through_the_gateway_and_by_the_inst
     await asyncio.gather(*(place_then_list(user, PAIRS // CLIENTS) for user in users))
 
     assert (len(misses), len(elsewhere_misses)) == (0, 0), f"listed late: {misses[:5]} / {elsewhere_misses[:5]}"
-    # A read past its 0.5 s cap answers anyway and says so (X-Orders-Behind): by design, on a starved machine (the
-    # compose cluster on 2 cores: one read in a thousand). The order was still listed (counted above); more than a
-    # few such reads would mean the sync point is broken, not slow.
+    # A read past its 1.5 s cap answers anyway and says so (X-Orders-Behind), and may then miss the order: the cap is
+    # for an outage. On the compose cluster on 2 cores the slowest reads took up to 1 s (with a 0.5 s cap, one in a
+    # thousand answered behind and missed the order). More than a few would mean the sync point is broken, not slow.
     assert len(behind) <= PAIRS // 100, f"{len(behind)} of {PAIRS} reads past the sync point's cap: {behind[:10]}"
 
 

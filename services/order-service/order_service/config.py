@@ -42,7 +42,7 @@ class OrderSettings(ServiceSettings):
     # Idempotency-Key decided by each instance for itself.
     order_view: bool = True
     order_view_max_entries: int = 200_000
-    read_sync_timeout_seconds: float = 0.5
+    read_sync_timeout_seconds: float = 1.5
 
     def migrator(self) -> "OrderSettings":
         """The settings to migrate the shared table with."""

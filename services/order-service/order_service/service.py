@@ -122,6 +122,16 @@ def _position(cursor: str) -> OrderKey:
         raise InvalidCursor from exc
 
 
+def view_orders(rows: list[Order], held_before: list[Order], held_after: list[Order]) -> list[Order]:
+    """The view's orders a page merges with `rows`, the table read between the two looks at the view.
+
+    What the view holds after the table was read is each order's latest record, never older than its row. An order
+    it held before but not after left because the sink wrote its row meanwhile, and the table, read before that
+    write became visible, may not show it: then the record held before is the only one, and it stays."""
+    known = {order.order_id for order in rows} | {order.order_id for order in held_after}
+    return held_after + [order for order in held_before if order.order_id not in known]
+
+
 def merge_page(
     rows: list[Order], pending: list[Order], *, after: OrderKey | None, limit: int
 ) -> tuple[list[Order], OrderKey | None]:
@@ -319,10 +329,11 @@ class OrderIntake:
                 )
             )
         query = query.order_by(OrderRow.created_at.desc(), OrderRow.order_id.desc()).limit(limit + 1)
+        held_before = self._view.orders_of(user_id) if self._view is not None else []
         async with self._sessions() as session:
             rows = [row.to_order() for row in await session.scalars(query)]
-        pending = self._view.orders_of(user_id) if self._view is not None else []
-        orders, next_key = merge_page(rows, pending, after=after, limit=limit)
+        held_after = self._view.orders_of(user_id) if self._view is not None else []
+        orders, next_key = merge_page(rows, view_orders(rows, held_before, held_after), after=after, limit=limit)
         return OrderPage(orders, _cursor(next_key) if next_key is not None else None, freshness)
 
 

@@ -51,7 +51,7 @@ VIEW_ORDERS = Gauge("order_view_orders", "Orders this instance's view holds that
 SYNC_SECONDS = Histogram(
     "order_read_sync_seconds",
     "From a read's arrival to the view holding every orders record committed before it",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5),
 )
 READS_BEHIND = Counter("order_reads_behind_total", "Reads answered before the view was up to date (X-Orders-Behind)")
 
@@ -162,7 +162,7 @@ class OrderView:
         *,
         instance_id: str,
         max_entries: int = 200_000,
-        sync_timeout: float = 0.5,
+        sync_timeout: float = 1.5,
         claims_window_seconds: float = 3600.0,
     ) -> None:
         self._kafka = kafka
