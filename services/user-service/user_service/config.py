@@ -17,8 +17,9 @@ class UserServiceSettings(ServiceSettings):
     # The first admin's e-mail, for `python -m user_service create-admin` (`make up` runs it when `.env` sets
     # ADMIN_EMAIL). Signing up or logging in with it gives no role.
     admin_email: str | None = None
-    # A user page waits at most this long for order-service before answering without orders.
-    orders_timeout_seconds: float = 2.0
+    # A user page waits at most this long for order-service before answering without orders: past the list's own
+    # cap on reaching its sync point (order-service's READ_SYNC_TIMEOUT_SECONDS, 1.5 s), with room for its query.
+    orders_timeout_seconds: float = 3.0
 
     # Failed logins within `login_window_seconds` before the account or the client address is locked;
     # each further lock doubles, from `login_lock_seconds` up to `login_max_lock_seconds`.
