@@ -97,15 +97,39 @@ def with_failover(engine: Engine, settings: ServiceSettings) -> None:
 
 
 async def connect_within(seconds: float, *args: Any, **kwargs: Any) -> aiomysql.Connection:
-    """aiomysql.connect with the server's greeting and the login bounded too, failing as a refused connection does."""
+    """aiomysql.connect with the server's greeting and the login bounded too, failing as a refused connection does;
+    the connection's ping (the pool's pre-ping) is bounded as well."""
     try:
         async with asyncio.timeout(seconds):
-            return await aiomysql.connect(*args, **kwargs)
+            connection = await aiomysql.connect(*args, **kwargs)
     except TimeoutError as exc:
         host = kwargs.get("host")
         raise pymysql.err.OperationalError(
             2003, f"Can't connect to MySQL server on {host!r} (no greeting and login within {seconds:g} s)"
         ) from exc
+    bound_ping(connection, seconds)
+    return connection
+
+
+def bound_ping(connection: aiomysql.Connection, seconds: float) -> None:
+    """A pooled connection to a server that stalled since (it holds the connection and never answers) failed its
+    pre-ping only when TCP gave up, minutes later, and every request checking it out waited that long. Unanswered
+    within `seconds`, the ping closes the connection and fails as a lost connection (2013): the pool throws it away
+    and its replacement goes to the first server that answers."""
+    ping = connection.ping
+
+    async def ping_within(reconnect: bool = True) -> None:
+        try:
+            async with asyncio.timeout(seconds):
+                await ping(reconnect)
+        except TimeoutError as exc:
+            connection.close()
+            host = connection.host
+            raise pymysql.err.OperationalError(
+                2013, f"Lost connection to MySQL server at {host!r} (no answer to a ping within {seconds:g} s)"
+            ) from exc
+
+    connection.ping = ping_within
 
 
 def make_engine(settings: ServiceSettings, database: str, *, pool_size: int = 10) -> AsyncEngine:

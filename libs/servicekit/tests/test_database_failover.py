@@ -164,6 +164,75 @@ async def test_a_stalled_first_server_is_passed_over_for_the_next_that_answers(s
     assert port == real.db_port
 
 
+class StallingRelay:
+    """A real TCP path to the real MariaDB that can stall: after `stall()` it forwards nothing more, either way, and
+    holds every connection open (as a frozen node, or a network that drops everything, looks to a client)."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self.stalled = threading.Event()
+        self.relayed = 0
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.held.append(client)
+            if self.stalled.is_set():
+                continue
+            upstream = socket.create_connection(self.target)
+            self.held.append(upstream)
+            self.relayed += 1
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        while True:
+            try:
+                data = source.recv(65536)
+                if not data or self.stalled.is_set():
+                    return  # stalled: what comes is dropped, and both ends stay open
+                sink.sendall(data)
+            except OSError:
+                return
+
+    def stall(self) -> None:
+        self.stalled.set()
+
+    def close(self) -> None:
+        self.listener.close()
+        for connection in self.held:
+            connection.close()
+
+
+@pytest.mark.stack
+async def test_a_pooled_connection_to_a_server_that_stalled_since_is_replaced_by_one_to_the_next() -> None:
+    """The pool's pre-ping on a connection whose server stopped answering after it was made: bounded, it fails as a
+    lost connection, and the replacement passes the stalled server over. Unbounded it waited for TCP to give up,
+    minutes, and so did every request behind it (here: past the test's 30 s deadline)."""
+    real = ServiceSettings()  # DB_USER and DB_PASSWORD from .env
+    relay = StallingRelay((real.db_host, real.db_port))
+    settings = real.model_copy(update={"db_hosts": f"127.0.0.1:{relay.port},{real.db_host}:{real.db_port}"})
+    engine = make_engine(settings, "information_schema", pool_size=1)
+    try:
+        async with engine.connect() as connection:
+            through_relay = (await connection.execute(text("SELECT CONNECTION_ID()"))).scalar_one()
+        assert relay.relayed == 1, "the first server listed that answers, the relay, took the connection"
+        relay.stall()
+        async with asyncio.timeout(30), engine.connect() as connection:
+            replaced = (await connection.execute(text("SELECT CONNECTION_ID()"))).scalar_one()
+    finally:
+        await engine.dispose()
+        relay.close()
+    assert replaced != through_relay and relay.relayed == 1, "a new connection, straight to the server that answers"
+
+
 @pytest.mark.stack
 def test_the_first_server_that_answers_takes_the_connections() -> None:
     """Against the real MariaDB (DB_HOST, DB_PORT of .env) behind a port nobody listens on."""
