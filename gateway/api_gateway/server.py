@@ -128,8 +128,6 @@ async def serve_worker(
 def configure_logging(level: str, role: str) -> None:
     """JSON lines like the services'; `instance` says which process wrote the line."""
     log_setup.configure_logging("api-gateway", f"{role}-{os.getpid()}", level)
-    # One line per registry refresh is noise.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def run_worker(

@@ -50,5 +50,8 @@ def configure_logging(service: str, instance_id: str | None, level: str = "INFO"
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # aiokafka is chatty at INFO about every rebalance and coordinator lookup.
-    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+    # aiokafka is chatty at INFO about every rebalance and coordinator lookup; httpx writes a line per request, and
+    # the token-trust poll, discovery's registry fetches and the watchdog's look at Connect are one every few
+    # seconds per process (2 of every 3 lines of an order-service log at rest were the poll's).
+    for chatty in ("aiokafka", "httpx"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))

@@ -64,7 +64,6 @@ def check_once(http: httpx.Client, recoveries: dict[str, SinkRecovery], follower
 def main() -> None:
     settings = WatchdogSettings()
     configure_logging("connect-watchdog", None, settings.log_level)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll would drown the restarts
     urls = settings.connect_url_list
     interval = settings.connect_watchdog_interval_seconds
     log.info("watching %s every %.0f s", ", ".join(urls), interval)
