@@ -164,33 +164,26 @@ async def test_a_stalled_first_server_is_passed_over_for_the_next_that_answers(s
     assert port == real.db_port
 
 
-class StallingRelay:
+class StallingRelay(HangingUpServer):
     """A real TCP path to the real MariaDB that can stall: after `stall()` it forwards nothing more, either way, and
     holds every connection open (as a frozen node, or a network that drops everything, looks to a client)."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self.listener.getsockname()[1]
         self.stalled = threading.Event()
         self.relayed = 0
         self.held: list[socket.socket] = []
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            self.held.append(client)
-            if self.stalled.is_set():
-                continue
-            upstream = socket.create_connection(self.target)
-            self.held.append(upstream)
-            self.relayed += 1
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+    def took(self, connection: socket.socket) -> None:
+        self.held.append(connection)
+        if self.stalled.is_set():
+            return
+        upstream = socket.create_connection(self.target)
+        self.held.append(upstream)
+        self.relayed += 1
+        for source, sink in ((connection, upstream), (upstream, connection)):
+            threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
 
     def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         while True:
@@ -206,7 +199,7 @@ class StallingRelay:
         self.stalled.set()
 
     def close(self) -> None:
-        self.listener.close()
+        super().close()
         for connection in self.held:
             connection.close()
 
