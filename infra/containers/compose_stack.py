@@ -210,6 +210,10 @@ def start_in_dependency_order(compose: Compose, services: dict[str, dict[str, An
             wait_ready(compose, name, services[name])
 
 
+# Where a command sees podman's bridges: here, or (rootless podman) in the network namespace podman keeps for them.
+BRIDGE_NAMESPACE = [] if os.geteuid() == 0 else ["podman", "unshare", "--rootless-netns"]
+
+
 def pin_bridge_address(network: str) -> None:
     """Keep the MAC address of the network's bridge, the one it has now, for as long as the bridge lives.
 
@@ -230,10 +234,6 @@ def pin_bridge_address(network: str) -> None:
             f"could not fix the address of bridge {link.name} ({pinned.stderr.strip()}): name lookups in the "
             "containers may stall for up to half a minute when a container leaves or joins (docs/containers.md)"
         )
-
-
-# Where a command sees podman's bridges: here, or (rootless podman) in the network namespace podman keeps for them.
-BRIDGE_NAMESPACE = [] if os.geteuid() == 0 else ["podman", "unshare", "--rootless-netns"]
 
 
 class BridgeLink(NamedTuple):

@@ -6,6 +6,10 @@ from typing import Literal
 from order_contract.order import DEFAULT_ORDER_DEADLINE_SECONDS
 from servicekit.config import ServiceSettings
 
+# The view's defaults (view.py), for the settings and for a view made without them (bench/read_your_writes.py).
+VIEW_MAX_ENTRIES = 200_000
+READ_SYNC_TIMEOUT_SECONDS = 1.5
+
 
 class OrderSettings(ServiceSettings):
     orders_db: str = "mydb"
@@ -41,8 +45,8 @@ class OrderSettings(ServiceSettings):
     # false: the benchmark's baseline only (bench/read_your_writes.py): reads from the table alone, and an
     # Idempotency-Key decided by each instance for itself.
     order_view: bool = True
-    order_view_max_entries: int = 200_000
-    read_sync_timeout_seconds: float = 1.5
+    order_view_max_entries: int = VIEW_MAX_ENTRIES
+    read_sync_timeout_seconds: float = READ_SYNC_TIMEOUT_SECONDS
 
     def migrator(self) -> "OrderSettings":
         """The settings to migrate the shared table with."""

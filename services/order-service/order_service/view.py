@@ -41,6 +41,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from order_contract.connect_record import order_from_record_value
 from order_contract.order import InvalidMessage, Order
 from order_contract.topics import ORDER_CLAIMS_TOPIC, ORDERS_SINK_GROUP, ORDERS_TOPIC
+from order_service.config import READ_SYNC_TIMEOUT_SECONDS, VIEW_MAX_ENTRIES
 from servicekit.errors import DomainError
 from servicekit.kafka import KafkaAccess
 from servicekit.tasks import cancel_and_wait
@@ -161,8 +162,8 @@ class OrderView:
         kafka: KafkaAccess,
         *,
         instance_id: str,
-        max_entries: int = 200_000,
-        sync_timeout: float = 1.5,
+        max_entries: int = VIEW_MAX_ENTRIES,
+        sync_timeout: float = READ_SYNC_TIMEOUT_SECONDS,
         claims_window_seconds: float = 3600.0,
     ) -> None:
         self._kafka = kafka
