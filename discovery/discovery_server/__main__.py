@@ -4,6 +4,7 @@ import uvicorn
 
 from discovery_server.config import RegistrySettings
 from discovery_server.main import create_app
+from servicekit.keep_alive import SERVER_IDLE_SECONDS
 from servicekit.log_setup import configure_logging
 
 
@@ -18,6 +19,7 @@ def main() -> None:
         access_log=False,
         loop="uvloop",
         http="httptools",
+        timeout_keep_alive=SERVER_IDLE_SECONDS,  # longer than its clients keep an idle connection
     )
 
 

@@ -24,6 +24,7 @@ from discovery_server import wire_format
 from discovery_server.metrics import PEER_REACHABLE, REPLICATION_FAILURES, REPLICATION_PENDING, REPLICATIONS
 from discovery_server.registry import InstanceTaken, Registry, RegistryFull, UnknownInstance
 from servicekit.discovery import registry_entries
+from servicekit.keep_alive import internal_client
 
 log = logging.getLogger("discovery_server.peers")
 
@@ -95,7 +96,7 @@ class PeerNode:
         self.url = str(parsed.copy_with(username=None, password=None))
         self._registry = registry
         self._max_pending = max_pending
-        self._http = httpx.AsyncClient(
+        self._http = internal_client(
             base_url=self.url, auth=auth, timeout=timeout_seconds, headers={REPLICATION_HEADER: "true"}
         )
         self._pending: OrderedDict[tuple[str, str, bool], Change] = OrderedDict()

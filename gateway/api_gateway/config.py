@@ -48,7 +48,7 @@ class GatewaySettings(DiscoverySettings, TracingSettings, TokenSettings):
     gateway_registry_refresh_seconds: float = 2.0
     gateway_renewal_interval_seconds: float = 5.0
     gateway_lease_duration_seconds: float = 15.0
-    # Idle upstream connections are dropped before the instance's own keep-alive timeout (uvicorn: 5 s).
+    # Idle upstream connections are dropped before the instance's own keep-alive timeout (servicekit.keep_alive).
     gateway_upstream_idle_seconds: float = 2.0
     # Client keep-alive connections idle this long are closed (nginx: keepalive_timeout 75 s).
     gateway_client_idle_seconds: float = 75.0

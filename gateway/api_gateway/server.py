@@ -29,6 +29,7 @@ from api_gateway.tracing import GatewayTracing
 from api_gateway.upstream import UpstreamPool
 from servicekit import log_setup, tracing
 from servicekit.discovery import DiscoveryClient, HostAllowList
+from servicekit.keep_alive import internal_client
 from servicekit.token_trust import FIRST_KEYS_WAIT_SECONDS, TrustRefresher, from_user_service
 from servicekit.tokens import TokenTrust
 
@@ -92,7 +93,7 @@ async def serve_worker(
         HostAllowList(settings.gateway_upstream_allow),
         metrics,
     )
-    trust_http = httpx.AsyncClient()
+    trust_http = internal_client()
     verifier, refresher = token_verifier(settings, discovery, trust_http)
     # Listen once user-service's keys are in (bounded: without them every token is answered 503, not 401).
     if refresher is not None and not await refresher.wait_loaded(FIRST_KEYS_WAIT_SECONDS):

@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI, Request
 
 from servicekit.config import TokenSettings
 from servicekit.errors import DomainError, Unavailable
+from servicekit.keep_alive import internal_client
 from servicekit.token_trust import (
     FIRST_KEYS_WAIT_SECONDS,
     TrustDocuments,
@@ -142,7 +143,7 @@ def install_token_check(app: FastAPI, settings: TokenSettings, source: TrustSour
 
     async def from_registry() -> TrustDocuments:
         if not http:
-            http.append(httpx.AsyncClient())
+            http.append(internal_client())
         return await from_user_service(app.state.discovery, http[0])()
 
     refresher = TrustRefresher(trust, source or from_registry, settings.token_trust_refresh_seconds)

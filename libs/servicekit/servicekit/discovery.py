@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import httpx
 
+from servicekit.keep_alive import internal_client
 from servicekit.tasks import cancel_and_wait
 
 log = logging.getLogger("servicekit.discovery")
@@ -252,7 +253,7 @@ class DiscoveryClient:
 
         Never fails because discovery is down: the background loops keep trying and log.
         """
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(3.0), headers={"Accept": "application/json"})
+        self._http = internal_client(timeout=httpx.Timeout(3.0), headers={"Accept": "application/json"})
         with contextlib.suppress(httpx.HTTPError, ValueError):
             await self.refresh()
         self._tasks.append(asyncio.create_task(self._refresh_forever(), name="discovery-refresh"))

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from servicekit.auth import load_token_keys
 from servicekit.config import ServiceSettings
 from servicekit.discovery import DiscoveryClient
+from servicekit.keep_alive import SERVER_IDLE_SECONDS
 from servicekit.log_setup import configure_logging
 from servicekit.tracing import configure as configure_tracing
 from servicekit.tracing import instrument_app
@@ -58,6 +59,23 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def server_config(app: FastAPI) -> uvicorn.Config:
+    """How every service serves its app (and servicekit.testing.serving an app in a test)."""
+    return uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        # request.client stays the peer: uvicorn's default would take X-Forwarded-For from any loopback caller.
+        # A service that needs the client's address reads the gateway's hop itself (user-service's TRUSTED_PROXIES).
+        proxy_headers=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+        timeout_keep_alive=SERVER_IDLE_SECONDS,
+    )
+
+
 def serve(app: FastAPI, settings: ServiceSettings, app_name: str) -> None:
     """Bind, register as `app_name`, serve until SIGTERM/SIGINT, deregister. Blocks.
 
@@ -80,18 +98,7 @@ def serve(app: FastAPI, settings: ServiceSettings, app_name: str) -> None:
         allowed_hosts=settings.allowed_hosts,
     )
     app.state.discovery = discovery
-    config = uvicorn.Config(
-        app,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-        # request.client stays the peer: uvicorn's default would take X-Forwarded-For from any loopback caller.
-        # A service that needs the client's address reads the gateway's hop itself (user-service's TRUSTED_PROXIES).
-        proxy_headers=False,
-        lifespan="on",
-        timeout_graceful_shutdown=10,
-    )
+    config = server_config(app)
     server = _RegisteredServer(config, discovery, app)
     # What start-up allocated (modules, the app, its routes) lives as long as the process: never scan it again.
     gc.freeze()

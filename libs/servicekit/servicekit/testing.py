@@ -25,6 +25,7 @@ from servicekit.config import ServiceSettings
 from servicekit.database import connect_blocking
 from servicekit.discovery import ServiceInstance
 from servicekit.kafka import KafkaAccess
+from servicekit.server import server_config
 from servicekit.tokens import SigningKey, issue_token, jwks
 
 T = TypeVar("T")
@@ -155,11 +156,12 @@ class _QuietServer(uvicorn.Server):
 
 @contextlib.asynccontextmanager
 async def serving(app: FastAPI, host: str = "127.0.0.1") -> AsyncIterator[str]:
-    """Run `app` (lifespan included) on a free port of `host` in this event loop; yields its base URL."""
+    """Run `app` (lifespan included) on a free port of `host` in this event loop, configured as a service serves it;
+    yields its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind((host, 0))
     port = sock.getsockname()[1]
-    server = _QuietServer(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
+    server = _QuietServer(server_config(app))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:

@@ -5,11 +5,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import httpx
 from fastapi import FastAPI
 
 from servicekit.auth import install_token_check
 from servicekit.database import make_engine, make_sessions, run_migrations
+from servicekit.keep_alive import internal_client
 from servicekit.token_trust import TrustDocuments
 from servicekit.tokens import jwks
 from servicekit.tracing import instrument_http_client
@@ -31,7 +31,7 @@ def create_app(settings: UserServiceSettings) -> FastAPI:
         await asyncio.to_thread(run_migrations, ALEMBIC_INI, settings.users_db, settings)
         engine = make_engine(settings, settings.users_db)
         app.state.sessions = make_sessions(engine)
-        async with httpx.AsyncClient(timeout=settings.orders_timeout_seconds) as http:
+        async with internal_client(timeout=settings.orders_timeout_seconds) as http:
             instrument_http_client(http)  # the user's orders from order-service, in the same trace
             app.state.order_service = OrderServiceClient(app.state.discovery, http)
             try:

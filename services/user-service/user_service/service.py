@@ -175,7 +175,7 @@ async def revoked_token_versions(session: AsyncSession, settings: UserServiceSet
     """userId -> the lowest token version still valid, for users whose older tokens may not have expired yet."""
     since = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=settings.jwt_ttl_seconds)
     rows = await session.execute(select(User.user_id, User.token_version).where(User.token_version_at >= since))
-    return {user_id: version for user_id, version in rows.tuples()}
+    return {user_id: version for user_id, version in rows}
 
 
 async def list_users(session: AsyncSession) -> Sequence[User]:
