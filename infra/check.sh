@@ -8,12 +8,16 @@ echo "==> ruff"
 $VENV/ruff check . && $VENV/ruff format --check . || exit 1
 
 echo "==> mypy (strict, pydantic plugin)"
-# The packages in one run; each tests folder on its own (several are a package named `tests`).
-packages=(-p servicekit -p order_contract -p order_service -p catalog_service -p user_service -p connect_watchdog -p discovery_server
-  -p api_gateway -p stack_monitor -p consistency_audit -p launcher -p stack_description -p stack_support -p demo)
+# The projects are the `-e ./folder` lines of requirements.in: their packages (each folder's own, tests aside) and the
+# demo in one run, then the tools; each tests folder on its own (several are a package named `tests`).
+projects=$(sed -n 's|^-e \./\([^[ ]*\).*|\1|p' requirements.in)
+packages=(-p demo)
+for init in $(for project in $projects; do echo "$project"/*/__init__.py; done); do
+  package=$(basename "$(dirname "$init")")
+  [ -f "$init" ] && [ "$package" != tests ] && packages+=(-p "$package")
+done
 $VENV/mypy "${packages[@]}" && $VENV/mypy bench chaos infra/containers || { echo "ERROR: mypy found errors (above)"; exit 1; }
-# Each project's tests (the `-e ./folder` lines of requirements.in), then the repo-level suites.
-for tests in $(sed -n 's|^-e \./\([^[ ]*\).*|\1/tests|p' requirements.in) tests; do
+for tests in $(for project in $projects; do echo "$project/tests"; done) tests; do
   [ -d "$tests" ] || continue
   $VENV/mypy "$tests" || { echo "ERROR: mypy found errors in $tests (above)"; exit 1; }
 done
