@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from order_contract.order import OrderStatus
 from order_contract.table import ORDERS_TABLE
+from order_contract.timestamps import epoch_ms
 from servicekit.database import make_engine
 from servicekit.discovery import ServiceInstance, instances_from_registry
 from servicekit.tasks import cancel_and_wait
@@ -321,12 +322,6 @@ def order_counts(rows: list[tuple[str, int]]) -> dict[str, int]:
     for status, count in rows:
         counts[str(status)] = counts.get(str(status), 0) + int(count)
     return counts
-
-
-def epoch_ms(created_at: dt.datetime) -> int:
-    """mydb.orders holds UTC as naive DATETIME(3) (the sink's use.time.zone=UTC)."""
-    aware = created_at if created_at.tzinfo else created_at.replace(tzinfo=dt.UTC)
-    return int(aware.timestamp() * 1000)
 
 
 def trace_url(zipkin: str, trace_id: str) -> str:

@@ -2,7 +2,6 @@
 becomes a section marked down while the rest is still served (no stack: the sources are unreachable ports)."""
 
 import asyncio
-import datetime as dt
 import json
 import threading
 import time
@@ -139,10 +138,6 @@ def test_order_counts_name_every_status_of_the_lifecycle() -> None:
         "REJECTED": 0,
         "EXPIRED": 0,
     }
-
-
-def test_rows_times_are_read_as_utc() -> None:
-    assert console.epoch_ms(dt.datetime(2026, 1, 1, 0, 0, 0, 500_000)) == 1767225600500
 
 
 def test_an_orders_trace_link_searches_zipkin_by_its_tag_around_its_time() -> None:

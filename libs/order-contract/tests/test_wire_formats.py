@@ -13,6 +13,7 @@ from order_contract.stock_request import (
     stock_request_key,
     stock_request_value,
 )
+from order_contract.timestamps import epoch_ms
 
 pytestmark = pytest.mark.unit
 
@@ -102,3 +103,10 @@ def test_an_expiry_notice_is_the_stock_request_with_status_expired_and_reads_bac
 def test_a_malformed_stock_request_is_an_invalid_message(value: bytes | None) -> None:
     with pytest.raises(InvalidMessage):
         order_from_stock_request(value)
+
+
+def test_a_naive_time_as_read_from_a_datetime_column_is_utc_to_the_millisecond() -> None:
+    """mydb.orders holds UTC as naive DATETIME(3) (the sink's use.time.zone=UTC); the console reads it so."""
+    assert epoch_ms(dt.datetime(2026, 1, 1, 0, 0, 0, 500_000)) == 1767225600500
+    one_hour_east = dt.timezone(dt.timedelta(hours=1))
+    assert epoch_ms(dt.datetime(2026, 1, 1, 1, 0, 0, 500_000, tzinfo=one_hour_east)) == 1767225600500

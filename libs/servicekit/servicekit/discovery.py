@@ -50,7 +50,7 @@ class InstanceSource(Protocol):
 
 class RoundRobin:
     """Turns per app: each call starts one further along the app's candidates. The one round robin of the repo
-    (DiscoveryClient.next_instance, the gateway's balancer, order-service's catalog client)."""
+    (DiscoveryClient.next_instance, the gateway's balancer)."""
 
     def __init__(self) -> None:
         self._turns: dict[str, int] = {}
@@ -58,13 +58,6 @@ class RoundRobin:
     def pick(self, app: str, candidates: Sequence[T]) -> T:
         """The candidate whose turn it is; `candidates` must not be empty."""
         return candidates[self._next_turn(app) % len(candidates)]
-
-    def in_turn(self, app: str, candidates: Sequence[T]) -> list[T]:
-        """Every candidate, starting with the one whose turn it is (to try the next when one fails)."""
-        if not candidates:
-            return []
-        start = self._next_turn(app) % len(candidates)
-        return [*candidates[start:], *candidates[:start]]
 
     def _next_turn(self, app: str) -> int:
         turn = self._turns.get(app, 0)

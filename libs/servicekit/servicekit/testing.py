@@ -232,11 +232,6 @@ class FixedRegistry:
 
     apps: dict[str, list[ServiceInstance]] = field(default_factory=dict)
 
-    def add(self, app: str, base_url: str) -> None:
-        host, port = base_url.removeprefix("http://").split(":")
-        instance = ServiceInstance(app.upper(), f"{host}:{app.lower()}:{port}", host, int(port), "UP")
-        self.apps.setdefault(app.upper(), []).append(instance)
-
     def instances(self, app_name: str) -> list[ServiceInstance]:
         return list(self.apps.get(app_name.upper(), []))
 
