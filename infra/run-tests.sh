@@ -12,12 +12,7 @@ fi
 $PY -m launcher up || { echo "ERROR: the stack did not start (see the component log named above)"; exit 1; }
 
 echo "==> pytest"
-if [ $# -eq 0 ]; then
-  # Every suite but the gateway's and discovery's, which need no stack: infra/check.sh ran them just before.
-  $PY -m pytest --ignore=gateway/tests --ignore=discovery/tests
-else
-  $PY -m pytest "$@"
-fi
+$PY -m pytest "$@"
 result=$?
 
 # The bench tier: every benchmark that touches Kafka or MariaDB, --quick, on the benchmarks' own stack (ports 30000
