@@ -10,15 +10,17 @@ $VENV/ruff check . && $VENV/ruff format --check . || exit 1
 echo "==> mypy (strict, pydantic plugin)"
 # The projects are the `-e ./folder` lines of requirements.in: their packages (each folder's own, tests aside) and the
 # demo in one run, then the tools; each tests folder on its own (several are a package named `tests`).
-projects=$(sed -n 's|^-e \./\([^[ ]*\).*|\1|p' requirements.in)
 packages=(-p demo)
-for init in $(for project in $projects; do echo "$project"/*/__init__.py; done); do
-  package=$(basename "$(dirname "$init")")
-  [ -f "$init" ] && [ "$package" != tests ] && packages+=(-p "$package")
+test_dirs=()
+for project in $(sed -n 's|^-e \./\([^[ ]*\).*|\1|p' requirements.in); do
+  for init in "$project"/*/__init__.py; do
+    package=$(basename "$(dirname "$init")")
+    [ -f "$init" ] && [ "$package" != tests ] && packages+=(-p "$package")
+  done
+  [ -d "$project/tests" ] && test_dirs+=("$project/tests")
 done
 $VENV/mypy "${packages[@]}" && $VENV/mypy bench chaos infra/containers || { echo "ERROR: mypy found errors (above)"; exit 1; }
-for tests in $(for project in $projects; do echo "$project/tests"; done) tests; do
-  [ -d "$tests" ] || continue
+for tests in "${test_dirs[@]}" tests; do
   $VENV/mypy "$tests" || { echo "ERROR: mypy found errors in $tests (above)"; exit 1; }
 done
 [ "${1:-}" = lint ] && exit 0

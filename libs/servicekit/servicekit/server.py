@@ -98,8 +98,7 @@ def serve(app: FastAPI, settings: ServiceSettings, app_name: str) -> None:
         allowed_hosts=settings.allowed_hosts,
     )
     app.state.discovery = discovery
-    config = server_config(app)
-    server = _RegisteredServer(config, discovery, app)
+    server = _RegisteredServer(server_config(app), discovery, app)
     # What start-up allocated (modules, the app, its routes) lives as long as the process: never scan it again.
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
