@@ -7,8 +7,9 @@ from functools import partial
 import httpx
 
 from launcher import services
-from launcher.kafka import CONNECT_PLUGINS, START_SCRIPTS, script_env
+from launcher.kafka import CONNECT_PLUGINS, script_env
 from launcher.processes import (
+    START_SCRIPTS,
     Component,
     StartupFailed,
     done,

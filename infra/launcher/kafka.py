@@ -15,6 +15,7 @@ import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
 from launcher.processes import (
+    START_SCRIPTS,
     Component,
     StartupFailed,
     done,
@@ -32,8 +33,6 @@ LOG4J_CONFIG = INFRA_DIR / "kafka" / "log4j2.properties"
 KAFKA_LIB = INFRA_DIR / "target" / "kafka" / "lib"
 CONNECT_PLUGINS = INFRA_DIR / "target" / "connect-plugins"
 JMX_EXPORTER_AGENT = INFRA_DIR / "target" / "agents" / "jmx_prometheus_javaagent.jar"
-# The start scripts of the Kafka node and the Connect worker: the containers run them too (on their PATH).
-START_SCRIPTS = INFRA_DIR / "containers" / "bin"
 
 
 def script_env(config: StackConfig, **values: object) -> dict[str, str]:

@@ -3,18 +3,17 @@ with MARIADB_NODES=3, a Galera cluster of three such servers under .stack/mariad
 
 import getpass
 import os
-import re
 import subprocess
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 from launcher.processes import (
+    START_SCRIPTS,
     Component,
     StartupFailed,
     done,
     needs_start,
-    render_template,
     start,
     step,
     stop,
@@ -26,8 +25,7 @@ from stack_description.settings import INFRA_DIR, STACK_DIR, MariaDbNode, StackC
 
 MARIADB_DIR = STACK_DIR / "mariadb"
 SOCKET = MARIADB_DIR / "mysqld.sock"
-CONFIG = MARIADB_DIR / "my.cnf"
-MARIADBD = "/usr/sbin/mariadbd"
+START_MARIADB = str(START_SCRIPTS / "start-mariadb")
 # A joiner may copy a donor's whole datadir (rsync) before it serves.
 JOIN_TIMEOUT_SECONDS = 300
 # The rsync_owner state transfer, found on the nodes' PATH: rsync whose daemon writes as the node's owner.
@@ -46,10 +44,6 @@ def component(config: StackConfig) -> Component:
 
 def socket_of(node: MariaDbNode) -> Path:
     return node.home / "mysqld.sock"
-
-
-def config_of(node: MariaDbNode) -> Path:
-    return node.home / "my.cnf"
 
 
 def galera(config: StackConfig) -> bool:
@@ -84,117 +78,64 @@ def _up_single(config: StackConfig) -> None:
 
 
 def _start_server(mariadb: Component, config: StackConfig) -> None:
-    node = config.mariadb_nodes[0]
-    _write_config(config, node)
-    _initialise_datadir(node)
     step(f"starting mariadb on 127.0.0.1:{config.db_port}")
-    start(mariadb, _server_argv(node), dict(os.environ))
+    start(mariadb, [START_MARIADB], _script_env(config, config.mariadb_nodes[0]))
     wait_until(mariadb, lambda: SOCKET.exists() and _admin_sql("SELECT 1") is not None, 60, "accepting connections")
 
 
-def _server_argv(node: MariaDbNode, *options: str) -> list[str]:
-    argv = [MARIADBD, f"--defaults-file={config_of(node)}", *options]
-    if os.geteuid() == 0:
-        argv.append("--user=root")
-    return argv
-
-
-def _write_config(config: StackConfig, node: MariaDbNode) -> None:
-    """my.cnf for the node; a Galera node's includes galera.cnf, filled with its peers and ports."""
-    target = render_template(
-        INFRA_DIR / "mariadb" / "my.cnf",
-        config_of(node),
-        home=node.home,
-        log_file=Component.of(node).log_file,
-        server_id=node.number,
-        db_port=node.port,
-        binlog_filter=_binlog_filter(config),
-    )
+def _script_env(config: StackConfig, node: MariaDbNode) -> dict[str, str]:
+    """What start-mariadb (infra/containers/bin, compose's too) is told natively: the node's folder, log and ports,
+    and in a Galera cluster its peers (their group ports, and their sockets to ask whether one is primary)."""
+    values: dict[str, object] = {
+        "PATH": f"{START_SCRIPTS}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "MARIADB_NETWORK": "loopback",
+        "MARIADB_HOME": node.home,
+        "MARIADB_CONFIG_DIR": INFRA_DIR / "mariadb",
+        "MARIADB_LOG": Component.of(node).log_file,
+        "MARIADB_PORT": node.port,
+        "CATALOG_DB": config.databases[1],
+        "GALERA_NODE": node.number,
+        "GALERA_PEERS": "",  # a single server
+    }
     if galera(config):
-        peers = ",".join(f"127.0.0.1:{peer.group_port}" for peer in config.mariadb_nodes)
-        included = render_template(
-            INFRA_DIR / "mariadb" / "galera.cnf",
-            node.home / "galera.cnf",
-            peers=peers,
-            node_name=node.name,
-            node_host="127.0.0.1",
-            group_port=node.group_port,
-            ist_port=node.ist_port,
-            sst_port=node.sst_port,
-            db_port=node.port,
-            gtid_domain_id=10 + node.number,
-            # rsync run by root writes as "nobody" (infra/mariadb/sst-bin/rsync says more).
-            sst_method="rsync_owner" if os.geteuid() == 0 else "rsync",
-            notify_cmd=f"{INFRA_DIR / 'mariadb' / 'wsrep-notify'} {socket_of(node)}",
-        )
-        with open(target, "a") as appended:
-            appended.write(f"\n!include {included}\n")
-    (node.home / "binlog").mkdir(parents=True, exist_ok=True)
-
-
-def _binlog_filter(config: StackConfig) -> str:
-    """Only catalogdb's changes in the binlog (what the cdc account may read), on a single server. Galera replicates
-    what the binlog holds: there a filter would keep every other database's writes from the other nodes (seen: a row
-    of mydb written on node 1 never reached 2 and 3), so a cluster's binlog holds every database."""
-    if galera(config):
-        return "# No binlog_do_db in a Galera cluster: it would filter what the nodes replicate (launcher.mariadb)."
-    return f"binlog_do_db={config.databases[1]}"
+        values |= {
+            "GALERA_NODE_NAME": node.name,
+            "GALERA_PEERS": ",".join(f"127.0.0.1:{peer.group_port}" for peer in config.mariadb_nodes),
+            "GALERA_PEER_SOCKETS": " ".join(str(socket_of(peer)) for peer in config.mariadb_nodes if peer != node),
+            "GALERA_GROUP_PORT": node.group_port,
+            "GALERA_IST_PORT": node.ist_port,
+            "GALERA_SST_PORT": node.sst_port,
+            "WSREP_NOTIFY": INFRA_DIR / "mariadb" / "wsrep-notify",
+        }
+        if os.geteuid() == 0:
+            # rsync run by root writes as "nobody" (infra/mariadb/sst-bin/rsync says more): ours, first on the PATH.
+            values |= {"GALERA_SST_METHOD": "rsync_owner", "PATH": f"{SST_BIN}:{values['PATH']}"}
+    return {**os.environ, **{key: str(value) for key, value in values.items()}}
 
 
 def _binlog_on() -> bool:
     return (_admin_sql("SELECT @@log_bin") or "").strip() == "1"
 
 
-def _initialise_datadir(node: MariaDbNode) -> None:
-    if (node.home / "data" / "mysql").exists():
-        return
-    mariadb = Component.of(node)
-    step(f"initialising {node.name} datadir")
-    (node.home / "data").mkdir(parents=True, exist_ok=True)
-    argv = [
-        "mariadb-install-db",
-        f"--defaults-file={config_of(node)}",
-        "--auth-root-authentication-method=socket",
-        "--skip-test-db",
-        f"--user={getpass.getuser()}",
-    ]
-    with open(mariadb.log_file, "ab") as log:
-        result = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, check=False)
-    if result.returncode != 0:
-        raise StartupFailed(f"{node.name}: mariadb-install-db failed; see {mariadb.log_file}")
-    done("done")
-
-
 # The Galera cluster.
 
 
 def start_nodes(config: StackConfig, nodes: list[MariaDbNode]) -> None:
-    """Start these Galera nodes (all down, or some of a running cluster) and wait until each is Synced. With no node
-    of the cluster running, one of them bootstraps a new primary component: the one that may (grastate.dat), else the
-    one that saw the most; the others join it one after another (IST, or SST by rsync)."""
+    """Start these Galera nodes (all down, or some of a running cluster) together with start-mariadb, which makes
+    each node's choice (join a primary component, found one, or wait for the node that may), and wait until each is
+    Synced in a primary component."""
     if not nodes:
         return
-    for node in nodes:
-        _write_config(config, node)
-        _initialise_datadir(node)
-    joiners = list(nodes)
     running = [node for node in config.mariadb_nodes if node not in nodes and Component.of(node).running()]
     if running and not any(node_state(node)[0] == "Primary" for node in running):
         _restore_primary_component(running)
-    if not running:
-        first = _bootstrap_node(nodes)
-        joiners.remove(first)
-        step(f"starting {first.name} on 127.0.0.1:{first.port} (bootstrapping the galera cluster)")
-        start(Component.of(first), _server_argv(first, "--wsrep-new-cluster"), _node_env())
-        wait_until(Component.of(first), partial(_primary_and_synced, first), 60, "primary and synced")
-    for node in joiners:
-        # After a crash grastate.dat holds no position, and a node started without one takes a full copy (SST);
-        # given the position InnoDB recovers, it takes only the writesets it missed (IST) while a peer holds them.
-        position = _recovered_position(node) if _grastate(node).get("seqno") == "-1" else None
-        options = [f"--wsrep-start-position={position}"] if position else []
-        step(f"starting {node.name} on 127.0.0.1:{node.port} (joining the galera cluster)")
-        start(Component.of(node), _server_argv(node, *options), _node_env())
-        wait_until(Component.of(node), partial(_primary_and_synced, node), JOIN_TIMEOUT_SECONDS, "joined and synced")
+    for node in nodes:
+        step(f"starting {node.name} on 127.0.0.1:{node.port} (galera node)")
+        start(Component.of(node), [START_MARIADB], _script_env(config, node))
+        done()
+    for node in nodes:
+        step(f"waiting for {node.name}")
+        wait_until(Component.of(node), partial(_primary_and_synced, node), JOIN_TIMEOUT_SECONDS, "synced")
 
 
 def _restore_primary_component(running: list[MariaDbNode]) -> None:
@@ -211,13 +152,6 @@ def _restore_primary_component(running: list[MariaDbNode]) -> None:
 def _last_committed(node: MariaDbNode) -> int:
     answer = _admin_sql("SHOW GLOBAL STATUS LIKE 'wsrep_last_committed'", socket_of(node)).split()
     return int(answer[-1]) if answer else -1
-
-
-def _node_env() -> dict[str, str]:
-    env = dict(os.environ)
-    if os.geteuid() == 0:
-        env["PATH"] = f"{SST_BIN}:{env.get('PATH', '/usr/bin:/bin')}"
-    return env
 
 
 def _primary_and_synced(node: MariaDbNode) -> bool:
@@ -252,63 +186,6 @@ def node_summary(node: MariaDbNode) -> str:
         f"{status.get('wsrep_cluster_status', '?').lower()}, {status.get('wsrep_local_state_comment', '?').lower()}, "
         f"cluster size {status.get('wsrep_cluster_size', '?')}, last committed {status.get('wsrep_last_committed')}"
     )
-
-
-def _grastate(node: MariaDbNode) -> dict[str, str]:
-    """The node's saved Galera state (uuid, seqno, safe_to_bootstrap); empty when it never ran."""
-    path = node.home / "data" / "grastate.dat"
-    if not path.exists():
-        return {}
-    return {
-        key.strip(): value.strip()
-        for key, sep, value in (line.partition(":") for line in path.read_text().splitlines())
-        if sep and not key.startswith("#")
-    }
-
-
-def _bootstrap_node(nodes: list[MariaDbNode]) -> MariaDbNode:
-    """Who starts a new primary component: the first node when none has run yet; else the one grastate.dat marks
-    safe_to_bootstrap (the last to stop cleanly); else (all crashed) the one whose recovered seqno is highest, marked
-    safe so that it may bootstrap."""
-    states = {node: _grastate(node) for node in nodes}
-    if not any(states.values()):
-        return nodes[0]
-    for node, state in states.items():
-        if state.get("safe_to_bootstrap") == "1":
-            return node
-    seqnos = {node: _recovered_seqno(node, state) for node, state in states.items()}
-    chosen = max(nodes, key=lambda node: seqnos[node])
-    path = chosen.home / "data" / "grastate.dat"
-    path.write_text(re.sub(r"safe_to_bootstrap:\s*0", "safe_to_bootstrap: 1", path.read_text()))
-    print(f"==> no node may bootstrap safely; {chosen.name} saw the most (seqno {seqnos[chosen]}): it bootstraps")
-    return chosen
-
-
-def _recovered_seqno(node: MariaDbNode, state: dict[str, str]) -> int:
-    """grastate.dat's seqno, or after a crash (-1) the position InnoDB recovers (mariadbd --wsrep-recover)."""
-    seqno = int(state.get("seqno", "-1"))
-    if seqno >= 0 or not state:
-        return seqno
-    position = _recovered_position(node)
-    return int(position.rsplit(":", 1)[1]) if position else -1
-
-
-def _recovered_position(node: MariaDbNode) -> str | None:
-    """The cluster position (uuid:seqno) InnoDB recovers for a crashed node (mariadbd --wsrep-recover, as mysqld_safe
-    asks it); None when it finds none."""
-    log = node.home / "wsrep-recover.log"
-    log.unlink(missing_ok=True)
-    step(f"recovering {node.name}'s last position (mariadbd --wsrep-recover, log {log})")
-    subprocess.run(
-        _server_argv(node, "--wsrep-recover", f"--log-error={log}"),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    found = re.findall(r"Recovered position: ([0-9a-f-]+:-?\d+)", log.read_text() if log.exists() else "")
-    done(found[-1] if found else "none")
-    return found[-1] if found else None
 
 
 # Accounts and databases: on the single server, or on one node of the primary component (Galera replicates them).

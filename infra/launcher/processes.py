@@ -15,7 +15,7 @@ from typing import Protocol
 
 import httpx
 
-from stack_description.settings import LOG_DIR, REPO_ROOT, STACK_DIR, StackConfig
+from stack_description.settings import INFRA_DIR, LOG_DIR, REPO_ROOT, STACK_DIR, StackConfig
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,8 @@ STACK_ID = str(REPO_ROOT if STACK_DIR == REPO_ROOT / ".stack" else STACK_DIR)
 
 
 PID_DIR = STACK_DIR / "pids"
+# The start scripts of a MariaDB server, a Kafka node and a Connect worker: the containers run them too (on their PATH).
+START_SCRIPTS = INFRA_DIR / "containers" / "bin"
 VENV_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
 
 # Where every Python component runs: not the repo root, whose .env (every secret) pydantic-settings would read.
