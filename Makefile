@@ -14,7 +14,7 @@ help:
 	@echo "  demo          the seed scenario end to end through the gateway, with a report"
 	@echo "  audit         the consistency auditor over the running stack (exit 1 on a discrepancy)"
 	@echo "  chaos         orders flow while components are killed in turn; the auditor's verdict"
-	@echo "  check         lint, mypy, the lock check, unit tests (needs only .venv, under a minute)"
+	@echo "  check         lint, mypy, the lock check, unit tests, the discovery suite (needs only .venv, under a minute)"
 	@echo "  test          make check, then every suite against the native stack (what CI runs)"
 	@echo "  lint          ruff and mypy only"
 	@echo "  lock          recompile requirements.lock after changing constraints.txt or a pyproject.toml"
@@ -51,12 +51,13 @@ demo: up
 chaos: up
 	@$(PY) -m chaos $(CHAOS_ARGS)
 
-# No stack needed, only .venv: lint, types, the lock, the unit tests of pure logic (under a minute).
+# No stack needed, only .venv: lint, types, the lock, the unit tests of pure logic and the discovery suite (under a
+# minute).
 check:
 	@bash infra/install.sh --python
 	@bash infra/check.sh
 
-# make check first, then every suite (the gateway's and discovery's too) against the real stack.
+# make check first, then every other suite (the gateway's too) against the real stack.
 test:
 	@bash infra/install.sh wrk
 	@bash infra/check.sh && bash infra/run-tests.sh

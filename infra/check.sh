@@ -28,8 +28,8 @@ done
 echo "==> requirements.lock matches constraints.txt and the pyproject files"
 # The resolver starts from the lock itself (infra/lock.sh), so only a change of our inputs can move a pin; the
 # pins are compared, not the hashes (a wheel uploaded later for a pinned version is no change of ours).
-fresh=$(mktemp)
-trap 'rm -f "$fresh"' EXIT
+fresh=$(mktemp) discovery_log=$(mktemp)
+trap 'rm -f "$fresh" "$discovery_log"' EXIT
 pins() { grep -E '^[A-Za-z0-9._-]+==' "$1" | sed 's/ .*//'; }
 if bash infra/lock.sh "$fresh" 2>/dev/null; then
   diff <(pins requirements.lock) <(pins "$fresh") >/dev/null \
@@ -46,7 +46,16 @@ else
   echo "    (skipped: promtool is not installed; make up installs Debian's prometheus, and make test runs this step)"
 fi
 
-echo "==> unit tests (pure logic, no stack)"
-# The gateway and discovery suites need no stack either, but take ~100 s (their own processes): make test runs
-# them, so that make check stays under a minute.
+echo "==> unit tests (pure logic, no stack), and beside them the discovery server's suite"
+# The discovery server's suite needs no stack either (its servers on free ports, only .venv): it runs beside the unit
+# tests, its output after theirs; infra/run-tests.sh leaves it out of make test's stack run, which follows this. The
+# gateway's suite (~75 s of its own processes) would take make check past a minute: make test runs it.
+$VENV/python -m pytest -q -p no:cacheprovider -m "not unit" discovery/tests >"$discovery_log" 2>&1 &
+discovery=$!
 $VENV/python -m pytest -q -m unit
+unit=$?
+wait "$discovery"
+discovery_result=$?
+echo "==> the discovery server's suite"
+cat "$discovery_log"
+[ "$unit" = 0 ] && [ "$discovery_result" = 0 ]
