@@ -3,7 +3,7 @@ dependency, migrations at start."""
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, cast
@@ -31,6 +31,10 @@ FAILOVER_CONNECT_TIMEOUT_SECONDS = 3
 # With several servers, connections made to a later one are replaced after this long (a new one goes to the first
 # that answers), so the clients come back to one writer once the preferred server has returned.
 FAILOVER_POOL_RECYCLE_SECONDS = 60
+# With several servers, a statement, commit or rollback of the async driver unanswered this long gives its connection
+# up (a node that stalled while it ran). Above InnoDB's row lock wait (innodb_lock_wait_timeout, 50 s): a statement
+# waiting for a lock gets MariaDB's own error first.
+FAILOVER_STATEMENT_TIMEOUT_SECONDS = 60.0
 
 
 class NoServerAnswers(Exception):
@@ -74,9 +78,12 @@ def galera_state(connection: DBAPIConnection) -> str | None:
     return str(row["Value"] if isinstance(row, dict) else row[1])
 
 
-def with_failover(engine: Engine, settings: ServiceSettings) -> None:
+def with_failover(
+    engine: Engine, settings: ServiceSettings, *, statement_timeout: float = FAILOVER_STATEMENT_TIMEOUT_SECONDS
+) -> None:
     """Make every new connection of `engine` go to the first server of DB_HOSTS that answers (nothing to do for one
-    server): pool_pre_ping finds a pooled connection broken, and its replacement goes to the next server."""
+    server): pool_pre_ping finds a pooled connection broken, and its replacement goes to the next server. The async
+    driver's statements get `statement_timeout` seconds each (`bound_calls`)."""
     if len(settings.db_addresses) < 2:
         return
 
@@ -88,7 +95,8 @@ def with_failover(engine: Engine, settings: ServiceSettings) -> None:
         if dialect.is_async:
             # aiomysql's connect_timeout bounds the TCP connect alone: a server that accepts and then never greets
             # (stalled) would hold the request, and every one behind it, instead of being passed over.
-            cparams.setdefault("async_creator_fn", partial(connect_within, cparams["connect_timeout"]))
+            bounded = partial(connect_within, cparams["connect_timeout"], statement_timeout)
+            cparams.setdefault("async_creator_fn", bounded)
         try:
             return connect_first_answering(settings, partial(dialect.connect, *cargs), cparams)
         except NoServerAnswers as exc:
@@ -96,9 +104,9 @@ def with_failover(engine: Engine, settings: ServiceSettings) -> None:
             raise dialect.loaded_dbapi.OperationalError(2003, str(exc)) from exc
 
 
-async def connect_within(seconds: float, *args: Any, **kwargs: Any) -> aiomysql.Connection:
+async def connect_within(seconds: float, statement_seconds: float, *args: Any, **kwargs: Any) -> aiomysql.Connection:
     """aiomysql.connect with the server's greeting and the login bounded too, failing as a refused connection does;
-    the connection's ping (the pool's pre-ping) is bounded as well."""
+    the connection's ping (the pool's pre-ping) is bounded as well, and its statements by `statement_seconds`."""
     try:
         async with asyncio.timeout(seconds):
             connection = await aiomysql.connect(*args, **kwargs)
@@ -107,32 +115,43 @@ async def connect_within(seconds: float, *args: Any, **kwargs: Any) -> aiomysql.
         raise pymysql.err.OperationalError(
             2003, f"Can't connect to MySQL server on {host!r} (no greeting and login within {seconds:g} s)"
         ) from exc
-    bound_ping(connection, seconds)
+    bound_calls(connection, seconds, "ping")
+    bound_calls(connection, statement_seconds, "query", "commit", "rollback")
     return connection
 
 
-def bound_ping(connection: aiomysql.Connection, seconds: float) -> None:
-    """A pooled connection to a server that stalled since (it holds the connection and never answers) failed its
-    pre-ping only when TCP gave up, minutes later, and every request checking it out waited that long. Unanswered
-    within `seconds`, the ping closes the connection and fails as a lost connection (2013): the pool throws it away
-    and its replacement goes to the first server that answers."""
-    ping = connection.ping
+def bound_calls(connection: aiomysql.Connection, seconds: float, *names: str) -> None:
+    """aiomysql has no read timeout: a server that stalls (it holds the connection and never answers) held a pooled
+    connection's pre-ping until TCP gave up, minutes later, and a statement running when it stalled for as long as
+    the stall lasted, with every request checking the connection out behind it. Each of these calls unanswered within
+    `seconds` closes the connection and fails as a lost connection (2013): SQLAlchemy throws the connection away, and
+    its replacement goes to the first server that answers."""
+    for name in names:
+        setattr(connection, name, _answered_within(seconds, connection, name))
 
-    async def ping_within(reconnect: bool = True) -> None:
+
+def _answered_within(seconds: float, connection: aiomysql.Connection, name: str) -> Callable[..., Awaitable[Any]]:
+    call = getattr(connection, name)
+
+    async def bounded(*args: Any, **kwargs: Any) -> Any:
         try:
             async with asyncio.timeout(seconds):
-                await ping(reconnect)
+                return await call(*args, **kwargs)
         except TimeoutError as exc:
             connection.close()
-            host = connection.host
-            raise pymysql.err.OperationalError(
-                2013, f"Lost connection to MySQL server at {host!r} (no answer to a ping within {seconds:g} s)"
-            ) from exc
+            lost = f"Lost connection to MySQL server at {connection.host!r} (no answer to {name} within {seconds:g} s)"
+            raise pymysql.err.OperationalError(2013, lost) from exc
 
-    connection.ping = ping_within
+    return bounded
 
 
-def make_engine(settings: ServiceSettings, database: str, *, pool_size: int = 10) -> AsyncEngine:
+def make_engine(
+    settings: ServiceSettings,
+    database: str,
+    *,
+    pool_size: int = 10,
+    statement_timeout: float = FAILOVER_STATEMENT_TIMEOUT_SECONDS,
+) -> AsyncEngine:
     engine = create_async_engine(
         settings.database_url(database),
         pool_size=pool_size,
@@ -140,7 +159,7 @@ def make_engine(settings: ServiceSettings, database: str, *, pool_size: int = 10
         pool_pre_ping=True,
         pool_recycle=1800 if len(settings.db_addresses) < 2 else FAILOVER_POOL_RECYCLE_SECONDS,
     )
-    with_failover(engine.sync_engine, settings)
+    with_failover(engine.sync_engine, settings, statement_timeout=statement_timeout)
     instrument_engine(engine)  # when tracing is on
     return engine
 

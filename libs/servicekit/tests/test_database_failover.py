@@ -10,6 +10,7 @@ from typing import Any, cast
 import pymysql
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from servicekit.config import ServiceSettings
 from servicekit.database import (
@@ -224,6 +225,36 @@ async def test_a_pooled_connection_to_a_server_that_stalled_since_is_replaced_by
         await engine.dispose()
         relay.close()
     assert replaced != through_relay and relay.relayed == 1, "a new connection, straight to the server that answers"
+
+
+@pytest.mark.stack
+async def test_a_statement_running_when_its_server_stalls_fails_within_its_bound_and_the_next_goes_elsewhere() -> None:
+    """A node that stalls while a statement of ours runs on it: the answer never comes. aiomysql has no read timeout,
+    so the statement waited as long as the stall lasted (here: past the test's 30 s deadline) with its pooled
+    connection, and every request behind it. Bounded, it fails as a lost connection (SQLAlchemy drops the connection)
+    and the next statement runs on the next server."""
+    real = ServiceSettings()  # DB_USER and DB_PASSWORD from .env
+    relay = StallingRelay((real.db_host, real.db_port))
+    settings = real.model_copy(update={"db_hosts": f"127.0.0.1:{relay.port},{real.db_host}:{real.db_port}"})
+    engine = make_engine(settings, "information_schema", pool_size=1, statement_timeout=2)
+    try:
+        async with engine.connect() as connection:
+            through_relay = (await connection.execute(text("SELECT CONNECTION_ID()"))).scalar_one()
+        started = time.monotonic()
+        with pytest.raises(OperationalError) as lost:
+            async with asyncio.timeout(30), engine.connect() as connection:
+                asyncio.get_running_loop().call_later(0.5, relay.stall)  # while the statement runs
+                await connection.execute(text("SELECT SLEEP(1.5)"))
+        failed_after = time.monotonic() - started
+        async with asyncio.timeout(30), engine.connect() as connection:
+            elsewhere = (await connection.execute(text("SELECT CONNECTION_ID()"))).scalar_one()
+    finally:
+        await engine.dispose()
+        relay.close()
+    assert lost.value.orig is not None and lost.value.orig.args[0] == 2013, lost.value
+    assert lost.value.connection_invalidated, "the connection is not handed out again"
+    assert 2 <= failed_after < 10, f"failed {failed_after:.1f} s after the statement began (bound: 2 s)"
+    assert elsewhere != through_relay and relay.relayed == 1, "the next connection went straight to the server"
 
 
 @pytest.mark.stack
