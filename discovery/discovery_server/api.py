@@ -14,7 +14,7 @@ from discovery_server import wire_format
 from discovery_server.config import RegistrySettings
 from discovery_server.metrics import REGISTRATIONS, RENEWALS
 from discovery_server.peers import Action, Peers, is_replication
-from discovery_server.registry import InstanceTaken, Registry, RegistryFull
+from discovery_server.registry import Instance, InstanceTaken, Registry, RegistryFull
 
 # What a registration may be sent as (Eureka's ApplicationResource consumes JSON and XML only): a cross-site
 # `text/plain` POST from a web page, which needs no CORS preflight, is refused.
@@ -93,17 +93,17 @@ async def unknown_instance(_: Request, exc: Exception) -> JSONResponse:
 
 @router.get("/apps")
 async def all_applications(request: Request, registry: RegistryDep) -> Response:
-    apps, version, hashcode = registry.applications(), registry.version, registry.apps_hashcode()
-    return _negotiated(
-        request,
-        wire_format.applications_json(apps, version, hashcode),
-        wire_format.applications_xml(apps, version, hashcode),
-    )
+    return _applications(request, registry, registry.applications())
 
 
 @router.get("/apps/delta")
 async def recent_changes(request: Request, registry: RegistryDep) -> Response:
-    apps, version, hashcode = registry.delta(), registry.version, registry.apps_hashcode()
+    return _applications(request, registry, registry.delta())
+
+
+def _applications(request: Request, registry: Registry, apps: dict[str, list[Instance]]) -> Response:
+    """Eureka's `applications` document (all of them, or the delta) with the registry's version and hashcode."""
+    version, hashcode = registry.version, registry.apps_hashcode()
     return _negotiated(
         request,
         wire_format.applications_json(apps, version, hashcode),
