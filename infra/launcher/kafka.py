@@ -20,6 +20,7 @@ from launcher.processes import (
     StartupFailed,
     done,
     needs_start,
+    path_with,
     port_open,
     start,
     step,
@@ -39,7 +40,7 @@ def script_env(config: StackConfig, **values: object) -> dict[str, str]:
     """What start-broker and start-worker are told natively beyond their environment: where the jars, Kafka's
     configuration and the metrics agent are here, the stack's replication, and `values`."""
     paths = {
-        "PATH": f"{START_SCRIPTS}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "PATH": path_with(START_SCRIPTS),
         "KAFKA_LIB": kafka_lib(),
         "KAFKA_CONFIG_DIR": INFRA_DIR / "kafka",
         "METRICS_AGENT": JMX_EXPORTER_AGENT,

@@ -14,6 +14,7 @@ from launcher.processes import (
     StartupFailed,
     done,
     needs_start,
+    path_with,
     start,
     step,
     stop,
@@ -87,7 +88,7 @@ def _script_env(config: StackConfig, node: MariaDbNode) -> dict[str, str]:
     """What start-mariadb (infra/containers/bin, compose's too) is told natively: the node's folder, log and ports,
     and in a Galera cluster its peers (their group ports, and their sockets to ask whether one is primary)."""
     values: dict[str, object] = {
-        "PATH": f"{START_SCRIPTS}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "PATH": path_with(START_SCRIPTS),
         "MARIADB_NETWORK": "loopback",
         "MARIADB_HOME": node.home,
         "MARIADB_CONFIG_DIR": INFRA_DIR / "mariadb",
@@ -109,7 +110,7 @@ def _script_env(config: StackConfig, node: MariaDbNode) -> dict[str, str]:
         }
         if os.geteuid() == 0:
             # rsync run by root writes as "nobody" (infra/mariadb/sst-bin/rsync says more): ours, first on the PATH.
-            values |= {"GALERA_SST_METHOD": "rsync_owner", "PATH": f"{SST_BIN}:{values['PATH']}"}
+            values |= {"GALERA_SST_METHOD": "rsync_owner", "PATH": path_with(SST_BIN, START_SCRIPTS)}
     return {**os.environ, **{key: str(value) for key, value in values.items()}}
 
 

@@ -29,6 +29,12 @@ PID_DIR = STACK_DIR / "pids"
 START_SCRIPTS = INFRA_DIR / "containers" / "bin"
 VENV_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
 
+
+def path_with(*folders: Path) -> str:
+    """Our PATH with these folders first: what a start script is run with (it calls its companions by name)."""
+    return ":".join([*map(str, folders), os.environ.get("PATH", "/usr/bin:/bin")])
+
+
 # Where every Python component runs: not the repo root, whose .env (every secret) pydantic-settings would read.
 RUN_DIR = STACK_DIR / "run"
 
